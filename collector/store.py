@@ -1,0 +1,511 @@
+"""The SQL edge of the collector: writes, rollups, retention and the reads others need.
+
+Every ingestion path (OTLP/HTTP, in-process exporters, the columnar bulk API) ends in
+:meth:`Store.write`, one transaction per batch. Inserts are idempotent (``ON CONFLICT DO
+NOTHING`` on natural keys), so a re-delivered batch changes nothing. Each backend gets
+its fastest correct method: ``executemany`` inside one transaction on SQLite, binary
+``COPY`` on PostgreSQL (falling back to a staging table when a batch holds duplicates).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from collector.convert import EVENT_COLUMNS, LINK_COLUMNS, SERIES_COLUMNS, SPAN_COLUMNS, TelemetryBatch
+from collector.schema import (
+    ROLLUP_STEP_NS,
+    Base,
+    MetricRollup,
+    MetricSample,
+    MetricSeries,
+    MetricType,
+    Resource,
+    RollupPending,
+    Signal,
+    Span,
+    SpanEvent,
+    SpanLink,
+    SpanRollup,
+    Temporality,
+)
+
+__all__ = [
+    "GaugeValue",
+    "PruneResult",
+    "RollupResult",
+    "Store",
+    "StoreError",
+    "WriteResult",
+    "open_engine",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class StoreError(ValueError):
+    """A bad store argument (database URL, retention horizon); the message says how to fix it."""
+
+
+def open_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with qfleet's per-connection settings.
+
+    SQLite gets WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys; PostgreSQL
+    URLs should use the psycopg 3 driver (``postgresql+psycopg://``).
+
+    Raises:
+        StoreError: ``url`` is not a database URL SQLAlchemy understands.
+    """
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"database URL {url!r} cannot be parsed; use e.g. sqlite:///qfleet.db or "
+            "postgresql+psycopg://user@127.0.0.1:5432/qfleet"
+        ) from None
+    backend = u.get_backend_name()
+    if backend == "postgresql" and u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"database URL {u.render_as_string()!r}: backend {backend!r} is not supported; "
+                         "use sqlite:/// or postgresql+psycopg://")
+    engine = create_engine(u, **kwargs)
+    if backend == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL: readers never block the single writer. NORMAL survives a process crash
+            # (SIGKILL); only a power loss can cost the last commits.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return engine
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Rows handed to the database in one committed transaction (duplicates included)."""
+
+    spans: int
+    events: int
+    links: int
+    samples: int
+    series: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollupResult:
+    """Minute buckets recomputed by one rollup pass."""
+
+    span_buckets: int
+    metric_buckets: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """Raw rows deleted by retention."""
+
+    spans: int
+    span_events: int
+    span_links: int
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeValue:
+    """The latest sample of a gauge series."""
+
+    metric_name: str
+    labels: dict[str, Any]
+    value: float
+    time_unix_nano: int
+    description: str
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"), allow_nan=False)
+
+
+# PostgreSQL binary COPY needs each column's wire type (most specific SQLAlchemy type first).
+_PG_TYPES: tuple[tuple[type, str], ...] = (
+    (BigInteger, "int8"),
+    (SmallInteger, "int2"),
+    (Integer, "int4"),
+    (Float, "float8"),
+    (Boolean, "bool"),
+    (JSON, "jsonb"),
+    (String, "text"),
+)
+
+
+def _pg_type(table: Table, col: str) -> str:
+    t = table.c[col].type
+    for cls, name in _PG_TYPES:
+        if isinstance(t, cls):
+            return name
+    raise AssertionError(f"no COPY type for {table.name}.{col} ({t!r})")
+
+
+class Store:
+    """Read and write access to the telemetry store.
+
+    Args:
+        engine: from :func:`open_engine`; the schema must be migrated (``qfleet db upgrade``).
+        clock: returns the current time in ns; used for ``first_seen`` and retention.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], int] = time.time_ns) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.dialect = engine.dialect.name
+        self._series_ids: dict[str, int] = {}
+        self._sql_cache: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    # -- writes ------------------------------------------------------------------
+
+    def write(self, batch: TelemetryBatch) -> WriteResult:
+        """Write ``batch`` in one transaction; idempotent for rows already stored.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the transaction failed and nothing was written.
+        """
+        new_ids: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            self._write(conn, batch, new_ids)
+        self._series_ids.update(new_ids)  # only ids that were committed
+        return WriteResult(len(batch.spans), len(batch.events), len(batch.links),
+                           len(batch.samples), len(batch.series))
+
+    def write_many(self, batches: Sequence[TelemetryBatch]) -> WriteResult:
+        """Write several batches in one transaction (how the receiver coalesces requests)."""
+        merged = TelemetryBatch()
+        for b in batches:
+            merged.extend(b)
+        return self.write(merged)
+
+    def _write(self, conn: Connection, batch: TelemetryBatch, new_ids: dict[str, int]) -> None:
+        now = self.clock()
+        if batch.resources:
+            self._insert(conn, Resource.__table__, ("fingerprint", "service_name", "attributes",
+                                                    "first_seen_unix_nano"),
+                         [(r.fingerprint, r.service_name, r.attributes, now)
+                          for r in batch.resources.values()], ("fingerprint",))
+        self._insert(conn, Span.__table__, SPAN_COLUMNS, batch.spans, ("trace_id", "span_id"))
+        self._insert(conn, SpanEvent.__table__, EVENT_COLUMNS, batch.events,
+                     ("trace_id", "span_id", "seq"))
+        self._insert(conn, SpanLink.__table__, LINK_COLUMNS, batch.links,
+                     ("trace_id", "span_id", "seq"))
+        step = ROLLUP_STEP_NS
+        pending = {(int(Signal.SPANS), s[8] // step * step) for s in batch.spans}
+        if batch.samples:
+            ids = self._series_id_map(conn, batch, new_ids)
+            self._insert(conn, MetricSample.__table__, ("series_id", "time_unix_nano", "value"),
+                         [(ids[fp], t, v) for fp, t, v in batch.samples],
+                         ("series_id", "time_unix_nano"))
+            # The next minute too: its counter increase starts from this one's last sample.
+            for _fp, t, _v in batch.samples:
+                b = t // step * step
+                pending.add((int(Signal.METRICS), b))
+                pending.add((int(Signal.METRICS), b + step))
+        if pending:
+            self._insert(conn, RollupPending.__table__, ("signal", "bucket_start_unix_nano"),
+                         sorted(pending), ("signal", "bucket_start_unix_nano"))
+
+    def _series_id_map(self, conn: Connection, batch: TelemetryBatch,
+                       new_ids: dict[str, int]) -> dict[str, int]:
+        ids = self._series_ids
+        missing = [fp for fp in batch.series if fp not in ids]
+        if not missing:
+            return ids
+        rows = [batch.series[fp].values for fp in missing]
+        self._insert(conn, MetricSeries.__table__, SERIES_COLUMNS, rows, ("fingerprint",))
+        t = MetricSeries.__table__
+        found: dict[str, int] = {}
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            for fp, sid in conn.execute(select(t.c.fingerprint, t.c.id).where(t.c.fingerprint.in_(chunk))):
+                found[fp] = sid
+        new_ids.update(found)
+        return {**ids, **found}
+
+    def _insert(self, conn: Connection, table: Table, cols: Sequence[str],
+                rows: list[tuple[Any, ...]], key: Sequence[str]) -> None:
+        if not rows:
+            return
+        json_idx = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, JSON)]
+        if self.dialect == "postgresql":
+            self._pg_copy(conn, table, cols, rows, key)
+            return
+        if json_idx:
+            rows = _encode_json(rows, json_idx)
+        sql = self._sql_cache.get((table.name, tuple(cols)))
+        if sql is None:
+            sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
+                   f"({', '.join('?' * len(cols))}) ON CONFLICT ({', '.join(key)}) DO NOTHING")
+            self._sql_cache[(table.name, tuple(cols))] = sql
+        conn.exec_driver_sql(sql, rows)
+
+    def _pg_copy(self, conn: Connection, table: Table, cols: Sequence[str],
+                 rows: list[tuple[Any, ...]], key: Sequence[str]) -> None:
+        import psycopg  # the PostgreSQL driver; only needed on this backend
+        from psycopg.types.json import Jsonb
+
+        types = [_pg_type(table, c) for c in cols]
+        jidx = [i for i, t in enumerate(types) if t == "jsonb"]
+        if jidx:
+            rows = [tuple(Jsonb(v) if i in jidx else v for i, v in enumerate(r)) for r in rows]
+        raw = conn.connection.driver_connection
+        collist = ", ".join(cols)
+        with raw.cursor() as cur:
+            # Fast path: COPY straight into the table. A duplicate key (a re-delivered
+            # batch) aborts it; then go through a staging table with ON CONFLICT.
+            cur.execute("SAVEPOINT qfleet_copy")
+            try:
+                with cur.copy(f"COPY {table.name} ({collist}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types)
+                    for r in rows:
+                        cp.write_row(r)
+                cur.execute("RELEASE SAVEPOINT qfleet_copy")
+                return
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT qfleet_copy")
+            stage = f"qfleet_stage_{table.name}"
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
+                        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            with cur.copy(f"COPY {stage} ({collist}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(types)
+                for r in rows:
+                    cp.write_row(r)
+            cur.execute(f"INSERT INTO {table.name} ({collist}) SELECT {collist} FROM {stage} "
+                        f"ON CONFLICT ({', '.join(key)}) DO NOTHING")
+            cur.execute(f"TRUNCATE {stage}")
+
+    # -- rollups -----------------------------------------------------------------
+
+    def refresh_rollups(self, *, max_buckets: int = 10_000) -> RollupResult:
+        """Recompute every pending minute bucket; idempotent and safe to re-run.
+
+        Returns how many buckets were recomputed (at most ``max_buckets`` per signal and call).
+        """
+        p = RollupPending.__table__
+        done = {Signal.SPANS: 0, Signal.METRICS: 0}
+        with self.engine.begin() as conn:
+            for sig in (Signal.SPANS, Signal.METRICS):
+                buckets = list(conn.execute(
+                    select(p.c.bucket_start_unix_nano).where(p.c.signal == int(sig))
+                    .order_by(p.c.bucket_start_unix_nano).limit(max_buckets)).scalars())
+                if not buckets:
+                    continue
+                conn.execute(p.delete().where(p.c.signal == int(sig),
+                                              p.c.bucket_start_unix_nano.in_(buckets)))
+                for lo, hi in _ranges(buckets):
+                    if sig is Signal.SPANS:
+                        self._rollup_spans(conn, lo, hi)
+                    else:
+                        self._rollup_metrics(conn, lo, hi)
+                done[sig] = len(buckets)
+        return RollupResult(done[Signal.SPANS], done[Signal.METRICS])
+
+    def _rollup_spans(self, conn: Connection, lo: int, hi: int) -> None:
+        conflict = "bucket_start_unix_nano, name, status_code, node_id, link_id, hardware_type"
+        conn.execute(text(f"""
+            INSERT INTO span_rollups ({conflict}, span_count, duration_sum_ns,
+                                      duration_min_ns, duration_max_ns)
+            SELECT (start_time_unix_nano / :step) * :step, name, status_code,
+                   COALESCE(node_id, ''), COALESCE(link_id, ''), COALESCE(hardware_type, ''),
+                   COUNT(*), SUM(duration_ns), MIN(duration_ns), MAX(duration_ns)
+            FROM spans
+            WHERE start_time_unix_nano >= :lo AND start_time_unix_nano < :hi
+            GROUP BY 1, 2, 3, 4, 5, 6
+            ON CONFLICT ({conflict}) DO UPDATE SET
+                span_count = excluded.span_count, duration_sum_ns = excluded.duration_sum_ns,
+                duration_min_ns = excluded.duration_min_ns,
+                duration_max_ns = excluded.duration_max_ns
+        """), {"step": ROLLUP_STEP_NS, "lo": lo, "hi": hi})
+
+    def _rollup_metrics(self, conn: Connection, lo: int, hi: int) -> None:
+        s, m, r = MetricSeries.__table__, MetricSample.__table__, MetricRollup.__table__
+        rows = conn.execute(
+            select(m.c.series_id, m.c.time_unix_nano, m.c.value, s.c.temporality, s.c.is_monotonic,
+                   s.c.metric_type)
+            .join(s, s.c.id == m.c.series_id)
+            .where(m.c.time_unix_nano >= lo, m.c.time_unix_nano < hi)
+            .order_by(m.c.series_id, m.c.time_unix_nano)).all()
+        if not rows:
+            return
+        series_ids = sorted({row[0] for row in rows})
+        prev_last: dict[int, float] = {}
+        r2 = r.alias("r2")
+        for i in range(0, len(series_ids), 500):
+            chunk = series_ids[i:i + 500]
+            latest_before = (select(r2.c.bucket_start_unix_nano).where(
+                r2.c.series_id == r.c.series_id, r2.c.bucket_start_unix_nano < lo)
+                .order_by(r2.c.bucket_start_unix_nano.desc()).limit(1).scalar_subquery())
+            for sid, last in conn.execute(select(r.c.series_id, r.c.last_value).where(
+                    r.c.series_id.in_(chunk), r.c.bucket_start_unix_nano == latest_before)):
+                prev_last[sid] = last
+        out: list[dict[str, Any]] = []
+        step = ROLLUP_STEP_NS
+        cur: dict[str, Any] | None = None
+        for sid, t, v, temporality, monotonic, mtype in rows:
+            b = t // step * step
+            if cur is None or cur["series_id"] != sid or cur["bucket_start_unix_nano"] != b:
+                cur = {"series_id": sid, "bucket_start_unix_nano": b, "sample_count": 0,
+                       "value_sum": 0.0, "value_min": v, "value_max": v, "last_value": v,
+                       "last_time_unix_nano": t, "increase": None}
+                out.append(cur)
+            cur["sample_count"] += 1
+            cur["value_sum"] += v
+            cur["value_min"] = min(cur["value_min"], v)
+            cur["value_max"] = max(cur["value_max"], v)
+            if temporality == Temporality.DELTA and monotonic:
+                cur["increase"] = (cur["increase"] or 0.0) + v
+            elif temporality == Temporality.CUMULATIVE and monotonic and mtype != MetricType.GAUGE:
+                p = prev_last.get(sid)
+                # A drop means the counter reset: the new value is all increase.
+                step_inc = 0.0 if p is None else (v - p if v >= p else v)
+                cur["increase"] = (cur["increase"] or 0.0) + step_inc
+                prev_last[sid] = v
+            cur["last_value"], cur["last_time_unix_nano"] = v, t
+        self._upsert(conn, r, out, ("series_id", "bucket_start_unix_nano"))
+
+    def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
+                key: Sequence[str]) -> None:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key),
+            set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key})
+        for i in range(0, len(rows), 1000):
+            conn.execute(stmt, rows[i:i + 1000])
+
+    # -- retention ---------------------------------------------------------------
+
+    def prune(self, *, older_than_ns: int, batch_size: int = 10_000) -> PruneResult:
+        """Delete raw spans (with their events and links) and samples older than
+        ``now - older_than_ns``, in transactions of at most ``batch_size`` rows.
+
+        Pending rollups are computed first, so the rollups keep the history.
+
+        Raises:
+            StoreError: a non-positive horizon or batch size.
+        """
+        if older_than_ns <= 0:
+            raise StoreError(f"older_than_ns={older_than_ns}: retention horizon must be positive")
+        if batch_size <= 0:
+            raise StoreError(f"batch_size={batch_size}: must be positive")
+        while self.refresh_rollups().span_buckets or self.refresh_rollups().metric_buckets:
+            pass
+        horizon = self.clock() - older_than_ns
+        keys = ("SELECT trace_id, span_id FROM spans WHERE start_time_unix_nano < :h "
+                "ORDER BY start_time_unix_nano, trace_id, span_id LIMIT :n")
+        totals = [0, 0, 0, 0]
+        params = {"h": horizon, "n": batch_size}
+        while True:
+            with self.engine.begin() as conn:
+                ev = conn.execute(text(
+                    f"DELETE FROM span_events WHERE (trace_id, span_id) IN ({keys})"), params).rowcount
+                ln = conn.execute(text(
+                    f"DELETE FROM span_links WHERE (trace_id, span_id) IN ({keys})"), params).rowcount
+                sp = conn.execute(text(
+                    f"DELETE FROM spans WHERE (trace_id, span_id) IN ({keys})"), params).rowcount
+            totals[0] += sp
+            totals[1] += ev
+            totals[2] += ln
+            if sp < batch_size:
+                break
+        while True:
+            with self.engine.begin() as conn:
+                n = conn.execute(text(
+                    "DELETE FROM metric_samples WHERE (series_id, time_unix_nano) IN ("
+                    "SELECT series_id, time_unix_nano FROM metric_samples "
+                    "WHERE time_unix_nano < :h ORDER BY time_unix_nano LIMIT :n)"), params).rowcount
+            totals[3] += n
+            if n < batch_size:
+                break
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return PruneResult(*totals)
+
+    # -- reads -------------------------------------------------------------------
+
+    def count(self, table: str) -> int:
+        """Row count of one qfleet table (by name).
+
+        Raises:
+            StoreError: ``table`` is not a qfleet table.
+        """
+        if table not in Base.metadata.tables:
+            raise StoreError(f"unknown table {table!r}; known: {sorted(Base.metadata.tables)}")
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+    def latest_gauges(self, *, limit: int = 10_000) -> list[GaugeValue]:
+        """The latest sample of every gauge series (at most ``limit`` series)."""
+        s, m = MetricSeries.__table__, MetricSample.__table__
+        m2 = m.alias("m2")
+        latest = (select(m2.c.time_unix_nano).where(m2.c.series_id == s.c.id)
+                  .order_by(m2.c.time_unix_nano.desc()).limit(1).scalar_subquery())
+        q = (select(s.c.metric_name, s.c.labels, s.c.node_id, s.c.link_id, s.c.hardware_type,
+                    s.c.description, m.c.value, m.c.time_unix_nano)
+             .join(m, (m.c.series_id == s.c.id) & (m.c.time_unix_nano == latest))
+             .where(s.c.metric_type == int(MetricType.GAUGE))
+             .order_by(s.c.metric_name, s.c.id).limit(limit))
+        out = []
+        with self.engine.connect() as conn:
+            for name, labels, node, link, hw, desc, value, t in conn.execute(q):
+                lab = dict(labels or {})
+                for k, v in (("node_id", node), ("link_id", link), ("hardware_type", hw)):
+                    if v is not None:
+                        lab.setdefault(k, v)
+                out.append(GaugeValue(name, lab, value, t, desc))
+        return out
+
+
+def _encode_json(rows: Iterable[tuple[Any, ...]], idx: list[int]) -> list[tuple[Any, ...]]:
+    if len(idx) == 1:
+        j = idx[0]
+        return [(*r[:j], _json(r[j]), *r[j + 1:]) for r in rows]
+    return [tuple(_json(v) if i in idx else v for i, v in enumerate(r)) for r in rows]
+
+
+def _ranges(buckets: Sequence[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of minute buckets as half-open ``[lo, hi)`` ranges."""
+    out: list[tuple[int, int]] = []
+    for b in buckets:
+        if out and out[-1][1] == b:
+            out[-1] = (out[-1][0], b + ROLLUP_STEP_NS)
+        else:
+            out.append((b, b + ROLLUP_STEP_NS))
+    return out

@@ -1,0 +1,3 @@
+"""qfleet: the composition root (CLI dispatch, demo). Nothing imports it."""
+
+__all__: list[str] = []

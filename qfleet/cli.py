@@ -1,0 +1,49 @@
+"""The ``qfleet`` console script: a small dispatcher to each package's own CLI."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# Command group -> module whose ``main(argv)`` runs it. Imported lazily: `qfleet db current`
+# must not pay for the simulator's imports.
+COMMANDS = {
+    "db": "collector.cli",
+    "collector": "collector.cli",
+    "demo": "qfleet.demo",
+}
+
+USAGE = """usage: qfleet COMMAND ...
+
+commands:
+  demo        run a short end-to-end demonstration on ./qfleet.db
+  db          schema migrations (upgrade, downgrade, current), retention (prune), rollups
+  collector   the OTLP/HTTP receiver (serve)
+
+Run `qfleet COMMAND --help` for a command's options.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qfleet`` script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    module = COMMANDS.get(args[0])
+    if module is None:
+        print(f"qfleet: unknown command {args[0]!r}\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("collector", "qfleet", "simulator", "slo", "alerts", "runbooks"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    mod = importlib.import_module(module)
+    return int(mod.main(args if module == "collector.cli" else args[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

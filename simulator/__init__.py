@@ -1,0 +1,3 @@
+"""Stim-powered fleet simulator (issue 3). Emits telemetry through ``collector``'s bulk and exporter APIs."""
+
+__all__: list[str] = []
