@@ -12,7 +12,6 @@ in the batch, never raised: the receiver reports them as OTLP partial success.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import math

@@ -49,7 +49,6 @@ from collector.schema import (
     Span,
     SpanEvent,
     SpanLink,
-    SpanRollup,
     Temporality,
 )
 
@@ -479,6 +478,7 @@ class Store:
                   .order_by(m2.c.time_unix_nano.desc()).limit(1).scalar_subquery())
         q = (select(s.c.metric_name, s.c.labels, s.c.node_id, s.c.link_id, s.c.hardware_type,
                     s.c.description, m.c.value, m.c.time_unix_nano)
+             .select_from(s)
              .join(m, (m.c.series_id == s.c.id) & (m.c.time_unix_nano == latest))
              .where(s.c.metric_type == int(MetricType.GAUGE))
              .order_by(s.c.metric_name, s.c.id).limit(limit))

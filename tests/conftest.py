@@ -122,3 +122,31 @@ def clock() -> FakeClock:
 def store(engine: Engine, clock: FakeClock) -> Store:
     """A store on a migrated database of each backend, with a fake clock."""
     return Store(engine, clock=clock)
+
+
+# -- golden files ----------------------------------------------------------------------
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/ from the code")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """``golden(name, value)``: compare ``value`` (JSON-able) with ``tests/golden/<name>.json``."""
+    import json
+
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, value: object) -> None:
+        path = GOLDEN_DIR / f"{name}.json"
+        text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"no golden file {path}; run pytest --update-golden once and review it"
+        assert json.loads(text) == json.loads(path.read_text()), f"output differs from {path}"
+
+    return check

@@ -1,0 +1,41 @@
+"""qfleet works from an installed wheel, not only from a checkout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_ships_migrations_and_runbooks_and_migrates(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("qfleet-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "migrations/env.py" in names and "migrations/script.py.mako" in names
+    assert any(n.startswith("migrations/versions/") and n.endswith("_initial_schema.py") for n in names)
+    assert "runbooks/README.md" in names
+    assert not any(n.startswith("tests/") for n in names)
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    # Run from a directory outside the checkout, importing only the installed copy.
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import collector, migrations; print(collector.__file__); "
+         "print(migrations.__file__)"], cwd=work, env=env, check=True, capture_output=True, text=True)
+    assert all(line.startswith(str(site)) for line in probe.stdout.split()), probe.stdout
+    run = subprocess.run([sys.executable, "-m", "qfleet.cli", "db", "upgrade"], cwd=work, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "at revision 20261126_0001" in run.stdout
+    assert (work / "qfleet.db").exists()
