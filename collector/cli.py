@@ -107,14 +107,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
             print(f"pruned {res.spans} spans, {res.span_events} span events, {res.span_links} span links, "
                   f"{res.samples} samples older than {args.older_than}", file=out)
         elif args.cmd == "rollup":
-            st = Store(engine)
-            spans = metrics = 0
-            while True:
-                r = st.refresh_rollups()
-                if not (r.span_buckets or r.metric_buckets):
-                    break
-                spans, metrics = spans + r.span_buckets, metrics + r.metric_buckets
-            print(f"recomputed {spans} span and {metrics} metric minute buckets", file=out)
+            r = Store(engine).refresh_rollups()
+            print(f"recomputed {r.span_buckets} span and {r.metric_buckets} metric minute buckets", file=out)
         return 0
     return _serve(args, settings, engine, out, err)
 

@@ -311,8 +311,18 @@ class Store:
     def refresh_rollups(self, *, max_buckets: int = 10_000) -> RollupResult:
         """Recompute every pending minute bucket; idempotent and safe to re-run.
 
-        Returns how many buckets were recomputed (at most ``max_buckets`` per signal and call).
+        Works in transactions of at most ``max_buckets`` buckets per signal until nothing
+        is pending, and returns how many buckets were recomputed.
         """
+        total = RollupResult(0, 0)
+        while True:
+            r = self._refresh_rollups_once(max_buckets)
+            if not (r.span_buckets or r.metric_buckets):
+                return total
+            total = RollupResult(total.span_buckets + r.span_buckets,
+                                 total.metric_buckets + r.metric_buckets)
+
+    def _refresh_rollups_once(self, max_buckets: int) -> RollupResult:
         p = RollupPending.__table__
         done = {Signal.SPANS: 0, Signal.METRICS: 0}
         with self.engine.begin() as conn:
@@ -423,8 +433,7 @@ class Store:
             raise StoreError(f"older_than_ns={older_than_ns}: retention horizon must be positive")
         if batch_size <= 0:
             raise StoreError(f"batch_size={batch_size}: must be positive")
-        while self.refresh_rollups().span_buckets or self.refresh_rollups().metric_buckets:
-            pass
+        self.refresh_rollups()
         horizon = self.clock() - older_than_ns
         keys = ("SELECT trace_id, span_id FROM spans WHERE start_time_unix_nano < :h "
                 "ORDER BY start_time_unix_nano, trace_id, span_id LIMIT :n")
