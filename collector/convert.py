@@ -113,6 +113,8 @@ SERIES_COLUMNS = (
 )
 
 _PROMOTED_KEYS = tuple(PROMOTED_ATTRIBUTES.values())
+# Times are stored as signed 64-bit integers (BIGINT): good until the year 2262.
+_MAX_NS = 2**63 - 1
 _NODE_KEY, _LINK_KEY, _HW_KEY = (
     PROMOTED_ATTRIBUTES["node_id"],
     PROMOTED_ATTRIBUTES["link_id"],
@@ -257,10 +259,10 @@ def _span_row(
     if parent_span_id is not None and len(parent_span_id) != 16:
         batch._reject_span(f"span {name!r}: invalid parent_span_id {parent_span_id!r}")
         return False
-    if start <= 0 or end < start:
+    if start <= 0 or end < start or end > _MAX_NS:
         batch._reject_span(
             f"span {name!r} ({trace_id}/{span_id}): start_time_unix_nano={start} "
-            f"end_time_unix_nano={end}; need 0 < start <= end"
+            f"end_time_unix_nano={end}; need 0 < start <= end < 2**63"
         )
         return False
     ra = res.attributes
@@ -594,7 +596,7 @@ class SpanColumns:
             zip(self.trace_id, self.span_id, self.name, self.start_time_unix_nano,
                 self.end_time_unix_nano, strict=True)
         ):
-            if len(tid) != 32 or len(sid) != 16 or st <= 0 or en < st:
+            if len(tid) != 32 or len(sid) != 16 or st <= 0 or en < st or en > _MAX_NS:
                 batch._reject_span(
                     f"row {i} ({tid!r}/{sid!r}, {nm!r}): need 32+16 hex ids and 0 < start <= end"
                 )
@@ -657,8 +659,8 @@ class _MetricSink:
         self, res: ResourceRow, name: str, mtype: MetricType, temporality: int, monotonic: bool,
         unit: str, description: str, labels: dict[str, Any], t: int, value: float,
     ) -> None:
-        if t <= 0:
-            self.batch._reject_point(f"metric {name!r}: data point without time_unix_nano")
+        if t <= 0 or t > _MAX_NS:
+            self.batch._reject_point(f"metric {name!r}: time_unix_nano={t} is missing or out of range")
             return
         if isinstance(value, float) and math.isnan(value):
             self.batch._reject_point(f"metric {name!r}: NaN value at {t} (not storable)")

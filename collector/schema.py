@@ -283,9 +283,12 @@ class RollupPending(Base):
 
     Rows are inserted in the same transaction as the data, so a crash between a write
     and its rollup loses nothing: the next rollup pass recomputes these buckets.
+    ``touched_unix_nano`` is the store clock at the bucket's latest write: a live bucket
+    is rolled up once it has settled, not recomputed on every request.
     """
 
     __tablename__ = "rollup_pending"
 
     signal: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    touched_unix_nano: Mapped[int] = mapped_column(BigInteger)

@@ -148,8 +148,8 @@ class GaugeValue:
     description: str
 
 
-def _json(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), allow_nan=False)
+# One encoder for all rows: json.dumps with options builds a new encoder per call.
+_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 # PostgreSQL binary COPY needs each column's wire type (most specific SQLAlchemy type first).
@@ -234,8 +234,9 @@ class Store:
                 pending.add((int(Signal.METRICS), b))
                 pending.add((int(Signal.METRICS), b + step))
         if pending:
-            self._insert(conn, RollupPending.__table__, ("signal", "bucket_start_unix_nano"),
-                         sorted(pending), ("signal", "bucket_start_unix_nano"))
+            self._upsert(conn, RollupPending.__table__,
+                         [{"signal": sig, "bucket_start_unix_nano": b, "touched_unix_nano": now}
+                          for sig, b in sorted(pending)], ("signal", "bucket_start_unix_nano"))
 
     def _series_id_map(self, conn: Connection, batch: TelemetryBatch,
                        new_ids: dict[str, int]) -> dict[str, int]:
@@ -308,32 +309,36 @@ class Store:
 
     # -- rollups -----------------------------------------------------------------
 
-    def refresh_rollups(self, *, max_buckets: int = 10_000) -> RollupResult:
-        """Recompute every pending minute bucket; idempotent and safe to re-run.
+    def refresh_rollups(self, *, settle_ns: int = 0, max_buckets: int = 10_000) -> RollupResult:
+        """Recompute pending minute buckets; idempotent and safe to re-run.
 
-        Works in transactions of at most ``max_buckets`` buckets per signal until nothing
-        is pending, and returns how many buckets were recomputed.
+        Only buckets not written to for ``settle_ns`` are taken (0: all of them), so a
+        live receiver rolls up its current minute once it settles instead of rescanning
+        it on every pass. Works in transactions of at most ``max_buckets`` buckets per
+        signal until nothing eligible is pending; returns how many were recomputed.
         """
         total = RollupResult(0, 0)
+        cutoff = self.clock() - settle_ns
         while True:
-            r = self._refresh_rollups_once(max_buckets)
+            r = self._refresh_rollups_once(max_buckets, cutoff)
             if not (r.span_buckets or r.metric_buckets):
                 return total
             total = RollupResult(total.span_buckets + r.span_buckets,
                                  total.metric_buckets + r.metric_buckets)
 
-    def _refresh_rollups_once(self, max_buckets: int) -> RollupResult:
+    def _refresh_rollups_once(self, max_buckets: int, cutoff: int) -> RollupResult:
         p = RollupPending.__table__
         done = {Signal.SPANS: 0, Signal.METRICS: 0}
         with self.engine.begin() as conn:
             for sig in (Signal.SPANS, Signal.METRICS):
+                settled = (p.c.signal == int(sig), p.c.touched_unix_nano <= cutoff)
                 buckets = list(conn.execute(
-                    select(p.c.bucket_start_unix_nano).where(p.c.signal == int(sig))
+                    select(p.c.bucket_start_unix_nano).where(*settled)
                     .order_by(p.c.bucket_start_unix_nano).limit(max_buckets)).scalars())
                 if not buckets:
                     continue
-                conn.execute(p.delete().where(p.c.signal == int(sig),
-                                              p.c.bucket_start_unix_nano.in_(buckets)))
+                # A bucket written again meanwhile keeps its (newer) pending row.
+                conn.execute(p.delete().where(*settled, p.c.bucket_start_unix_nano.in_(buckets)))
                 for lo, hi in _ranges(buckets):
                     if sig is Signal.SPANS:
                         self._rollup_spans(conn, lo, hi)

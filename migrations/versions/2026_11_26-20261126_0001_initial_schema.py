@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.create_table('rollup_pending',
     sa.Column('signal', sa.SmallInteger(), nullable=False),
     sa.Column('bucket_start_unix_nano', sa.BigInteger(), nullable=False),
+    sa.Column('touched_unix_nano', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('signal', 'bucket_start_unix_nano', name=op.f('pk_rollup_pending'))
     )
     op.create_table('span_events',

@@ -188,3 +188,16 @@ def test_bad_urls_and_tables_are_named() -> None:
         open_engine("mysql://x@localhost/db")
     with pytest.raises(StoreError, match="unknown table 'nope'"):
         Store(open_engine("sqlite://")).count("nope")
+
+
+def test_live_buckets_are_rolled_up_once_settled(store: Store, clock: FakeClock) -> None:
+    b0 = clock.now_ns // MIN * MIN
+    store.write(spans_at([b0 + 1], prefix=1))
+    clock.advance(10**9)
+    store.write(spans_at([b0 + 2], prefix=2))  # the live minute is written again
+    # Not settled for 5 s yet: nothing rolled up, still pending.
+    assert store.refresh_rollups(settle_ns=5 * 10**9).span_buckets == 0
+    assert store.count("span_rollups") == 0 and store.count("rollup_pending") == 1
+    clock.advance(5 * 10**9)
+    assert store.refresh_rollups(settle_ns=5 * 10**9).span_buckets == 1
+    assert _rollups(store)[0][4] == 2

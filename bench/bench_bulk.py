@@ -1,0 +1,268 @@
+"""Bulk span ingest: qfleet's columnar path against the raw driver ceiling, same rows, same table.
+
+For each backend, the same N span rows (24 columns, ~186 B attribute JSON, hex ids) go
+into a freshly migrated ``spans`` table (qfleet's schema, so the indexes match):
+
+* raw ceiling: SQLite: stdlib ``sqlite3`` ``executemany`` in one transaction, WAL,
+  ``synchronous=NORMAL``; PostgreSQL: psycopg binary ``COPY`` with ``set_types``. Rows are
+  pre-built tuples with the attribute JSON already encoded (the ceiling does no Python work
+  per row beyond the driver's).
+* qfleet: ``SpanColumns(...).to_batch(...)`` then ``Store.write`` in batches (one
+  transaction each), timed with and without the ``to_batch`` conversion.
+
+Median of ``--runs`` runs, a fresh database per run. Prints a table and one JSON line.
+
+    .venv/bin/python bench/bench_bulk.py --rows 200000 --runs 3 --backend both
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from collector.convert import SPAN_COLUMNS, SpanColumns, TelemetryBatch
+from collector.migrate import upgrade
+from collector.store import Store, open_engine
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+T0 = 1_800_000_000_000_000_000
+SERVICE = "simulator"
+NODES = [f"qpu-{c}" for c in "abcdefgh"]
+HARDWARE = ["superconducting", "trapped-ion", "neutral-atom", "photonic"]
+
+
+def make_columns(n: int) -> dict[str, list[Any]]:
+    """Realistic columns: ten spans per trace, one root each, ~186 B of attributes."""
+    idx = range(n)
+    return {
+        "trace_id": [f"{(i // 10) * 0x9E3779B97F4A7C15 + 1:032x}"[-32:] for i in idx],
+        "span_id": [f"{i * 0x9E3779B1 + 1:016x}"[-16:] for i in idx],
+        "parent_span_id": [None if i % 10 == 0 else f"{(i // 10 * 10) * 0x9E3779B1 + 1:016x}"[-16:]
+                           for i in idx],
+        "name": ["job.run" if i % 10 == 0 else ("circuit.execute", "link.teleport", "decode")[i % 3]
+                 for i in idx],
+        "start_time_unix_nano": [T0 + i * 50_000 for i in idx],
+        "end_time_unix_nano": [T0 + i * 50_000 + 20_000 + i % 997 for i in idx],
+        "kind": [2 if i % 10 == 0 else 1 for i in idx],
+        "status_code": [2 if i % 53 == 0 else 0 for i in idx],
+        "status_message": ["readout timeout" if i % 53 == 0 else "" for i in idx],
+        "attributes": [{"qfleet.shots": 1000, "qfleet.logical_errors": i % 7,
+                        "qfleet.circuit": "surface_code:rotated_memory_z", "qfleet.distance": 5,
+                        "qfleet.rounds": 5, "qfleet.decoder": "pymatching", "qfleet.p_phys": 0.001}
+                       for i in idx],
+        "node_id": [NODES[i % len(NODES)] for i in idx],
+        "link_id": [f"{NODES[i % 8]}~{NODES[(i + 1) % 8]}" if i % 3 == 1 else None for i in idx],
+        "job_id": [f"job-{i // 10:08d}" for i in idx],
+        "run_id": [f"run-{i // 100:07d}" for i in idx],
+        "hardware_type": [HARDWARE[i % 4] for i in idx],
+    }
+
+
+def to_batches(cols: dict[str, list[Any]], batch_size: int) -> list[TelemetryBatch]:
+    """The qfleet conversion: SpanColumns per chunk, then to_batch."""
+    n = len(cols["trace_id"])
+    out = []
+    for lo in range(0, n, batch_size):
+        chunk = {k: v[lo:lo + batch_size] for k, v in cols.items()}
+        out.append(SpanColumns(**chunk).to_batch(service_name=SERVICE))
+    return out
+
+
+def raw_tuples(batches: list[TelemetryBatch], *, encode_json: bool) -> tuple[tuple[Any, ...], list[tuple]]:
+    """Pre-built rows in SPAN_COLUMNS order (attributes JSON-encoded) plus the resource row."""
+    j = SPAN_COLUMNS.index("attributes")
+    rows = []
+    for b in batches:
+        for r in b.spans:
+            rows.append((*r[:j], json.dumps(r[j], separators=(",", ":")), *r[j + 1:]) if encode_json else r)
+    res = next(iter(batches[0].resources.values()))
+    return (res.fingerprint, res.service_name, json.dumps(res.attributes), T0), rows
+
+
+# ---------------------------------------------------------------------------
+# SQLite
+
+
+@contextmanager
+def fresh_sqlite() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="qfleet-bench-") as d:
+        url = f"sqlite:///{Path(d) / 'bench.db'}"
+        e = open_engine(url)
+        upgrade(e)
+        e.dispose()
+        yield url
+
+
+def sqlite_raw(url: str, resource: tuple[Any, ...], rows: list[tuple]) -> float:
+    path = url.removeprefix("sqlite:///")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("INSERT INTO resources VALUES (?, ?, ?, ?)", resource)
+    sql = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(SPAN_COLUMNS))})")
+    t = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(sql, rows)
+    conn.execute("COMMIT")
+    dt = time.perf_counter() - t
+    n = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+    conn.close()
+    assert n == len(rows), (n, len(rows))
+    return dt
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+
+
+@contextmanager
+def fresh_pg() -> Iterator[str]:
+    import psycopg
+
+    name = f"qfleet_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        e = open_engine(url)
+        upgrade(e)
+        e.dispose()
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_raw(url: str, resource: tuple[Any, ...], rows: list[tuple]) -> float:
+    import psycopg
+    from psycopg.types.json import set_json_dumps
+
+    from collector.schema import Span
+    from collector.store import _pg_type
+
+    types = [_pg_type(Span.__table__, c) for c in SPAN_COLUMNS]
+    with psycopg.connect(url) as conn:
+        # The attribute JSON is pre-encoded, as on SQLite: pass it through unchanged.
+        set_json_dumps(lambda s: s, context=conn)
+        conn.execute("INSERT INTO resources VALUES (%s, %s, %s::jsonb, %s)", resource)
+        conn.commit()
+        t = time.perf_counter()
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY spans ({', '.join(SPAN_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(types)
+                for r in rows:
+                    cp.write_row(r)
+        conn.commit()
+        dt = time.perf_counter() - t
+        n = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]  # type: ignore[index]
+    assert n == len(rows), (n, len(rows))
+    return dt
+
+
+# ---------------------------------------------------------------------------
+# qfleet path
+
+
+def qfleet_write(url: str, batches: list[TelemetryBatch]) -> float:
+    engine = open_engine(url)
+    store = Store(engine, clock=lambda: T0)
+    t = time.perf_counter()
+    for b in batches:
+        store.write(b)
+    dt = time.perf_counter() - t
+    n = store.count("spans")
+    engine.dispose()
+    assert n == sum(len(b.spans) for b in batches), n
+    return dt
+
+
+def qfleet_convert_and_write(url: str, cols: dict[str, list[Any]], batch_size: int) -> float:
+    engine = open_engine(url)
+    store = Store(engine, clock=lambda: T0)
+    n = len(cols["trace_id"])
+    t = time.perf_counter()
+    for lo in range(0, n, batch_size):
+        chunk = {k: v[lo:lo + batch_size] for k, v in cols.items()}
+        store.write(SpanColumns(**chunk).to_batch(service_name=SERVICE))
+    dt = time.perf_counter() - t
+    stored = store.count("spans")
+    engine.dispose()
+    assert stored == n, stored
+    return dt
+
+
+# ---------------------------------------------------------------------------
+
+
+def median_of(runs: int, fresh: Callable[[], Any], fn: Callable[[str], float]) -> float:
+    times = []
+    for _ in range(runs):
+        with fresh() as url:
+            times.append(fn(url))
+    return statistics.median(times)
+
+
+def bench_backend(backend: str, cols: dict[str, list[Any]], batches: list[TelemetryBatch],
+                  runs: int, batch_size: int, profile: bool) -> dict[str, Any]:
+    n = len(cols["trace_id"])
+    fresh = fresh_sqlite if backend == "sqlite" else fresh_pg
+    resource, rows = raw_tuples(batches, encode_json=True)
+    raw = median_of(runs, fresh, lambda u: (sqlite_raw if backend == "sqlite" else pg_raw)(u, resource, rows))
+    excl = median_of(runs, fresh, lambda u: qfleet_write(u, batches))
+    incl = median_of(runs, fresh, lambda u: qfleet_convert_and_write(u, cols, batch_size))
+    if profile:
+        with fresh() as url:
+            prof = cProfile.Profile()
+            prof.enable()
+            qfleet_convert_and_write(url, cols, batch_size)
+            prof.disable()
+        print(f"\n--- cProfile, qfleet path incl. to_batch, {backend} ---")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return {"backend": backend, "rows": n, "runs": runs, "batch_size": batch_size,
+            "raw_rows_per_s": round(n / raw), "qfleet_write_rows_per_s": round(n / excl),
+            "qfleet_total_rows_per_s": round(n / incl),
+            "ratio_write": round(raw / excl, 3), "ratio_total": round(raw / incl, 3), "target": 0.6}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=20_000)
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--profile", action="store_true", help="cProfile one qfleet run per backend")
+    args = ap.parse_args(argv)
+
+    cols = make_columns(args.rows)
+    batches = to_batches(cols, args.batch_size)
+    attr_len = statistics.mean(len(json.dumps(a, separators=(",", ":"))) for a in cols["attributes"][:1000])
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results = [bench_backend(b, cols, batches, args.runs, args.batch_size, args.profile) for b in backends]
+
+    print(f"\n{args.rows} spans, {len(SPAN_COLUMNS)} columns, {attr_len:.0f} B attribute JSON, "
+          f"batches of {args.batch_size}, median of {args.runs}")
+    print(f"{'backend':<11} {'raw rows/s':>11} {'qfleet write':>13} {'ratio':>6} "
+          f"{'qfleet +to_batch':>17} {'ratio':>6}  target")
+    for r in results:
+        print(f"{r['backend']:<11} {r['raw_rows_per_s']:>11,} {r['qfleet_write_rows_per_s']:>13,} "
+              f"{r['ratio_write']:>6.2f} {r['qfleet_total_rows_per_s']:>17,} {r['ratio_total']:>6.2f}  "
+              f">= {r['target']}")
+    print(json.dumps({"bench": "bulk", "attr_json_bytes": round(attr_len), "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
