@@ -42,6 +42,7 @@ __all__ = [
     "decode_metrics_request",
     "decode_trace_request",
     "fingerprint",
+    "json_safe",
     "from_metrics_data",
     "from_metrics_request",
     "from_readable_spans",
@@ -226,6 +227,21 @@ def _promoted(attrs: Mapping[str, Any], res: Mapping[str, Any], key: str) -> str
 def _finite(v: float) -> float | str:
     # JSON (and PostgreSQL's JSONB) has no NaN or infinity: keep them as text.
     return v if math.isfinite(v) else str(v)
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float (not representable in JSON) replaced by its text.
+
+    >>> json_safe({"a": [1.0, float("nan")], "b": float("inf")})
+    {'a': [1.0, 'nan'], 'b': 'inf'}
+    """
+    if isinstance(v, float):
+        return _finite(v)
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
 
 
 # ---------------------------------------------------------------------------

@@ -84,7 +84,7 @@ class ProcessorStats:
         failed: spans in export calls that returned ``FAILURE`` or raised.
         blocked: times a producer had to wait for room in the queue (backpressure).
         refused: spans that could not be queued: ended after :meth:`shutdown`, or ended
-            by the export thread itself while the queue was full (it cannot wait for itself).
+            on the export thread itself (by instrumentation inside the exporter).
     """
 
     queued: int = 0
@@ -308,17 +308,27 @@ class BlockingSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._queued = self._exported = self._failed = self._blocked = self._refused = 0
+        self._refused_on_worker = 0  # written by the worker only, so it needs no lock
         self._worker = threading.Thread(target=self._run, name="qfleet-span-export", daemon=True)
         self._worker.start()
 
     @property
     def stats(self) -> ProcessorStats:
         """A snapshot of queued, exported, failed, blocked and refused span counts."""
-        return ProcessorStats(self._queued, self._exported, self._failed, self._blocked, self._refused)
+        return ProcessorStats(self._queued, self._exported, self._failed, self._blocked,
+                              self._refused + self._refused_on_worker)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a finished sampled span, blocking while the queue is full."""
         if not span.context.trace_flags.sampled:
+            return
+        if threading.get_ident() == self._worker.ident:
+            # A span ended by the exporter itself (instrumentation that ignores the
+            # suppression flag): waiting for room on the worker would wait on itself.
+            self._refused_on_worker += 1
+            if self._refused_on_worker == 1:
+                logger.warning("BlockingSpanProcessor refuses spans ended on its export thread "
+                               "(first: %r); they are counted in stats.refused", span.name)
             return
         with self._lock:
             if self._shutdown:
@@ -328,15 +338,8 @@ class BlockingSpanProcessor(SpanProcessor):
             try:
                 self._queue.put_nowait(span)
             except queue.Full:
-                if threading.get_ident() == self._worker.ident:
-                    # A span ended while exporting (e.g. by database instrumentation):
-                    # waiting for the worker to make room would wait forever.
-                    self._refused += 1
-                    logger.error("BlockingSpanProcessor queue full; span %r ended on the export "
-                                 "thread is refused", span.name)
-                    return
                 self._blocked += 1
-                self._queue.put(span)
+                self._queue.put(span)  # backpressure: wait for the worker to make room
             self._queued += 1
 
     def force_flush(self, timeout_millis: int | None = 30000) -> bool:
@@ -382,14 +385,20 @@ class BlockingSpanProcessor(SpanProcessor):
         deadline = 0.0
         get = self._queue.get
         while True:
-            try:
-                # Wait for the first span without a timeout; then at most until the
-                # batch's deadline, so a trickle of spans still leaves within the delay.
-                item = get(timeout=max(0.0, deadline - time.monotonic())) if batch else get()
-            except queue.Empty:
-                self._export(batch)
-                batch = []
-                continue
+            if batch:
+                # A started batch leaves when full or at its deadline, so a trickle of
+                # spans is still exported within schedule_delay_millis.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._export(batch)
+                    batch = []
+                    continue
+                try:
+                    item = get(timeout=remaining)
+                except queue.Empty:
+                    continue
+            else:
+                item = get()
             if isinstance(item, _Marker):
                 self._export(batch)
                 batch = []

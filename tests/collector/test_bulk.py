@@ -134,3 +134,13 @@ def test_invalid_rows_are_counted_and_not_written(store: Store) -> None:
     t = Base.metadata.tables["spans"]
     with store.engine.connect() as conn:
         assert list(conn.execute(select(t.c.name))) == [("good",)]
+
+
+def test_a_non_finite_attribute_does_not_poison_the_batch(store: Store) -> None:
+    cols = SpanColumns(
+        trace_id=["1" * 32, "1" * 32], span_id=["2" * 16, "3" * 16], name=["ok", "nan"],
+        start_time_unix_nano=[T0, T0], end_time_unix_nano=[T0 + 1, T0 + 1],
+        attributes=[{"fidelity": 0.93}, {"fidelity": float("nan")}])
+    store.write(cols.to_batch(service_name="simulator"))
+    assert _row(store, "3" * 16)["attributes"] == {"fidelity": "nan"}
+    assert store.count("spans") == 2
