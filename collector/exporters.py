@@ -14,9 +14,9 @@ while the export path never raises: it logs, counts and reports ``FAILURE``.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -289,7 +289,7 @@ class BlockingSpanProcessor(SpanProcessor):
         self,
         exporter: SpanExporter,
         *,
-        max_queue_size: int = 65536,
+        max_queue_size: int = 8192,
         max_export_batch_size: int = 4096,
         schedule_delay_millis: float = 200,
     ) -> None:
@@ -301,11 +301,16 @@ class BlockingSpanProcessor(SpanProcessor):
         if schedule_delay_millis < 0:
             raise ValueError(f"{schedule_delay_millis=} must be >= 0")
         self.exporter = exporter
+        self._max_queue = max_queue_size
         self._max_batch = max_export_batch_size
         self._delay_s = schedule_delay_millis / 1000
-        self._queue: queue.Queue[ReadableSpan | _Marker] = queue.Queue(max_queue_size)
-        # Held while enqueueing, so that no span can slip in behind the stop marker.
+        # A deque under one lock with two conditions: the worker wakes once per batch
+        # (first span, full batch, marker), not once per span as with queue.Queue.
+        self._items: deque[ReadableSpan | _Marker] = deque()
         self._lock = threading.Lock()
+        self._more = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self._markers = 0
         self._shutdown = False
         self._queued = self._exported = self._failed = self._blocked = self._refused = 0
         self._refused_on_worker = 0  # written by the worker only, so it needs no lock
@@ -335,12 +340,26 @@ class BlockingSpanProcessor(SpanProcessor):
                 self._refused += 1
                 logger.warning("BlockingSpanProcessor is shut down; span %r not exported", span.name)
                 return
-            try:
-                self._queue.put_nowait(span)
-            except queue.Full:
+            if len(self._items) - self._markers >= self._max_queue:
                 self._blocked += 1
-                self._queue.put(span)  # backpressure: wait for the worker to make room
+                while len(self._items) - self._markers >= self._max_queue:
+                    self._room.wait()  # backpressure: wait for the worker to make room
+            self._items.append(span)
             self._queued += 1
+            n = len(self._items)
+            if n == 1 or n >= self._max_batch:
+                self._more.notify()
+
+    def _put_marker(self, marker: _Marker) -> bool:
+        with self._lock:
+            if self._shutdown:
+                return False
+            if marker.stop:
+                self._shutdown = True
+            self._items.append(marker)
+            self._markers += 1
+            self._more.notify()
+        return True
 
     def force_flush(self, timeout_millis: int | None = 30000) -> bool:
         """Export every span queued before this call.
@@ -356,15 +375,9 @@ class BlockingSpanProcessor(SpanProcessor):
         deadline = None if timeout is None else time.monotonic() + timeout
         failed_before = self._failed
         marker = _Marker(stop=False)
-        with self._lock:
-            if self._shutdown:
-                return True  # shutdown drained the queue already
-            try:
-                self._queue.put(marker, timeout=timeout)
-            except queue.Full:
-                return False
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not marker.done.wait(left) or self._failed != failed_before:
+        if not self._put_marker(marker):
+            return True  # shutdown drained the queue already
+        if not marker.done.wait(timeout) or self._failed != failed_before:
             return False
         left_ms = 30000 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
         # The SDK's base SpanExporter.force_flush returns None: only an explicit False fails.
@@ -372,46 +385,45 @@ class BlockingSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Export everything still queued, stop the worker and shut the exporter down."""
-        with self._lock:
-            if self._shutdown:
-                return
-            self._shutdown = True
-            self._queue.put(_Marker(stop=True))
+        if not self._put_marker(_Marker(stop=True)):
+            return
         self._worker.join()
         self.exporter.shutdown()
 
+    def _take(self) -> tuple[list[ReadableSpan], _Marker | None]:
+        """Wait for a full batch, a marker or the batch deadline; take that batch."""
+        with self._lock:
+            while not self._items:
+                self._more.wait()
+            # A started batch leaves when full or at its deadline, so a trickle of spans is
+            # still exported within schedule_delay_millis.
+            deadline = time.monotonic() + self._delay_s
+            while len(self._items) < self._max_batch and not self._markers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._more.wait(left)
+            batch: list[ReadableSpan] = []
+            marker = None
+            pop = self._items.popleft
+            while self._items and len(batch) < self._max_batch:
+                item = pop()
+                if isinstance(item, _Marker):
+                    self._markers -= 1
+                    marker = item
+                    break
+                batch.append(item)
+            self._room.notify_all()
+        return batch, marker
+
     def _run(self) -> None:
-        batch: list[ReadableSpan] = []
-        deadline = 0.0
-        get = self._queue.get
         while True:
-            if batch:
-                # A started batch leaves when full or at its deadline, so a trickle of
-                # spans is still exported within schedule_delay_millis.
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._export(batch)
-                    batch = []
-                    continue
-                try:
-                    item = get(timeout=remaining)
-                except queue.Empty:
-                    continue
-            else:
-                item = get()
-            if isinstance(item, _Marker):
-                self._export(batch)
-                batch = []
-                item.done.set()
-                if item.stop:
+            batch, marker = self._take()
+            self._export(batch)
+            if marker is not None:
+                marker.done.set()
+                if marker.stop:
                     return
-                continue
-            batch.append(item)
-            if len(batch) == 1:
-                deadline = time.monotonic() + self._delay_s
-            if len(batch) >= self._max_batch:
-                self._export(batch)
-                batch = []
 
     def _export(self, batch: list[ReadableSpan]) -> None:
         if not batch:
