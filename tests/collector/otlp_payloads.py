@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,13 +26,19 @@ T0 = 1_795_000_000_000_000_000  # a fixed 2026 timestamp in ns
 
 
 def any_value(v: Any) -> AnyValue:
-    """An OTLP AnyValue for a Python scalar."""
+    """An OTLP AnyValue for a Python value (scalars, bytes, lists and dicts)."""
     if isinstance(v, bool):
         return AnyValue(bool_value=v)
     if isinstance(v, int):
         return AnyValue(int_value=v)
     if isinstance(v, float):
         return AnyValue(double_value=v)
+    if isinstance(v, bytes):
+        return AnyValue(bytes_value=v)
+    if isinstance(v, list):
+        return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
+    if isinstance(v, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=kvs(v)))
     return AnyValue(string_value=str(v))
 
 

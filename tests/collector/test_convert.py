@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -24,6 +24,7 @@ from collector.convert import (
     from_metrics_request,
     from_trace_request,
 )
+from tests.collector.otlp_payloads import any_value
 
 KNOWN_TRACE = "5b8efff798038103d269b633813fc60c"
 KNOWN_SPAN = "eee19b7ec3c1b174"
@@ -31,23 +32,7 @@ T0 = 1_800_000_000_000_000_000
 
 
 def kv(key: str, value: Any) -> KeyValue:
-    return KeyValue(key=key, value=_any(value))
-
-
-def _any(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[_any(v) for v in value]))
-    if isinstance(value, dict):
-        return AnyValue(kvlist_value=KeyValueList(values=[kv(k, v) for k, v in value.items()]))
-    return AnyValue(string_value=value)
+    return KeyValue(key=key, value=any_value(value))
 
 
 def trace_request() -> ExportTraceServiceRequest:
