@@ -10,10 +10,8 @@ into a freshly migrated ``spans`` table (qfleet's schema, so the indexes match):
 * qfleet: ``SpanColumns(...).to_batch(...)`` then ``Store.write`` in batches (one
   transaction each), timed with and without the ``to_batch`` conversion.
 
-With ``--prototype``, a third path shows what proposed ``store.py`` changes would buy
-(:class:`PrototypeStore` and :func:`prototype_to_batch`, defined here; qfleet itself is
-unchanged): multi-row ``INSERT ... VALUES`` on SQLite, COPY without per-row ``Jsonb``
-wrapping on PostgreSQL, and a column-at-a-time ``to_batch``.
+With ``--prototype``, a third path times :func:`prototype_to_batch`, a proposed
+column-at-a-time ``SpanColumns.to_batch`` defined here (qfleet itself does not use it).
 
 Median of ``--runs`` runs, a fresh database per run. Prints a table and one JSON line.
 
@@ -36,14 +34,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain, repeat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table
-
 from collector import convert
-from collector import store as store_module
 from collector.convert import SPAN_COLUMNS, SpanColumns, TelemetryBatch
 from collector.migrate import upgrade
 from collector.store import Store, open_engine
@@ -185,70 +180,7 @@ def pg_raw(url: str, resource: tuple[Any, ...], rows: list[tuple]) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Prototype of a store.py change (not used by qfleet; proves the gain)
-
-
-class PrototypeStore(Store):
-    """Two proposed ``Store`` write-path changes, one per backend.
-
-    SQLite: multi-row ``INSERT ... VALUES (...), (...)`` of 500 rows per statement, instead
-    of ``executemany``, which binds and steps one row at a time through Python's sqlite3.
-    PostgreSQL: ``Store._pg_copy`` without wrapping every JSON value in ``Jsonb``: with
-    ``set_types`` psycopg already picks the jsonb dumper by type OID, and it serialises plain
-    dicts; the wrapping rebuilds each 24-value row in Python.
-    """
-
-    ROWS_PER_STATEMENT = 500
-
-    def _insert(self, conn: Connection, table: Table, cols: Sequence[str],
-                rows: list[tuple[Any, ...]], key: Sequence[str]) -> None:
-        if not rows or self.dialect != "sqlite":
-            super()._insert(conn, table, cols, rows, key)
-            return
-        json_idx = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, JSON)]
-        if json_idx:
-            rows = store_module._encode_json(rows, json_idx)
-        one = f"({', '.join('?' * len(cols))})"
-        head = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
-        tail = f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
-        k = self.ROWS_PER_STATEMENT
-        full = head + ", ".join([one] * k) + tail
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        for lo in range(0, len(rows), k):
-            chunk = rows[lo:lo + k]
-            sql = full if len(chunk) == k else head + ", ".join([one] * len(chunk)) + tail
-            cur.execute(sql, list(chain.from_iterable(chunk)))
-        cur.close()
-
-    def _pg_copy(self, conn: Connection, table: Table, cols: Sequence[str],
-                 rows: list[tuple[Any, ...]], key: Sequence[str]) -> None:
-        # Store._pg_copy verbatim, minus the per-row Jsonb wrapping.
-        import psycopg
-
-        types = [store_module._pg_type(table, c) for c in cols]
-        raw = conn.connection.driver_connection
-        collist = ", ".join(cols)
-        with raw.cursor() as cur:  # type: ignore[union-attr]
-            cur.execute("SAVEPOINT qfleet_copy")
-            try:
-                with cur.copy(f"COPY {table.name} ({collist}) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(types)
-                    for r in rows:
-                        cp.write_row(r)
-                cur.execute("RELEASE SAVEPOINT qfleet_copy")
-                return
-            except psycopg.errors.UniqueViolation:
-                cur.execute("ROLLBACK TO SAVEPOINT qfleet_copy")
-            stage = f"qfleet_stage_{table.name}"
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
-                        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-            with cur.copy(f"COPY {stage} ({collist}) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(types)
-                for r in rows:
-                    cp.write_row(r)
-            cur.execute(f"INSERT INTO {table.name} ({collist}) SELECT {collist} FROM {stage} "
-                        f"ON CONFLICT ({', '.join(key)}) DO NOTHING")
-            cur.execute(f"TRUNCATE {stage}")
+# Prototype of a convert.py change (not used by qfleet; measures the gain)
 
 
 def prototype_to_batch(columns: SpanColumns) -> TelemetryBatch:
@@ -346,8 +278,7 @@ def bench_backend(backend: str, cols: dict[str, list[Any]], batches: list[Teleme
         "total": lambda u: qfleet_convert_and_write(u, cols, batch_size),
     }
     if prototype:
-        variants["proto_write"] = lambda u: qfleet_write(u, batches, PrototypeStore)
-        variants["proto_total"] = lambda u: qfleet_convert_and_write(u, cols, batch_size, PrototypeStore,
+        variants["proto_total"] = lambda u: qfleet_convert_and_write(u, cols, batch_size, Store,
                                                                      prototype_to_batch)
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(runs):  # interleaved, so drift hits every path alike; a fresh database each
@@ -380,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=20_000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--prototype", action="store_true",
-                    help="also time PrototypeStore (proposed store.py write-path changes)")
+                    help="also time prototype_to_batch (a proposed vectorised SpanColumns.to_batch)")
     ap.add_argument("--profile", action="store_true", help="cProfile one qfleet run per backend")
     args = ap.parse_args(argv)
 
@@ -399,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'backend':<11} {'path':<44} {'rows/s':>9} {'vs raw':>7}")
     labels = {"write": "qfleet Store.write (to_batch excluded)",
               "total": "qfleet to_batch + Store.write",
-              "proto_write": "PrototypeStore.write (to_batch excluded)",
-              "proto_total": "prototype to_batch + PrototypeStore.write"}
+              "proto_total": "prototype_to_batch + Store.write"}
     for r in results:
         print(f"{r['backend']:<11} {'raw ceiling':<44} {r['raw_rows_per_s']:>9,} {1:>7.2f}")
         for key, label in labels.items():

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from collector.convert import from_metrics_data, from_readable_spans
+from collector.convert import TelemetryBatch, from_metrics_data, from_readable_spans
 from collector.store import Store
 
 __all__ = [
@@ -110,6 +110,35 @@ class _Counter:
         return self._stats
 
 
+def _write_converted(store: Store, counter: _Counter, who: str, kind: str,
+                     convert: Callable[[Any], TelemetryBatch], data: Any, n_in: int) -> bool:
+    """Convert ``data`` and write it in one transaction; count and log, never raise.
+
+    Invalid items are counted as rejected (re-sending could not help); a failed
+    conversion or write counts the items as failed and returns ``False``.
+    """
+    try:
+        batch = convert(data)
+    except Exception:
+        # Data the converter cannot even read: refuse the whole call, loudly.
+        logger.exception("%s could not convert %d %s", who, n_in, kind)
+        counter.add(failed=n_in)
+        return False
+    rows = batch.spans if kind == "spans" else batch.samples
+    rejected = batch.rejected_spans + batch.rejected_points
+    if rejected:
+        logger.warning("%s rejected %d invalid %s: %s", who, rejected, kind, "; ".join(batch.errors[:3]))
+    try:
+        if rows:
+            store.write(batch)
+    except Exception:
+        logger.exception("%s failed to write %d %s", who, len(rows), kind)
+        counter.add(rejected=rejected, failed=len(rows))
+        return False
+    counter.add(exported=len(rows), rejected=rejected)
+    return True
+
+
 class SqlSpanExporter(SpanExporter):
     """An OpenTelemetry ``SpanExporter`` that writes finished spans into the store.
 
@@ -146,25 +175,9 @@ class SqlSpanExporter(SpanExporter):
             logger.warning("SqlSpanExporter is shut down; %d spans not exported", len(spans))
             self._counter.add(failed=len(spans))
             return SpanExportResult.FAILURE
-        try:
-            batch = from_readable_spans(spans)
-        except Exception:
-            # A span the converter cannot even read: refuse the whole call, loudly.
-            logger.exception("SqlSpanExporter could not convert %d spans", len(spans))
-            self._counter.add(failed=len(spans))
-            return SpanExportResult.FAILURE
-        if batch.rejected_spans:
-            logger.warning("SqlSpanExporter rejected %d invalid spans: %s",
-                           batch.rejected_spans, "; ".join(batch.errors[:3]))
-        try:
-            if batch.spans:
-                self.store.write(batch)
-        except Exception:
-            logger.exception("SqlSpanExporter failed to write %d spans", len(batch.spans))
-            self._counter.add(rejected=batch.rejected_spans, failed=len(batch.spans))
-            return SpanExportResult.FAILURE
-        self._counter.add(exported=len(batch.spans), rejected=batch.rejected_spans)
-        return SpanExportResult.SUCCESS
+        ok = _write_converted(self.store, self._counter, "SqlSpanExporter", "spans",
+                              from_readable_spans, spans, len(spans))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         """Refuse further exports. The store (and its engine) stay open: the caller owns them."""
@@ -227,23 +240,9 @@ class SqlMetricExporter(MetricExporter):
         if self._shutdown:
             logger.warning("SqlMetricExporter is shut down; metrics not exported")
             return MetricExportResult.FAILURE
-        try:
-            batch = from_metrics_data(metrics_data)
-        except Exception:
-            logger.exception("SqlMetricExporter could not convert the metrics data")
-            return MetricExportResult.FAILURE
-        if batch.rejected_points:
-            logger.warning("SqlMetricExporter rejected %d invalid points: %s",
-                           batch.rejected_points, "; ".join(batch.errors[:3]))
-        try:
-            if batch.samples:
-                self.store.write(batch)
-        except Exception:
-            logger.exception("SqlMetricExporter failed to write %d samples", len(batch.samples))
-            self._counter.add(rejected=batch.rejected_points, failed=len(batch.samples))
-            return MetricExportResult.FAILURE
-        self._counter.add(exported=len(batch.samples), rejected=batch.rejected_points)
-        return MetricExportResult.SUCCESS
+        ok = _write_converted(self.store, self._counter, "SqlMetricExporter", "samples",
+                              from_metrics_data, metrics_data, 0)
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Nothing is buffered here (every export commits before returning).
