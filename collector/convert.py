@@ -142,11 +142,6 @@ class SeriesRow:
 
     values: tuple[Any, ...]
 
-    @property
-    def fingerprint(self) -> str:
-        """The series fingerprint (first column)."""
-        return str(self.values[0])
-
 
 @dataclass(slots=True)
 class TelemetryBatch:

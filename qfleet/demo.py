@@ -79,13 +79,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     n_inproc = _orchestrator(store, rng, start_ns, end_ns)
     n_bulk = _link_attempts(store, rng, start_ns, end_ns)
     health = _scrape(url)
-    receiver.stop()
+    # Every export above was acknowledged after its commit: the rollups can be computed now.
     store.refresh_rollups()
     _summary(store, out, start_ns, n_otlp, n_inproc, n_bulk, health, time.monotonic() - started)
     if args.no_serve:
+        receiver.stop()
         return 0
-    receiver = Receiver(store, ReceiverConfig(host=settings.host, port=bound, token=token))
-    receiver.start()
     print(f"\nThe collector keeps serving on {url} (OTLP/HTTP /v1/traces and /v1/metrics with "
           f"'Authorization: Bearer <token in {settings.token_file}>'; /metrics, /healthz). Ctrl-C stops it.",
           file=out, flush=True)
@@ -178,13 +177,16 @@ def _link_attempts(store: Store, rng: random.Random, start_ns: int, end_ns: int)
 
 
 def _scrape(url: str) -> dict[str, float]:
+    """The collector's own counters from its /metrics, summed over their labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:  # noqa: S310 (loopback URL we own)
         text = r.read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("qfleet_collector_") and not line.startswith("#"):
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("qfleet_collector_") and sample.name.endswith("_total"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 
 
@@ -213,5 +215,4 @@ def _summary(store: Store, out: TextIO, start_ns: int, n_otlp: int, n_inproc: in
     for link, good, total in links:
         w(f"{link:<16} {total:>9} {good / total:>9.1%}\n")
     w("\ncollector health (/metrics): " + ", ".join(
-        f"{k.removeprefix('qfleet_collector_')}={int(v)}" for k, v in sorted(health.items())
-        if k.endswith("_total") and not k.endswith("_created")) + "\n")
+        f"{k.removeprefix('qfleet_collector_')}={int(v)}" for k, v in sorted(health.items())) + "\n")

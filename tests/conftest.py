@@ -75,29 +75,28 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh empty database on each backend in turn."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'qfleet.db'}"
-    return request.getfixturevalue("pg_url")
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+def _migrated(url: str) -> Iterator[Engine]:
+    e = open_engine(url)
+    upgrade(e)
+    yield e
+    e.dispose()
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     """A migrated engine on each backend in turn."""
-    e = open_engine(db_url)
-    upgrade(e)
-    yield e
-    e.dispose()
+    yield from _migrated(db_url)
 
 
 @pytest.fixture
 def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     """A migrated engine on a fresh SQLite file."""
-    e = open_engine(sqlite_url)
-    upgrade(e)
-    yield e
-    e.dispose()
+    yield from _migrated(sqlite_url)
 
 
 class FakeClock:
