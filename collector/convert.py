@@ -34,6 +34,8 @@ from collector.schema import PROMOTED_ATTRIBUTES, MetricType, Temporality
 __all__ = [
     "DecodeFailure",
     "ResourceRow",
+    "SdkSpanConverter",
+    "SdkSpanRows",
     "SERIES_COLUMNS",
     "SPAN_COLUMNS",
     "SeriesRow",
@@ -243,8 +245,7 @@ def json_safe(v: Any) -> Any:
 # Spans
 
 
-def _span_row(
-    batch: TelemetryBatch,
+def _span_tuple(
     res: ResourceRow,
     scope_name: str,
     trace_id: str,
@@ -260,47 +261,48 @@ def _span_row(
     flags: int,
     attrs: dict[str, Any],
     dropped: tuple[int, int, int],
-) -> bool:
+) -> tuple[Any, ...] | str:
+    """The span's row in :data:`SPAN_COLUMNS` order, or why it is invalid."""
     if len(trace_id) != 32 or trace_id == "0" * 32:
-        batch._reject_span(f"span {name!r}: invalid trace_id {trace_id!r} (need 16 non-zero bytes)")
-        return False
+        return f"span {name!r}: invalid trace_id {trace_id!r} (need 16 non-zero bytes)"
     if len(span_id) != 16 or span_id == "0" * 16:
-        batch._reject_span(f"span {name!r}: invalid span_id {span_id!r} (need 8 non-zero bytes)")
-        return False
+        return f"span {name!r}: invalid span_id {span_id!r} (need 8 non-zero bytes)"
     if parent_span_id is not None and len(parent_span_id) != 16:
-        batch._reject_span(f"span {name!r}: invalid parent_span_id {parent_span_id!r}")
-        return False
+        return f"span {name!r}: invalid parent_span_id {parent_span_id!r}"
     if start <= 0 or end < start or end > _MAX_NS:
-        batch._reject_span(
-            f"span {name!r} ({trace_id}/{span_id}): start_time_unix_nano={start} "
-            f"end_time_unix_nano={end}; need 0 < start <= end < 2**63"
-        )
-        return False
+        return (f"span {name!r} ({trace_id}/{span_id}): start_time_unix_nano={start} "
+                f"end_time_unix_nano={end}; need 0 < start <= end < 2**63")
     ra = res.attributes
-    batch.spans.append(
-        (
-            trace_id,
-            span_id,
-            parent_span_id,
-            res.fingerprint,
-            res.service_name,
-            scope_name,
-            name,
-            kind,
-            start,
-            end,
-            end - start,
-            status_code,
-            status_message,
-            trace_state,
-            flags,
-            attrs,
-            dropped[0],
-            dropped[1],
-            dropped[2],
-            *[_promoted(attrs, ra, k) for k in _PROMOTED_KEYS],
-        )
+    return (
+        trace_id,
+        span_id,
+        parent_span_id,
+        res.fingerprint,
+        res.service_name,
+        scope_name,
+        name,
+        kind,
+        start,
+        end,
+        end - start,
+        status_code,
+        status_message,
+        trace_state,
+        flags,
+        attrs,
+        dropped[0],
+        dropped[1],
+        dropped[2],
+        *[_promoted(attrs, ra, k) for k in _PROMOTED_KEYS],
     )
+
+
+def _span_row(batch: TelemetryBatch, res: ResourceRow, *fields: Any) -> bool:
+    row = _span_tuple(res, *fields)
+    if isinstance(row, str):
+        batch._reject_span(row)
+        return False
+    batch.spans.append(row)
     return True
 
 
@@ -492,51 +494,105 @@ def _sdk_attrs(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def from_readable_spans(spans: Sequence[Any]) -> TelemetryBatch:
-    """Convert OpenTelemetry SDK ``ReadableSpan`` objects to store rows."""
-    batch = TelemetryBatch()
-    res_cache: dict[int, ResourceRow] = {}
-    for sp in spans:
+#: One converted SDK span: its resource, its row (or why it is invalid), events and links.
+SdkSpanRows = tuple[ResourceRow, "tuple[Any, ...] | str", "Sequence[tuple[Any, ...]]", "Sequence[tuple[Any, ...]]"]
+
+
+class SdkSpanConverter:
+    """Converts SDK ``ReadableSpan`` objects one at a time, remembering resource rows.
+
+    Converting each span as it ends (see ``collector.exporters.SqlSpanProcessor``) lets a
+    queue hold compact rows instead of SDK span objects; :meth:`collect` then gathers the
+    converted spans into one batch. Safe to share between threads: a race at worst
+    fingerprints a resource twice.
+
+    Args:
+        max_resources: resource objects remembered before the cache starts over.
+    """
+
+    def __init__(self, max_resources: int = 1024) -> None:
+        self._max = max_resources
+        # id(resource) -> (resource, row): holding the resource keeps its id from reuse.
+        self._resources: dict[int, tuple[Any, ResourceRow]] = {}
+
+    def _resource(self, res: Any) -> ResourceRow:
+        hit = self._resources.get(id(res))
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        attrs = _sdk_attrs(res.attributes)
+        fp = fingerprint(attrs)
+        name = attrs.get("service.name")
+        row = ResourceRow(fp, str(name) if name is not None else "unknown_service", attrs)
+        if len(self._resources) >= self._max:
+            self._resources = {}
+        self._resources[id(res)] = (res, row)
+        return row
+
+    def convert(self, sp: Any) -> SdkSpanRows:
+        """Convert one finished span."""
+        r = self._resource(sp.resource)
         ctx = sp.context
-        r = res_cache.get(id(sp.resource))
-        if r is None:
-            r = res_cache[id(sp.resource)] = _resource(batch, _sdk_attrs(sp.resource.attributes))
         trace_id = format(ctx.trace_id, "032x")
         span_id = format(ctx.span_id, "016x")
-        scope = sp.instrumentation_scope.name if sp.instrumentation_scope else ""
-        ok = _span_row(
-            batch,
+        scope = sp.instrumentation_scope
+        parent = sp.parent
+        status = sp.status
+        ts = ctx.trace_state
+        row = _span_tuple(
             r,
-            scope,
+            scope.name if scope else "",
             trace_id,
             span_id,
-            format(sp.parent.span_id, "016x") if sp.parent is not None else None,
+            format(parent.span_id, "016x") if parent is not None else None,
             sp.name,
             sp.kind.value + 1,  # the Python API counts from INTERNAL=0, OTLP from INTERNAL=1
             sp.start_time or 0,
             sp.end_time or 0,
-            sp.status.status_code.value,
-            sp.status.description or "",
-            ctx.trace_state.to_header() if ctx.trace_state else "",
+            status.status_code.value,
+            status.description or "",
+            ts.to_header() if ts else "",
             int(ctx.trace_flags),
             _sdk_attrs(sp.attributes),
             (sp.dropped_attributes, sp.dropped_events, sp.dropped_links),
         )
-        if not ok:
-            continue
-        for seq, ev in enumerate(sp.events):
-            batch.events.append(
-                (trace_id, span_id, seq, ev.timestamp, ev.name, _sdk_attrs(ev.attributes),
-                 getattr(ev, "dropped_attributes", 0))
-            )
-        for seq, ln in enumerate(sp.links):
-            batch.links.append(
-                (trace_id, span_id, seq, format(ln.context.trace_id, "032x"),
-                 format(ln.context.span_id, "016x"),
-                 ln.context.trace_state.to_header() if ln.context.trace_state else "",
-                 _sdk_attrs(ln.attributes))
-            )
-    return batch
+        if isinstance(row, str):
+            return r, row, (), ()
+        events = [
+            (trace_id, span_id, seq, ev.timestamp, ev.name, _sdk_attrs(ev.attributes),
+             getattr(ev, "dropped_attributes", 0))
+            for seq, ev in enumerate(sp.events)
+        ]
+        links = [
+            (trace_id, span_id, seq, format(ln.context.trace_id, "032x"),
+             format(ln.context.span_id, "016x"),
+             ln.context.trace_state.to_header() if ln.context.trace_state else "",
+             _sdk_attrs(ln.attributes))
+            for seq, ln in enumerate(sp.links)
+        ]
+        return r, row, events or (), links or ()
+
+    @staticmethod
+    def collect(converted: Iterable[SdkSpanRows]) -> TelemetryBatch:
+        """Gather converted spans into one batch (invalid ones counted as rejected)."""
+        batch = TelemetryBatch()
+        resources, spans = batch.resources, batch.spans
+        for res, row, events, links in converted:
+            if isinstance(row, str):
+                batch._reject_span(row)
+                continue
+            resources[res.fingerprint] = res
+            spans.append(row)
+            if events:
+                batch.events.extend(events)
+            if links:
+                batch.links.extend(links)
+        return batch
+
+
+def from_readable_spans(spans: Sequence[Any]) -> TelemetryBatch:
+    """Convert OpenTelemetry SDK ``ReadableSpan`` objects to store rows."""
+    conv = SdkSpanConverter()
+    return conv.collect([conv.convert(sp) for sp in spans])
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@
 over :meth:`Store.write` (one transaction per export call). :class:`BlockingSpanProcessor`
 replaces the SDK's ``BatchSpanProcessor``, which drops spans with only a log line when its
 queue is full (telemetry.md §8: ~98 % lost in a burst against a real database): ours
-blocks the producer instead. :func:`tracer_provider` and :func:`meter_provider` wire the
-pieces together; neither sets a global provider.
+blocks the producer instead. :class:`SqlSpanProcessor` is that processor specialised for
+the store: it converts each span to rows as it ends, which keeps queued SDK objects (and
+full garbage collections) out of the hot path. :func:`tracer_provider` and
+:func:`meter_provider` wire the pieces together; neither sets a global provider.
 
 Following the OpenTelemetry error policy, bad constructor arguments raise ``ValueError``,
 while the export path never raises: it logs, counts and reports ``FAILURE``.
@@ -35,7 +37,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from collector.convert import TelemetryBatch, from_metrics_data, from_readable_spans
+from collector.convert import SdkSpanConverter, TelemetryBatch, from_metrics_data, from_readable_spans
 from collector.store import Store
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "ProcessorStats",
     "SqlMetricExporter",
     "SqlSpanExporter",
+    "SqlSpanProcessor",
     "meter_provider",
     "tracer_provider",
 ]
@@ -171,12 +174,14 @@ class SqlSpanExporter(SpanExporter):
             ``rejected`` and logged: re-sending them could not help); ``FAILURE`` when the
             write failed or the exporter is shut down (counted as ``failed``).
         """
+        return self._export_with(from_readable_spans, spans, len(spans))
+
+    def _export_with(self, convert: Callable[[Any], TelemetryBatch], data: Any, n: int) -> SpanExportResult:
         if self._shutdown:
-            logger.warning("SqlSpanExporter is shut down; %d spans not exported", len(spans))
-            self._counter.add(failed=len(spans))
+            logger.warning("SqlSpanExporter is shut down; %d spans not exported", n)
+            self._counter.add(failed=n)
             return SpanExportResult.FAILURE
-        ok = _write_converted(self.store, self._counter, "SqlSpanExporter", "spans",
-                              from_readable_spans, spans, len(spans))
+        ok = _write_converted(self.store, self._counter, "SqlSpanExporter", "spans", convert, data, n)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -305,7 +310,7 @@ class BlockingSpanProcessor(SpanProcessor):
         self._delay_s = schedule_delay_millis / 1000
         # A deque under one lock with two conditions: the worker wakes once per batch
         # (first span, full batch, marker), not once per span as with queue.Queue.
-        self._items: deque[ReadableSpan | _Marker] = deque()
+        self._items: deque[Any] = deque()  # what _encode made of each span, and markers
         self._lock = threading.Lock()
         self._more = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
@@ -334,6 +339,14 @@ class BlockingSpanProcessor(SpanProcessor):
                 logger.warning("BlockingSpanProcessor refuses spans ended on its export thread "
                                "(first: %r); they are counted in stats.refused", span.name)
             return
+        try:
+            item = self._encode(span)
+        except Exception:
+            # on_end runs in the instrumented program's thread: never raise into it.
+            logger.exception("BlockingSpanProcessor could not queue span %r", span.name)
+            with self._lock:
+                self._refused += 1
+            return
         with self._lock:
             if self._shutdown:
                 self._refused += 1
@@ -343,7 +356,7 @@ class BlockingSpanProcessor(SpanProcessor):
                 self._blocked += 1
                 while len(self._items) - self._markers >= self._max_queue:
                     self._room.wait()  # backpressure: wait for the worker to make room
-            self._items.append(span)
+            self._items.append(item)
             self._queued += 1
             n = len(self._items)
             if n == 1 or n >= self._max_batch:
@@ -389,7 +402,15 @@ class BlockingSpanProcessor(SpanProcessor):
         self._worker.join()
         self.exporter.shutdown()
 
-    def _take(self) -> tuple[list[ReadableSpan], _Marker | None]:
+    def _encode(self, span: ReadableSpan) -> Any:
+        """What the queue holds for ``span`` (the span itself; subclasses may convert it)."""
+        return span
+
+    def _export_items(self, items: list[Any]) -> bool:
+        """Hand one batch of queued items to the exporter; ``True`` on success."""
+        return self.exporter.export(items) is SpanExportResult.SUCCESS
+
+    def _take(self) -> tuple[list[Any], _Marker | None]:
         """Wait for a full batch, a marker or the batch deadline; take that batch."""
         with self._lock:
             while not self._items:
@@ -402,7 +423,7 @@ class BlockingSpanProcessor(SpanProcessor):
                 if left <= 0:
                     break
                 self._more.wait(left)
-            batch: list[ReadableSpan] = []
+            batch: list[Any] = []
             marker = None
             pop = self._items.popleft
             while self._items and len(batch) < self._max_batch:
@@ -424,14 +445,14 @@ class BlockingSpanProcessor(SpanProcessor):
                 if marker.stop:
                     return
 
-    def _export(self, batch: list[ReadableSpan]) -> None:
+    def _export(self, batch: list[Any]) -> None:
         if not batch:
             return
         # Keep instrumented libraries used by the exporter (database drivers) from
         # tracing the export itself, which would feed spans back into this queue.
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            ok = self.exporter.export(batch) is SpanExportResult.SUCCESS
+            ok = self._export_items(batch)
         except Exception:
             # The exporter broke the no-raise rule: count and carry on, the worker must live.
             logger.exception("BlockingSpanProcessor: exporter raised on %d spans", len(batch))
@@ -445,10 +466,38 @@ class BlockingSpanProcessor(SpanProcessor):
             logger.error("BlockingSpanProcessor: export of %d spans failed", len(batch))
 
 
+class SqlSpanProcessor(BlockingSpanProcessor):
+    """A :class:`BlockingSpanProcessor` into the store that converts each span as it ends.
+
+    The queue then holds compact row tuples instead of SDK span objects. Queued SDK spans
+    live long enough to be promoted to the oldest GC generation and make full collections
+    frequent (a third of the export cost in ``bench/bench_exporter.py``); row tuples of
+    plain values are untracked by the collector. Writes go through a
+    :class:`SqlSpanExporter` (``self.exporter``), whose :attr:`SqlSpanExporter.stats`
+    count exported, rejected and failed spans.
+
+    Args:
+        store: where the spans go (a migrated database).
+        **kwargs: queue and batch sizes, as for :class:`BlockingSpanProcessor`.
+    """
+
+    def __init__(self, store: Store, **kwargs: Any) -> None:
+        self.sql_exporter = SqlSpanExporter(store)
+        self._converter = SdkSpanConverter()
+        super().__init__(self.sql_exporter, **kwargs)
+
+    def _encode(self, span: ReadableSpan) -> Any:
+        return self._converter.convert(span)
+
+    def _export_items(self, items: list[Any]) -> bool:
+        result = self.sql_exporter._export_with(SdkSpanConverter.collect, items, len(items))
+        return result is SpanExportResult.SUCCESS
+
+
 def tracer_provider(store: Store, *, resource: Resource | None = None) -> TracerProvider:
     """A ``TracerProvider`` whose finished spans go to ``store`` without ever being dropped.
 
-    Wires :class:`BlockingSpanProcessor` over :class:`SqlSpanExporter`. The provider is not
+    Wires a :class:`SqlSpanProcessor`. The provider is not
     made global; call ``shutdown()`` on it to export what is left.
 
     Args:
@@ -459,7 +508,7 @@ def tracer_provider(store: Store, *, resource: Resource | None = None) -> Tracer
         The provider; ``provider.get_tracer(...)`` creates tracers.
     """
     provider = TracerProvider(resource=resource) if resource is not None else TracerProvider()
-    provider.add_span_processor(BlockingSpanProcessor(SqlSpanExporter(store)))
+    provider.add_span_processor(SqlSpanProcessor(store))
     return provider
 
 

@@ -57,6 +57,7 @@ from collector.exporters import (
     ProcessorStats,
     SqlMetricExporter,
     SqlSpanExporter,
+    SqlSpanProcessor,
     meter_provider,
     tracer_provider,
 )
@@ -83,11 +84,21 @@ def _hex_ids(span: Any) -> tuple[str, str]:
 # Spans
 
 
-def test_sdk_spans_land_exactly_with_events_links_and_promoted_columns(store: Store) -> None:
+def _sql_processor(store: Store, how: str, **kwargs: Any) -> tuple[BlockingSpanProcessor, SqlSpanExporter]:
+    """The two in-process paths into the store: convert on the worker, or as each span ends."""
+    if how == "exporter":
+        exporter = SqlSpanExporter(store)
+        return BlockingSpanProcessor(exporter, **kwargs), exporter
+    processor = SqlSpanProcessor(store, **kwargs)
+    return processor, processor.sql_exporter
+
+
+@pytest.mark.parametrize("how", ["exporter", "processor"])
+def test_sdk_spans_land_exactly_with_events_links_and_promoted_columns(store: Store, how: str) -> None:
     resource = Resource({"service.name": "qpu-agent", "qfleet.hardware.type": "superconducting"})
     provider = TracerProvider(resource=resource)
-    exporter = SqlSpanExporter(store)
-    provider.add_span_processor(BlockingSpanProcessor(exporter))
+    processor, exporter = _sql_processor(store, how)
+    provider.add_span_processor(processor)
     tracer = provider.get_tracer("qfleet.tests")
     other = SpanContext(trace_id=0xABCDEF0123456789ABCDEF0123456789, span_id=0x1122334455667788,
                         is_remote=True, trace_flags=TraceFlags(1),
@@ -174,20 +185,24 @@ def _burst(provider: TracerProvider) -> None:
             pass
 
 
-def test_batch_span_processor_drops_a_burst_but_blocking_processor_stores_every_span(
+def test_batch_span_processor_drops_a_burst_but_blocking_processors_store_every_span(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     stored: dict[str, int] = {}
-    for kind in ("sdk-batch", "blocking"):
+    for kind in ("sdk-batch", "exporter", "processor"):
         engine = open_engine(f"sqlite:///{tmp_path / kind}.db")
         upgrade(engine)
         store = Store(engine)
-        exporter = SqlSpanExporter(store)
         provider = TracerProvider()
-        # The SDK's defaults: a 2048-span queue that drops when full; ours gets the same
-        # sizes, so it must push back on the producer to keep every span.
-        processor = (BatchSpanProcessor(exporter) if kind == "sdk-batch" else
-                     BlockingSpanProcessor(exporter, max_queue_size=2048, max_export_batch_size=512))
+        # The SDK's defaults: a 2048-span queue that drops when full; ours get the same
+        # sizes, so they must push back on the producer to keep every span.
+        processor: Any
+        if kind == "sdk-batch":
+            exporter = SqlSpanExporter(store)
+            processor = BatchSpanProcessor(exporter)
+        else:
+            processor, exporter = _sql_processor(store, kind, max_queue_size=2048,
+                                                 max_export_batch_size=512)
         provider.add_span_processor(processor)
         with caplog.at_level(logging.WARNING):
             _burst(provider)
@@ -207,7 +222,7 @@ def test_batch_span_processor_drops_a_burst_but_blocking_processor_stores_every_
             assert stats.blocked > 0, "the burst outruns the database: the producer must have waited"
             assert stats == ProcessorStats(queued=BURST, exported=BURST, blocked=stats.blocked)
     assert stored["sdk-batch"] < BURST
-    assert stored["blocking"] == BURST
+    assert stored["exporter"] == stored["processor"] == BURST
 
 
 class _GatedExporter(SpanExporter):
@@ -350,6 +365,32 @@ def _span(name: str, start: int, end: int, span_id: int = 0x1) -> ReadableSpan:
     return ReadableSpan(name=name, context=ctx, start_time=start, end_time=end,
                         resource=Resource({"service.name": "t"}),
                         instrumentation_scope=InstrumentationScope("t"))
+
+
+def test_sql_processor_counts_invalid_spans_as_rejected_and_survives_unreadable_ones(
+    sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(sqlite_engine)
+    processor = SqlSpanProcessor(store)
+    processor.on_end(_span("good", T0, T0 + MS, 0x1))
+    processor.on_end(_span("backwards", T0 + MS, T0, 0x2))
+
+    class Unreadable(ReadableSpan):
+        @property
+        def attributes(self) -> Any:
+            raise RuntimeError("a span the converter cannot read")
+
+    bad = _span("unreadable", T0, T0 + MS, 0x3)
+    bad.__class__ = Unreadable
+    with caplog.at_level(logging.WARNING, logger="collector.exporters"):
+        processor.on_end(bad)  # must not raise into the program that ended the span
+        assert processor.force_flush()
+    assert [r["name"] for r in _rows(store, "spans", "span_id")] == ["good"]
+    assert processor.sql_exporter.stats == ExportStats(exported=1, rejected=1)
+    assert processor.stats == ProcessorStats(queued=2, exported=2, refused=1)
+    assert any("backwards" in r.getMessage() for r in caplog.records)
+    assert any("unreadable" in r.getMessage() and r.exc_info for r in caplog.records)
+    processor.shutdown()
 
 
 def test_span_exporter_counts_invalid_spans_as_rejected(
