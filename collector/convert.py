@@ -12,6 +12,7 @@ in the batch, never raised: the receiver reports them as OTLP partial success.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -716,6 +717,19 @@ def prometheus_name(name: str, unit: str, *, counter: bool, gauge: bool) -> str:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_fingerprint(name: str, resource_fp: str, items: tuple[tuple[str, Any], ...]) -> str:
+    return fingerprint([name, resource_fp, dict(items)])
+
+
+def _series_fingerprint(name: str, resource_fp: str, labels: dict[str, Any]) -> str:
+    # The same series arrives every scrape or step: hash its identity once (lists are not hashable: no cache).
+    try:
+        return _cached_fingerprint(name, resource_fp, tuple(labels.items()))
+    except TypeError:
+        return fingerprint([name, resource_fp, labels])
+
+
 class _MetricSink:
     """Builds series and samples; shared by the protobuf and SDK metric paths."""
 
@@ -732,7 +746,7 @@ class _MetricSink:
         if isinstance(value, float) and math.isnan(value):
             self.batch._reject_point(f"metric {name!r}: NaN value at {t} (not storable)")
             return
-        fp = fingerprint([name, res.fingerprint, labels])
+        fp = _series_fingerprint(name, res.fingerprint, labels)
         if fp not in self.batch.series:
             ra = res.attributes
             self.batch.series[fp] = SeriesRow(

@@ -15,6 +15,7 @@ COMMANDS = {
     "db": "collector.cli",
     "collector": "collector.cli",
     "demo": "qfleet.demo",
+    "sim": "simulator.cli",
 }
 
 USAGE = """usage: qfleet COMMAND ...
@@ -23,6 +24,7 @@ commands:
   demo        run a short end-to-end demonstration on ./qfleet.db
   db          schema migrations (upgrade, downgrade, current), retention (prune), rollups
   collector   the OTLP/HTTP receiver (serve)
+  sim         the fleet simulator (run, experiment, chain)
 
 Run `qfleet COMMAND --help` for a command's options.
 """

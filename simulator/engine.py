@@ -45,7 +45,7 @@ OUTCOMES = ("success", "low_fidelity", "entanglement_timeout", "coherence_window
             "queue_timeout", "unschedulable")
 JOB_KINDS = ("teleport", "teleported_cnot", "ghz", "pair_delivery", "canary")
 _SCAN = 64  # queued jobs a dispatch pass looks at per tenant (backfilling past a blocked head)
-_FLUSH_INSTANCES = 1 << 18
+_DRIFT_NS = 300 * NS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,15 +230,15 @@ class _Noise:
     """Per-job inputs to the Stim instances of its shots (arrays are per slot, rows = slot qubits)."""
 
     circuit: circuits.SlottedCircuit
-    pair: np.ndarray            # (n0, 3) heralded-pair Pauli probabilities (0 for qubits without one)
+    pair: list[Any]             # n0 x (px, py, pz) heralded-pair error (0 for qubits without one)
     wait0: np.ndarray           # (n0, shots) storage seconds after generation
-    t0: np.ndarray              # (n0, 2) T1, T2 of each slot-0 qubit's node
-    gate1: np.ndarray           # (n1, 3) gate-error Pauli marginals before measurement
-    depol1: np.ndarray | None   # (n1 // 2,) two-qubit depolarising of consecutive slot-1 pairs, or None
-    flip1: np.ndarray           # (n1, 2) readout flip probability as (X, Z) error before measurement
-    wait2: np.ndarray           # (n2,) storage seconds during feedforward
-    t2: np.ndarray              # (n2, 2)
-    hit0: np.ndarray            # (n0,) bool: slot-0 qubits exposed to crosstalk
+    t0: list[Any]               # n0 x (T1, T2) of each slot-0 qubit's node
+    gate1: list[Any]            # n1 x (px, py, pz) gate-error marginals before measurement
+    depol1: list[float] | None  # n1 // 2 two-qubit depolarising of consecutive slot-1 pairs, or None
+    flip1: list[Any]            # n1 x (X, Z) readout flip probabilities as errors before measurement
+    wait2: list[float]          # n2 storage seconds during feedforward
+    t2: list[Any]               # n2 x (T1, T2)
+    hit0: list[bool]            # n0: slot-0 qubits exposed to crosstalk
     stray0: int                 # slot-0 qubit hit by stray commands, or -1
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -282,10 +282,16 @@ class Simulation:
         self.timings = StepTimings()
         self.jobs_total = 0
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-        seeds = np.random.SeedSequence(config.seed).generate_state(4, dtype=np.uint64)
-        self._rng = np.random.default_rng(int(seeds[0]))      # vectorised draws (timing, masks)
-        self._py = random.Random(int(seeds[1]))                # scalar control-plane choices
+        # Independent streams, so that a fault changes the draws of what it touches and nothing else: the
+        # calibration drift of every node, for one, is the same with and without a fault elsewhere.
+        seeds = np.random.SeedSequence(config.seed).generate_state(6, dtype=np.uint64)
+        self._rng = np.random.default_rng(int(seeds[0]))        # job timing
+        self._py = random.Random(int(seeds[1]))                  # control-plane choices
         self._stim_seed = int(seeds[2]) % (2**62)
+        self._drift_rng = np.random.default_rng(int(seeds[3]))  # calibration drift
+        self._arrival_rng = np.random.default_rng(int(seeds[4]))  # job arrivals and their kinds
+        self._mask_rng = np.random.default_rng(int(seeds[5]))    # per-instance Pauli noise
+        self._audit_rng = random.Random(int(seeds[5]) ^ 0x5EED)  # unauthorized-command arrivals
         self._t0 = config.start_ns
         self._end = config.start_ns + config.duration_ns
         self._nodes = {n.id: _NodeState(n) for n in fleet.nodes}
@@ -303,8 +309,10 @@ class Simulation:
         self._seq = 0
         self._orch_free = self._t0
         self._orch_extra_s = 0.0
+        self._drift_at = self._t0
         self._avail_epoch = 0  # bumped whenever a node's availability changes
         self._avoid_cache: tuple[int, set[str]] = (-1, set())
+        self._labels: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
         self._route_cache: dict[int, tuple[int, Any]] = {}
         self._link_epoch = 0
         self._finished: list[_Job] = []
@@ -500,7 +508,8 @@ class Simulation:
     def _arrivals(self, t0: int, t1: int) -> list[_Job]:
         out: list[_Job] = []
         span_s = (t1 - t0) / NS
-        rng, py = self._rng, self._py
+        rng = self._arrival_rng
+        py = random.Random(int(rng.integers(2**62)))
         for ti, ten in enumerate(self._tenants):
             rate = ten.rate_per_s * self.config.load
             if rate <= 0:
@@ -738,6 +747,7 @@ class Simulation:
             self._finish_at(job, start + budget, "entanglement_timeout")
             return
         job.seg_ok = [True] * nseg
+        job.ready = start + int(last[0])
         if waits is not None and (waits > cut).any():
             # Still stale after max_regenerations: the pairs cannot be had inside the coherence window.
             self._finish_at(job, start + int(min(float(last.max()), budget)), "coherence_window_exceeded")
@@ -750,7 +760,6 @@ class Simulation:
         job.usage = use
         ops_ns = self._ops_ns(job)
         end = start + int(last.sum()) + shots * (ops_ns + job.ff_ns)
-        job.ready = start + int(last[0])
         if use > 1.0:
             # The pairs would be below the cut-off when used: the scheduler gives the job up.
             self._finish_at(job, start + int(last[0]) + job.ff_ns, "coherence_window_exceeded")
@@ -809,9 +818,9 @@ class Simulation:
         st = self._nodes[node]
         return (st.t1, st.t2)
 
-    def _exposure(self, job: _Job, qubit_nodes: list[str]) -> tuple[np.ndarray, int]:
+    def _exposure(self, job: _Job, qubit_nodes: list[str]) -> tuple[list[bool], int]:
         nodes = self._nodes
-        hit = np.zeros(len(qubit_nodes), dtype=bool)
+        hit = [False] * len(qubit_nodes)
         xt = 0.0
         stray_q, rate = -1, 0.0
         for i, n in enumerate(qubit_nodes):
@@ -829,10 +838,10 @@ class Simulation:
     def _canary_noise(self, job: _Job, st: _NodeState) -> _Noise:
         c = circuits.bell_pair()
         r = _readout_pauli(st.ro)
-        pair = np.array([[0.0, 0.0, 0.0], r], dtype=float)
+        pair = [(0.0, 0.0, 0.0), r]
         hit, stray_q = self._exposure(job, [st.node.id, st.node.id])
-        noise = _Noise(c, pair, np.zeros((2, job.shots)), np.array([self._tt(st.node.id)] * 2), np.zeros((0, 3)),
-                       None, np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)), hit, stray_q)
+        noise = _Noise(c, pair, np.zeros((2, job.shots)), [self._tt(st.node.id)] * 2, [], None, [], [], [],
+                       hit, stray_q)
         # The local entangling gate: DEPOLARIZE2(g2) on the pair, plus readout on the other half too.
         noise.extra = {"depol0": st.g2, "ro_first": st.ro}
         return noise
@@ -852,7 +861,7 @@ class Simulation:
             wait0 = pair_waits
             bsm = q0[1:-1]
             gate1 = [zero] * len(bsm)
-            depol = np.array([nodes[bsm[2 * i]].g2 for i in range(h - 1)]) if h > 1 else None
+            depol = [nodes[bsm[2 * i]].g2 for i in range(h - 1)] if h > 1 else None
             flip1 = [(nodes[n].ro, 0.0) for n in bsm]
             q2 = [q0[0], q0[-1]]
         elif kind == "ghz":
@@ -873,7 +882,7 @@ class Simulation:
             pair = [zero, segs[0].pair_pauli]
             wait0 = pair_waits
             gate1 = [zero, zero]
-            depol = np.array([nodes[a].g2])
+            depol = [nodes[a].g2]
             flip1 = [(nodes[a].ro, 0.0), (nodes[a].ro, 0.0)]
             q2 = [b]
         else:  # teleported_cnot
@@ -887,9 +896,9 @@ class Simulation:
             flip1 = [(nodes[a].ro, 0.0), (0.0, nodes[b].ro)]  # M on A's comm qubit, MX on B's
             q2 = [a, b]
         hit, stray_q = self._exposure(job, q0)
-        return _Noise(c, np.array(pair, dtype=float), wait0, np.array([tt(n) for n in q0]),
-                      np.array(gate1, dtype=float).reshape(-1, 3), depol, np.array(flip1, dtype=float).reshape(-1, 2),
-                      np.array(slot2_wait[:len(q2)], dtype=float), np.array([tt(n) for n in q2]), hit, stray_q)
+        # Plain lists: the whole group becomes one array per field in _run_group.
+        return _Noise(c, pair, wait0, [tt(n) for n in q0], gate1, depol, flip1, slot2_wait[:len(q2)],
+                      [tt(n) for n in q2], hit, stray_q)
 
     def _physics(self) -> int:
         """Run the Stim instances of every job finished this step; set their fidelity and final outcome."""
@@ -909,21 +918,23 @@ class Simulation:
         return len(self._finished)
 
     def _run_group(self, jobs: list[_Job]) -> None:
-        rng = self._rng
+        rng = self._mask_rng
         c = jobs[0].noise.circuit
         shots = np.array([j.shots for j in jobs])
         rep = lambda a: np.repeat(a, shots, axis=-1)  # noqa: E731 - per-job columns -> per-instance columns
         n_inst = int(shots.sum())
 
-        def stacked(attr: str) -> np.ndarray:
-            return np.stack([getattr(j.noise, attr) for j in jobs], axis=-1)  # (..., jobs)
+        def stacked(attr: str, *tail: int) -> np.ndarray:
+            # (jobs, rows, *tail) from the jobs' lists, then jobs last: (rows, *tail, jobs).
+            a = np.array([getattr(j.noise, attr) for j in jobs], dtype=float)
+            return np.moveaxis(a.reshape(len(jobs), -1, *tail), 0, -1)
 
         masks = []
         # Slot 0: heralded-pair error, storage while waiting (own per shot), crosstalk and stray commands.
-        pair = rep(stacked("pair"))                       # (n0, 3, I)
+        pair = rep(stacked("pair", 3))                    # (n0, 3, I)
         x, z = circuits.pauli_masks(pair[:, 0], pair[:, 1], pair[:, 2], rng)
         wait0 = np.concatenate([j.noise.wait0 for j in jobs], axis=1)  # (n0, I)
-        t0 = rep(stacked("t0"))                            # (n0, 2, I)
+        t0 = rep(stacked("t0", 2))                         # (n0, 2, I)
         if wait0.any():
             px, py, pz = physics.twirled_memory_paulis(wait0, t0[:, 0], t0[:, 1])
             sx, sz = circuits.pauli_masks(px, py, pz, rng)
@@ -940,7 +951,7 @@ class Simulation:
             z[0] ^= rz
         xt = np.array([j.xtalk for j in jobs])
         if xt.any():
-            hit = rep(stacked("hit0"))                    # (n0, I) bool
+            hit = rep(stacked("hit0")) > 0                # (n0, I) bool
             event = rng.random(n_inst) < rep(xt)
             third = np.full(hit.shape, 1 / 3)
             cx, cz = circuits.pauli_masks(third, third, third, rng)
@@ -954,20 +965,20 @@ class Simulation:
             x[q[cols], cols] ^= True
         masks.append((x, z))
         if len(c.slots) > 1:
-            g = rep(stacked("gate1"))                      # (n1, 3, I)
+            g = rep(stacked("gate1", 3))                   # (n1, 3, I)
             x1, z1 = circuits.pauli_masks(g[:, 0], g[:, 1], g[:, 2], rng)
             if jobs[0].noise.depol1 is not None:
                 d = rep(stacked("depol1"))                 # (n1/2, I)
                 dx, dz = circuits.depolarize2_masks(d, rng)
                 x1 ^= dx
                 z1 ^= dz
-            f = rep(stacked("flip1"))                      # (n1, 2, I)
+            f = rep(stacked("flip1", 2))                   # (n1, 2, I)
             u = rng.random(f.shape)
             x1 ^= u[:, 0] < f[:, 0]
             z1 ^= u[:, 1] < f[:, 1]
             masks.append((x1, z1))
             w2 = rep(stacked("wait2"))                     # (n2, I)
-            t2 = rep(stacked("t2"))
+            t2 = rep(stacked("t2", 2))
             px, py, pz = physics.twirled_memory_paulis(w2, t2[:, 0], t2[:, 1])
             masks.append(circuits.pauli_masks(px, py, pz, rng))
         self._stim_seed = (self._stim_seed * 6364136223846793005 + 1442695040888963407) % (2**62)
@@ -1099,9 +1110,13 @@ class Simulation:
     # -- per-step bookkeeping -------------------------------------------------------------------------------------
 
     def _tick(self, t0: int, t1: int) -> None:
-        dt_h = (t1 - t0) / NS / 3600
         cal = self.fleet.calibration
-        rng = self._rng
+        rng = self._drift_rng
+        # Drift is slow (hours): step the walks every 5 simulated minutes, not every step.
+        dt_h = 0.0
+        if t1 - self._drift_at >= _DRIFT_NS or t1 >= self._end:
+            dt_h = (t1 - self._drift_at) / NS / 3600
+            self._drift_at = t1
         states = list(self._nodes.values())
         if dt_h > 0:
             # Calibration drift: bounded random walks, never better than calibrated (physics.md 2.1).
@@ -1116,10 +1131,14 @@ class Simulation:
                 s.eff_walk = min(1.0, max(lo, s.eff_walk + cal.efficiency_drift_per_sqrt_h * a * math.sqrt(dt_h)))
             self._refresh_links()
         # Unauthorized commands (F8) arrive as a Poisson stream on the targeted node.
+        audit = self._audit_rng
         for st in states:
             if st.stray_rate > 0:
-                for _ in range(int(rng.poisson(st.stray_rate * (t1 - t0) / NS))):
-                    self._audit(st.node.id, st.principal, False, int(rng.integers(t0, t1)))
+                # Poisson arrivals by exponential gaps.
+                t = t0 + int(audit.expovariate(st.stray_rate) * NS)
+                while t < t1:
+                    self._audit(st.node.id, st.principal, False, t)
+                    t += int(audit.expovariate(st.stray_rate) * NS)
         self._dispatch(t1)
 
     def _node_metrics(self, t1: int) -> None:
@@ -1184,6 +1203,13 @@ class Simulation:
             self._annotate("fault", start, min(start + f.duration_ns, self._end), node=node,
                            link=f.target if is_link else None, attrs=attrs)
 
+    def _lab(self, **kv: Any) -> tuple[tuple[str, Any], ...]:
+        key = tuple(kv.items())
+        hit = self._labels.get(key)
+        if hit is None:
+            hit = self._labels[key] = labels(**kv)
+        return hit
+
     def _job_telemetry(self, job: _Job) -> None:
         ten = self._tenants[job.tenant]
         trace = f"{self.run_id}{job.idx:016x}"
@@ -1200,7 +1226,9 @@ class Simulation:
         if job.kind == "ghz":
             attrs["qfleet.ghz.nodes"] = job.k
         if job.nodes:
-            attrs["qfleet.nodes"] = ",".join(job.nodes)
+            # Every node the job touched, in route order (repeaters and swapping processors included).
+            route = (job.segs[0].left, *(s.right for s in job.segs)) if job.segs else job.nodes
+            attrs["qfleet.nodes"] = ",".join(route)
         if not math.isnan(job.fidelity):
             attrs["qfleet.fidelity"] = job.fidelity
         if job.failover:
@@ -1210,7 +1238,7 @@ class Simulation:
         sp.add(trace, "0000000000000001", None, SPAN_NAMES["job"], job.arrival, end, attrs, node=first, job=jid,
                run=run, hardware=hw, error="" if ok else outcome, kind=2)
         m = self._metrics
-        m.add("qfleet.jobs", labels(tenant=ten.id, kind=job.kind, outcome=outcome, hardware=hw or ""))
+        m.add("qfleet.jobs", self._lab(tenant=ten.id, kind=job.kind, outcome=outcome, hardware=hw or ""))
         if job.orch_ns:
             m.observe("qfleet.orchestrator.latency", (), job.orch_ns / NS)
         seq = 1
@@ -1223,26 +1251,25 @@ class Simulation:
             a = job.attempts[i] if job.attempts else 0
             sp.add(trace, f"{seq:016x}", "0000000000000001", SPAN_NAMES["entanglement"], job.start,
                    job.start + max(1, int(gen * shots_done)),
-                   {"qfleet.attempts": a, "qfleet.pairs": shots_done if okseg else 0,
-                    "qfleet.segment": s.index, "qfleet.pair.fidelity": s.fid0,
-                    "qfleet.latency_s": gen / NS}, node=s.left, link=lid, job=jid, run=run,
-                   hardware=nodes[s.left].node.hardware_type, error="" if okseg else "entanglement_timeout")
-            lh = labels(link=lid, hardware=nodes[s.left].node.hardware_type)
-            m.add("qfleet.entanglement.attempts", labels(link=lid), a)
-            m.add("qfleet.entanglement.requests", lh + (("qfleet.outcome", "success" if okseg else "timeout"),),
+                   {"qfleet.attempts": a, "qfleet.pairs": shots_done if okseg else 0, "qfleet.latency_s": gen / NS},
+                   node=s.left, link=lid, job=jid, run=run, hardware=nodes[s.left].node.hardware_type,
+                   error="" if okseg else "entanglement_timeout")
+            m.add("qfleet.entanglement.attempts", self._lab(link=lid), a)
+            m.add("qfleet.entanglement.requests", self._lab(link=lid, hardware=nodes[s.left].node.hardware_type,
+                                                            outcome="success" if okseg else "timeout"),
                   shots_done if okseg else 1)
             if okseg:
-                m.observe("qfleet.entanglement.latency", labels(hardware=nodes[s.left].node.hardware_type),
+                m.observe("qfleet.entanglement.latency", self._lab(hardware=nodes[s.left].node.hardware_type),
                           gen / NS)
-        if outcome in ("entanglement_timeout", "node_down", "queue_timeout", "unschedulable") or not job.nodes:
-            return
+        if job.segs and not job.window_ns:
+            return  # the job never reached its swaps and feedforward
         if job.kind == "pair_delivery" and len(job.segs) > 1:
             for s in job.segs[:-1]:
                 seq += 1
                 rn = nodes[s.right].node
                 sp.add(trace, f"{seq:016x}", "0000000000000001", SPAN_NAMES["swap"], job.ready,
                        job.ready + max(1, round((rn.gate_time_2q_s + rn.readout_time_s) * NS)),
-                       {"qfleet.gate_error": nodes[s.right].g2}, node=s.right, link=s.link.id, job=jid, run=run,
+                       {}, node=s.right, link=s.link.id, job=jid, run=run,
                        hardware=rn.hardware_type)
         if job.segs:
             seq += 1
@@ -1252,13 +1279,13 @@ class Simulation:
                     "qfleet.coherence_window.usage": job.usage}, node=job.nodes[0], link=job.segs[0].link.id,
                    job=jid, run=run, hardware=hw,
                    error="" if outcome != "coherence_window_exceeded" else "coherence_window_exceeded")
-            m.observe("qfleet.feedforward.latency", labels(hardware=hw), job.ff_ns / NS)
-            m.observe("qfleet.coherence_window.usage", labels(hardware=hw), min(job.usage, 1e6))
+            m.observe("qfleet.feedforward.latency", self._lab(hardware=hw), job.ff_ns / NS)
+            m.observe("qfleet.coherence_window.usage", self._lab(hardware=hw), min(job.usage, 1e6))
         if math.isnan(job.fidelity):
             return
         seq += 1
         last = job.nodes[-1]
         sp.add(trace, f"{seq:016x}", "0000000000000001", SPAN_NAMES["measurement"], max(job.start, end - 1000), end,
-               {"qfleet.shots": job.shots, "qfleet.passed": job.passed, "qfleet.fidelity": job.fidelity},
+               {"qfleet.passed": job.passed, "qfleet.fidelity": job.fidelity},
                node=last, job=jid, run=run, hardware=nodes[last].node.hardware_type)
-        m.observe("qfleet.job.fidelity", labels(hardware=hw, kind=job.kind), job.fidelity)
+        m.observe("qfleet.job.fidelity", self._lab(hardware=hw, kind=job.kind), job.fidelity)

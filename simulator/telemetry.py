@@ -113,49 +113,38 @@ def run_hash(payload: str) -> str:
 
 
 class SpanBuffer:
-    """Columns of spans under construction; :meth:`take` hands them over as :class:`SpanColumns`."""
+    """Spans under construction, one tuple each; :meth:`take` hands them over as :class:`SpanColumns`."""
 
-    __slots__ = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start", "end", "status_code",
-                 "status_message", "attributes", "node_id", "link_id", "job_id", "run_id", "hardware_type")
+    __slots__ = ("rows",)
+
+    _FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano",
+               "end_time_unix_nano", "status_code", "status_message", "attributes", "node_id", "link_id",
+               "job_id", "run_id", "hardware_type")
 
     def __init__(self) -> None:
-        for s in self.__slots__:
-            setattr(self, s, [])
+        self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.trace_id)
+        return len(self.rows)
 
     def add(self, trace_id: str, span_id: str, parent: str | None, name: str, start: int, end: int,
             attributes: dict[str, Any], *, node: str | None = None, link: str | None = None,
             job: str | None = None, run: str | None = None, hardware: str | None = None,
             error: str = "", kind: int = 1) -> None:
-        """Append one span (times in ns; ``error`` non-empty sets status ERROR with that message)."""
-        self.trace_id.append(trace_id)
-        self.span_id.append(span_id)
-        self.parent_span_id.append(parent)
-        self.name.append(name)
-        self.kind.append(kind)
-        self.start.append(start)
-        self.end.append(end)
-        self.status_code.append(2 if error else 1)
-        self.status_message.append(error)
-        self.attributes.append(attributes)
-        self.node_id.append(node)
-        self.link_id.append(link)
-        self.job_id.append(job)
-        self.run_id.append(run)
-        self.hardware_type.append(hardware)
+        """Append one span (times in ns; ``error`` non-empty sets status ERROR with that message).
+
+        The promoted values travel as columns, not attributes (a fleet-day holds millions of spans); over OTLP,
+        which has no columns, :func:`simulator.sinks.readable_spans` adds them as ``qfleet.*`` attributes.
+        """
+        # One tuple per span, transposed to columns at C speed in take(): the hot loop appends once.
+        self.rows.append((trace_id, span_id, parent, name, kind, start, end, 2 if error else 0, error, attributes,
+                          node, link, job, run, hardware))
 
     def take(self) -> SpanColumns:
         """The buffered spans as columns; the buffer starts empty again."""
-        cols = SpanColumns(
-            trace_id=self.trace_id, span_id=self.span_id, parent_span_id=self.parent_span_id, name=self.name,
-            kind=self.kind, start_time_unix_nano=self.start, end_time_unix_nano=self.end,
-            status_code=self.status_code, status_message=self.status_message, attributes=self.attributes,
-            node_id=self.node_id, link_id=self.link_id, job_id=self.job_id, run_id=self.run_id,
-            hardware_type=self.hardware_type)
-        self.__init__()  # type: ignore[misc]
-        return cols
+        rows, self.rows = self.rows, []
+        cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in self._FIELDS]
+        return SpanColumns(**dict(zip(self._FIELDS, cols, strict=True)))
 
 
 class _Hist:
@@ -185,14 +174,21 @@ class MetricsAccumulator:
 
     Labels are passed as a tuple of ``(key, value)`` pairs so that they can key a dict cheaply.
 
+    A series is reported when its value changed since it was last reported, or when ``refresh_ns`` passed
+    (Prometheus treats a series unreported for 5 minutes as stale), so that constant device parameters do not
+    repeat every step.
+
     Args:
         resource: attributes of the simulator's resource (``service.name``, ``qfleet.run.id``).
         start_ns: the run's start: the start time of every cumulative point.
+        refresh_ns: longest gap between two reports of an unchanged series.
     """
 
-    def __init__(self, resource: Mapping[str, Any], start_ns: int) -> None:
+    def __init__(self, resource: Mapping[str, Any], start_ns: int, *, refresh_ns: int = 300_000_000_000) -> None:
         self.resource = Resource(dict(resource))
         self.start_ns = start_ns
+        self.refresh_ns = refresh_ns
+        self._reported: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[float, int]] = {}
         self._counters: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
         self._hists: dict[str, dict[tuple[tuple[str, Any], ...], _Hist]] = {}
         self._gauges: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
@@ -220,32 +216,40 @@ class MetricsAccumulator:
         """Stop reporting one gauge series (e.g. a node whose measurement has no fresh value)."""
         self._gauges[name].pop(labels, None)
 
+    def _due(self, name: str, key: tuple[tuple[str, Any], ...], value: float, t_ns: int) -> bool:
+        last = self._reported.get((name, key))
+        if last is not None and last[0] == value and t_ns - last[1] < self.refresh_ns:
+            return False
+        self._reported[(name, key)] = (value, t_ns)
+        return True
+
     def snapshot(self, t_ns: int) -> MetricsData:
-        """Every series' current value as points at simulated time ``t_ns``."""
+        """The series due for a report (see the class), as points at simulated time ``t_ns``."""
         start = self.start_ns
+        due = self._due
         metrics: list[Metric] = []
         for name, series in self._counters.items():
-            if series:
+            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns, value=v)
+                   for k, v in series.items() if due(name, k, v, t_ns)]
+            if pts:
                 m = METRICS[name]
-                pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
-                                       value=v) for k, v in series.items()]
                 metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Sum(
                     data_points=pts, aggregation_temporality=AggregationTemporality.CUMULATIVE,
                     is_monotonic=True)))
         for name, hs in self._hists.items():
-            if hs:
+            hp = [HistogramDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
+                                     count=h.n, sum=h.total, bucket_counts=list(h.counts),
+                                     explicit_bounds=list(h.bounds), min=h.lo, max=h.hi)
+                  for k, h in hs.items() if due(name, k, h.n, t_ns)]
+            if hp:
                 m = METRICS[name]
-                hp = [HistogramDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
-                                         count=h.n, sum=h.total, bucket_counts=list(h.counts),
-                                         explicit_bounds=list(h.bounds), min=h.lo, max=h.hi)
-                      for k, h in hs.items()]
                 metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Histogram(
                     data_points=hp, aggregation_temporality=AggregationTemporality.CUMULATIVE)))
         for name, gs in self._gauges.items():
-            if gs:
+            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=0, time_unix_nano=t_ns, value=v)
+                   for k, v in gs.items() if due(name, k, v, t_ns)]
+            if pts:
                 m = METRICS[name]
-                pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=0, time_unix_nano=t_ns,
-                                       value=v) for k, v in gs.items()]
                 metrics.append(Metric(name=name, description=m.description, unit=m.unit,
                                       data=Gauge(data_points=pts)))
         return MetricsData(resource_metrics=[ResourceMetrics(

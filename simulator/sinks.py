@@ -1,0 +1,258 @@
+"""Where a simulation's telemetry goes: the store (bulk path) or an OTLP/HTTP endpoint (a live collector).
+
+Both take :class:`simulator.engine.SimStep` objects and count what they wrote. The store sink writes each step
+in one transaction through the collector's columnar bulk path (``SpanColumns``) and its ``MetricsData``
+conversion; the OTLP sink sends the same spans and metrics with the standard OpenTelemetry exporters, so the
+rows a collector stores from it are the rows the store sink writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from collector import SpanColumns, Store, TelemetryBatch
+from collector.convert import from_metrics_data
+from simulator.engine import SimStep
+from simulator.telemetry import SCOPE
+
+__all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """What a sink wrote, and the seconds it spent writing (the benchmark's storage share)."""
+
+    spans: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+
+
+class StoreSink:
+    """Writes every step into the store in one transaction, then computes the pending rollups at the end.
+
+    Args:
+        store: a store on a migrated database.
+        resource: the simulator's resource attributes (``service.name``, ``qfleet.run.id``...).
+    """
+
+    def __init__(self, store: Store, resource: Mapping[str, Any]) -> None:
+        self.store = store
+        self.resource = dict(resource)
+        self.stats = SinkStats()
+
+    def write(self, step: SimStep) -> None:
+        """Convert and write one step (raises on a database error: nothing of the step is written)."""
+        self.write_parts(step.spans, from_metrics_data(step.metrics), step.start_ns)
+
+    def write_parts(self, spans: SpanColumns, metrics: TelemetryBatch, start_ns: int) -> None:
+        """Write one step given as span columns and already converted metric rows."""
+        t0 = time.perf_counter()
+        batch = spans.to_batch(service_name=self.resource["service.name"], resource_attributes=self.resource,
+                               scope_name=SCOPE)
+        batch.extend(metrics)
+        if batch.rejected_spans or batch.rejected_points:
+            # The simulator builds valid rows; a refusal here is a bug, but never a silent one.
+            logger.error("store refused %d spans and %d points of step %d: %s", batch.rejected_spans,
+                         batch.rejected_points, start_ns, "; ".join(batch.errors[:3]))
+        self.store.write(batch)
+        self.stats.spans += len(batch.spans)
+        self.stats.samples += len(batch.samples)
+        self.stats.seconds += time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Compute every pending rollup (the dashboards and SLOs read them)."""
+        t0 = time.perf_counter()
+        self.store.refresh_rollups()
+        self.stats.seconds += time.perf_counter() - t0
+
+
+def _writer_process(url: str, resource: dict[str, Any], inbox: Any, outbox: Any) -> None:
+    """Body of :class:`ProcessStoreSink`'s writer: a :class:`StoreSink` fed from ``inbox``."""
+    from collector import open_engine
+
+    engine = open_engine(url)
+    sink = StoreSink(Store(engine), resource)
+    try:
+        while True:
+            item = inbox.get()
+            if item is None:
+                sink.close()
+                outbox.put(("done", sink.stats))
+                return
+            sink.write_parts(*item)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
+        outbox.put(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        engine.dispose()
+
+
+class ProcessStoreSink:
+    """A :class:`StoreSink` in a writer process, so that storage runs on a second core beside the engine.
+
+    A thread would not do: the engine keeps the GIL busy, and a writer thread waits for it before every
+    statement. Steps cross over as span columns and converted metric rows through a bounded queue
+    (backpressure: the simulation waits when the writer falls behind, memory stays flat). A failed write
+    stops the writer and is raised from the next :meth:`write` or from :meth:`close`; the transaction of the
+    failed step is rolled back, earlier steps stay committed.
+
+    Args:
+        url: the database URL (the writer opens its own engine; the schema must be migrated).
+        resource: the simulator's resource attributes.
+        depth: steps that may wait for the writer.
+    """
+
+    def __init__(self, url: str, resource: Mapping[str, Any], *, depth: int = 8) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
+        self._inbox = ctx.Queue(maxsize=depth)
+        self._outbox = ctx.Queue()
+        self._proc = ctx.Process(target=_writer_process, args=(url, dict(resource), self._inbox, self._outbox),
+                                 name="qfleet-sim-store", daemon=True)
+        self._proc.start()
+        self.stats = SinkStats()
+        self._failed: str | None = None
+
+    def _check(self, block: bool = False, timeout: float | None = None) -> tuple[str, Any] | None:
+        try:
+            msg = self._outbox.get(block, timeout)
+        except queue.Empty:
+            return None
+        if msg[0] == "error":
+            self._failed = msg[1]
+        return msg  # type: ignore[no-any-return]
+
+    def write(self, step: SimStep) -> None:
+        """Hand one step to the writer (blocks while it is ``depth`` steps behind).
+
+        Raises:
+            RuntimeError: the writer failed on an earlier step.
+        """
+        self._check()
+        if self._failed:
+            raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
+        while True:
+            try:
+                self._inbox.put((step.spans, from_metrics_data(step.metrics), step.start_ns), timeout=1.0)
+                return
+            except queue.Full:
+                if not self._proc.is_alive():
+                    raise RuntimeError("the store writer process died; see its log above") from None
+
+    def close(self) -> None:
+        """Wait for every queued step and the rollups.
+
+        Raises:
+            RuntimeError: the writer failed.
+        """
+        if not self._failed and self._proc.is_alive():
+            self._inbox.put(None)
+        while self._failed is None:
+            msg = self._check(block=True, timeout=1.0)
+            if msg and msg[0] == "done":
+                self.stats = msg[1]
+                break
+            if msg is None and not self._proc.is_alive():
+                self._failed = "the store writer process exited without finishing"
+        self._proc.join()
+        if self._failed:
+            raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
+
+    def abandon(self) -> None:
+        """Stop the writer now (the run is being interrupted); committed steps stay."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+
+
+def readable_spans(columns: SpanColumns, resource: Resource) -> list[ReadableSpan]:
+    """The SDK's ``ReadableSpan`` objects for ``columns`` (what an OTLP exporter sends).
+
+    OTLP has no promoted columns: node, link, job, run and hardware type become their ``qfleet.*`` attributes,
+    from which the collector promotes them again.
+    """
+    scope = InstrumentationScope(SCOPE)
+    out = []
+    status_codes = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
+    n = len(columns)
+    parents = columns.parent_span_id or [None] * n
+    kinds = columns.kind or [1] * n
+    codes = columns.status_code or [0] * n
+    msgs = columns.status_message or [""] * n
+    attrs = columns.attributes or [{}] * n
+    promoted = [(key, col) for key, col in (
+        ("qfleet.node.id", columns.node_id), ("qfleet.link.id", columns.link_id), ("qfleet.job.id", columns.job_id),
+        ("qfleet.run.id", columns.run_id), ("qfleet.hardware.type", columns.hardware_type)) if col is not None]
+    for i in range(n):
+        tid = int(columns.trace_id[i], 16)
+        ctx = SpanContext(tid, int(columns.span_id[i], 16), is_remote=False, trace_flags=TraceFlags(1))
+        parent = SpanContext(tid, int(parents[i], 16), is_remote=False,
+                             trace_flags=TraceFlags(1)) if parents[i] else None
+        code = status_codes[codes[i]]
+        out.append(ReadableSpan(
+            name=columns.name[i], context=ctx, parent=parent, resource=resource,
+            attributes={**attrs[i], **{k: col[i] for k, col in promoted if col[i] is not None}},
+            kind=SpanKind(kinds[i] - 1), status=Status(code, msgs[i] or None) if code is StatusCode.ERROR
+            else Status(code), start_time=columns.start_time_unix_nano[i], end_time=columns.end_time_unix_nano[i],
+            instrumentation_scope=scope))
+    return out
+
+
+class OtlpSink:
+    """Sends every step to an OTLP/HTTP collector with the standard OpenTelemetry exporters.
+
+    Args:
+        endpoint: the collector's base URL, e.g. ``http://127.0.0.1:4318``.
+        token: bearer token for the collector's ingestion endpoints.
+        resource: the simulator's resource attributes.
+        timeout_s: per-request timeout (the exporters retry 503/429 with backoff meanwhile).
+
+    Raises:
+        RuntimeError: from :meth:`write`, when the collector did not accept a step after the exporter's retries.
+    """
+
+    def __init__(self, endpoint: str, token: str, resource: Mapping[str, Any], *, timeout_s: float = 30.0) -> None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        base = endpoint.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"}
+        self._spans = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers, timeout=timeout_s)
+        self._metrics = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", headers=headers, timeout=timeout_s)
+        self.resource = Resource(dict(resource))
+        self.stats = SinkStats()
+
+    def write(self, step: SimStep) -> None:
+        """Send one step's spans, then its metrics."""
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        t0 = time.perf_counter()
+        spans = readable_spans(step.spans, self.resource)
+        for lo in range(0, len(spans), 2000):
+            if self._spans.export(spans[lo:lo + 2000]) is not SpanExportResult.SUCCESS:
+                raise RuntimeError(f"the collector did not accept the spans of the step at {step.start_ns} ns; "
+                                   "is `qfleet collector serve` running and the token right?")
+        if self._metrics.export(step.metrics) is not MetricExportResult.SUCCESS:
+            raise RuntimeError(f"the collector did not accept the metrics of the step at {step.start_ns} ns")
+        self.stats.spans += len(spans)
+        self.stats.samples += sum(len(m.data.data_points) for rm in step.metrics.resource_metrics
+                                  for sm in rm.scope_metrics for m in sm.metrics)
+        self.stats.seconds += time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Shut the exporters down (the collector computes its own rollups)."""
+        self._spans.shutdown()
+        self._metrics.shutdown()
