@@ -92,7 +92,7 @@ METRICS: Mapping[str, MetricDef] = {m.name: m for m in (
     MetricDef("qfleet.job.fidelity", "histogram", "1", "Measured end-to-end fidelity per job", _FID),
     MetricDef("qfleet.orchestrator.latency", "histogram", "s", "Scheduling decision latency per job", _LAT_S),
     MetricDef("qfleet.node.heartbeats", "counter", "{heartbeat}", "Heartbeats received from each node"),
-    MetricDef("qfleet.node.up", "gauge", "1", "1 while the node's heartbeats arrive, else 0"),
+    MetricDef("qfleet.node.up", "gauge", "", "1 while the node's heartbeats arrive, else 0"),
     MetricDef("qfleet.node.t1", "gauge", "s", "Calibrated-and-drifted T1 of the node's memory"),
     MetricDef("qfleet.node.t2", "gauge", "s", "Calibrated-and-drifted T2 of the node's memory"),
     MetricDef("qfleet.node.gate_error", "gauge", "1", "Depolarising gate error by qubits (1 or 2)"),

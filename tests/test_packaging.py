@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_wheel_ships_migrations_and_runbooks_and_migrates(tmp_path: Path) -> None:
+def test_wheel_ships_migrations_runbooks_and_fleets_and_runs(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("qfleet-*.whl")
@@ -21,6 +21,7 @@ def test_wheel_ships_migrations_and_runbooks_and_migrates(tmp_path: Path) -> Non
     assert "migrations/env.py" in names and "migrations/script.py.mako" in names
     assert any(n.startswith("migrations/versions/") and n.endswith("_initial_schema.py") for n in names)
     assert "runbooks/README.md" in names
+    assert {"simulator/fleets/fleet100.yaml", "simulator/faults/example.yaml"} <= set(names)
     assert not any(n.startswith("tests/") for n in names)
 
     site = tmp_path / "site"
@@ -39,3 +40,8 @@ def test_wheel_ships_migrations_and_runbooks_and_migrates(tmp_path: Path) -> Non
     assert run.returncode == 0, run.stderr
     assert "at revision 20261126_0001" in run.stdout
     assert (work / "qfleet.db").exists()
+    # The built-in fleets and fault files ship as package data: a simulation runs from the wheel alone.
+    sim = subprocess.run([sys.executable, "-m", "qfleet.cli", "sim", "run", "--fleet", "mesh", "--faults", "example",
+                          "--duration", "2m", "--no-progress"], cwd=work, env=env, capture_output=True, text=True)
+    assert sim.returncode == 0, sim.stderr
+    assert "mesh-6" in sim.stdout and "jobs" in sim.stdout
