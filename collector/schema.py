@@ -38,6 +38,8 @@ __all__ = [
     "Resource",
     "RollupPending",
     "Signal",
+    "SloCount",
+    "SloEvaluation",
     "Span",
     "SpanEvent",
     "SpanLink",
@@ -292,3 +294,42 @@ class RollupPending(Base):
     signal: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     touched_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+
+class SloEvaluation(Base):
+    """One evaluation of one SLO (and one segment of it) at one instant: the history the dashboards plot.
+
+    ``segment`` is the canonical ``key=value,...`` text of the segment's labels (empty when unsegmented);
+    ``report`` is the full JSON report; the columns beside it are what charts and alerts filter on.
+    """
+
+    __tablename__ = "slo_evaluations"
+
+    slo: Mapped[str] = mapped_column(Text, primary_key=True)
+    segment: Mapped[str] = mapped_column(Text, primary_key=True)
+    at_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sli: Mapped[float | None] = mapped_column(Float)
+    remaining_fraction: Mapped[float | None] = mapped_column(Float)
+    burn_1h: Mapped[float | None] = mapped_column(Float)
+    burn_6h: Mapped[float | None] = mapped_column(Float)
+    page: Mapped[bool] = mapped_column(Boolean)
+    ticket: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index(None, "at_unix_nano"),)
+
+
+class SloCount(Base):
+    """Per-minute good and total events of one SLO segment, materialised from the rollups (and, for span
+    threshold SLIs, the raw spans), so that a 30-day budget reads one row per minute instead of every series.
+
+    ``bucket_start_unix_nano`` is the minute's start; its events are the step that ends a minute later.
+    """
+
+    __tablename__ = "slo_counts"
+
+    slo: Mapped[str] = mapped_column(Text, primary_key=True)
+    segment: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    good: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)

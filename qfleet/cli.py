@@ -16,6 +16,7 @@ COMMANDS = {
     "collector": "collector.cli",
     "demo": "qfleet.demo",
     "sim": "simulator.cli",
+    "slo": "slo.cli",
 }
 
 USAGE = """usage: qfleet COMMAND ...
@@ -25,6 +26,7 @@ commands:
   db          schema migrations (upgrade, downgrade, current), retention (prune), rollups
   collector   the OTLP/HTTP receiver (serve)
   sim         the fleet simulator (run, experiment, chain)
+  slo         SLOs: validate specs, evaluate budgets and burn rates, export Prometheus rules
 
 Run `qfleet COMMAND --help` for a command's options.
 """

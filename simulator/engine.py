@@ -1255,9 +1255,11 @@ class Simulation:
                    node=s.left, link=lid, job=jid, run=run, hardware=nodes[s.left].node.hardware_type,
                    error="" if okseg else "entanglement_timeout")
             m.add("qfleet.entanglement.attempts", self._lab(link=lid), a)
+            # One request per job and segment (all its shots' pairs); the pairs are counted separately.
             m.add("qfleet.entanglement.requests", self._lab(link=lid, hardware=nodes[s.left].node.hardware_type,
-                                                            outcome="success" if okseg else "timeout"),
-                  shots_done if okseg else 1)
+                                                            outcome="success" if okseg else "timeout"))
+            if okseg:
+                m.add("qfleet.entanglement.pairs", self._lab(link=lid), shots_done)
             if okseg:
                 m.observe("qfleet.entanglement.latency", self._lab(hardware=nodes[s.left].node.hardware_type),
                           gen / NS)

@@ -83,7 +83,8 @@ class MetricDef:
 METRICS: Mapping[str, MetricDef] = {m.name: m for m in (
     MetricDef("qfleet.jobs", "counter", "{job}", "Finished jobs by tenant, kind, outcome and hardware type"),
     MetricDef("qfleet.entanglement.requests", "counter", "{request}",
-              "Link entanglement requests (one per pair of a job shot) by link and outcome"),
+              "Link entanglement requests (one per job and fibre segment) by link and outcome"),
+    MetricDef("qfleet.entanglement.pairs", "counter", "{pair}", "Heralded pairs delivered (one per job shot)"),
     MetricDef("qfleet.entanglement.attempts", "counter", "{attempt}", "Heralding attempts by link"),
     MetricDef("qfleet.entanglement.latency", "histogram", "s", "Time to a heralded pair", _LAT_S),
     MetricDef("qfleet.feedforward.latency", "histogram", "s", "Classical feedforward latency per job", _LAT_S),
@@ -176,7 +177,7 @@ class MetricsAccumulator:
 
     A series is reported when its value changed since it was last reported, or when ``refresh_ns`` passed
     (Prometheus treats a series unreported for 5 minutes as stale), so that constant device parameters do not
-    repeat every step.
+    repeat every step; the metrics in ``every_step`` (probes, such as ``qfleet.node.up``) are reported every step.
 
     Args:
         resource: attributes of the simulator's resource (``service.name``, ``qfleet.run.id``).
@@ -184,10 +185,12 @@ class MetricsAccumulator:
         refresh_ns: longest gap between two reports of an unchanged series.
     """
 
-    def __init__(self, resource: Mapping[str, Any], start_ns: int, *, refresh_ns: int = 300_000_000_000) -> None:
+    def __init__(self, resource: Mapping[str, Any], start_ns: int, *, refresh_ns: int = 300_000_000_000,
+                 every_step: frozenset[str] = frozenset({"qfleet.node.up"})) -> None:
         self.resource = Resource(dict(resource))
         self.start_ns = start_ns
         self.refresh_ns = refresh_ns
+        self.every_step = every_step
         self._reported: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[float, int]] = {}
         self._counters: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
         self._hists: dict[str, dict[tuple[tuple[str, Any], ...], _Hist]] = {}
@@ -217,6 +220,8 @@ class MetricsAccumulator:
         self._gauges[name].pop(labels, None)
 
     def _due(self, name: str, key: tuple[tuple[str, Any], ...], value: float, t_ns: int) -> bool:
+        if name in self.every_step:
+            return True  # an availability probe: every step is one event of the SLI
         last = self._reported.get((name, key))
         if last is not None and last[0] == value and t_ns - last[1] < self.refresh_ns:
             return False

@@ -1,0 +1,165 @@
+"""`qfleet slo validate | eval | rules`: check specs, evaluate them (offline or over the store), export rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["main", "parse_at_ns"]
+
+
+def parse_at_ns(text: str, now_ns: int) -> int:
+    """``now`` or an RFC 3339 time with a zone, as Unix ns.
+
+    >>> parse_at_ns("2026-01-02T00:00:00Z", 0)
+    1767312000000000000
+
+    Raises:
+        ValueError: anything else.
+    """
+    if text == "now":
+        return now_ns
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        dt = None
+    if dt is None or dt.tzinfo is None:
+        raise ValueError(f"--at {text!r} is not valid; use now or an RFC 3339 time with a zone, "
+                         "e.g. 2026-01-02T00:00:00Z")
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def _spec(name: str) -> Path:
+    from slo.spec import builtin_specs_path
+
+    if name in ("default", "fleet"):
+        return builtin_specs_path()
+    p = Path(name)
+    if not p.exists():
+        raise ValueError(f"spec file {name!r} does not exist; give a path, or 'default' for the built-in pack")
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qfleet slo", description="SLOs, error budgets and burn-rate alerts")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="report every problem of a spec file at once")
+    v.add_argument("spec", help="OpenSLO YAML file, or 'default' for the built-in pack")
+    v.add_argument("--json", action="store_true")
+    e = sub.add_parser("eval", help="evaluate the SLOs of a spec at an instant")
+    e.add_argument("spec", help="OpenSLO YAML file, or 'default'")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--samples", help="CSV with the header ts,good,total (each row: the step ending at ts)")
+    src.add_argument("--db", help="the store's URL (per-minute rollups); see also $QFLEET_DATABASE_URL")
+    e.add_argument("--at", required=True, help="the instant: now, or RFC 3339 (e.g. 2026-01-02T00:00:00Z)")
+    e.add_argument("--record", action="store_true", help="with --db: store the results as evaluation history")
+    e.add_argument("--json", action="store_true")
+    r = sub.add_parser("rules", help="write Prometheus recording and alerting rules for the spec")
+    r.add_argument("spec", help="OpenSLO YAML file, or 'default'")
+    r.add_argument("-o", "--output", help="file to write (default: stdout)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run a `qfleet slo` command: 0 ok, 1 a spec with problems, 2 bad input."""
+    import time
+
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    try:
+        if args.cmd == "validate":
+            return _validate(args, out)
+        if args.cmd == "rules":
+            return _rules(args, out)
+        return _eval(args, env, out, time.time_ns())
+    except ValueError as e:
+        print(f"qfleet slo {args.cmd}: {e}", file=err)
+        return 2
+
+
+def _validate(args: argparse.Namespace, out: TextIO) -> int:
+    from slo.spec import validate_file
+
+    res = validate_file(_spec(args.spec))
+    if args.json:
+        print(json.dumps(res.to_json()), file=out)
+    else:
+        for p in res.problems:
+            print(f"error: {p.path}: {p.message} (fix: {p.fix})", file=out)
+        for w in res.warnings:
+            print(f"warning: {w.path}: {w.message} (fix: {w.fix})", file=out)
+        print(f"{len(res.slos)} SLOs, {len(res.problems)} problems, {len(res.warnings)} warnings", file=out)
+    return 0 if res.ok else 1
+
+
+def _rules(args: argparse.Namespace, out: TextIO) -> int:
+    from slo.rules import rules_yaml
+    from slo.spec import load_slos
+
+    text = rules_yaml(load_slos(_spec(args.spec)))
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        out.write(text)
+    return 0
+
+
+def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns: int) -> int:
+    from slo.budget import evaluate_slo, read_samples_csv, report_json
+    from slo.spec import load_slos
+
+    slos = load_slos(_spec(args.spec))
+    at = parse_at_ns(args.at, now_ns)
+    if args.samples:
+        if args.record:
+            raise ValueError("--record needs --db (offline evaluations are not stored)")
+        counts = read_samples_csv(Path(args.samples))
+        reports = [evaluate_slo(s, counts, at) for s in slos]
+    else:
+        from collector import Settings, open_engine, upgrade
+        from slo.evaluate import evaluate_store, record
+        from slo.sli import SliSource
+
+        settings = Settings.from_env(env, database_url=args.db)
+        engine = open_engine(settings.database_url)
+        try:
+            upgrade(engine)
+            reports = evaluate_store(slos, SliSource(engine), at)
+            if args.record:
+                record(engine, reports)
+        finally:
+            engine.dispose()
+    docs = [report_json(r) for r in reports]
+    if args.json:
+        print(json.dumps({"at": args.at, "slos": docs}), file=out)
+    else:
+        for d in docs:
+            _print_report(d, out)
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return f"{v:.4g}"
+
+
+def _print_report(d: dict[str, Any], out: TextIO) -> None:
+    seg = ",".join(f"{k}={v}" for k, v in d.get("segment", {}).items())
+    b = d["budget"]
+    sev = [k for k, on in d["alerts"]["severities"].items() if on]
+    print(f"{d['slo']}{f' [{seg}]' if seg else ''}: SLI {_fmt(b['sli'])}, budget remaining "
+          f"{_fmt(b['remaining_fraction'])}{' (EXHAUSTED)' if b['exhausted'] else ''}, "
+          f"alerts: {', '.join(sev) or 'none'}", file=out)
+    burns = "  ".join(f"{w} {_fmt(x['burn_rate'])}" for w, x in d["windows"].items())
+    print(f"  burn rates: {burns}", file=out)

@@ -1,0 +1,293 @@
+"""The SQL edge of the SLO engine: per-minute good/total counts of every SLO segment, from the store.
+
+Counts come from the collector's per-minute rollups wherever they can answer (span ratios from ``span_rollups``,
+counters and histogram buckets from ``metric_rollups`` increases, gauges from their per-minute min/max/last), and
+from the raw spans only for per-event span thresholds, which no rollup keeps. They are materialised into
+``slo_counts`` (one row per SLO, segment and minute), so that a 30-day budget reads one row per minute; an
+evaluation then asks for its windows' sums in one aggregate query (:meth:`SliSource.interval_counts`).
+
+A minute bucket starting at B holds the events of the step that ends at ``B + 1 min``: a window ``(now - W, now]``
+takes the buckets with ``now - W < B + 1 min <= now``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, text
+
+from collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSeries, SloCount, Span, SpanRollup
+from slo.model import (
+    SLO,
+    Counts,
+    GaugeThresholdIndicator,
+    HistogramIndicator,
+    MetricRatioIndicator,
+    SpanRatioIndicator,
+    SpanThresholdIndicator,
+)
+
+__all__ = ["SliSource", "segment_key", "segment_labels"]
+
+STEP = ROLLUP_STEP_NS
+_PROMOTED = ("hardware_type", "node_id", "link_id")
+_OPS = {"lte": lambda v, t: v <= t, "lt": lambda v, t: v < t, "gte": lambda v, t: v >= t, "gt": lambda v, t: v > t}
+
+
+def segment_key(values: Iterable[tuple[str, str | None]]) -> str:
+    """The canonical text of a segment: ``hardware_type=nv-centre,node_id=qpu-a`` ('' when unsegmented)."""
+    return ",".join(f"{k}={v or ''}" for k, v in values)
+
+
+def segment_labels(key: str) -> tuple[tuple[str, str], ...]:
+    """The inverse of :func:`segment_key`.
+
+    >>> segment_labels(segment_key([("hardware_type", "nv-centre")]))
+    (('hardware_type', 'nv-centre'),)
+    """
+    return tuple(tuple(p.split("=", 1)) for p in key.split(",")) if key else ()  # type: ignore[misc]
+
+
+def _matches(labels: dict[str, Any], want: Sequence[tuple[str, Any]]) -> bool:
+    return all(str(labels.get(k)) == str(v) for k, v in want)
+
+
+def _le(bound: Fraction) -> str:
+    # The collector writes bucket bounds as repr(float) (collector.convert._le): match that text exactly.
+    return repr(float(bound))
+
+
+class SliSource:
+    """Per-minute SLO counts over one store.
+
+    Args:
+        engine: a migrated database (the collector's schema at head).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- materialisation ------------------------------------------------------------------------------------------
+
+    def materialize(self, slo: SLO, lo_ns: int, hi_ns: int) -> int:
+        """Recompute the minute buckets ``[lo_ns, hi_ns)`` (aligned down and up to minutes) of ``slo``.
+
+        Idempotent: the range is replaced in one transaction. Returns the number of rows written.
+        """
+        lo, hi = lo_ns // STEP * STEP, -(-hi_ns // STEP) * STEP
+        rows = self._compute(slo, lo, hi)
+        t = SloCount.__table__
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.slo == slo.name, t.c.bucket_start_unix_nano >= lo,
+                                         t.c.bucket_start_unix_nano < hi))
+            if rows:
+                conn.execute(insert(t), [{"slo": slo.name, "segment": seg, "bucket_start_unix_nano": b,
+                                          "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
+        return len(rows)
+
+    def refresh(self, slos: Sequence[SLO], until_ns: int, *, since_ns: int, settle_ns: int = 5 * STEP) -> int:
+        """Bring ``slo_counts`` up to ``until_ns`` for every SLO: from its last materialised minute (less
+        ``settle_ns``, for late data) or ``since_ns`` when it has none. Returns rows written."""
+        t = SloCount.__table__
+        written = 0
+        for slo in slos:
+            with self.engine.connect() as conn:
+                last = conn.execute(select(func.max(t.c.bucket_start_unix_nano)).where(t.c.slo == slo.name)).scalar()
+            lo = since_ns if last is None else max(since_ns, last - settle_ns)
+            if lo < until_ns:
+                written += self.materialize(slo, lo, until_ns)
+        return written
+
+    def _segment(self, slo: SLO, row: dict[str, Any]) -> str:
+        return segment_key((dim, row.get(dim)) for dim in slo.group_by)
+
+    def _compute(self, slo: SLO, lo: int, hi: int) -> dict[tuple[str, int], tuple[int, int]]:
+        ind = slo.indicator
+        acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+        if isinstance(ind, SpanRatioIndicator):
+            self._span_ratio(slo, ind, lo, hi, acc)
+        elif isinstance(ind, SpanThresholdIndicator):
+            self._span_threshold(slo, ind, lo, hi, acc)
+        elif isinstance(ind, MetricRatioIndicator):
+            self._metric_ratio(slo, ind, lo, hi, acc)
+        elif isinstance(ind, HistogramIndicator):
+            self._histogram(slo, ind, lo, hi, acc)
+        elif isinstance(ind, GaugeThresholdIndicator):
+            self._gauge(slo, ind, lo, hi, acc)
+        else:  # pragma: no cover - the model admits no other kind
+            raise TypeError(f"unknown indicator {ind!r}")
+        # Counter increases are floats in the rollups; events are whole numbers.
+        return {k: (round(g), round(n)) for k, (g, n) in acc.items() if round(n) > 0}
+
+    def _span_ratio(self, slo: SLO, ind: SpanRatioIndicator, lo: int, hi: int,
+                    acc: dict[tuple[str, int], list[float]]) -> None:
+        promoted_only = all(k in _PROMOTED for k, _ in ind.where)
+        if not promoted_only:
+            # Attribute filters are not in the rollups: count the raw spans.
+            self._span_threshold(slo, ind, lo, hi, acc)
+            return
+        r = SpanRollup.__table__
+        q = select(r.c.bucket_start_unix_nano, r.c.status_code, r.c.node_id, r.c.link_id, r.c.hardware_type,
+                   func.sum(r.c.span_count)).where(
+            r.c.name == ind.span, r.c.bucket_start_unix_nano >= lo, r.c.bucket_start_unix_nano < hi)
+        for k, v in ind.where:
+            q = q.where(r.c[k] == str(v))
+        q = q.group_by(r.c.bucket_start_unix_nano, r.c.status_code, r.c.node_id, r.c.link_id, r.c.hardware_type)
+        with self.engine.connect() as conn:
+            for b, status, node, link, hw, n in conn.execute(q):
+                seg = self._segment(slo, {"node_id": node or None, "link_id": link or None,
+                                          "hardware_type": hw or None})
+                a = acc[(seg, b)]
+                a[1] += n
+                if status != 2:
+                    a[0] += n
+
+    def _span_threshold(self, slo: SLO, ind: SpanRatioIndicator | SpanThresholdIndicator, lo: int, hi: int,
+                        acc: dict[tuple[str, int], list[float]]) -> None:
+        s = Span.__table__
+        q = select(s.c.start_time_unix_nano, s.c.status_code, s.c.attributes, s.c.node_id, s.c.link_id,
+                   s.c.hardware_type).where(s.c.name == ind.span, s.c.start_time_unix_nano >= lo,
+                                            s.c.start_time_unix_nano < hi)
+        with self.engine.connect() as conn:
+            for start, status, attrs, node, link, hw in conn.execute(q):
+                a = json.loads(attrs) if isinstance(attrs, str) else (attrs or {})
+                row = {"node_id": node, "link_id": link, "hardware_type": hw}
+                if not all(str(row.get(k, a.get(k))) == str(v) for k, v in ind.where):
+                    continue
+                if isinstance(ind, SpanRatioIndicator):
+                    good = status != 2
+                else:
+                    value = a.get(ind.attribute)
+                    if isinstance(ind.threshold_attribute, str):
+                        limit = a.get(ind.threshold_attribute)
+                        thr = None if limit is None else Fraction(limit) * ind.margin
+                    else:
+                        thr = ind.threshold
+                    if value is None or thr is None or (isinstance(value, float) and not math.isfinite(value)):
+                        continue  # not an event of this SLI (no value to judge)
+                    good = _OPS[ind.op](Fraction(value), thr)
+                cell = acc[(self._segment(slo, row), start // STEP * STEP)]
+                cell[1] += 1
+                cell[0] += good
+
+    def _series(self, metric: str) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+        t = MetricSeries.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.id, t.c.labels, t.c.node_id, t.c.link_id, t.c.hardware_type).where(
+                t.c.metric_name == metric)).all()
+        out = []
+        for sid, labels, node, link, hw in rows:
+            lab = json.loads(labels) if isinstance(labels, str) else (labels or {})
+            out.append((sid, lab, {"node_id": node, "link_id": link, "hardware_type": hw}))
+        return out
+
+    def _increases(self, ids: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, float | None, float, float,
+                                                                                float, int]]:
+        if not ids:
+            return []
+        r = MetricRollup.__table__
+        q = select(r.c.series_id, r.c.bucket_start_unix_nano, r.c.increase, r.c.last_value, r.c.value_min,
+                   r.c.value_max, r.c.sample_count).where(
+            r.c.series_id.in_(bindparam("ids", expanding=True)), r.c.bucket_start_unix_nano >= lo,
+            r.c.bucket_start_unix_nano < hi)
+        with self.engine.connect() as conn:
+            return [tuple(x) for x in conn.execute(q, {"ids": list(ids)})]  # type: ignore[misc]
+
+    def _metric_ratio(self, slo: SLO, ind: MetricRatioIndicator, lo: int, hi: int,
+                      acc: dict[tuple[str, int], list[float]]) -> None:
+        good_ids, seg_of = set(), {}
+        for sid, lab, prom in self._series(ind.metric):
+            if not _matches(lab, ind.total_match):
+                continue
+            seg_of[sid] = self._segment(slo, prom)
+            if _matches(lab, ind.good_match):
+                good_ids.add(sid)
+        for sid, b, inc, *_ in self._increases(list(seg_of), lo, hi):
+            a = acc[(seg_of[sid], b)]
+            a[1] += inc or 0.0
+            if sid in good_ids:
+                a[0] += inc or 0.0
+
+    def _histogram(self, slo: SLO, ind: HistogramIndicator, lo: int, hi: int,
+                   acc: dict[tuple[str, int], list[float]]) -> None:
+        le = _le(ind.threshold)
+        bucket_ids, count_ids, seg_of = set(), set(), {}
+        for sid, lab, prom in self._series(ind.metric + "_bucket"):
+            if lab.get("le") == le and _matches(lab, ind.match):
+                bucket_ids.add(sid)
+                seg_of[sid] = self._segment(slo, prom)
+        for sid, lab, prom in self._series(ind.metric + "_count"):
+            if _matches(lab, ind.match):
+                count_ids.add(sid)
+                seg_of[sid] = self._segment(slo, prom)
+        for sid, b, inc, *_ in self._increases(list(seg_of), lo, hi):
+            a = acc[(seg_of[sid], b)]
+            if sid in count_ids:
+                a[1] += inc or 0.0
+                if ind.op == "gt":
+                    a[0] += inc or 0.0
+            elif sid in bucket_ids:
+                a[0] += (inc or 0.0) if ind.op == "lte" else -(inc or 0.0)
+
+    def _gauge(self, slo: SLO, ind: GaugeThresholdIndicator, lo: int, hi: int,
+               acc: dict[tuple[str, int], list[float]]) -> None:
+        seg_of = {sid: self._segment(slo, prom) for sid, lab, prom in self._series(ind.metric)
+                  if _matches(lab, ind.match)}
+        op, thr = _OPS[ind.op], ind.threshold
+        mixed: list[tuple[int, int]] = []
+        for sid, b, _inc, _last, vmin, vmax, n in self._increases(list(seg_of), lo, hi):
+            ok_min, ok_max = op(Fraction(vmin), thr), op(Fraction(vmax), thr)
+            a = acc[(seg_of[sid], b)]
+            if ok_min == ok_max:
+                a[1] += n
+                a[0] += n if ok_min else 0
+            else:
+                mixed.append((sid, b))  # some samples in, some out: count them one by one
+        if mixed:
+            with self.engine.connect() as conn:
+                for sid, b in mixed:
+                    vals = conn.execute(text(
+                        "SELECT value FROM metric_samples WHERE series_id = :s AND time_unix_nano >= :lo "
+                        "AND time_unix_nano < :hi"), {"s": sid, "lo": b, "hi": b + STEP}).scalars().all()
+                    a = acc[(seg_of[sid], b)]
+                    a[1] += len(vals)
+                    a[0] += sum(1 for v in vals if op(Fraction(v), thr))
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    def interval_counts(self, slo: SLO, at_ns: int, starts: Sequence[int]) -> dict[str, list[tuple[int, Counts]]]:
+        """Per segment, the counts of the disjoint intervals that the window starts cut ``(min(starts), at]`` into.
+
+        Returned as ``(interval_end_ns, Counts)`` pairs: used as samples, any window ``(s, at]`` with ``s`` in
+        ``starts`` sums exactly the intervals inside it. One aggregate query, however long the period.
+        """
+        cuts = sorted({s for s in starts if s < at_ns}, reverse=True)  # descending window starts
+        ends = [at_ns, *cuts]  # interval k is (cuts[k], ends[k]]
+        case_sql = "CASE " + " ".join(f"WHEN bucket_start_unix_nano + {STEP} > {c} THEN {k}"
+                                      for k, c in enumerate(cuts)) + " END"
+        q = text(f"SELECT segment, {case_sql} AS k, SUM(good), SUM(total) FROM slo_counts "  # noqa: S608 - ints only
+                 "WHERE slo = :slo AND bucket_start_unix_nano + :step > :lo AND bucket_start_unix_nano + :step <= :at "
+                 "GROUP BY segment, k")
+        out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
+        with self.engine.connect() as conn:
+            for seg, k, g, n in conn.execute(q, {"slo": slo.name, "step": STEP, "lo": cuts[-1] if cuts else at_ns,
+                                                 "at": at_ns}):
+                out[seg].append((ends[int(k)], Counts(int(g), int(n))))
+        return dict(out)
+
+    def minute_counts(self, slo: SLO, lo_exclusive_ns: int, at_ns: int) -> dict[str, list[tuple[int, Counts]]]:
+        """Per segment, every materialised minute in ``(lo, at]`` as ``(step_end_ns, Counts)`` (for timeslices)."""
+        t = SloCount.__table__
+        q = select(t.c.segment, t.c.bucket_start_unix_nano, t.c.good, t.c.total).where(
+            t.c.slo == slo.name, t.c.bucket_start_unix_nano + STEP > lo_exclusive_ns,
+            t.c.bucket_start_unix_nano + STEP <= at_ns).order_by(t.c.segment, t.c.bucket_start_unix_nano)
+        out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
+        with self.engine.connect() as conn:
+            for seg, b, g, n in conn.execute(q):
+                out[seg].append((b + STEP, Counts(int(g), int(n))))
+        return dict(out)
