@@ -21,10 +21,10 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from slo.budget import report_json
 from sqlalchemy import text
 
 from collector import SpanColumns, Store, open_engine, upgrade
+from slo.budget import report_json
 from slo.evaluate import evaluate_store, window_starts
 from slo.model import SLO, AlertPolicy, Pair, Period, SpanRatioIndicator, SpanThresholdIndicator
 from slo.sli import SliSource

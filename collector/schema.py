@@ -323,7 +323,8 @@ class SloCount(Base):
     """Per-minute good and total events of one SLO segment, materialised from the rollups (and, for span
     threshold SLIs, the raw spans), so that a 30-day budget reads one row per minute instead of every series.
 
-    ``bucket_start_unix_nano`` is the minute's start; its events are the step that ends a minute later.
+    ``slo`` is the SLO name plus a fingerprint of its indicator and segmentation (a changed definition gets
+    fresh counts); ``bucket_start_unix_nano`` is the minute's start, its events the step that ends a minute later.
     """
 
     __tablename__ = "slo_counts"

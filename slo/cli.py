@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         if args.cmd == "validate":
             return _validate(args, out)
         if args.cmd == "rules":
-            return _rules(args, out)
+            return _rules(args, out, err)
         return _eval(args, env, out, time.time_ns())
     except ValueError as e:
         print(f"qfleet slo {args.cmd}: {e}", file=err)
@@ -100,11 +100,15 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if res.ok else 1
 
 
-def _rules(args: argparse.Namespace, out: TextIO) -> int:
-    from slo.rules import rules_yaml
+def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from slo.rules import rules_yaml, skipped
     from slo.spec import load_slos
 
-    text = rules_yaml(load_slos(_spec(args.spec)))
+    slos = load_slos(_spec(args.spec))
+    for name, why in skipped(slos):
+        # Span-based SLIs have no Prometheus series; say so instead of dropping them silently.
+        print(f"qfleet slo rules: skipped {name}: {why}", file=err)
+    text = rules_yaml(slos, strict=False)
     if args.output:
         Path(args.output).write_text(text)
     else:

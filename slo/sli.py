@@ -12,6 +12,7 @@ takes the buckets with ``now - W < B + 1 min <= now``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import defaultdict
@@ -32,7 +33,7 @@ from slo.model import (
     SpanThresholdIndicator,
 )
 
-__all__ = ["SliSource", "segment_key", "segment_labels"]
+__all__ = ["SliSource", "counts_key", "segment_key", "segment_labels"]
 
 STEP = ROLLUP_STEP_NS
 _PROMOTED = ("hardware_type", "node_id", "link_id")
@@ -51,6 +52,26 @@ def segment_labels(key: str) -> tuple[tuple[str, str], ...]:
     (('hardware_type', 'nv-centre'),)
     """
     return tuple(tuple(p.split("=", 1)) for p in key.split(",")) if key else ()  # type: ignore[misc]
+
+
+def counts_key(slo: SLO) -> str:
+    """The ``slo_counts`` key of an SLO: its name plus a fingerprint of what decides its counts.
+
+    Changing the indicator or the segmentation (a threshold, a matcher) gives a new key, so counts materialised
+    under the old definition are never reused.
+
+    >>> import dataclasses
+    >>> from fractions import Fraction
+    >>> from slo.model import AlertPolicy, Period, SpanRatioIndicator
+    >>> a = SLO(name="jobs", service="s", target=Fraction(9, 10), period=Period(rolling_ns=1), budgeting="Occurrences",
+    ...         indicator=SpanRatioIndicator(span="qfleet.job"), policy=AlertPolicy(name="p", pairs=()))
+    >>> counts_key(a) == counts_key(dataclasses.replace(a, target=Fraction(99, 100)))
+    True
+    >>> counts_key(a) == counts_key(dataclasses.replace(a, group_by=("node_id",)))
+    False
+    """
+    digest = hashlib.sha256(repr((slo.indicator, slo.group_by)).encode()).hexdigest()[:12]
+    return f"{slo.name}@{digest}"
 
 
 def _matches(labels: dict[str, Any], want: Sequence[tuple[str, Any]]) -> bool:
@@ -83,10 +104,10 @@ class SliSource:
         rows = self._compute(slo, lo, hi)
         t = SloCount.__table__
         with self.engine.begin() as conn:
-            conn.execute(delete(t).where(t.c.slo == slo.name, t.c.bucket_start_unix_nano >= lo,
+            conn.execute(delete(t).where(t.c.slo == counts_key(slo), t.c.bucket_start_unix_nano >= lo,
                                          t.c.bucket_start_unix_nano < hi))
             if rows:
-                conn.execute(insert(t), [{"slo": slo.name, "segment": seg, "bucket_start_unix_nano": b,
+                conn.execute(insert(t), [{"slo": counts_key(slo), "segment": seg, "bucket_start_unix_nano": b,
                                           "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
         return len(rows)
 
@@ -97,7 +118,8 @@ class SliSource:
         written = 0
         for slo in slos:
             with self.engine.connect() as conn:
-                last = conn.execute(select(func.max(t.c.bucket_start_unix_nano)).where(t.c.slo == slo.name)).scalar()
+                last = conn.execute(select(func.max(t.c.bucket_start_unix_nano)).where(
+                    t.c.slo == counts_key(slo))).scalar()
             lo = since_ns if last is None else max(since_ns, last - settle_ns)
             if lo < until_ns:
                 written += self.materialize(slo, lo, until_ns)
@@ -275,7 +297,7 @@ class SliSource:
                  "GROUP BY segment, k")
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
         with self.engine.connect() as conn:
-            for seg, k, g, n in conn.execute(q, {"slo": slo.name, "step": STEP, "lo": cuts[-1] if cuts else at_ns,
+            for seg, k, g, n in conn.execute(q, {"slo": counts_key(slo), "step": STEP, "lo": cuts[-1] if cuts else at_ns,
                                                  "at": at_ns}):
                 out[seg].append((ends[int(k)], Counts(int(g), int(n))))
         return dict(out)
@@ -284,7 +306,7 @@ class SliSource:
         """Per segment, every materialised minute in ``(lo, at]`` as ``(step_end_ns, Counts)`` (for timeslices)."""
         t = SloCount.__table__
         q = select(t.c.segment, t.c.bucket_start_unix_nano, t.c.good, t.c.total).where(
-            t.c.slo == slo.name, t.c.bucket_start_unix_nano + STEP > lo_exclusive_ns,
+            t.c.slo == counts_key(slo), t.c.bucket_start_unix_nano + STEP > lo_exclusive_ns,
             t.c.bucket_start_unix_nano + STEP <= at_ns).order_by(t.c.segment, t.c.bucket_start_unix_nano)
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
         with self.engine.connect() as conn:
