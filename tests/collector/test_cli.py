@@ -26,10 +26,10 @@ def test_db_upgrade_current_downgrade_round_trip(db_url: str) -> None:
     assert code == 0 and out.startswith("base (empty) (behind head")
     code, out, _ = run(["db", "upgrade", "20261126_0001", "--db", db_url])
     assert code == 0 and "at revision 20261126_0001" in out
-    assert run(["db", "current", "--db", db_url])[1].startswith("20261126_0001 (behind head 20261201_0002")
+    assert run(["db", "current", "--db", db_url])[1].startswith("20261126_0001 (behind head 20261201_0003")
     code, out, _ = run(["db", "upgrade", "--db", db_url])
-    assert code == 0 and "at revision 20261201_0002" in out
-    assert run(["db", "current", "--db", db_url])[1] == "20261201_0002 (up to date)\n"
+    assert code == 0 and "at revision 20261201_0003" in out
+    assert run(["db", "current", "--db", db_url])[1] == "20261201_0003 (up to date)\n"
     code, out, _ = run(["db", "downgrade", "base", "--db", db_url])
     assert code == 0 and out.endswith("at revision base\n")
 
