@@ -17,6 +17,8 @@ COMMANDS = {
     "demo": "qfleet.demo",
     "sim": "simulator.cli",
     "slo": "slo.cli",
+    "alerts": "alerts.cli",
+    "serve": "qfleet.serve",
 }
 
 USAGE = """usage: qfleet COMMAND ...
@@ -27,6 +29,8 @@ commands:
   collector   the OTLP/HTTP receiver (serve)
   sim         the fleet simulator (run, experiment, chain)
   slo         SLOs: validate specs, evaluate budgets and burn rates, export Prometheus rules
+  alerts      alert routing previews, timeline replays, silences, acknowledgements, incidents
+  serve       the collector plus SLO evaluation, alert rules and notification delivery, in one process
 
 Run `qfleet COMMAND --help` for a command's options.
 """

@@ -1,0 +1,247 @@
+"""Notification bodies (Alertmanager webhook v4, PagerDuty Events API v2), idempotency keys and HMAC signatures.
+
+Pure functions over :class:`alerts.model.Notification` (sre.md §18-19). A receiver verifies a delivery with
+:func:`verify` over the raw body and the ``X-Qfleet-Signature`` header (see ``docs/webhooks.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from alerts.model import NS, Alert, Labels, Notification
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "PAGERDUTY_MAX_BYTES",
+    "SIGNATURE_HEADER",
+    "ZERO_TIME",
+    "idempotency_key",
+    "pagerduty_event",
+    "rfc3339",
+    "sign",
+    "signature_header",
+    "verify",
+    "webhook_body",
+]
+
+SIGNATURE_HEADER = "X-Qfleet-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Go's zero ``time.Time``: what Alertmanager puts in ``endsAt`` of a firing alert.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+#: PagerDuty's event size limit; a bigger event is sent without its ``custom_details`` (as Alertmanager does).
+PAGERDUTY_MAX_BYTES = 512 * 1024
+_SUMMARY_MAX = 1024
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SEVERITY = {"page": "critical", "security": "critical", "ticket": "warning"}
+_SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def rfc3339(t_ns: int) -> str:
+    """Unix nanoseconds as Go's RFC3339Nano in UTC (trailing fractional zeros dropped).
+
+    >>> rfc3339(1_800_000_000_500_000_000)
+    '2027-01-15T08:00:00.5Z'
+    >>> rfc3339(0)
+    '1970-01-01T00:00:00Z'
+    """
+    s, frac = divmod(t_ns, NS)
+    text = (_EPOCH + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def _common(label_sets: list[Labels]) -> dict[str, str]:
+    if not label_sets:
+        return {}
+    common = set(label_sets[0])
+    for labels in label_sets[1:]:
+        common &= set(labels)
+    return dict(sorted(common))
+
+
+def _alert_json(a: Alert, status: str) -> dict[str, object]:
+    return {
+        "status": status,
+        "labels": dict(a.labels),
+        "annotations": dict(a.annotations),
+        "startsAt": rfc3339(a.starts_at),
+        "endsAt": ZERO_TIME if status == "firing" or a.ends_at is None else rfc3339(a.ends_at),
+        "generatorURL": a.generator_url,
+        "fingerprint": a.fingerprint,
+    }
+
+
+def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_alerts: int = 0,
+                 route_labels: Labels | dict[str, str] = ()) -> dict[str, object]:
+    """The Alertmanager webhook v4 body of ``n`` (sre.md §18): firing alerts first, then resolved.
+
+    ``max_alerts`` > 0 keeps that many alerts and counts the rest in ``truncatedAlerts``; the common labels and
+    annotations are computed over all alerts, before truncation (as ``notify/webhook/webhook.go`` does).
+
+    >>> from alerts.model import Alert, Notification
+    >>> a = Alert(labels=(("alertname", "X"),), starts_at=0)
+    >>> n = Notification(at=30 * NS, receiver="ops", group_key="{}:{}", group_labels=(), reason="first notification",
+    ...                  firing=(a,), resolved=())
+    >>> body = webhook_body(n, receiver_name="ops", external_url="http://am")
+    >>> body["status"], body["alerts"][0]["endsAt"], body["truncatedAlerts"]
+    ('firing', '0001-01-01T00:00:00Z', 0)
+    """
+    if max_alerts < 0:
+        raise ValueError(f"max_alerts={max_alerts} is negative; use 0 for all alerts or a positive limit")
+    alerts = [(a, "firing") for a in n.firing] + [(a, "resolved") for a in n.resolved]
+    kept = alerts[:max_alerts] if max_alerts else alerts
+    return {
+        "version": "4",
+        "groupKey": n.group_key,
+        "truncatedAlerts": len(alerts) - len(kept),
+        "status": "firing" if n.firing else "resolved",
+        "receiver": receiver_name,
+        "groupLabels": dict(n.group_labels),
+        "commonLabels": _common([a.labels for a, _ in alerts]),
+        "commonAnnotations": _common([a.annotations for a, _ in alerts]),
+        "externalURL": external_url,
+        "notification_reason": n.reason,
+        "routeLabels": dict(route_labels),
+        "alerts": [_alert_json(a, status) for a, status in kept],
+    }
+
+
+def _severity(alerts: Iterable[Alert]) -> str:
+    """The most severe mapping over ``alerts`` (qfleet policy: page/security -> critical, ticket -> warning)."""
+    found = [_SEVERITY.get(a.label("severity"), "error") for a in alerts]
+    return min(found, key=_SEVERITY_RANK.__getitem__) if found else "error"
+
+
+def _summary(n: Notification) -> str:
+    """Alertmanager's default ``__subject``: ``[FIRING:2] <group values> (<other common values>)``."""
+    alerts = list(n.firing) + list(n.resolved)
+    head = f"[FIRING:{len(n.firing)}]" if n.firing else "[RESOLVED]"
+    group = dict(n.group_labels)
+    parts = [head, *(v for _, v in sorted(group.items()))]
+    rest = [v for k, v in _common([a.labels for a in alerts]).items() if k not in group]
+    if rest:
+        parts.append("(" + " ".join(rest) + ")")
+    text = " ".join(parts)
+    return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
+
+
+def _instances(alerts: Iterable[Alert]) -> str:
+    """Alertmanager's ``pagerduty.default.instances`` text."""
+    out = []
+    for a in alerts:
+        out.append("Labels:\n" + "".join(f" - {k} = {v}\n" for k, v in a.labels))
+        out.append("Annotations:\n" + "".join(f" - {k} = {v}\n" for k, v in a.annotations))
+        out.append(f"Source: {a.generator_url}\n")
+    return "".join(out)
+
+
+def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet", client: str = "qfleet",
+                    client_url: str = "") -> dict[str, object]:
+    """The PagerDuty Events API v2 event for ``n`` (sre.md §19): ``trigger`` while any alert fires, else ``resolve``.
+
+    Never ``acknowledge``; ``dedup_key`` is the SHA-256 hex of the group key, so a group's trigger and resolve meet.
+
+    >>> from alerts.model import Alert, Notification
+    >>> a = Alert(labels=(("alertname", "X"), ("severity", "page")), starts_at=0)
+    >>> n = Notification(at=30 * NS, receiver="pd", group_key="{}:{}", group_labels=(("alertname", "X"),),
+    ...                  reason="first notification", firing=(a,), resolved=())
+    >>> ev = pagerduty_event(n, routing_key="k" * 32)
+    >>> ev["event_action"], ev["payload"]["severity"], ev["payload"]["summary"]
+    ('trigger', 'critical', '[FIRING:1] X (page)')
+    """
+    if not routing_key:
+        raise ValueError("routing_key is empty; set the 32-character PagerDuty integration key (routing_key)")
+    event: dict[str, object] = {
+        "routing_key": routing_key,
+        "event_action": "trigger" if n.firing else "resolve",
+        "dedup_key": hashlib.sha256(n.group_key.encode()).hexdigest(),
+        "client": client,
+    }
+    if client_url:
+        event["client_url"] = client_url
+    if n.firing:
+        payload: dict[str, object] = {
+            "summary": _summary(n),
+            "source": source or client,
+            "severity": _severity(n.firing),
+            "custom_details": {
+                "firing": _instances(n.firing),
+                "resolved": _instances(n.resolved),
+                "num_firing": str(len(n.firing)),
+                "num_resolved": str(len(n.resolved)),
+            },
+        }
+        event["payload"] = payload
+        if len(json.dumps(event).encode()) > PAGERDUTY_MAX_BYTES:
+            payload["custom_details"] = {"error": "Custom details have been removed because the original event "
+                                                  "exceeds the maximum size of 512KB"}
+    return event
+
+
+def idempotency_key(n: Notification, receiver: str, integration_index: int) -> str:
+    """64 hex characters naming one notification to one integration: the same notification gives the same key.
+
+    It covers the receiver, the integration's index, the group key, the instant, the reason and every alert's
+    fingerprint and times, so a repeat notification (a later instant) gets a new key.
+
+    >>> from alerts.model import Notification
+    >>> n = Notification(at=1, receiver="r", group_key="g", group_labels=(), reason="first notification",
+    ...                  firing=(), resolved=())
+    >>> idempotency_key(n, "r", 0) == idempotency_key(n, "r", 0) != idempotency_key(n, "r", 1)
+    True
+    """
+    doc = [receiver, integration_index, n.group_key, n.at, n.reason,
+           [[a.fingerprint, a.starts_at, a.ends_at] for a in n.firing],
+           [[a.fingerprint, a.starts_at, a.ends_at] for a in n.resolved]]
+    return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``f"{timestamp}.".encode() + body`` under ``secret`` (``timestamp`` in Unix seconds).
+
+    >>> sign(b"k", 1, b"{}") == sign(b"k", 1, b"{}") != sign(b"k", 2, b"{}")
+    True
+    """
+    return hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The ``X-Qfleet-Signature`` value ``t=<unix seconds>,v1=<hex>``.
+
+    >>> signature_header(b"k", 1, b"{}").startswith("t=1,v1=")
+    True
+    """
+    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
+
+
+def verify(secret: bytes, header_value: str, body: bytes, *, now_s: int, tolerance_s: int = 300) -> bool:
+    """Whether ``header_value`` signs ``body`` under ``secret`` within ``tolerance_s`` of ``now_s``.
+
+    Several ``v1=`` entries are allowed (secret rotation: any match suffices); a malformed header is False.
+    Comparison is constant-time.
+
+    >>> h = signature_header(b"k", 100, b"{}")
+    >>> verify(b"k", h, b"{}", now_s=100), verify(b"k", h, b"{} ", now_s=100), verify(b"k", h, b"{}", now_s=401)
+    (True, False, False)
+    """
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header_value.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            return False
+        if key == "t":
+            if not value.isdigit():
+                return False
+            timestamp = int(value)
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates or abs(now_s - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, c) for c in candidates)

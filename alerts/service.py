@@ -1,0 +1,178 @@
+"""The alerting loop over one store: sources -> alert state -> timeline -> incidents -> outbox -> delivery.
+
+Each step persists what a restart needs before the next one acts on it: alert state (``alerts``), the
+notification log (``notification_log``), the outbox (``alert_outbox``, written with the log in one transaction),
+incidents. A restarted service rebuilds its aggregation groups from the stored alerts and, thanks to the restored
+log, does not notify again what a receiver was already told; the outbox re-sends only what was not acknowledged,
+always under the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy import Engine, delete, insert, select
+
+from alerts.incidents import Incidents
+from alerts.model import AlertingConfig, Notification
+from alerts.outbox import Outbox, OutboxItem, items_for
+from alerts.rules import AlertRule, sync_rules
+from alerts.silences import silence_from_api
+from alerts.sources import AlertState, slo_alerts
+from alerts.timeline import Dispatcher
+from alerts.webhook import Deliverer
+from collector.schema import NotificationLog, SilenceRecord, Span
+from slo.evaluate import evaluate_store, record
+from slo.model import SLO
+from slo.sli import SliSource
+
+__all__ = ["AlertService", "CycleStats"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleStats:
+    """What one evaluation or dispatch cycle did."""
+
+    changed_alerts: int = 0
+    notifications: int = 0
+    enqueued: int = 0
+    delivered: int = 0
+    escalated: int = 0
+
+
+class AlertService:
+    """SLO conditions and direct rules in, signed notifications out, with a clock injected.
+
+    Args:
+        engine: a migrated store.
+        config: the loaded alerting configuration.
+        slos: SLOs to evaluate (their firing pairs become alerts).
+        rules: direct alert rules over the store.
+        secret: the HMAC key requests are signed with.
+        clock: returns now in Unix ns.
+        external_url: qfleet's own URL, for payloads' ``externalURL``.
+    """
+
+    def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
+                 secret: bytes, clock: Callable[[], int], external_url: str = "http://127.0.0.1:8501") -> None:
+        self.engine = engine
+        self.config = config
+        self.slos = tuple(slos)
+        self.rules = tuple(rules)
+        self.clock = clock
+        self.external_url = external_url
+        self.state = AlertState(engine, clock=clock)
+        self.outbox = Outbox(engine, clock=clock)
+        self.deliverer = Deliverer(self.outbox, secret=secret, clock=clock)
+        self.incidents = Incidents(engine, clock=clock)
+        self.dispatcher = Dispatcher(config, silences=self._silences(), log=self._load_log())
+        self._last: dict[str, Notification] = {}  # last notification per group, for escalations
+        now = clock()
+        for alert in self.state.active():
+            self.dispatcher.update(alert, now)  # rebuild the groups of a restarted service
+
+    # -- persistence of the notification log ----------------------------------------------------------------------
+
+    def _load_log(self) -> dict:  # type: ignore[type-arg]
+        t = NotificationLog.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t)).all()
+        return {(r.receiver, r.group_key): (frozenset(r.firing["fingerprints"]), frozenset(r.resolved["fingerprints"]),
+                                            r.sent_unix_nano) for r in rows}
+
+    def _save_log(self, conn) -> None:  # type: ignore[no-untyped-def]
+        t = NotificationLog.__table__
+        conn.execute(delete(t))
+        rows = [{"receiver": rcv, "group_key": key, "firing": {"fingerprints": sorted(f)},
+                 "resolved": {"fingerprints": sorted(r)}, "sent_unix_nano": sent}
+                for (rcv, key), (f, r, sent) in self.dispatcher.log.items()]
+        if rows:
+            conn.execute(insert(t), rows)
+
+    def _silences(self) -> list:  # type: ignore[type-arg]
+        """Stored silences, plus one per calibration window the simulator announced (maintenance mutes)."""
+        t = SilenceRecord.__table__
+        s = Span.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t)).all()
+            windows = conn.execute(select(s.c.trace_id, s.c.node_id, s.c.start_time_unix_nano,
+                                          s.c.end_time_unix_nano).where(
+                s.c.name == "qfleet.maintenance", s.c.end_time_unix_nano >= self.clock() - 86400 * 10**9)).all()
+        out = [silence_from_api({"matchers": r.matchers["matchers"], "startsAt": r.starts_at_unix_nano,
+                                 "endsAt": r.ends_at_unix_nano, "createdBy": r.created_by, "comment": r.comment},
+                                id=r.id) for r in rows]
+        for trace, node, start, end in windows:
+            if not node:
+                continue
+            # Rule alerts name the node `node`, SLO alerts `qfleet_node_id`: mute both during the window.
+            for label in ("node", "qfleet_node_id"):
+                out.append(silence_from_api({
+                    "matchers": [{"name": label, "value": node, "isRegex": False, "isEqual": True}],
+                    "startsAt": start, "endsAt": end, "createdBy": "qfleet maintenance",
+                    "comment": f"calibration window of {node}"}, id=f"maint-{trace[-12:]}-{label}"))
+        return out
+
+    # -- the cycles -----------------------------------------------------------------------------------------------
+
+    def evaluate(self, at_ns: int | None = None) -> CycleStats:
+        """Evaluate SLOs and rules at ``at_ns`` (default now) and feed state changes to the timeline."""
+        at = self.clock() if at_ns is None else at_ns
+        changed = []
+        if self.slos:
+            reports = evaluate_store(self.slos, SliSource(self.engine), at)
+            record(self.engine, reports)
+            changed += self.state.sync(slo_alerts(reports, self.slos, at), at, source="slo")
+        if self.rules:
+            changed += sync_rules(self.rules, self.engine, self.state, at)  # honours each rule's `for`
+        for alert in changed:
+            self.dispatcher.update(alert, at)
+        return CycleStats(changed_alerts=len(changed))
+
+    def dispatch(self, at_ns: int | None = None) -> CycleStats:
+        """Flush due groups into the outbox (with the log, in one transaction), escalate, then deliver."""
+        at = self.clock() if at_ns is None else at_ns
+        self.dispatcher.silences = self._silences()
+        notes = self.dispatcher.advance(at)
+        items: list[OutboxItem] = []
+        for n in notes:
+            items.extend(self._items(n))
+            self._last[n.group_key] = n
+            incident = self.incidents.on_notification(n, at)
+            if incident:
+                self.incidents.link_faults(incident)
+        escalated = self._escalate(at, items)
+        with self.engine.begin() as conn:
+            enqueued = self.outbox.enqueue(items, conn=conn)
+            self._save_log(conn)
+        delivered = self.deliverer.run_once()
+        return CycleStats(notifications=len(notes), enqueued=enqueued, delivered=delivered.delivered,
+                          escalated=escalated)
+
+    def _items(self, n: Notification, receiver: str | None = None) -> list[OutboxItem]:
+        name = receiver or n.receiver
+        rcv = self.config.receivers.get(name)
+        if rcv is None:
+            logger.error("notification for unknown receiver %r dropped from delivery", name)
+            return []
+        if receiver is not None:
+            n = replace(n, receiver=name)
+        return items_for(n, rcv, external_url=self.external_url)
+
+    def _escalate(self, at: int, items: list[OutboxItem]) -> int:
+        cfg = self.config
+        if not cfg.escalation_receiver or cfg.escalate_after_ns is None:
+            return 0
+        count = 0
+        for incident_id in self.incidents.due_for_escalation(at, cfg.escalate_after_ns):
+            self.incidents.escalate(incident_id, cfg.escalation_receiver, at)
+            last = self._last.get(self.incidents.get(incident_id)["group_key"])
+            if last is not None:
+                # The unacknowledged page goes to the escalation receiver as well, under its own key.
+                items.extend(self._items(replace(last, at=at, reason="escalated: not acknowledged"),
+                                         receiver=cfg.escalation_receiver))
+            count += 1
+        return count

@@ -1,0 +1,238 @@
+"""Alert sources and their state: SLO burn-rate conditions as alerts, and the persisted set of known alerts.
+
+A source produces, at each evaluation instant, the alerts whose condition holds *now*
+(:func:`slo_alerts`, :func:`alerts.rules.evaluate_rules`). :class:`AlertState` turns those snapshots into
+Alertmanager's view: an alert keeps its original ``starts_at`` while it keeps firing, gets ``ends_at`` when it
+stops (resolved), and with a ``for`` duration waits as *pending* before it fires (Prometheus semantics: the alert
+sent has ``StartsAt`` = the instant it fired). The state lives in ``collector.schema.AlertRecord`` so it survives
+a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from alerts.model import Alert, labels_key
+from collector.schema import AlertRecord
+from slo.model import SLO, SLOReport
+from slo.rules import prometheus_label
+
+__all__ = [
+    "SLO_ALERT_NAME",
+    "AlertState",
+    "AlertStateError",
+    "SyncResult",
+    "slo_alerts",
+]
+
+#: ``alertname`` of every SLO burn-rate alert (the same name :mod:`slo.rules` gives its Prometheus rules).
+SLO_ALERT_NAME = "QfleetSLOBurnRate"
+
+# Bookkeeping kept beside the annotations in the ``alerts`` table, never shown to receivers (names starting
+# with ``__`` are internal, as in Prometheus).
+_SOURCE = "__source__"
+_STATE = "__state__"
+
+
+class AlertStateError(ValueError):
+    """A bad argument to :class:`AlertState` (the message names the value and the fix)."""
+
+
+def _num(x: Fraction | None) -> str:
+    return "n/a" if x is None else f"{float(x):.4g}"
+
+
+def slo_alerts(reports: Sequence[SLOReport], slos: Sequence[SLO], at_ns: int) -> list[Alert]:
+    """One firing alert per (SLO, segment, severity) whose burn-rate condition holds in ``reports``.
+
+    Labels: ``alertname`` (``QfleetSLOBurnRate``), ``slo``, ``severity`` (page | ticket), ``service``, the
+    SLO's own labels (``team``...), and the segment as Prometheus labels (``hardware_type`` becomes
+    ``qfleet_hardware_type``, ``node_id`` ``qfleet_node_id``). Annotations say which pairs fire with their burn
+    rates against the threshold. ``starts_at`` is ``at_ns``: :meth:`AlertState.sync` keeps the continuity.
+
+    Raises:
+        AlertStateError: a report names an SLO that is not in ``slos``.
+    """
+    by_name = {s.name: s for s in slos}
+    out: list[Alert] = []
+    for r in reports:
+        slo = by_name.get(r.slo)
+        if slo is None:
+            raise AlertStateError(f"report for SLO {r.slo!r} but no such SLO was given; pass the specs the "
+                                  f"reports were evaluated from (known: {sorted(by_name)})")
+        for severity in ("page", "ticket"):
+            if not r.severities.get(severity):
+                continue
+            firing = [c for c in r.conditions if c.severity == severity and c.firing]
+            labels: dict[str, str] = {prometheus_label(k): str(v) for k, v in slo.labels}
+            labels.update({prometheus_label(k): v for k, v in r.segment})
+            labels.update(alertname=SLO_ALERT_NAME, slo=slo.name, severity=severity, service=slo.service)
+            name = slo.display_name or slo.name
+            seg = ", ".join(f"{k}={v}" for k, v in r.segment)
+            pairs = "; ".join(
+                f"{c.name}: burn {_num(c.long_burn_rate)} over {c.long_window} and {_num(c.short_burn_rate)} "
+                f"over {c.short_window} > threshold {_num(c.threshold)}" for c in firing)
+            summary = f"{name}: error budget burning too fast ({', '.join(c.name for c in firing)})"
+            if seg:
+                summary += f" for {seg}"
+            description = (f"SLO {name} (service {slo.service}, target {float(slo.target) * 100:.4g}%"
+                           f"{', segment ' + seg if seg else ''}): {pairs}.")
+            annotations = {"summary": summary, "description": description}
+            if slo.runbook:
+                annotations["runbook_url"] = slo.runbook
+            out.append(Alert(labels=labels_key(labels), annotations=labels_key(annotations), starts_at=at_ns))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What one :meth:`AlertState.sync` changed (its return value is ``fired + resolved + updated``)."""
+
+    fired: tuple[Alert, ...]
+    resolved: tuple[Alert, ...]
+    updated: tuple[Alert, ...]
+    pending: tuple[Alert, ...]
+
+    @property
+    def changed(self) -> list[Alert]:
+        """``fired + resolved + updated``: what a dispatcher must hear about."""
+        return [*self.fired, *self.resolved, *self.updated]
+
+
+class AlertState:
+    """The set of known alerts of every source, persisted in the ``alerts`` table (one row per fingerprint).
+
+    Args:
+        engine: a migrated store.
+        clock: integer-ns clock for the rows' ``updated_unix_nano`` (book-keeping only; alert times come from
+            the ``at_ns`` arguments).
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], int]) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._t = AlertRecord.__table__
+
+    def sync(self, current: Sequence[Alert], at_ns: int, *, source: str,
+             for_ns: Mapping[str, int] | Callable[[Alert], int] | None = None) -> list[Alert]:
+        """Make ``current`` the alerts of ``source`` at ``at_ns``; return the alerts that changed.
+
+        - new alerts fire with ``starts_at = at_ns`` (or, with a ``for`` duration, wait as pending and fire at
+          the first sync at least that long after they became active);
+        - continuing alerts keep their original ``starts_at`` (annotation changes are stored and returned);
+        - firing alerts of ``source`` no longer in ``current`` are resolved: ``ends_at = at_ns``; pending ones
+          are dropped without a notification (they never fired).
+
+        Args:
+            current: the alerts whose condition holds now (their own ``starts_at`` is ignored).
+            at_ns: the evaluation instant.
+            source: the name of the producer (``"slo"``, ``"rules"``...); alerts of other sources are left alone.
+            for_ns: pending duration by ``alertname``, or a function of the alert (default 0: fire at once).
+        """
+        return self.sync_detail(current, at_ns, source=source, for_ns=for_ns).changed
+
+    def sync_detail(self, current: Sequence[Alert], at_ns: int, *, source: str,
+                    for_ns: Mapping[str, int] | Callable[[Alert], int] | None = None) -> SyncResult:
+        """:meth:`sync` with the changes split by kind (:class:`SyncResult`)."""
+        if not source:
+            raise AlertStateError("source is empty; name the producer, e.g. source='slo'")
+        pending_for = _pending_fn(for_ns)
+        t = self._t
+        now = self.clock()
+        cur = {a.fingerprint: a for a in current}
+        fired: list[Alert] = []
+        resolved: list[Alert] = []
+        updated: list[Alert] = []
+        pending: list[Alert] = []
+        with self.engine.begin() as conn:
+            rows = {r.fingerprint: r for r in conn.execute(
+                select(t).where(t.c.fingerprint.in_(list(cur)))).all()} if cur else {}
+            mine = conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None))).all()
+            for r in mine:
+                if (r.annotations or {}).get(_SOURCE) == source and r.fingerprint not in cur:
+                    if (r.annotations or {}).get(_STATE) == "pending":
+                        conn.execute(delete(t).where(t.c.fingerprint == r.fingerprint))
+                        continue
+                    conn.execute(update(t).where(t.c.fingerprint == r.fingerprint)
+                                 .values(ends_at_unix_nano=at_ns, updated_unix_nano=now))
+                    resolved.append(_alert(r, ends_at=at_ns))
+            for fp, a in cur.items():
+                ann = dict(a.annotations)
+                row = rows.get(fp)
+                live = row is not None and row.ends_at_unix_nano is None
+                was_pending = live and (row.annotations or {}).get(_STATE) == "pending"
+                wait = pending_for(a)
+                if live and not was_pending:
+                    if _public(row.annotations) != ann:
+                        conn.execute(update(t).where(t.c.fingerprint == fp).values(
+                            annotations={**ann, _SOURCE: source}, updated_unix_nano=now))
+                        updated.append(_make(a, row.starts_at_unix_nano))
+                    continue
+                since = row.starts_at_unix_nano if was_pending else at_ns
+                if at_ns - since >= wait:
+                    values = {"labels": dict(a.labels), "annotations": {**ann, _SOURCE: source},
+                              "starts_at_unix_nano": at_ns, "ends_at_unix_nano": None, "updated_unix_nano": now}
+                    fired.append(_make(a, at_ns))
+                else:
+                    values = {"labels": dict(a.labels), "annotations": {**ann, _SOURCE: source, _STATE: "pending"},
+                              "starts_at_unix_nano": since, "ends_at_unix_nano": None, "updated_unix_nano": now}
+                    pending.append(_make(a, since))
+                if row is None:
+                    conn.execute(insert(t).values(fingerprint=fp, **values))
+                else:
+                    conn.execute(update(t).where(t.c.fingerprint == fp).values(**values))
+        return SyncResult(tuple(fired), tuple(resolved), tuple(updated), tuple(pending))
+
+    def active(self) -> list[Alert]:
+        """Every firing alert (pending ones excluded), oldest first."""
+        t = self._t
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None))
+                                .order_by(t.c.starts_at_unix_nano, t.c.fingerprint)).all()
+        return [_alert(r) for r in rows if (r.annotations or {}).get(_STATE) != "pending"]
+
+    def pending(self) -> list[Alert]:
+        """Alerts waiting out their ``for`` duration (``starts_at`` = when they became active)."""
+        t = self._t
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None))
+                                .order_by(t.c.starts_at_unix_nano, t.c.fingerprint)).all()
+        return [_alert(r) for r in rows if (r.annotations or {}).get(_STATE) == "pending"]
+
+    def resolved_since(self, since_ns: int) -> list[Alert]:
+        """Alerts resolved at or after ``since_ns`` (what a dispatcher must still report as resolved)."""
+        t = self._t
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.ends_at_unix_nano >= since_ns)
+                                .order_by(t.c.ends_at_unix_nano, t.c.fingerprint)).all()
+        return [_alert(r) for r in rows]
+
+
+def _pending_fn(for_ns: Mapping[str, int] | Callable[[Alert], int] | None) -> Callable[[Alert], int]:
+    if for_ns is None:
+        return lambda a: 0
+    if callable(for_ns):
+        return for_ns
+    if bad := {k: v for k, v in for_ns.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0}:
+        raise AlertStateError(f"for_ns {bad} must be integer ns >= 0, e.g. {{'X': 120 * NS}}")
+    table = dict(for_ns)
+    return lambda a: table.get(a.label("alertname"), 0)
+
+
+def _public(annotations: dict[str, Any] | None) -> dict[str, str]:
+    return {k: v for k, v in (annotations or {}).items() if not k.startswith("__")}
+
+
+def _make(a: Alert, starts_at: int) -> Alert:
+    return Alert(labels=a.labels, annotations=a.annotations, starts_at=starts_at, generator_url=a.generator_url)
+
+
+def _alert(row: Any, *, ends_at: int | None = None) -> Alert:
+    return Alert(labels=labels_key({k: str(v) for k, v in (row.labels or {}).items()}),
+                 annotations=labels_key(_public(row.annotations)), starts_at=row.starts_at_unix_nano,
+                 ends_at=row.ends_at_unix_nano if ends_at is None else ends_at)

@@ -1,0 +1,143 @@
+"""The alerting loop in process with an injected clock: a simulated outage pages a real receiver, an unacknowledged
+page escalates, an acknowledged one does not, and calibration windows mute their node automatically."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from alerts.config import config_from_dict
+from alerts.rules import load_rules
+from alerts.service import AlertService
+from collector import Store
+from simulator.engine import NS, RunConfig, Simulation
+from simulator.faults import Fault, FaultKind, FaultSchedule
+from simulator.fleet import Calibration, builtin_fleet_path, load_fleet
+from simulator.sinks import StoreSink
+
+MIN = 60 * NS
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, dict[str, Any]]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.bodies.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.bodies]
+
+
+@pytest.fixture
+def sink() -> Any:
+    s = Sink()
+    yield s
+    s.server.shutdown()
+
+
+def _fill(engine: Engine, faults: list[Fault], minutes: int, **fleet_changes: Any) -> Simulation:
+    fleet = load_fleet(builtin_fleet_path("line"))
+    if fleet_changes:
+        fleet = replace(fleet, **fleet_changes)
+    sim = Simulation(fleet, FaultSchedule(tuple(faults)), RunConfig(duration_ns=minutes * MIN, seed=2))
+    sink = StoreSink(Store(engine), {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id})
+    for step in sim.steps():
+        sink.write(step)
+    sink.close()
+    return sim
+
+
+def _service(engine: Engine, sink: Sink, clock: list[int], *, escalate: bool = True) -> AlertService:
+    doc: dict[str, Any] = {
+        "route": {"receiver": "pages", "group_by": ["alertname", "node"], "group_wait": "30s",
+                  "group_interval": "5m", "repeat_interval": "4h"},
+        "receivers": [{"name": "pages", "webhook_configs": [{"url": f"{sink.base}/pages"}]},
+                      {"name": "lead", "webhook_configs": [{"url": f"{sink.base}/lead"}]}],
+    }
+    if escalate:
+        doc["qfleet"] = {"escalation_receiver": "lead", "escalate_after": "10m"}
+    config, _ = config_from_dict(doc, source="test")
+    return AlertService(engine, config, slos=(), rules=load_rules(), secret=b"s3cret", clock=lambda: clock[0])
+
+
+def _run(svc: AlertService, clock: list[int], t0: int, t1: int, step: int = 30 * NS) -> None:
+    t = t0
+    while t <= t1:
+        clock[0] = t
+        svc.evaluate(t)
+        svc.dispatch(t)
+        t += step
+
+
+def test_outage_pages_then_escalates_unless_acknowledged(sqlite_engine: Engine, sink: Sink) -> None:
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
+    sim = _fill(sqlite_engine, [outage], 60)
+    t0 = sim.config.start_ns
+    clock = [t0]
+    svc = _service(sqlite_engine, sink, clock)
+    _run(svc, clock, t0 + 15 * MIN, t0 + 25 * MIN)
+    pages = [b for p, b in sink.bodies if p == "/pages"]
+    assert pages and any(a["labels"].get("node") == "qpu-d" for b in pages for a in b["alerts"])
+    assert "/lead" not in sink.paths()  # not yet: the page is younger than escalate_after
+    _run(svc, clock, t0 + 25 * MIN + 30 * NS, t0 + 40 * MIN)
+    lead = [b for p, b in sink.bodies if p == "/lead"]
+    assert lead and lead[0]["alerts"][0]["labels"]["node"] == "qpu-d"
+    [incident] = [i for i in svc.incidents.list() if "qpu-d" in json.dumps(i)]
+    kinds = [e["kind"] for e in svc.incidents.timeline(incident["id"])]
+    # In time order: the ground-truth fault (20 min) comes before the alert fired from it.
+    assert kinds.index("fault") < kinds.index("fired") < kinds.index("notified") < kinds.index("escalated")
+
+
+def test_an_acknowledged_page_does_not_escalate(sqlite_engine: Engine, sink: Sink) -> None:
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
+    sim = _fill(sqlite_engine, [outage], 60)
+    t0 = sim.config.start_ns
+    clock = [t0]
+    svc = _service(sqlite_engine, sink, clock)
+    _run(svc, clock, t0 + 15 * MIN, t0 + 25 * MIN)
+    for inc in svc.incidents.list(state="open"):
+        svc.incidents.acknowledge(inc["id"], "oncall", clock[0])
+    _run(svc, clock, t0 + 25 * MIN + 30 * NS, t0 + 45 * MIN)
+    assert "/pages" in sink.paths() and "/lead" not in sink.paths()
+
+
+def test_calibration_windows_mute_their_node(tmp_path: Path, sink: Sink) -> None:
+    from collector import open_engine, upgrade
+
+    # qpu-a calibrates over [30 min, 50 min) (4 nodes, staggered from half an interval); it goes down inside it.
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-a", start_ns=32 * MIN, duration_ns=16 * MIN)
+    pages: dict[str, list[str]] = {}
+    for label, cal in (("calibrating", Calibration(interval_s=3600.0, duration_s=1200.0)),
+                       ("control", Calibration(interval_s=1e7, duration_s=60.0))):
+        engine = open_engine(f"sqlite:///{tmp_path / label}.db")
+        upgrade(engine)
+        sim = _fill(engine, [outage], 60, calibration=cal)
+        t0 = sim.config.start_ns
+        clock = [t0]
+        svc = _service(engine, sink, clock, escalate=False)
+        before = len(sink.bodies)
+        _run(svc, clock, t0 + 28 * MIN, t0 + 49 * MIN)
+        pages[label] = [a["labels"].get("node", "") for _, b in sink.bodies[before:] for a in b["alerts"]]
+        engine.dispose()
+    assert "qpu-a" in pages["control"]
+    assert "qpu-a" not in pages["calibrating"]

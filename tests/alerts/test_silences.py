@@ -1,0 +1,155 @@
+"""Silences: matching, the inclusive active window, and the API v2 JSON shape (sre.md §17.3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts.model import NS, Silence
+from alerts.silences import (
+    SilenceError,
+    format_rfc3339,
+    parse_rfc3339,
+    silence_active,
+    silence_from_api,
+    silence_matches,
+    silence_state,
+    silence_to_api,
+    silenced,
+)
+
+T0 = parse_rfc3339("2026-12-01T10:00:00Z")
+
+
+def doc(*matchers: dict, starts: object = "2026-12-01T10:00:00Z", ends: object = "2026-12-01T12:00:00Z",
+        **extra: object) -> dict:
+    d = {"matchers": list(matchers) or [{"name": "site", "value": "delft", "isRegex": False}],
+         "startsAt": starts, "endsAt": ends, "createdBy": "ana", "comment": "maintenance"}
+    d.update(extra)
+    return d
+
+
+def sil(*matchers: tuple[str, str, bool, bool], start: int = 0, end: int = 100) -> Silence:
+    return Silence(id="s", matchers=matchers, starts_at=start, ends_at=end, created_by="a", comment="c")
+
+
+# sre.md §17.3: "active while startsAt ≤ t ≤ endsAt".
+@pytest.mark.parametrize(("t", "active"), [(9, False), (10, True), (15, True), (20, True), (21, False)])
+def test_active_window_includes_both_ends(t: int, active: bool) -> None:
+    s = sil(("a", "b", False, True), start=10, end=20)
+    assert silence_active(s, t) is active
+    assert silenced([s], {"a": "b"}, t) is active
+
+
+# sre.md §17.3: "States pending, active, expired".
+def test_states() -> None:
+    s = sil(("a", "b", False, True), start=10, end=20)
+    assert [silence_state(s, t) for t in (0, 10, 20, 21)] == ["pending", "active", "active", "expired"]
+
+
+# sre.md §17.3: "isEqual defaults to true; false negates, e.g. silence all of site=delft except slo=fidelity".
+def test_is_equal_false_negates_the_matcher() -> None:
+    s = silence_from_api(doc({"name": "site", "value": "delft", "isRegex": False},
+                             {"name": "slo", "value": "fidelity", "isRegex": False, "isEqual": False}), id="x")
+    assert s.matchers == (("site", "delft", False, True), ("slo", "fidelity", False, False))
+    assert silence_matches(s, {"site": "delft", "slo": "latency"})
+    assert silence_matches(s, {"site": "delft"})                      # missing slo is "" != "fidelity"
+    assert not silence_matches(s, {"site": "delft", "slo": "fidelity"})
+    assert not silence_matches(s, {"site": "paris", "slo": "latency"})
+
+
+def test_negated_regex() -> None:
+    s = sil(("site", "delft", False, True), ("node", "qpu-[12]", True, False))
+    assert silence_matches(s, {"site": "delft", "node": "qpu-3"})
+    assert not silence_matches(s, {"site": "delft", "node": "qpu-1"})
+    assert silence_matches(s, {"site": "delft", "node": "qpu-10"})    # anchored: qpu-10 is not qpu-[12]
+
+
+# sre.md §17.1: regex matchers are fully anchored; a missing label equals the empty string.
+@pytest.mark.parametrize(("labels", "hit"), [({"node": "qpu-1"}, True), ({"node": "qpu-10"}, False),
+                                             ({"node": "xqpu-1"}, False), ({}, False)])
+def test_regex_is_fully_anchored(labels: dict, hit: bool) -> None:
+    assert silence_matches(sil(("node", "qpu-1", True, True)), labels) is hit
+
+
+def test_all_matchers_must_hold_and_tuple_labels_work() -> None:
+    s = sil(("a", "1", False, True), ("b", "2", False, True))
+    assert silence_matches(s, (("a", "1"), ("b", "2")))
+    assert not silence_matches(s, {"a": "1"})
+
+
+def test_silenced_needs_an_active_matching_silence() -> None:
+    on = sil(("a", "1", False, True), start=0, end=10)
+    later = sil(("b", "1", False, True), start=50, end=60)
+    assert silenced([later, on], {"a": "1"}, 5)
+    assert not silenced([later, on], {"b": "1"}, 5)
+    assert silenced([later, on], {"b": "1"}, 55)
+    assert not silenced([], {"a": "1"}, 5)
+
+
+def test_from_api_times_rfc3339_with_offsets_fractions_and_ns() -> None:
+    s = silence_from_api(doc(starts="2026-12-01T11:00:00.000000001+01:00", ends=T0 + 3600 * NS), id="x")
+    assert s.starts_at == T0 + 1 and s.ends_at == T0 + 3600 * NS
+    assert (s.id, s.created_by, s.comment) == ("x", "ana", "maintenance")
+    assert parse_rfc3339("1970-01-01T00:00:00Z") == 0
+    assert T0 == int(datetime.fromisoformat("2026-12-01T10:00:00+00:00").timestamp()) * NS
+
+
+def test_to_api_shape() -> None:
+    s = silence_from_api(doc(starts="2026-12-01T10:00:00.250Z"), id="x")
+    assert silence_to_api(s) == {
+        "id": "x", "matchers": [{"name": "site", "value": "delft", "isRegex": False, "isEqual": True}],
+        "startsAt": "2026-12-01T10:00:00.25Z", "endsAt": "2026-12-01T12:00:00Z", "createdBy": "ana",
+        "comment": "maintenance"}
+
+
+@given(st.integers(min_value=-(10**18), max_value=4 * 10**18))
+def test_rfc3339_round_trip(t: int) -> None:
+    assert parse_rfc3339(format_rfc3339(t)) == t
+
+
+@given(st.integers(min_value=0, max_value=10**18), st.integers(min_value=0, max_value=10**15),
+       st.booleans(), st.booleans())
+def test_api_round_trip(start: int, length: int, is_regex: bool, is_equal: bool) -> None:
+    s = Silence(id="i", matchers=(("site", "delft", False, True), ("node", "q.*", is_regex, is_equal)),
+                starts_at=start, ends_at=start + length, created_by="ana", comment="why")
+    api = silence_to_api(s)
+    assert silence_from_api(api, id=api["id"]) == s
+
+
+@pytest.mark.parametrize(("d", "needle"), [
+    (doc(matchers=[]), "at least one matcher"),
+    (doc({"name": "node", "value": "qpu-(", "isRegex": True}), "qpu-("),
+    (doc({"name": "no-de", "value": "x", "isRegex": False}), "no-de"),
+    (doc({"name": "node", "value": "x", "isRegex": "yes"}), "isRegex"),
+    (doc({"name": "node", "value": 3, "isRegex": False}), "3"),
+    (doc({"name": "node", "value": "x", "isRegex": False, "op": "="}), "op"),
+    (doc({"name": "node", "value": ".*", "isRegex": True}), "empty string"),
+    (doc({"name": "node", "value": "x", "isRegex": False, "isEqual": False}), "empty string"),
+    (doc(starts="2026-12-01T12:00:00Z", ends="2026-12-01T10:00:00Z"), "before it starts"),
+    (doc(starts="yesterday"), "yesterday"),
+    (doc(starts="2026-02-30T10:00:00Z"), "2026-02-30"),
+    (doc(createdBy=""), "createdBy"),
+    (doc(comment="  "), "comment"),
+    (["not", "a", "dict"], "not an object"),
+])
+def test_from_api_rejects_what_alertmanager_rejects(d: object, needle: str) -> None:
+    with pytest.raises(SilenceError, match=None) as e:
+        silence_from_api(d, id="s1")  # type: ignore[arg-type]
+    assert needle in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_missing_times_are_rejected() -> None:
+    d = doc()
+    del d["endsAt"]
+    with pytest.raises(SilenceError, match="endsAt"):
+        silence_from_api(d, id="s1")
+
+
+def test_equal_start_and_end_is_allowed() -> None:
+    s = silence_from_api(doc(starts=T0, ends=T0), id="x")
+    assert silence_active(s, T0) and not silence_active(s, T0 + 1)
