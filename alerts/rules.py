@@ -24,13 +24,15 @@ unauthorized_commands    any increase of ``qfleet_audit_events_total{qfleet.auth
 queue_age                ``qfleet_scheduler_queue_age_seconds`` above ``threshold`` for a tenant    F7
 entanglement_collapse    a link's ``qfleet_entanglement_requests_total`` success ratio below        F1
                          ``ratio`` with at least ``min_requests`` requests
-readout_drift            ``qfleet_node_readout_error_ratio`` above ``threshold`` for a node         F4
+readout_drift            ``qfleet_node_readout_error_ratio`` risen ``threshold`` above its baseline F4
+t2_drop                  ``qfleet_node_t2_seconds`` below ``ratio`` x its baseline best             F2
 ======================== ======================================================================== ====
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,7 +96,10 @@ KINDS: Mapping[str, Mapping[str, tuple[str, Any]]] = {
     "queue_age": {"threshold": ("number", 20.0), "lookback": ("duration", 5 * 60 * NS)},
     "entanglement_collapse": {"window": ("duration", 5 * 60 * NS), "ratio": ("number", 0.5),
                               "min_requests": ("int", 10)},
-    "readout_drift": {"threshold": ("number", 0.05), "lookback": ("duration", 10 * 60 * NS)},
+    "readout_drift": {"threshold": ("number", 0.05), "lookback": ("duration", 10 * 60 * NS),
+                      "baseline": ("duration", 6 * 3600 * NS)},
+    "t2_drop": {"ratio": ("number", 0.5), "lookback": ("duration", 10 * 60 * NS),
+                "baseline": ("duration", 6 * 3600 * NS)},
 }
 
 
@@ -443,16 +448,39 @@ def _entanglement_collapse(conn: Connection, rule: AlertRule, at: int) -> list[_
     return hits
 
 
-def _readout_drift(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
-    series = [x for x in _series(conn, "qfleet_node_readout_error_ratio") if x.node]
+def _against_baseline(conn: Connection, metric: str, rule: AlertRule, at: int,
+                      change: Any) -> dict[str, tuple[float, str]]:
+    """Per node, the largest ``change(latest, samples over the baseline window)`` of any of its series.
+
+    Platforms differ by orders of magnitude (NV readout error is 7 %, an ion's 0.1 %), so drift is judged
+    against the node's own recent history, not one absolute threshold.
+    """
+    series = [x for x in _series(conn, metric) if x.node]
     latest = _latest(conn, series, at, rule.param("lookback"))
+    history = _samples(conn, [x.id for x in series], at - rule.param("baseline"), at)
     worst: dict[str, tuple[float, str]] = {}
     for x in series:
-        v = latest.get(x.id)
-        if v is not None and v > worst.get(x.node, (-1.0, ""))[0]:
-            worst[x.node] = (v, x.hardware)
-    return [({"node": n, "qfleet_hardware_type": hw}, v) for n, (v, hw) in sorted(worst.items())
-            if v > rule.param("threshold")]
+        v, pts = latest.get(x.id), history.get(x.id)
+        if v is None or not pts:
+            continue
+        d = change(v, [p for _t, p in pts])
+        if d > worst.get(x.node, (-math.inf, ""))[0]:
+            worst[x.node] = (d, x.hardware)
+    return worst
+
+
+def _readout_drift(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+    # Rise of the readout error above the lowest value of the baseline window (the last calibration).
+    worst = _against_baseline(conn, "qfleet_node_readout_error_ratio", rule, at, lambda v, h: v - min(h))
+    return [({"node": n, "qfleet_hardware_type": hw}, round(d, 4)) for n, (d, hw) in sorted(worst.items())
+            if d > rule.param("threshold")]
+
+
+def _t2_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+    # T2 now as a fraction of its best in the baseline window: a thermal event is a step down.
+    worst = _against_baseline(conn, "qfleet_node_t2_seconds", rule, at, lambda v, h: -(v / max(h)))
+    return [({"node": n, "qfleet_hardware_type": hw}, round(-d, 3)) for n, (d, hw) in sorted(worst.items())
+            if -d < rule.param("ratio")]
 
 
 _EVAL = {
@@ -462,6 +490,7 @@ _EVAL = {
     "queue_age": _queue_age,
     "entanglement_collapse": _entanglement_collapse,
     "readout_drift": _readout_drift,
+    "t2_drop": _t2_drop,
 }
 _TEMPLATE = re.compile(r"\{\{\s*\$(labels\.([a-zA-Z_][a-zA-Z0-9_]*)|value)\s*\}\}")
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "slo": "slo.cli",
     "alerts": "alerts.cli",
     "serve": "qfleet.serve",
+    "gameday": "runbooks.cli",
 }
 
 USAGE = """usage: qfleet COMMAND ...
@@ -31,6 +32,7 @@ commands:
   slo         SLOs: validate specs, evaluate budgets and burn rates, export Prometheus rules
   alerts      alert routing previews, timeline replays, silences, acknowledgements, incidents
   serve       the collector plus SLO evaluation, alert rules and notification delivery, in one process
+  gameday     run a game-day scenario end to end and score detection (run, list)
 
 Run `qfleet COMMAND --help` for a command's options.
 """

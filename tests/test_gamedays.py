@@ -1,0 +1,59 @@
+"""Game days end to end: every built-in scenario passes with the default SLO pack and alert rules (the faults are
+caught in time, reach the expected receiver, and nothing else fires), and a failed expectation fails the run."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from runbooks.cli import main
+from runbooks.gameday import GameDayError, builtin_gameday_path, gameday_from_dict
+
+SCENARIOS = sorted(p.stem for p in builtin_gameday_path("x").parent.glob("*.yaml"))
+
+
+def test_every_failure_mode_has_a_scenario() -> None:
+    assert {s[:2] for s in SCENARIOS if s.startswith("f")} == {f"f{i}" for i in range(1, 9)}
+    assert "bad-day" in SCENARIOS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_builtin_scenario_passes(name: str) -> None:
+    out = io.StringIO()
+    code = main(["run", name, "--json"], stdout=out)
+    card = json.loads(out.getvalue())
+    assert code == 0, json.dumps(card, indent=1)
+    assert card["passed"] and card["false_positives"] == []
+    assert all(f["detected"] and f["time_to_detect_s"] <= 600 and f["receivers"] for f in card["faults"])
+
+
+def test_a_missed_expectation_exits_1(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("""version: 1
+kind: GameDay
+name: impossible
+fleet: line
+duration: 30m
+faults:
+  - {id: out, type: F5, target: qpu-d, start: 10m, duration: 10m}
+expect:
+  faults:
+    - {fault: out, alerts: [QfleetUnauthorizedCommands], within: 5m}
+""")
+    out = io.StringIO()
+    assert main(["run", str(scenario)], stdout=out) == 1
+    assert "FAILED" in out.getvalue() and "QfleetUnauthorizedCommands" in out.getvalue()
+
+
+def test_bad_scenarios_are_refused_naming_the_field() -> None:
+    with pytest.raises(GameDayError, match="expect.faults\\[0\\].fault"):
+        gameday_from_dict({"version": 1, "kind": "GameDay", "duration": "10m", "faults": [],
+                           "expect": {"faults": [{"fault": "nope", "alerts": ["X"]}]}})
+    with pytest.raises(GameDayError, match="duration"):
+        gameday_from_dict({"version": 1, "kind": "GameDay", "fleet": "line"})
+    err = io.StringIO()
+    assert main(["run", "no-such-scenario"], stderr=err) == 2 and "no-such-scenario" in err.getvalue()
