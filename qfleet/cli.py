@@ -20,6 +20,8 @@ COMMANDS = {
     "alerts": "alerts.cli",
     "serve": "qfleet.serve",
     "gameday": "runbooks.cli",
+    "postmortem": "runbooks.cli",
+    "incidents": "runbooks.cli",
 }
 
 USAGE = """usage: qfleet COMMAND ...
@@ -33,6 +35,8 @@ commands:
   alerts      alert routing previews, timeline replays, silences, acknowledgements, incidents
   serve       the collector plus SLO evaluation, alert rules and notification delivery, in one process
   gameday     run a game-day scenario end to end and score detection (run, list)
+  postmortem  export an incident's postmortem (md, json, html with charts)
+  incidents   list incidents
 
 Run `qfleet COMMAND --help` for a command's options.
 """
@@ -52,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("collector", "qfleet", "simulator", "slo", "alerts", "runbooks"):
         logging.getLogger(name).setLevel(logging.INFO)
     mod = importlib.import_module(module)
-    return int(mod.main(args if module == "collector.cli" else args[1:]) or 0)
+    # These CLIs serve several command groups and need the group name.
+    return int(mod.main(args if module in ("collector.cli", "runbooks.cli") else args[1:]) or 0)
 
 
 if __name__ == "__main__":

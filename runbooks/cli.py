@@ -1,4 +1,4 @@
-"""`qfleet gameday run SCENARIO.yaml [--db URL] [--json]`: a game day end to end, scored; non-zero on failure."""
+"""`qfleet gameday run|list`, `qfleet postmortem export`, `qfleet incidents list`: game days and their paperwork."""
 
 from __future__ import annotations
 
@@ -14,10 +14,19 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run a game day: 0 when every expectation holds, 1 when one fails, 2 for bad input."""
+    """``qfleet gameday …`` (argv without the group) or, with the group first, postmortem and incidents.
+
+    Game days exit 0 when every expectation holds, 1 when one fails, 2 for bad input.
+    """
     from runbooks.gameday import GameDayError, builtin_gameday_path, load_gameday, run_gameday
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in and args_in[0] in ("postmortem", "incidents"):
+        return _paperwork(args_in, out, err)
+    if args_in and args_in[0] == "gameday":
+        args_in = args_in[1:]
+    argv = args_in
     p = argparse.ArgumentParser(prog="qfleet gameday", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="simulate, evaluate SLOs and alerts, deliver, and score a scenario")
@@ -42,3 +51,58 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return 2
     print(json.dumps(card.to_json()) if args.json else card.format_text(), file=out)
     return 0 if card.passed else 1
+
+
+def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
+    import os
+
+    from alerts.incidents import IncidentError, Incidents
+    from collector import Settings, open_engine
+    from runbooks.postmortem import build_postmortem, render
+
+    p = argparse.ArgumentParser(prog="qfleet")
+    groups = p.add_subparsers(dest="group", required=True)
+    pm = groups.add_parser("postmortem", help="export an incident's postmortem")
+    pms = pm.add_subparsers(dest="cmd", required=True)
+    ex = pms.add_parser("export", help="write the postmortem of INCIDENT_ID")
+    ex.add_argument("incident")
+    ex.add_argument("--format", choices=["md", "json", "html"], default="md")
+    ex.add_argument("-o", "--output", help="file to write (charts go beside it); default stdout")
+    inc = groups.add_parser("incidents", help="incidents in the store")
+    incs = inc.add_subparsers(dest="cmd", required=True)
+    ls = incs.add_parser("list", help="list incidents (newest first)")
+    ls.add_argument("--state", choices=["open", "acknowledged", "resolved"])
+    ls.add_argument("--json", action="store_true")
+    for sp in (ex, ls):
+        sp.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
+    args = p.parse_args(argv)
+    engine = open_engine(Settings.from_env(os.environ, database_url=args.db).database_url)
+    try:
+        if args.group == "incidents":
+            rows = Incidents(engine, clock=lambda: 0).list(state=args.state)
+            if args.json:
+                print(json.dumps(rows, default=str), file=out)
+            for r in rows if not args.json else ():
+                print(f"{r['id']}  {r['state']:<12} {r['severity']:<8} {r['title']}", file=out)
+            return 0
+        try:
+            doc = build_postmortem(engine, args.incident)
+        except IncidentError as e:
+            print(f"qfleet postmortem: {e}; find ids with `qfleet incidents list`", file=err)
+            return 2
+        if args.output:
+            target = Path(args.output)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for name, png in doc.charts.items():
+                (target.parent / f"{target.stem}-{name}").write_bytes(png)
+            charts = {n: f"{target.stem}-{n}" for n in doc.charts}
+            text = render(doc, args.format)
+            for n, f in charts.items():
+                text = text.replace(f"]({n})", f"]({f})")
+            target.write_text(text)
+            print(f"wrote {target}" + (f" and {len(charts)} charts" if charts and args.format == "md" else ""), file=out)
+        else:
+            out.write(render(doc, args.format) + "\n")
+        return 0
+    finally:
+        engine.dispose()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -254,8 +254,12 @@ def _alert_id(a: Alert) -> str:
         "alertname", "?")
 
 
-def run_gameday(gd: GameDay, *, db_url: str) -> Scorecard:
-    """Simulate ``gd`` into ``db_url`` (a fresh database is best) and score it."""
+def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], None] | None = None) -> Scorecard:
+    """Simulate ``gd`` into ``db_url`` (a fresh database is best) and score it.
+
+    ``progress(phase, fraction)`` is told how far the simulation and the alerting replay are.
+    """
+    report = progress or (lambda _phase, _frac: None)
     fleet_path = Path(gd.fleet) if Path(gd.fleet).suffix in (".yaml", ".yml") else builtin_fleet_path(gd.fleet)
     fleet = load_fleet(fleet_path)
     faults: FaultSchedule = faults_from_dict(gd.faults, fleet=fleet, source=gd.source)
@@ -266,6 +270,7 @@ def run_gameday(gd: GameDay, *, db_url: str) -> Scorecard:
                                      "qfleet.fleet": fleet.name})
     for step in sim.steps():
         sink.write(step)
+        report("simulating the fleet", (step.end_ns - sim.config.start_ns) / gd.duration_ns)
     sink.close()
     sinks = _Sinks()
     try:
@@ -287,6 +292,7 @@ def run_gameday(gd: GameDay, *, db_url: str) -> Scorecard:
             service.dispatch(t)
             for a in service.state.active():
                 seen.setdefault(a.fingerprint + str(a.starts_at), a)
+            report("evaluating SLOs and alerts", (t - t0) / gd.duration_ns)
             t += gd.step_ns
         clock[0] = t_end + 15 * 60 * NS
         service.dispatch(clock[0])  # let the last groups flush
