@@ -20,6 +20,7 @@ COMMANDS = {
     "alerts": "alerts.cli",
     "serve": "qfleet.serve",
     "gameday": "runbooks.cli",
+    "dashboards": "dashboards.cli",
     "postmortem": "runbooks.cli",
     "incidents": "runbooks.cli",
 }
@@ -27,7 +28,7 @@ COMMANDS = {
 USAGE = """usage: qfleet COMMAND ...
 
 commands:
-  demo        run a short end-to-end demonstration on ./qfleet.db
+  demo        the bad-day game day end to end on ./qfleet.db, then the dashboards
   db          schema migrations (upgrade, downgrade, current), retention (prune), rollups
   collector   the OTLP/HTTP receiver (serve)
   sim         the fleet simulator (run, experiment, chain)
@@ -37,6 +38,7 @@ commands:
   gameday     run a game-day scenario end to end and score detection (run, list)
   postmortem  export an incident's postmortem (md, json, html with charts)
   incidents   list incidents
+  dashboards  the Streamlit exec, on-call and debug views (127.0.0.1:8501)
 
 Run `qfleet COMMAND --help` for a command's options.
 """

@@ -1,0 +1,656 @@
+"""Data access for the dashboards: pandas DataFrames over the store, with no Streamlit import.
+
+Every function takes an :class:`~sqlalchemy.Engine` first; times are integer Unix ns. Windows are half-open,
+``[start_ns, end_ns)``. Anything that may span more than a few hours reads the per-minute rollups
+(``span_rollups``, ``metric_rollups``) or ``slo_evaluations``; raw spans are read only for one job or with a
+``LIMIT``. Filters match the promoted columns exactly: a span without a link (``qfleet.job``,
+``qfleet.measurement``) is not dropped by a link filter, and a job's node is its first node (``node_id``).
+All SQL is built with SQLAlchemy and parameterised.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import PurePosixPath
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, func, insert, literal, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from alerts.config import parse_matcher
+from alerts.incidents import IncidentError, Incidents
+from collector.schema import (
+    ROLLUP_STEP_NS,
+    Incident,
+    IncidentEvent,
+    MetricRollup,
+    MetricSample,
+    MetricSeries,
+    SilenceRecord,
+    SloEvaluation,
+    Span,
+    SpanRollup,
+)
+
+__all__ = [
+    "LONG_WINDOW_NS",
+    "Filters",
+    "acknowledge",
+    "data_range",
+    "default_filters",
+    "entanglement_failures",
+    "error_distributions",
+    "fleet_kpis",
+    "feedforward_heatmap",
+    "incident_scope",
+    "incident_timeline",
+    "incidents",
+    "job_trace",
+    "link_fidelity",
+    "node_series",
+    "options",
+    "recent_jobs",
+    "resolve",
+    "runbook",
+    "silence",
+    "slo_history",
+    "slo_status",
+    "trend",
+]
+
+NS = 1_000_000_000
+#: Windows longer than this read ``metric_rollups`` instead of ``metric_samples``.
+LONG_WINDOW_NS = 6 * 3600 * NS
+#: Most raw spans a window query reads (traces, link fidelity).
+RAW_LIMIT = 2000
+#: Most impacted jobs :func:`incident_scope` lists.
+SCOPE_JOBS = 200
+#: An incident's window starts this long before its first alert (alerts fire after their ``for`` and burn
+#: windows) and, while unresolved, ends this long after its latest timeline event.
+SCOPE_SLACK_NS = 15 * 60 * NS
+
+JOB = "qfleet.job"
+REQUEST = "qfleet.entanglement.request"
+FEEDFORWARD = "qfleet.feedforward"
+MEASUREMENT = "qfleet.measurement"
+_LINKLESS = frozenset({JOB, MEASUREMENT})
+_STATUS = {0: "unset", 1: "ok", 2: "error"}
+_NODE_LABELS = ("node", "qfleet_node_id", "qfleet.node.id")
+_LINK_LABELS = ("link", "qfleet_link_id", "qfleet.link.id")
+_HW_LABELS = ("hardware_type", "qfleet_hardware_type", "qfleet.hardware.type")
+
+_S = Span.__table__
+_R = SpanRollup.__table__
+_MS = MetricSeries.__table__
+_MX = MetricSample.__table__
+_MR = MetricRollup.__table__
+_E = SloEvaluation.__table__
+_I = Incident.__table__
+_IE = IncidentEvent.__table__
+_SIL = SilenceRecord.__table__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filters:
+    """The window ``[start_ns, end_ns)`` and optional hardware type, node and link every view filters on."""
+
+    start_ns: int
+    end_ns: int
+    hardware_type: str | None = None
+    node: str | None = None
+    link: str | None = None
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def _floor(t: int) -> int:
+    return t - t % ROLLUP_STEP_NS
+
+
+def _rollup_where(f: Filters, name: str) -> list[ColumnElement[bool]]:
+    """Rollup buckets of span ``name`` whose minute starts in the window (the minute of ``start_ns`` included)."""
+    w: list[ColumnElement[bool]] = [_R.c.name == name, _R.c.bucket_start_unix_nano >= _floor(f.start_ns),
+                                    _R.c.bucket_start_unix_nano < f.end_ns]
+    if f.hardware_type:
+        w.append(_R.c.hardware_type == f.hardware_type)
+    if f.node:
+        w.append(_R.c.node_id == f.node)
+    if f.link and name not in _LINKLESS:
+        w.append(_R.c.link_id == f.link)
+    return w
+
+
+def _span_where(f: Filters, name: str) -> list[ColumnElement[bool]]:
+    """Raw spans of ``name`` started in the window, filtered like :func:`_rollup_where`."""
+    w: list[ColumnElement[bool]] = [_S.c.name == name, _S.c.start_time_unix_nano >= f.start_ns,
+                                    _S.c.start_time_unix_nano < f.end_ns]
+    if f.hardware_type:
+        w.append(_S.c.hardware_type == f.hardware_type)
+    if f.node:
+        w.append(_S.c.node_id == f.node)
+    if f.link and name not in _LINKLESS:
+        w.append(_S.c.link_id == f.link)
+    return w
+
+
+def _bucket(col: Any, origin: int, step_ns: int) -> Any:
+    """SQL for the start of the ``step_ns`` bucket (aligned on ``origin``) holding ``col`` (integer division)."""
+    if step_ns <= 0:
+        raise ValueError(f"step_ns={step_ns} must be > 0, e.g. 5 * 60 * 10**9 for 5 minutes")
+    return literal(origin) + ((col - literal(origin)) // literal(step_ns)) * literal(step_ns)
+
+
+def _frame(rows: Any, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def _label(labels: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for k in keys:
+        v = labels.get(k)
+        if v not in (None, ""):
+            return str(v)
+    return None
+
+
+def _doc(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+# -- ranges and options --------------------------------------------------------------------------------------------
+
+
+def data_range(engine: Engine) -> tuple[int, int] | None:
+    """First and last span start in the store, or None when it holds no spans."""
+    with engine.connect() as c:
+        lo, hi = c.execute(select(func.min(_S.c.start_time_unix_nano), func.max(_S.c.start_time_unix_nano))).one()
+    return None if lo is None else (int(lo), int(hi))
+
+
+def default_filters(engine: Engine, hours: int = 24) -> Filters:
+    """The data's own last ``hours`` (or all of it): the window ends at the minute after the last span start or
+    metric sample (samples are stamped at the end of their step), so the newest data is inside it.
+
+    An empty store gives ``[0, hours)``: no wall clock is read here.
+    """
+    span = hours * 3600 * NS
+    rng = data_range(engine)
+    if rng is None:
+        return Filters(start_ns=0, end_ns=span)
+    with engine.connect() as c:
+        last_sample = c.execute(select(func.max(_MX.c.time_unix_nano))).scalar()
+    end = _floor(max(rng[1], int(last_sample or 0))) + ROLLUP_STEP_NS
+    return Filters(start_ns=max(_floor(rng[0]), end - span), end_ns=end)
+
+
+def options(engine: Engine) -> dict[str, list[str]]:
+    """Hardware types, nodes and links the filters offer (from the small ``metric_series`` table)."""
+    out: dict[str, list[str]] = {}
+    with engine.connect() as c:
+        for key, col in (("hardware_types", _MS.c.hardware_type), ("nodes", _MS.c.node_id), ("links", _MS.c.link_id)):
+            out[key] = sorted(v for (v,) in c.execute(select(col).distinct().where(col.is_not(None), col != "")))
+    return out
+
+
+# -- exec view ------------------------------------------------------------------------------------------------------
+
+
+def _counts(c: Any, f: Filters, name: str) -> tuple[int, int, int]:
+    """(good, total, duration_sum_ns) of span ``name`` over the window, from the rollups."""
+    good = func.sum(_R.c.span_count).filter(_R.c.status_code != 2)
+    row = c.execute(select(func.coalesce(good, 0), func.coalesce(func.sum(_R.c.span_count), 0),
+                           func.coalesce(func.sum(_R.c.duration_sum_ns), 0)).where(*_rollup_where(f, name))).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _series_where(f: Filters, metric: str) -> list[ColumnElement[bool]]:
+    w: list[ColumnElement[bool]] = [_MS.c.metric_name == metric]
+    if f.hardware_type:
+        w.append(_MS.c.hardware_type == f.hardware_type)
+    if f.node:
+        w.append(_MS.c.node_id == f.node)
+    return w
+
+
+def _open_incidents(c: Any, f: Filters) -> int:
+    rows = c.execute(select(_I.c.labels).where(
+        _I.c.opened_unix_nano < f.end_ns,
+        or_(_I.c.resolved_unix_nano.is_(None), _I.c.resolved_unix_nano >= f.end_ns))).all()
+    n = 0
+    for (labels,) in rows:
+        lab = _doc(labels) or {}
+        if f.hardware_type and _label(lab, _HW_LABELS) != f.hardware_type:
+            continue
+        if f.node and _label(lab, _NODE_LABELS) != f.node:
+            continue
+        if f.link and _label(lab, _LINK_LABELS) != f.link:
+            continue
+        n += 1
+    return n
+
+
+def fleet_kpis(engine: Engine, f: Filters) -> dict[str, float | int | None]:
+    """Headline numbers of the window (None where there is no data).
+
+    ``availability``: mean of the ``qfleet_node_up`` samples; ``jobs`` and ``job_success_rate``: ``qfleet.job``
+    spans (status != 2 is a success); ``entanglement_success_rate``: the same for entanglement requests;
+    ``utilisation``: entanglement request time / (links × window); ``open_incidents``: incidents open at the
+    window's end; ``cost_per_successful_job``: link-seconds of entanglement per successful job. A link filter
+    narrows the entanglement figures only (jobs and heartbeats carry no link).
+    """
+    window_s = (f.end_ns - f.start_ns) / NS
+    with engine.connect() as c:
+        ok_jobs, jobs, _ = _counts(c, f, JOB)
+        ok_req, reqs, req_ns = _counts(c, f, REQUEST)
+        up = c.execute(select(func.sum(_MR.c.value_sum), func.sum(_MR.c.sample_count))
+                       .select_from(_MR.join(_MS, _MS.c.id == _MR.c.series_id))
+                       .where(*_series_where(f, "qfleet_node_up"), _MR.c.bucket_start_unix_nano >= _floor(f.start_ns),
+                              _MR.c.bucket_start_unix_nano < f.end_ns)).one()
+        if f.link:
+            n_links = 1
+        else:
+            link_w = [_MS.c.link_id.is_not(None), _MS.c.link_id != ""]
+            if f.hardware_type or f.node:
+                # Links seen carrying requests for this hardware type / node.
+                q = select(func.count(func.distinct(_R.c.link_id))).where(*_rollup_where(f, REQUEST), _R.c.link_id != "")
+            else:
+                q = select(func.count(func.distinct(_MS.c.link_id))).where(*link_w)
+            n_links = int(c.execute(q).scalar_one() or 0)
+        open_inc = _open_incidents(c, f)
+    link_s = req_ns / NS
+    return {
+        "availability": float(up[0]) / float(up[1]) if up[1] else None,
+        "jobs": jobs,
+        "job_success_rate": ok_jobs / jobs if jobs else None,
+        "entanglement_success_rate": ok_req / reqs if reqs else None,
+        "utilisation": link_s / (n_links * window_s) if reqs and n_links and window_s > 0 else None,
+        "open_incidents": open_inc,
+        "cost_per_successful_job": link_s / ok_jobs if ok_jobs else None,
+    }
+
+
+def trend(engine: Engine, f: Filters, *, span: str, step_ns: int) -> pd.DataFrame:
+    """Good and total ``span`` spans per ``step_ns`` bucket and hardware type, from the rollups.
+
+    Columns ``time`` (bucket start, ns, aligned on the window's first minute), ``hardware_type``, ``good``
+    (status != 2), ``total``, ``success_rate``.
+    """
+    t = _bucket(_R.c.bucket_start_unix_nano, _floor(f.start_ns), step_ns).label("time")
+    good = func.coalesce(func.sum(_R.c.span_count).filter(_R.c.status_code != 2), 0)
+    q = (select(t, _R.c.hardware_type, good, func.sum(_R.c.span_count)).where(*_rollup_where(f, span))
+         .group_by(t, _R.c.hardware_type).order_by(t, _R.c.hardware_type))
+    with engine.connect() as c:
+        df = _frame(c.execute(q), ["time", "hardware_type", "good", "total"])
+    df = df.astype({"time": "int64", "good": "int64", "total": "int64"})
+    df["success_rate"] = (df["good"] / df["total"]).astype(float)
+    return df
+
+
+# -- SLOs ------------------------------------------------------------------------------------------------------------
+
+
+def slo_status(engine: Engine, at_ns: int) -> pd.DataFrame:
+    """The latest evaluation per (slo, segment) at or before ``at_ns``.
+
+    Columns ``slo``, ``segment``, ``sli``, ``remaining_fraction``, ``burn_1h``, ``burn_6h``, ``page``, ``ticket``,
+    ``steps_triggered`` (list of budget-policy step names), ``at``.
+    """
+    latest = (select(_E.c.slo, _E.c.segment, func.max(_E.c.at_unix_nano).label("at"))
+              .where(_E.c.at_unix_nano <= at_ns).group_by(_E.c.slo, _E.c.segment).subquery())
+    q = (select(_E.c.slo, _E.c.segment, _E.c.sli, _E.c.remaining_fraction, _E.c.burn_1h, _E.c.burn_6h, _E.c.page,
+                _E.c.ticket, _E.c.report, _E.c.at_unix_nano)
+         .join(latest, and_(_E.c.slo == latest.c.slo, _E.c.segment == latest.c.segment,
+                            _E.c.at_unix_nano == latest.c.at))
+         .order_by(_E.c.slo, _E.c.segment))
+    cols = ["slo", "segment", "sli", "remaining_fraction", "burn_1h", "burn_6h", "page", "ticket",
+            "steps_triggered", "at"]
+    with engine.connect() as c:
+        rows = [(*r[:6], bool(r[6]), bool(r[7]), list((_doc(r[8]) or {}).get("steps_triggered", [])), int(r[9]))
+                for r in c.execute(q)]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def slo_history(engine: Engine, slo: str, segment: str, f: Filters) -> pd.DataFrame:
+    """Evaluations of one SLO segment in the window: ``at``, ``sli``, ``remaining_fraction``, ``burn_1h``,
+    ``burn_6h`` (``segment`` is the canonical ``key=value,...`` text, '' when unsegmented)."""
+    q = (select(_E.c.at_unix_nano, _E.c.sli, _E.c.remaining_fraction, _E.c.burn_1h, _E.c.burn_6h)
+         .where(_E.c.slo == slo, _E.c.segment == segment, _E.c.at_unix_nano >= f.start_ns,
+                _E.c.at_unix_nano < f.end_ns).order_by(_E.c.at_unix_nano))
+    with engine.connect() as c:
+        return _frame(c.execute(q), ["at", "sli", "remaining_fraction", "burn_1h", "burn_6h"])
+
+
+# -- incidents -------------------------------------------------------------------------------------------------------
+
+
+def incidents(engine: Engine, *, state: str | None = None, limit: int = 100) -> pd.DataFrame:
+    """Incidents, newest first: ``id``, ``state``, ``severity``, ``title``, ``opened``, ``acknowledged``,
+    ``resolved`` (ns, <NA> when not yet), ``receiver``, ``group_key``, ``labels`` (dict)."""
+    q = (select(_I.c.id, _I.c.state, _I.c.severity, _I.c.title, _I.c.opened_unix_nano, _I.c.acknowledged_unix_nano,
+                _I.c.resolved_unix_nano, _I.c.receiver, _I.c.group_key, _I.c.labels)
+         .order_by(_I.c.opened_unix_nano.desc(), _I.c.id).limit(limit))
+    if state is not None:
+        q = q.where(_I.c.state == state)
+    cols = ["id", "state", "severity", "title", "opened", "acknowledged", "resolved", "receiver", "group_key",
+            "labels"]
+    with engine.connect() as c:
+        rows = [(*r[:9], _doc(r[9])) for r in c.execute(q)]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64"})
+
+
+def incident_timeline(engine: Engine, incident_id: str) -> pd.DataFrame:
+    """The incident's events in time order: ``at``, ``kind`` (fired, notified, acknowledged, escalated,
+    resolved, fault), ``detail`` (dict); empty for an unknown id."""
+    q = (select(_IE.c.at_unix_nano, _IE.c.kind, _IE.c.detail).where(_IE.c.incident_id == incident_id)
+         .order_by(_IE.c.at_unix_nano, _IE.c.seq))
+    with engine.connect() as c:
+        rows = [(int(r[0]), r[1], _doc(r[2])) for r in c.execute(q)]
+    return pd.DataFrame(rows, columns=["at", "kind", "detail"])
+
+
+def incident_scope(engine: Engine, incident_id: str) -> dict[str, list[str]]:
+    """Nodes, links, tenants and jobs an incident touches: its labels (and those of its fired alerts), plus the
+    failed jobs on those nodes/links (or, without either, its hardware type) from :data:`SCOPE_SLACK_NS` before its
+    first alert to its resolution (unresolved: :data:`SCOPE_SLACK_NS` after its latest event), at most
+    :data:`SCOPE_JOBS` of them, oldest first. Empty lists for an unknown id."""
+    nodes: set[str] = set()
+    links: set[str] = set()
+    hws: set[str] = set()
+    with engine.connect() as c:
+        row = c.execute(select(_I.c.labels, _I.c.opened_unix_nano, _I.c.resolved_unix_nano)
+                        .where(_I.c.id == incident_id)).first()
+        if row is None:
+            return {"nodes": [], "links": [], "tenants": [], "jobs": []}
+        label_sets = [_doc(row[0]) or {}]
+        start = latest = int(row[1])
+        for at, kind, detail in c.execute(select(_IE.c.at_unix_nano, _IE.c.kind, _IE.c.detail)
+                                          .where(_IE.c.incident_id == incident_id)):
+            latest = max(latest, int(at))
+            d = _doc(detail) or {}
+            if kind == "fired":
+                label_sets.append(d.get("labels") or {})
+                if d.get("starts_at"):
+                    start = min(start, int(d["starts_at"]))
+        start -= SCOPE_SLACK_NS
+        for lab in label_sets:
+            for keys, into in ((_NODE_LABELS, nodes), (_LINK_LABELS, links), (_HW_LABELS, hws)):
+                v = _label(lab, keys)
+                if v:
+                    into.add(v)
+        for link in links:
+            nodes.update(p for p in link.split("~") if p)
+        end = int(row[2]) if row[2] is not None else latest + SCOPE_SLACK_NS
+        where: list[ColumnElement[bool]] = [_S.c.name == JOB, _S.c.status_code == 2,
+                                            _S.c.start_time_unix_nano >= start, _S.c.start_time_unix_nano <= end]
+        place: list[ColumnElement[bool]] = []
+        if nodes:
+            place.append(_S.c.node_id.in_(sorted(nodes)))
+        if links:
+            on_link = select(_S.c.job_id).where(_S.c.name == REQUEST, _S.c.link_id.in_(sorted(links)),
+                                                _S.c.start_time_unix_nano >= start, _S.c.start_time_unix_nano <= end)
+            place.append(_S.c.job_id.in_(on_link.scalar_subquery()))
+        if not place and hws:
+            place.append(_S.c.hardware_type.in_(sorted(hws)))
+        if place:
+            where.append(or_(*place))
+        jobs = c.execute(select(_S.c.job_id, _S.c.attributes).where(*where)
+                         .order_by(_S.c.start_time_unix_nano).limit(SCOPE_JOBS)).all()
+    tenants: set[str] = set()
+    job_ids: list[str] = []
+    for job_id, attrs in jobs:
+        a = _doc(attrs) or {}
+        if a.get("qfleet.tenant"):
+            tenants.add(str(a["qfleet.tenant"]))
+        nodes.update(n for n in str(a.get("qfleet.nodes", "")).split(",") if n)
+        if job_id:
+            job_ids.append(job_id)
+    return {"nodes": sorted(nodes), "links": sorted(links), "tenants": sorted(tenants), "jobs": job_ids}
+
+
+# -- on-call and debug views ----------------------------------------------------------------------------------------
+
+
+def feedforward_heatmap(engine: Engine, f: Filters, step_ns: int) -> pd.DataFrame:
+    """Mean feed-forward latency per ``step_ns`` bucket and node, from the ``qfleet.feedforward`` rollups:
+    ``time``, ``node``, ``mean_latency_s``, ``count``."""
+    t = _bucket(_R.c.bucket_start_unix_nano, _floor(f.start_ns), step_ns).label("time")
+    q = (select(t, _R.c.node_id, func.sum(_R.c.duration_sum_ns), func.sum(_R.c.span_count))
+         .where(*_rollup_where(f, FEEDFORWARD)).group_by(t, _R.c.node_id).order_by(t, _R.c.node_id))
+    with engine.connect() as c:
+        rows = [(int(r[0]), r[1], int(r[2]) / int(r[3]) / NS, int(r[3])) for r in c.execute(q) if r[3]]
+    return pd.DataFrame(rows, columns=["time", "node", "mean_latency_s", "count"])
+
+
+def entanglement_failures(engine: Engine, f: Filters, limit: int = 50) -> pd.DataFrame:
+    """The latest failed entanglement requests (status 2) in the window, newest first: ``time``, ``trace_id``,
+    ``job_id``, ``link``, ``node``, ``attempts``, ``latency_s``, ``message``."""
+    q = (select(_S.c.start_time_unix_nano, _S.c.trace_id, _S.c.job_id, _S.c.link_id, _S.c.node_id, _S.c.attributes,
+                _S.c.status_message)
+         .where(*_span_where(f, REQUEST), _S.c.status_code == 2)
+         .order_by(_S.c.start_time_unix_nano.desc()).limit(limit))
+    with engine.connect() as c:
+        rows = []
+        for r in c.execute(q):
+            a = _doc(r[5]) or {}
+            rows.append((int(r[0]), r[1], r[2], r[3], r[4], a.get("qfleet.attempts"), a.get("qfleet.latency_s"), r[6]))
+    return pd.DataFrame(rows, columns=["time", "trace_id", "job_id", "link", "node", "attempts", "latency_s",
+                                       "message"])
+
+
+def job_trace(engine: Engine, *, trace_id: str | None = None, job_id: str | None = None) -> pd.DataFrame:
+    """Every span of one job's trace (by ``trace_id``, or the trace of ``job_id``), by start time:
+    ``span_id``, ``parent_span_id``, ``name``, ``start_ns``, ``end_ns``, ``duration_ms``, ``node``, ``link``,
+    ``status`` (unset, ok or error), ``attributes`` (dict)."""
+    if (trace_id is None) == (job_id is None):
+        raise ValueError("job_trace: pass exactly one of trace_id= or job_id=")
+    cols = ["span_id", "parent_span_id", "name", "start_ns", "end_ns", "duration_ms", "node", "link", "status",
+            "attributes"]
+    with engine.connect() as c:
+        if job_id is not None:
+            trace_id = c.execute(select(_S.c.trace_id).where(_S.c.job_id == job_id)
+                                 .order_by(_S.c.start_time_unix_nano).limit(1)).scalar()
+            if trace_id is None:
+                return pd.DataFrame([], columns=cols)
+        q = (select(_S.c.span_id, _S.c.parent_span_id, _S.c.name, _S.c.start_time_unix_nano, _S.c.end_time_unix_nano,
+                    _S.c.duration_ns, _S.c.node_id, _S.c.link_id, _S.c.status_code, _S.c.attributes)
+             .where(_S.c.trace_id == trace_id).order_by(_S.c.start_time_unix_nano, _S.c.span_id).limit(RAW_LIMIT))
+        rows = [(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]) / 1e6, r[6], r[7], _STATUS.get(int(r[8]), str(r[8])),
+                 _doc(r[9]) or {}) for r in c.execute(q)]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def recent_jobs(engine: Engine, f: Filters, *, outcome: str | None = None, limit: int = 50) -> pd.DataFrame:
+    """The latest jobs started in the window, newest first: ``time``, ``trace_id``, ``job_id``, ``tenant``,
+    ``kind``, ``outcome``, ``fidelity``, ``nodes``. A link filter keeps jobs with an entanglement request on it."""
+    where = _span_where(f, JOB)
+    if outcome is not None:
+        where.append(Span.attributes["qfleet.outcome"].as_string() == outcome)
+    if f.link:
+        on_link = select(_S.c.job_id).where(*_span_where(f, REQUEST))
+        where.append(_S.c.job_id.in_(on_link.scalar_subquery()))
+    q = (select(_S.c.start_time_unix_nano, _S.c.trace_id, _S.c.job_id, _S.c.attributes).where(*where)
+         .order_by(_S.c.start_time_unix_nano.desc()).limit(limit))
+    with engine.connect() as c:
+        rows = []
+        for t, trace, job, attrs in c.execute(q):
+            a = _doc(attrs) or {}
+            rows.append((int(t), trace, job, a.get("qfleet.tenant"), a.get("qfleet.job.kind"), a.get("qfleet.outcome"),
+                         a.get("qfleet.fidelity"), a.get("qfleet.nodes")))
+    return pd.DataFrame(rows, columns=["time", "trace_id", "job_id", "tenant", "kind", "outcome", "fidelity", "nodes"])
+
+
+def _series(c: Any, metric: str, f: Filters, labels: dict[str, Any] | None) -> list[tuple[int, str | None, dict[str, Any]]]:
+    """(id, node or link, labels) of the series of ``metric`` matching the filters and ``labels`` (as text)."""
+    w: list[ColumnElement[bool]] = [_MS.c.metric_name == metric]
+    if f.hardware_type:
+        w.append(_MS.c.hardware_type == f.hardware_type)
+    out = []
+    for sid, node, link, lab in c.execute(select(_MS.c.id, _MS.c.node_id, _MS.c.link_id, _MS.c.labels).where(*w)):
+        lab = _doc(lab) or {}
+        if labels and any(str(lab.get(k)) != str(v) for k, v in labels.items()):
+            continue
+        if f.node and node != f.node:
+            continue
+        if f.link and link and link != f.link:
+            continue
+        out.append((int(sid), node or link, lab))
+    return out
+
+
+def node_series(engine: Engine, metric: str, nodes: list[str] | None, f: Filters, *,
+                labels: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One metric per node (or link, for link metrics) over the window: ``time``, ``node``, ``value``.
+
+    ``nodes`` empty or None means all; ``labels`` keeps series whose labels equal these (compared as text,
+    e.g. ``{"qfleet.qubits": 2}``). Windows longer than :data:`LONG_WINDOW_NS` read the per-minute rollups
+    (``time`` = minute start, ``value`` = the minute's mean); shorter ones the samples.
+    """
+    cols = ["time", "node", "value"]
+    with engine.connect() as c:
+        series = [s for s in _series(c, metric, f, labels) if not nodes or s[1] in nodes]
+        if not series:
+            return pd.DataFrame([], columns=cols)
+        name = {sid: node for sid, node, _ in series}
+        ids = sorted(name)
+        if f.end_ns - f.start_ns > LONG_WINDOW_NS:
+            q = (select(_MR.c.bucket_start_unix_nano, _MR.c.series_id, _MR.c.value_sum / _MR.c.sample_count)
+                 .where(_MR.c.series_id.in_(ids), _MR.c.bucket_start_unix_nano >= _floor(f.start_ns),
+                        _MR.c.bucket_start_unix_nano < f.end_ns, _MR.c.sample_count > 0))
+        else:
+            q = (select(_MX.c.time_unix_nano, _MX.c.series_id, _MX.c.value)
+                 .where(_MX.c.series_id.in_(ids), _MX.c.time_unix_nano >= f.start_ns, _MX.c.time_unix_nano < f.end_ns))
+        rows = [(int(t), name[int(sid)], float(v)) for t, sid, v in c.execute(q)]
+    df = pd.DataFrame(rows, columns=cols)
+    # Several series of one node (e.g. without a label filter) are averaged per instant.
+    return df.groupby(["time", "node"], as_index=False)["value"].mean().sort_values(["time", "node"],
+                                                                                     ignore_index=True)
+
+
+def error_distributions(engine: Engine, f: Filters) -> pd.DataFrame:
+    """Latest (in the window) gate and readout errors per node, from the rollups' last values: ``node``,
+    ``hardware_type``, ``gate_error_1q``, ``gate_error_2q``, ``readout_error_0``, ``readout_error_1``."""
+    wanted = {("qfleet_node_gate_error_ratio", "qfleet.qubits", "1"): "gate_error_1q",
+              ("qfleet_node_gate_error_ratio", "qfleet.qubits", "2"): "gate_error_2q",
+              ("qfleet_node_readout_error_ratio", "qfleet.state", "0"): "readout_error_0",
+              ("qfleet_node_readout_error_ratio", "qfleet.state", "1"): "readout_error_1"}
+    cols = ["node", "hardware_type", *wanted.values()]
+    table: dict[str, dict[str, Any]] = defaultdict(dict)
+    with engine.connect() as c:
+        target: dict[int, tuple[str, str]] = {}
+        hw: dict[str, str | None] = {}
+        for metric in ("qfleet_node_gate_error_ratio", "qfleet_node_readout_error_ratio"):
+            for sid, node, lab in _series(c, metric, f, None):
+                for (m, key, val), col in wanted.items():
+                    if m == metric and str(lab.get(key)) == val and node:
+                        target[sid] = (node, col)
+                        hw[node] = lab.get("qfleet.hardware.type")
+        if not target:
+            return pd.DataFrame([], columns=cols)
+        inner = _MR.alias("inner")
+        last = (select(func.max(inner.c.bucket_start_unix_nano)).where(
+            inner.c.series_id == _MR.c.series_id, inner.c.bucket_start_unix_nano >= _floor(f.start_ns),
+            inner.c.bucket_start_unix_nano < f.end_ns).scalar_subquery())
+        q = select(_MR.c.series_id, _MR.c.last_value).where(_MR.c.series_id.in_(sorted(target)),
+                                                            _MR.c.bucket_start_unix_nano == last)
+        for sid, v in c.execute(q):
+            node, col = target[int(sid)]
+            table[node][col] = float(v)
+    rows = [(node, hw.get(node), *(table[node].get(col) for col in wanted.values())) for node in sorted(table)]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def link_fidelity(engine: Engine, f: Filters) -> pd.DataFrame:
+    """Measured job fidelities (one row per measured job; the latest :data:`RAW_LIMIT` in the window) by the job's
+    first link (its earliest entanglement request): ``link``, ``fidelity``. Jobs without a link are left out."""
+    cols = ["link", "fidelity"]
+    q = (select(_S.c.job_id, _S.c.attributes).where(*_span_where(f, MEASUREMENT), _S.c.job_id.is_not(None))
+         .order_by(_S.c.start_time_unix_nano.desc()).limit(RAW_LIMIT))
+    with engine.connect() as c:
+        measured = [(job, (_doc(a) or {}).get("qfleet.fidelity")) for job, a in c.execute(q)]
+        jobs = sorted({j for j, fid in measured if fid is not None})
+        first: dict[str, tuple[int, str]] = {}
+        for i in range(0, len(jobs), 500):
+            chunk = jobs[i:i + 500]
+            for job, t, link in c.execute(select(_S.c.job_id, _S.c.start_time_unix_nano, _S.c.link_id).where(
+                    _S.c.job_id.in_(chunk), _S.c.name == REQUEST, _S.c.link_id.is_not(None))):
+                if job not in first or t < first[job][0]:
+                    first[job] = (int(t), link)
+    rows = [(first[j][1], float(fid)) for j, fid in measured if fid is not None and j in first]
+    if f.link:
+        rows = [r for r in rows if r[0] == f.link]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def runbook(url: str | None) -> str | None:
+    """Markdown of the runbook ``url`` names (``runbooks/F1-entanglement-loss.md`` or any URL ending in that
+    file name), read from the ``runbooks`` package; None when missing."""
+    if not url:
+        return None
+    name = PurePosixPath(url.split("#", 1)[0].split("?", 1)[0]).name
+    if not name.endswith(".md") or name in ("", ".", ".."):
+        return None
+    res = files("runbooks") / name
+    try:
+        return res.read_text(encoding="utf-8") if res.is_file() else None
+    except OSError:
+        return None
+
+
+# -- actions ---------------------------------------------------------------------------------------------------------
+
+
+def acknowledge(engine: Engine, incident_id: str, by: str, at_ns: int) -> None:
+    """Acknowledge an incident (see :meth:`alerts.incidents.Incidents.acknowledge`; raises IncidentError)."""
+    Incidents(engine, clock=lambda: at_ns).acknowledge(incident_id, by, at_ns)
+
+
+def resolve(engine: Engine, incident_id: str, by: str, at_ns: int) -> None:
+    """Resolve an incident by hand: state ``resolved`` and a ``resolved`` timeline event with ``by``.
+    Resolving a resolved incident changes nothing.
+
+    Raises:
+        IncidentError: unknown id or empty ``by``.
+    """
+    if not by:
+        raise IncidentError("resolve: 'by' is empty; name who resolves, e.g. by='alice'")
+    inc = Incidents(engine, clock=lambda: at_ns)
+    if inc.get(incident_id)["state"] == "resolved":
+        return
+    with engine.begin() as conn:
+        n = conn.execute(update(_I).where(_I.c.id == incident_id, _I.c.state != "resolved")
+                         .values(state="resolved", resolved_unix_nano=at_ns)).rowcount
+        if n:
+            seq = conn.execute(select(func.coalesce(func.max(_IE.c.seq), 0))
+                               .where(_IE.c.incident_id == incident_id)).scalar_one()
+            conn.execute(insert(_IE).values(incident_id=incident_id, seq=seq + 1, at_unix_nano=at_ns,
+                                            kind="resolved", detail={"by": by, "reason": "resolved by hand"}))
+
+
+def silence(engine: Engine, matchers: list[str], duration_s: float, author: str, comment: str, at_ns: int) -> str:
+    """Store an Alertmanager-style silence from ``at_ns`` for ``duration_s``; returns its id.
+
+    Raises:
+        alerts.config.MatcherError: a matcher is not ``name="value"`` (or ``!=``, ``=~``, ``!~``).
+        ValueError: no matchers, a duration <= 0, or no author or comment.
+    """
+    if not matchers:
+        raise ValueError('silence: give at least one matcher, e.g. node="nv-d"')
+    if duration_s <= 0:
+        raise ValueError(f"silence: duration_s={duration_s} must be > 0, e.g. 3600")
+    if not author or not comment:
+        raise ValueError("silence: author and comment are required (Alertmanager rejects silences without them)")
+    ms = [parse_matcher(m) for m in matchers]
+    doc = [{"name": m.name, "value": m.value, "isRegex": m.op in ("=~", "!~"), "isEqual": m.op in ("=", "=~")}
+           for m in ms]
+    sid = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(insert(_SIL).values(id=sid, matchers={"matchers": doc}, starts_at_unix_nano=at_ns,
+                                         ends_at_unix_nano=at_ns + int(duration_s * NS), created_by=author,
+                                         comment=comment, updated_unix_nano=at_ns))
+    return sid

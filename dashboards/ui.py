@@ -1,0 +1,351 @@
+"""Shared Streamlit plumbing of the pages: the engine, cached queries, the filter sidebar, colours, live mode.
+
+Pages stay thin: they call :func:`query` (a ``st.cache_data`` wrapper over :mod:`dashboards.data`) and draw.
+The filters live in ``st.query_params`` (``start``, ``end``, ``hardware_type``, ``node``, ``link``, ``incident``,
+``trace``, ``live``) so a copied link opens the exact view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from collector.settings import DEFAULT_DATABASE_URL, ENV_DATABASE_URL
+from collector.store import open_engine
+from dashboards import data
+
+__all__ = [
+    "runbook_body",
+    "ALL",
+    "HARDWARE_COLOURS",
+    "SEVERITY_COLOURS",
+    "clear_cache",
+    "database_url",
+    "engine",
+    "fmt_ns",
+    "hardware_scale",
+    "incident_runbook_url",
+    "labels_of",
+    "live_refresh",
+    "ns_to_datetime",
+    "param",
+    "parse_time",
+    "query",
+    "set_param",
+    "sidebar_filters",
+    "severity_badge",
+    "severity_scale",
+    "to_time",
+]
+
+#: Severity colours: page red, ticket amber, security purple.
+SEVERITY_COLOURS: dict[str, str] = {"page": "#d62728", "ticket": "#f0a202", "security": "#7b2cbf"}
+#: One fixed colour per hardware family (anything else is grey).
+HARDWARE_COLOURS: dict[str, str] = {"trapped-ion": "#1f77b4", "nv-centre": "#2ca02c",
+                                    "superconducting": "#17becf"}
+OTHER_COLOUR = "#7f7f7f"
+#: The "no filter" choice of the sidebar selectboxes.
+ALL = "(all)"
+#: Seconds between reruns while ``?live=1``.
+LIVE_EVERY_S = 15
+NS = 1_000_000_000
+
+
+# -- engine and cached queries ------------------------------------------------------------------------------
+
+
+def database_url(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The store URL: ``--db URL`` among the script arguments, else ``$QFLEET_DATABASE_URL``, else the default."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(args):
+        if a == "--db" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--db="):
+            return a.split("=", 1)[1]
+    env = os.environ if environ is None else environ
+    return env.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    return open_engine(url)
+
+
+def engine() -> Engine:
+    """The process-wide engine of :func:`database_url` (``st.cache_resource``)."""
+    return _engine_for(database_url())
+
+
+def _encode(v: Any) -> Any:
+    if isinstance(v, data.Filters):
+        return ("__filters__", v.start_ns, v.end_ns, v.hardware_type, v.node, v.link)
+    if isinstance(v, list):
+        return ("__list__", *v)
+    return v
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, tuple) and v and v[0] == "__filters__":
+        return data.Filters(start_ns=v[1], end_ns=v[2], hardware_type=v[3], node=v[4], link=v[5])
+    if isinstance(v, tuple) and v and v[0] == "__list__":
+        return list(v[1:])
+    return v
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _cached(_engine: Engine, url: str, name: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]) -> Any:
+    fn = getattr(data, name)
+    return fn(_engine, *(_decode(a) for a in args), **{k: _decode(v) for k, v in kwargs})
+
+
+def query(name: str, *args: Any, **kwargs: Any) -> Any:
+    """``dashboards.data.<name>(engine, *args, **kwargs)``, cached for 10 s per database and arguments."""
+    return _cached(engine(), database_url(), name, tuple(_encode(a) for a in args),
+                   tuple(sorted((k, _encode(v)) for k, v in kwargs.items())))
+
+
+def clear_cache() -> None:
+    """Forget cached query results (after a write: acknowledge, resolve, silence)."""
+    _cached.clear()
+
+
+# -- time -----------------------------------------------------------------------------------------------------
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """A naive UTC datetime of integer ns (what Streamlit's sliders use)."""
+    return datetime(1970, 1, 1) + timedelta(microseconds=int(ns) // 1000)
+
+
+def _datetime_to_ns(dt: datetime) -> int:
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return (dt - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
+
+
+def fmt_ns(ns: int | float | None) -> str:
+    """``2026-01-01 02:15:00Z`` for integer ns; an em dash for missing values."""
+    if ns is None or pd.isna(ns):
+        return "—"
+    return ns_to_datetime(int(ns)).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _fmt_param(ns: int) -> str:
+    return ns_to_datetime(ns).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> int | None:
+    """Integer ns or ISO-8601 (``2026-01-01T02:00Z``, UTC if no offset); None if missing or unreadable."""
+    if not text:
+        return None
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return _datetime_to_ns(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def to_time(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """A copy of ``df`` with integer-ns columns ``cols`` converted to UTC datetimes (for Altair)."""
+    out = df.copy()
+    for c in cols:
+        if c in out.columns:
+            out[c] = pd.to_datetime(out[c], unit="ns", utc=True)
+    return out
+
+
+# -- query params ---------------------------------------------------------------------------------------------
+
+
+def param(name: str) -> str | None:
+    """The query parameter ``name`` (None if absent or empty)."""
+    v = st.query_params.get(name)
+    return v or None
+
+
+def set_param(name: str, value: str | None) -> None:
+    """Set (or, for None / empty, remove) the query parameter ``name``."""
+    if value:
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
+    elif name in st.query_params:
+        del st.query_params[name]
+
+
+def _choice(key: str, name: str, values: list[str], label: str) -> str | None:
+    choices = [ALL, *values]
+    if key not in st.session_state:
+        wanted = param(name)
+        st.session_state[key] = wanted if wanted in values else ALL
+    elif st.session_state[key] not in choices:
+        st.session_state[key] = ALL
+    picked = st.sidebar.selectbox(label, choices, key=key)
+    value = None if picked == ALL else picked
+    set_param(name, value)
+    return value
+
+
+def sidebar_filters(eng: Engine | None = None) -> data.Filters | None:
+    """The sidebar: time range over the data's own span, hardware type, node, link; None for an empty store.
+
+    Initialised from ``st.query_params`` and written back to them on every run.
+    """
+    eng = eng or engine()
+    rng = query("data_range")
+    st.sidebar.header("Filters")
+    if rng is None:
+        st.sidebar.info("The store holds no spans yet — run `qfleet sim run` or point `--db` at a store.")
+        return None
+    lo, hi = int(rng[0]), int(rng[1])
+    if hi <= lo:
+        hi = lo + 60 * NS
+    live = param("live") == "1"
+    default = query("default_filters", hours=24)
+    key = "filter_range"
+    lo_dt = ns_to_datetime(lo).replace(second=0, microsecond=0)
+    hi_dt = ns_to_datetime(hi).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if key not in st.session_state or live:
+        start = parse_time(param("start"))
+        end = parse_time(param("end"))
+        start = default.start_ns if start is None else start
+        end = default.end_ns if end is None or (live and param("end") is None) else end
+        s_dt = min(max(ns_to_datetime(start).replace(second=0, microsecond=0), lo_dt), hi_dt)
+        e_dt = min(max(ns_to_datetime(end).replace(second=0, microsecond=0) + timedelta(minutes=1), s_dt), hi_dt)
+        if key not in st.session_state or st.session_state[key] != (s_dt, e_dt):
+            st.session_state[key] = (s_dt, e_dt)
+    s, e = st.sidebar.slider("Time range (UTC, simulated)", min_value=lo_dt, max_value=hi_dt,
+                             step=timedelta(minutes=1), format="MM-DD HH:mm", key=key)
+    start_ns, end_ns = _datetime_to_ns(s), _datetime_to_ns(e)
+    if end_ns <= start_ns:
+        end_ns = start_ns + 60 * NS
+    set_param("start", _fmt_param(start_ns))  # always: a copied link reproduces the exact window
+    set_param("end", _fmt_param(end_ns))
+    opts = query("options")
+    hw = _choice("filter_hardware_type", "hardware_type", list(opts.get("hardware_types", [])), "Hardware type")
+    node = _choice("filter_node", "node", list(opts.get("nodes", [])), "Node")
+    link = _choice("filter_link", "link", list(opts.get("links", [])), "Link")
+    st.sidebar.toggle("Live (refresh every 15 s)", key="filter_live", value=live,
+                      on_change=_toggle_live)
+    st.sidebar.caption(f"Store: {_redact(database_url())}")
+    return data.Filters(start_ns=start_ns, end_ns=end_ns, hardware_type=hw, node=node, link=link)
+
+
+def _toggle_live() -> None:
+    set_param("live", "1" if st.session_state.get("filter_live") else None)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://…@{rest.split('@', 1)[1]}"
+    return url
+
+
+# -- live mode ------------------------------------------------------------------------------------------------
+
+
+def live_refresh() -> None:
+    """While ``?live=1``, rerun the whole page every 15 s (a timed fragment that triggers an app rerun)."""
+    if param("live") != "1":
+        return
+    st.session_state["_live_runs"] = st.session_state.get("_live_runs", 0) + 1
+    run = st.session_state["_live_runs"]
+
+    @st.fragment(run_every=LIVE_EVERY_S)
+    def _tick() -> None:
+        if st.session_state.get("_live_seen") == run:
+            clear_cache()
+            st.rerun(scope="app")
+        st.session_state["_live_seen"] = run
+
+    _tick()
+
+
+# -- colours and small widgets --------------------------------------------------------------------------------
+
+
+def _scale(colours: Mapping[str, str], present: Sequence[str]) -> alt.Scale:
+    domain = list(colours) + sorted({p for p in present if p not in colours})
+    return alt.Scale(domain=domain, range=[colours.get(d, OTHER_COLOUR) for d in domain])
+
+
+def hardware_scale(present: Sequence[str] = ()) -> alt.Scale:
+    """An Altair colour scale with each hardware family's fixed colour."""
+    return _scale(HARDWARE_COLOURS, [str(p) for p in present])
+
+
+def severity_scale(present: Sequence[str] = ()) -> alt.Scale:
+    """An Altair colour scale with the severity colours."""
+    return _scale(SEVERITY_COLOURS, [str(p) for p in present])
+
+
+def severity_badge(severity: str) -> str:
+    """Markdown for a coloured severity tag."""
+    colour = {"page": "red", "ticket": "orange", "security": "violet"}.get(severity, "gray")
+    return f":{colour}-background[{severity or 'none'}]"
+
+
+def labels_of(v: Any) -> dict[str, str]:
+    """Incident labels as a dict (they may arrive as JSON text)."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return {}
+    return {str(k): str(x) for k, x in v.items()} if isinstance(v, Mapping) else {}
+
+
+@st.cache_resource(show_spinner=False)
+def _runbook_index() -> dict[str, str]:
+    """alertname / SLO name -> runbook path, from the default alert rules and SLO specs."""
+    out: dict[str, str] = {}
+    try:
+        from alerts.rules import load_rules
+
+        for r in load_rules():
+            url = dict(r.annotations).get("runbook_url")
+            if url:
+                out[r.name] = url
+    except Exception:  # the index is a convenience: a broken rules file must not break the page
+        pass
+    try:
+        from slo.spec import builtin_specs_path, load_slos
+
+        for s in load_slos(builtin_specs_path()):
+            if s.runbook:
+                out[f"slo:{s.name}"] = s.runbook
+    except Exception:
+        pass
+    return out
+
+
+def incident_runbook_url(labels: Mapping[str, str]) -> str | None:
+    """The runbook of an incident: a ``runbook_url`` label, its SLO's or rule's runbook, or its failure mode."""
+    if labels.get("runbook_url"):
+        return labels["runbook_url"]
+    index = _runbook_index()
+    if labels.get("slo") and f"slo:{labels['slo']}" in index:
+        return index[f"slo:{labels['slo']}"]
+    if labels.get("alertname") in index:
+        return index[labels["alertname"]]
+    mode = labels.get("failure_mode") or labels.get("qfleet.fault") or labels.get("fault")
+    return f"runbooks/{mode}.md" if mode else None
+
+
+def runbook_body(text: str) -> str:
+    """A runbook for an inline panel: front matter dropped, headings shrunk to fit a narrow column."""
+    if text.startswith("---\n") and "\n---\n" in text[4:]:
+        text = text[4:].split("\n---\n", 1)[1]
+    return "\n".join("#### " + line.lstrip("#").strip() if line.startswith("#") else line
+                     for line in text.splitlines())

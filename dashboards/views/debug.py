@@ -1,0 +1,186 @@
+"""Debug view: one job's trace as a waterfall on simulated time, its nodes' T1/T2 around it, gate and readout
+error distributions per node, the link fidelity histogram and the measurement variance."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards import ui
+from dashboards.data import Filters
+
+__all__: list[str] = []
+
+NS = 1_000_000_000
+#: How far around the job the node timelines reach.
+AROUND_NS = 30 * 60 * NS
+
+
+def _pick_trace(f: Filters | None) -> str | None:
+    wanted = ui.param("trace")
+    only_failed = st.toggle("Failed jobs only", key="debug_only_failed", value=True)
+    jobs = ui.query("recent_jobs", f, limit=200) if f is not None else pd.DataFrame()
+    if not jobs.empty and only_failed:
+        jobs = jobs[jobs["outcome"] != "success"]
+    labels: dict[str, str] = {}
+    for r in jobs.itertuples(index=False):
+        labels[r.trace_id] = f"{ui.fmt_ns(r.time)} · {r.job_id} · {r.tenant} · {r.kind} · {r.outcome}"
+    ids = list(labels)
+    if wanted and wanted not in labels:
+        ids.insert(0, wanted)
+        labels[wanted] = f"trace {wanted} (from the link)"
+    if not ids:
+        st.info("No failed jobs in this window — widen the time range, switch off 'Failed jobs only', "
+                "or open a trace with ?trace=<trace id>")
+        return None
+    key = "debug_trace"
+    if key not in st.session_state or st.session_state[key] not in ids:
+        st.session_state[key] = wanted if wanted in ids else ids[0]
+    tid = st.selectbox("Job", ids, key=key, format_func=lambda t: labels.get(t, t))
+    ui.set_param("trace", tid)
+    return tid
+
+
+def _waterfall(trace: pd.DataFrame) -> None:
+    t0 = int(trace["start_ns"].min())
+    df = trace.copy().sort_values(["start_ns", "end_ns"]).reset_index(drop=True)
+    df["start_ms"] = (df["start_ns"] - t0) / 1e6
+    df["end_ms"] = (df["end_ns"] - t0) / 1e6
+    df["row"] = [f"{i:03d} {n}" + (f" [{x}]" if isinstance(x, str) and x else "")
+                 for i, (n, x) in enumerate(zip(df["name"], df["link"].fillna(df["node"]), strict=True))]
+    df["status"] = df["status"].astype(str)
+    chart = alt.Chart(df[["row", "name", "start_ms", "end_ms", "duration_ms", "status", "node", "link"]],
+                      title=f"Trace waterfall from {ui.fmt_ns(t0)} (simulated)").mark_bar().encode(
+        x=alt.X("start_ms:Q", title="Time since job start (ms)"),
+        x2="end_ms:Q",
+        y=alt.Y("row:N", title="Span", sort=None, axis=alt.Axis(labelLimit=320)),
+        color=alt.Color("name:N", title="Span name"),
+        tooltip=["name:N", alt.Tooltip("start_ms:Q", title="Start (ms)", format=".3f"),
+                 alt.Tooltip("duration_ms:Q", title="Duration (ms)", format=".3f"), "status:N", "node:N", "link:N"],
+    ).properties(height=max(200, 36 * len(df)))
+    st.altair_chart(chart, width="stretch")
+
+
+def _nodes_of(trace: pd.DataFrame) -> list[str]:
+    nodes = {n for n in trace["node"].dropna().astype(str) if n}
+    for attrs in trace["attributes"]:
+        if isinstance(attrs, dict) and attrs.get("qfleet.nodes"):
+            nodes.update(p.strip() for p in str(attrs["qfleet.nodes"]).split(",") if p.strip())
+    return sorted(nodes)
+
+
+def _timelines(trace: pd.DataFrame, nodes: list[str]) -> None:
+    if not nodes:
+        st.info("This trace names no nodes — no T1/T2 timelines to show")
+        return
+    start, end = int(trace["start_ns"].min()), int(trace["end_ns"].max())
+    around = Filters(start_ns=start - AROUND_NS, end_ns=end + AROUND_NS)
+    cols = st.columns(2)
+    for col, metric, label in ((cols[0], "qfleet_node_t2_seconds", "T2"), (cols[1], "qfleet_node_t1_seconds", "T1")):
+        with col:
+            df = ui.query("node_series", metric, nodes, around)
+            if df.empty:
+                st.info(f"No {label} samples for {', '.join(nodes)} within 30 min of the job")
+                continue
+            df = ui.to_time(df, "time")
+            job = pd.DataFrame({"t": pd.to_datetime([start, end], unit="ns", utc=True)})
+            line = alt.Chart(df, title=f"{label} of the job's nodes (±30 min)").mark_line().encode(
+                x=alt.X("time:T", title="Time (UTC, simulated)"),
+                y=alt.Y("value:Q", title=f"{label} (s, log scale)", scale=alt.Scale(type="log")),
+                color=alt.Color("node:N", title="Node"),
+                tooltip=["time:T", "node:N", alt.Tooltip("value:Q", title=f"{label} (s)", format=".6g")])
+            rule = alt.Chart(job).mark_rule(strokeDash=[4, 4], color="gray").encode(x="t:T")
+            st.altair_chart(line + rule, width="stretch")
+
+
+def _errors(f: Filters) -> None:
+    df = ui.query("error_distributions", f)
+    if df.empty:
+        st.info("No gate or readout error samples in this window — widen the time range")
+        return
+    long = df.melt(id_vars=["node", "hardware_type"],
+                   value_vars=["gate_error_1q", "gate_error_2q", "readout_error_0", "readout_error_1"],
+                   var_name="error", value_name="value").dropna(subset=["value"])
+    if long.empty:
+        st.info("Nodes report no gate or readout error values in this window")
+        return
+    long["value_pct"] = long["value"] * 100
+    chart = alt.Chart(long, title="Gate and readout error per node (latest)").mark_bar().encode(
+        x=alt.X("node:N", title="Node"),
+        xOffset="error:N",
+        y=alt.Y("value_pct:Q", title="Error probability (%)"),
+        color=alt.Color("error:N", title="Error"),
+        tooltip=["node:N", "hardware_type:N", "error:N", alt.Tooltip("value_pct:Q", title="Error (%)", format=".4f")])
+    st.altair_chart(chart, width="stretch")
+
+
+def _fidelity(f: Filters) -> None:
+    df = ui.query("link_fidelity", f)
+    if df.empty:
+        st.info("No measured job fidelities in this window — widen the time range")
+        return
+    chart = alt.Chart(df, title="Measured fidelity by link").mark_bar(opacity=0.8).encode(
+        x=alt.X("fidelity:Q", bin=alt.Bin(maxbins=30), title="Fidelity (1 = perfect)"),
+        y=alt.Y("count():Q", title="Jobs", stack=None),
+        color=alt.Color("link:N", title="Link"),
+        tooltip=["link:N", alt.Tooltip("count():Q", title="Jobs")])
+    st.altair_chart(chart, width="stretch")
+
+
+def _variance(f: Filters, nodes: list[str]) -> None:
+    opts = ui.query("options")
+    chosen = nodes or ([f.node] if f.node else list(opts.get("nodes", [])))
+    df = ui.query("node_series", "qfleet_measurement_variance_ratio", chosen, f) if chosen else pd.DataFrame()
+    if df.empty:
+        st.info("No measurement variance samples in this window — widen the time range")
+        return
+    df = ui.to_time(df, "time")
+    chart = alt.Chart(df, title="Measurement variance").mark_line().encode(
+        x=alt.X("time:T", title="Time (UTC, simulated)"),
+        y=alt.Y("value:Q", title="Variance (ratio)"),
+        color=alt.Color("node:N", title="Node"),
+        tooltip=["time:T", "node:N", alt.Tooltip("value:Q", title="Variance", format=".6g")])
+    st.altair_chart(chart, width="stretch")
+
+
+def render() -> None:
+    """Draw the debug page."""
+    st.title("Debug a job")
+    f = ui.sidebar_filters()
+    ui.live_refresh()
+    tid = _pick_trace(f)
+    nodes: list[str] = []
+    if tid is not None:
+        trace = ui.query("job_trace", trace_id=tid)
+        if trace.empty:
+            st.warning(f"Trace {tid} is not in the store (pruned by retention, or a mistyped ?trace=)")
+        else:
+            root = trace[trace["parent_span_id"].isna() | (trace["name"] == "qfleet.job")]
+            attrs = root.iloc[0]["attributes"] if not root.empty else {}
+            attrs = attrs if isinstance(attrs, dict) else {}
+            c = st.columns(4)
+            c[0].metric("Spans", len(trace))
+            c[1].metric("Duration", f"{(trace['end_ns'].max() - trace['start_ns'].min()) / 1e6:,.3f} ms")
+            c[2].metric("Outcome", str(attrs.get("qfleet.outcome", "—")))
+            fid = attrs.get("qfleet.fidelity")
+            c[3].metric("Fidelity", "—" if fid is None else f"{float(fid):.4f}")
+            _waterfall(trace)
+            nodes = _nodes_of(trace)
+            _timelines(trace, nodes)
+            with st.expander("Spans"):
+                st.dataframe(trace.drop(columns=["attributes"]), hide_index=True, width="stretch",
+                             key="debug_spans_table")
+    if f is None:
+        st.info("No telemetry in the store yet — no node or link distributions to show")
+        return
+    st.divider()
+    left, right = st.columns(2)
+    with left:
+        _errors(f)
+    with right:
+        _fidelity(f)
+    _variance(f, nodes)
+
+
+render()

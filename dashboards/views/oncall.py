@@ -1,0 +1,191 @@
+"""On-call view: active incidents, scope and timeline, acknowledge / resolve / silence, runbook, feedforward
+latency heatmap and recent entanglement failures (each linking into the debug view)."""
+
+from __future__ import annotations
+
+import time
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards import data, ui
+from dashboards.data import Filters
+
+__all__: list[str] = []
+
+NS = 1_000_000_000
+
+
+def _now_ns(floor_ns: int) -> int:
+    """The wall clock (this page is an edge), never before ``floor_ns`` (stores stamped in simulated time)."""
+    return max(time.time_ns(), floor_ns)
+
+
+def _pick_incident() -> pd.Series | None:
+    df = ui.query("incidents", limit=500)
+    if df.empty:
+        st.info("No incidents in the store — nothing has paged or ticketed yet")
+        ui.set_param("incident", None)
+        return None
+    wanted = ui.param("incident")
+    active = df[df["state"] != "resolved"]
+    shown = df[(df["state"] != "resolved") | (df["id"] == wanted)]
+    if st.toggle("Include resolved incidents", key="oncall_show_resolved", value=False):
+        shown = df
+    if shown.empty:
+        st.success(f"No active incidents ({len(df)} resolved) — switch on 'Include resolved incidents' to review")
+        ui.set_param("incident", None)
+        return None
+    ids = shown["id"].tolist()
+    by_id = {r.id: r for r in shown.itertuples(index=False)}
+    key = "oncall_incident"
+    if key not in st.session_state or st.session_state[key] not in ids:
+        st.session_state[key] = wanted if wanted in ids else ids[0]
+    st.caption(f"{len(active)} active incident(s)")
+    iid = st.selectbox(
+        "Incident", ids, key=key,
+        format_func=lambda i: f"[{by_id[i].severity or '-'}] {by_id[i].title} · {by_id[i].state} · "
+                              f"{ui.fmt_ns(by_id[i].opened)}")
+    ui.set_param("incident", iid)
+    return df[df["id"] == iid].iloc[0]
+
+
+def _actions(inc: pd.Series, timeline: pd.DataFrame) -> None:
+    floor = int(max([inc["opened"], *timeline["at"].tolist()] if not timeline.empty else [inc["opened"]]))
+    by = st.text_input("Your name", key="oncall_by", value="on-call")
+    c1, c2, _ = st.columns([1, 1, 4])
+    resolved = inc["state"] == "resolved"
+    if c1.button("Acknowledge", key="oncall_ack", disabled=resolved or inc["state"] == "acknowledged",
+                 type="primary"):
+        _write(lambda: data.acknowledge(ui.engine(), inc["id"], by, _now_ns(floor)), "Acknowledged")
+    if c2.button("Resolve", key="oncall_resolve", disabled=resolved):
+        _write(lambda: data.resolve(ui.engine(), inc["id"], by, _now_ns(floor)), "Resolved")
+    msg = st.session_state.pop("oncall_flash", None)
+    if msg:
+        st.success(msg)
+    labels = ui.labels_of(inc["labels"])
+    default = "\n".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k in ("alertname", "slo", "node", "link",
+                                                                                  "hardware_type", "severity"))
+    with st.expander("Silence matching alerts"), st.form("oncall_silence_form"):
+        matchers = st.text_area("Matchers (one per line, e.g. alertname=\"QfleetNodeHeartbeatMissing\")",
+                                value=default, key="oncall_silence_matchers")
+        hours = st.number_input("Duration (hours)", min_value=0.25, max_value=24.0 * 30, value=2.0, step=0.25,
+                                key="oncall_silence_hours")
+        comment = st.text_input("Comment", key="oncall_silence_comment", value=f"incident {inc['id']}")
+        if st.form_submit_button("Create silence", key="oncall_silence_submit"):
+            lines = [m.strip() for m in matchers.splitlines() if m.strip()]
+            if not lines:
+                st.error("A silence needs at least one matcher, e.g. alertname=\"X\"")
+            else:
+                _write(lambda: data.silence(ui.engine(), lines, int(hours * 3600), by, comment, _now_ns(floor)),
+                       "Silence created")
+
+
+def _write(fn: object, what: str) -> None:
+    try:
+        result = fn()  # type: ignore[operator]
+    except ValueError as e:  # IncidentError, MatcherError: the message says how to fix it
+        st.error(str(e))
+        return
+    ui.clear_cache()
+    st.session_state["oncall_flash"] = f"{what}{f': {result}' if isinstance(result, str) and result else ''}"
+    st.rerun()
+
+
+def _incident(inc: pd.Series) -> None:
+    labels = ui.labels_of(inc["labels"])
+    st.subheader(inc["title"])
+    st.markdown(f"{ui.severity_badge(inc['severity'])} · state **{inc['state']}** · receiver `{inc['receiver']}` · "
+                f"opened {ui.fmt_ns(inc['opened'])} · acknowledged {ui.fmt_ns(inc['acknowledged'])} · "
+                f"resolved {ui.fmt_ns(inc['resolved'])}")
+    timeline = ui.query("incident_timeline", inc["id"])
+    _actions(inc, timeline)
+    scope = ui.query("incident_scope", inc["id"])
+    cols = st.columns(4)
+    for col, name in zip(cols, ("nodes", "links", "tenants", "jobs"), strict=True):
+        values = list(scope.get(name, []))
+        col.metric(f"Impacted {name}", len(values))
+        col.caption(", ".join(map(str, values[:12])) + (" …" if len(values) > 12 else "") or "none")
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Alert timeline**")
+        if timeline.empty:
+            st.info("This incident has no timeline events")
+        else:
+            t = timeline.copy()
+            t["at"] = [ui.fmt_ns(a) for a in t["at"]]
+            t["detail"] = [d if isinstance(d, str) else ", ".join(
+                f"{k}={v}" for k, v in (d or {}).items() if v not in (None, "", [], {}) and k != "labels")
+                for d in t["detail"]]
+            st.dataframe(t[["at", "kind", "detail"]], hide_index=True, width="stretch",
+                         key="oncall_timeline_table")
+        with st.expander("Labels"):
+            st.json(labels)
+    with right:
+        url = ui.incident_runbook_url(labels)
+        text = data.runbook(url) if url else None
+        st.markdown(f"**Runbook** {f'`{url}`' if url else ''}")
+        if text:
+            with st.container(height=420, border=True):
+                st.markdown(ui.runbook_body(text))
+        else:
+            st.info(f"No runbook found{f' at {url}' if url else ' for this incident'} — see runbooks/README.md")
+
+
+def _heatmap(f: Filters) -> None:
+    step = max(60, (f.end_ns - f.start_ns) // NS // 60 // 60 * 60) * NS
+    df = ui.query("feedforward_heatmap", f, step)
+    if df.empty:
+        st.info("No feedforward spans in this window — widen the time range")
+        return
+    df = df.copy()
+    df["end"] = df["time"] + step
+    df = ui.to_time(df, "time", "end")
+    chart = alt.Chart(df, title="Feedforward latency by node").mark_rect().encode(
+        x=alt.X("time:T", title="Time (UTC, simulated)"),
+        x2="end:T",
+        y=alt.Y("node:N", title="Node"),
+        color=alt.Color("mean_latency_s:Q", title="Mean latency (s)", scale=alt.Scale(scheme="orangered")),
+        tooltip=[alt.Tooltip("time:T", title="From"), "node:N",
+                 alt.Tooltip("mean_latency_s:Q", title="Mean latency (s)", format=".6f"),
+                 alt.Tooltip("count:Q", title="Spans")],
+    )
+    st.altair_chart(chart, width="stretch")
+
+
+def _failures(f: Filters) -> None:
+    st.subheader("Recent entanglement failures")
+    df = ui.query("entanglement_failures", f, 50)
+    if df.empty:
+        st.info("No failed entanglement requests in this window — widen the time range or clear the filters")
+        return
+    t = df.copy()
+    t["debug"] = [f"debug?trace={tid}" for tid in t["trace_id"]]
+    t["time"] = [ui.fmt_ns(v) for v in t["time"]]
+    st.dataframe(
+        t[["time", "link", "node", "attempts", "latency_s", "message", "job_id", "debug"]], hide_index=True,
+        width="stretch", key="oncall_failures_table",
+        column_config={
+            "latency_s": st.column_config.NumberColumn("Latency (s)", format="%.4f"),
+            "debug": st.column_config.LinkColumn("Trace", display_text="open in debug"),
+        })
+
+
+def render() -> None:
+    """Draw the on-call page."""
+    st.title("On-call")
+    f = ui.sidebar_filters()
+    ui.live_refresh()
+    inc = _pick_incident()
+    if inc is not None:
+        _incident(inc)
+    if f is None:
+        st.info("No telemetry in the store yet — no latency or failures to show")
+        return
+    st.divider()
+    _heatmap(f)
+    _failures(f)
+
+
+render()

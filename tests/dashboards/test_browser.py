@@ -1,0 +1,142 @@
+"""The dashboards in a real browser: a headless Streamlit server on the seeded store, Debian's Chromium via
+Playwright. Clicks through the exec, on-call and debug views, checks the numbers shown against
+``dashboards.data``, acknowledges an incident and checks the store, saves full-page screenshots and asserts
+each page's first full render (warm server) takes < 2 s.
+
+Screenshots go to ``test-artifacts/`` (git-ignored); with ``QFLEET_UPDATE_SCREENSHOTS=1`` also to ``docs/img/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from collector.store import open_engine
+from dashboards import data
+from tests.conftest import require_tool
+from tests.dashboards.browser import REPO, browser_available, chromium_page, render, streamlit_server
+
+pytestmark = pytest.mark.slow
+
+NS = 1_000_000_000
+ARTIFACTS = REPO / "test-artifacts"
+DOCS_IMG = REPO / "docs" / "img"
+RENDER_BUDGET_S = 2.0
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.2f}%"
+
+
+def _minute(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // NS, tz=UTC).replace(second=0, microsecond=0)
+
+
+def _ns(dt: datetime) -> int:
+    return int(dt.timestamp()) * NS
+
+
+def _sidebar_filters(engine: object) -> data.Filters:
+    """The window the sidebar shows by default: the data's last 24 h, to the minute, clamped to the data."""
+    rng = data.data_range(engine)  # type: ignore[arg-type]
+    assert rng is not None
+    lo, hi = _minute(rng[0]), _minute(rng[1]) + timedelta(minutes=1)
+    d = data.default_filters(engine, hours=24)  # type: ignore[arg-type]
+    s = min(max(_minute(d.start_ns), lo), hi)
+    e = min(max(_minute(d.end_ns) + timedelta(minutes=1), s), hi)
+    return data.Filters(start_ns=_ns(s), end_ns=_ns(e))
+
+
+def _query(url: str, name: str) -> str | None:
+    v = parse_qs(urlparse(url).query).get(name)
+    return v[0] if v else None
+
+
+def _save(src: Path) -> None:
+    if os.environ.get("QFLEET_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, DOCS_IMG / src.name)
+
+
+def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
+    if not browser_available():
+        require_tool("chromium")
+        pytest.skip("python playwright is not installed")  # pragma: no cover - the venv has it
+    # The session's store is shared read-only: acknowledge on a copy.
+    db = tmp_path / "browser.db"
+    shutil.copyfile(seeded_db_url.removeprefix("sqlite:///"), db)
+    url = f"sqlite:///{db}"
+    engine = open_engine(url)
+    times: dict[str, float] = {}
+    try:
+        with streamlit_server(url, log_path=ARTIFACTS / "streamlit-browser-test.log") as base, \
+                chromium_page() as page:
+            # Warm the server (imports, engine) on a one-minute window, so the default window stays uncached.
+            render(page, name="warmup", title="Fleet overview", url=f"{base}/?start=1&end=2")
+
+            # Exec: the six KPIs equal the data module's on the sidebar's default window.
+            r = render(page, name="exec", title="Fleet overview", url=f"{base}/",
+                       screenshot=ARTIFACTS / "exec.png")
+            times["exec"] = r.seconds
+            _save(ARTIFACTS / "exec.png")
+            k = data.fleet_kpis(engine, _sidebar_filters(engine))
+            cost = k["cost_per_successful_job"]
+            assert r.metrics == {
+                "Availability": _pct(k["availability"]), "Utilisation": _pct(k["utilisation"]),
+                "Job success": _pct(k["job_success_rate"]),
+                "Entanglement success": _pct(k["entanglement_success_rate"]),
+                "Open incidents": f"{k['open_incidents'] or 0:,}",
+                "Cost per successful job": "—" if cost is None else f"{cost:.2f} link-s",
+            }
+            assert k["jobs"] and k["open_incidents"], "the seeded store has jobs and open incidents"
+
+            # On-call, by its sidebar link: the first active incident, its scope counts.
+            r = render(page, name="oncall", title="On-call", nav_text="On-call",
+                       screenshot=ARTIFACTS / "oncall.png")
+            times["oncall"] = r.seconds
+            _save(ARTIFACTS / "oncall.png")
+            iid = _query(page.url, "incident")
+            assert iid is not None, page.url
+            scope = data.incident_scope(engine, iid)
+            assert r.metrics == {f"Impacted {n}": str(len(scope.get(n, [])))
+                                 for n in ("nodes", "links", "tenants", "jobs")}
+            before = data.incidents(engine, limit=500).set_index("id").loc[iid]
+            assert before["state"] == "open", before
+
+            # Acknowledge it in the browser; the store changes.
+            page.locator(".st-key-oncall_ack button").click()
+            page.locator('[data-testid="stAlert"]').filter(has_text="Acknowledged").first.wait_for(
+                state="visible", timeout=30_000)
+            page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=30_000)
+            after = data.incidents(engine, limit=500).set_index("id").loc[iid]
+            assert after["state"] == "acknowledged"
+            assert after["acknowledged"] is not None
+            kinds = data.incident_timeline(engine, iid)["kind"].tolist()
+            assert any("ack" in str(kind) for kind in kinds), kinds
+
+            # Debug, by its sidebar link: the most recent failed job's trace.
+            r = render(page, name="debug", title="Debug a job", nav_text="Debug a job",
+                       screenshot=ARTIFACTS / "debug.png")
+            times["debug"] = r.seconds
+            _save(ARTIFACTS / "debug.png")
+            tid = _query(page.url, "trace")
+            assert tid is not None, page.url
+            trace = data.job_trace(engine, trace_id=tid)
+            root = trace[trace["name"] == "qfleet.job"].iloc[0]["attributes"]
+            assert r.metrics == {
+                "Spans": str(len(trace)),
+                "Duration": f"{(trace['end_ns'].max() - trace['start_ns'].min()) / 1e6:,.3f} ms",
+                "Outcome": str(root.get("qfleet.outcome", "—")),
+                "Fidelity": "—" if root.get("qfleet.fidelity") is None else f"{float(root['qfleet.fidelity']):.4f}",
+            }
+            assert root.get("qfleet.outcome") != "success"
+    finally:
+        engine.dispose()
+    print("first full render (warm server):", {p: round(s, 3) for p, s in times.items()})
+    slow = {p: round(s, 3) for p, s in times.items() if s >= RENDER_BUDGET_S}
+    assert not slow, f"pages over the {RENDER_BUDGET_S} s render budget: {slow}"
