@@ -42,9 +42,9 @@ class _Bar:
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     """Run the demo; returns the exit status (1 when the game day's expectations fail)."""
+    from alerts.postmortem import build_postmortem, render
     from collector import Settings, SettingsError, StoreError, open_engine, upgrade
     from runbooks.gameday import builtin_gameday_path, load_gameday, run_gameday
-    from runbooks.postmortem import build_postmortem, render
 
     out = stdout or sys.stdout
     p = argparse.ArgumentParser(prog="qfleet demo", description=__doc__.splitlines()[0])

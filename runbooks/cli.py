@@ -57,8 +57,8 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
     import os
 
     from alerts.incidents import IncidentError, Incidents
+    from alerts.postmortem import build_postmortem, render
     from collector import Settings, open_engine
-    from runbooks.postmortem import build_postmortem, render
 
     p = argparse.ArgumentParser(prog="qfleet")
     groups = p.add_subparsers(dest="group", required=True)

@@ -51,6 +51,22 @@ def _pick_incident() -> pd.Series | None:
     return df[df["id"] == iid].iloc[0]
 
 
+def _postmortem_download(inc: pd.Series) -> None:
+    """The incident's postmortem (alerts.postmortem) as Markdown and HTML downloads."""
+    from alerts.postmortem import build_postmortem, render
+
+    try:
+        pm = build_postmortem(ui.engine(), str(inc["id"]))
+    except Exception as e:  # a half-written incident must not break the page
+        st.warning(f"Postmortem not available: {e}")
+        return
+    left, right, _ = st.columns([1, 1, 3])
+    left.download_button("Postmortem (HTML)", render(pm, "html"), file_name=f"postmortem-{inc['id']}.html",
+                         mime="text/html", key="oncall_pm_html")
+    right.download_button("Postmortem (JSON)", render(pm, "json"), file_name=f"postmortem-{inc['id']}.json",
+                          mime="application/json", key="oncall_pm_json")
+
+
 def _actions(inc: pd.Series, timeline: pd.DataFrame) -> None:
     floor = int(max([inc["opened"], *timeline["at"].tolist()] if not timeline.empty else [inc["opened"]]))
     by = st.text_input("Your name", key="oncall_by", value="on-call")
@@ -101,6 +117,7 @@ def _incident(inc: pd.Series) -> None:
                 f"resolved {ui.fmt_ns(inc['resolved'])}")
     timeline = ui.query("incident_timeline", inc["id"])
     _actions(inc, timeline)
+    _postmortem_download(inc)
     scope = ui.query("incident_scope", inc["id"])
     cols = st.columns(4)
     for col, name in zip(cols, ("nodes", "links", "tenants", "jobs"), strict=True):

@@ -174,6 +174,8 @@ def test_oncall_selects_the_incident_of_the_query_param(seeded_db_url: str, seed
     timeline = [d.value for d in at.dataframe if list(d.value.columns) == ["at", "kind", "detail"]]
     assert len(timeline) == 1 and len(timeline[0]) == len(data.incident_timeline(engine, iid)) > 0
     assert _qp(at, "incident") == iid
+    # The postmortem of the selected incident is offered for download (alerts.postmortem).
+    assert len(at.get("download_button")) == 2
 
 
 def test_oncall_acknowledge_writes_to_the_store(writable_url: str, seeded_facts: dict[str, Any],

@@ -6,7 +6,7 @@ over the incident, time to detect and to resolve, charts of the signals around i
 the Markdown), contributing factors read from the telemetry, and an action-items section to fill in.
 
 The JSON form is stable: ``{"version": 1, "incident": {...}, "timeline": [{"at", "kind", "detail"}],
-"impact": {"nodes", "links", "tenants", "jobs_failed", "jobs_total"}, "budget": [{"slo", "segment",
+"impact": {"nodes", "links", "tenants", "jobs_failed", "jobs_total", "failed_job_ids" (the first 50)}, "budget": [{"slo", "segment",
 "remaining_before", "remaining_after", "burned"}], "time_to_detect_s", "time_to_resolve_s",
 "contributing_factors": [...], "charts": [file names], "action_items": []}``.
 """
@@ -85,7 +85,7 @@ def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
             first = c.execute(text(q.split("AND (node_id")[0] + "ORDER BY start_time_unix_nano LIMIT 1"),
                               {"lo": params["lo"], "hi": params["hi"]}).first()
         jobs = c.execute(text(
-            "SELECT status_code, status_message, attributes, node_id FROM spans WHERE name = 'qfleet.job' "
+            "SELECT status_code, status_message, attributes, job_id FROM spans WHERE name = 'qfleet.job' "
             "AND start_time_unix_nano >= :lo AND start_time_unix_nano <= :hi"), {"lo": opened - 5 * MIN,
                                                                                  "hi": closed}).all()
         budget_rows = c.execute(text(
@@ -105,10 +105,13 @@ def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
     tenants: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     failed = 0
-    for status, msg, attrs, _node in jobs:
+    failed_ids: list[str] = []
+    for status, msg, attrs, job_id in jobs:
         a = attrs if isinstance(attrs, dict) else json.loads(attrs or "{}")
         if status == 2:
             failed += 1
+            if len(failed_ids) < 50 and job_id:
+                failed_ids.append(job_id)
             tenants[a.get("qfleet.tenant", "?")] += 1
             outcomes[msg or a.get("qfleet.outcome", "?")] += 1
     burned = []
@@ -138,7 +141,7 @@ def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
                      "acknowledged_by": row["acknowledged_by"], "resolved": _iso(row["resolved_unix_nano"])},
         "timeline": [{k: v for k, v in e.items() if k != "at_ns"} for e in events],
         "impact": {"nodes": sorted(nodes), "links": sorted(links), "tenants": dict(tenants.most_common()),
-                   "jobs_failed": failed, "jobs_total": len(jobs)},
+                   "jobs_failed": failed, "jobs_total": len(jobs), "failed_job_ids": failed_ids},
         "budget": burned,
         "time_to_detect_s": ttd,
         "time_to_resolve_s": ttr,
@@ -216,7 +219,8 @@ def render(pm: Postmortem, fmt: str, *, chart_dir: str = "") -> str:
     imp = d["impact"]
     lines += ["", "## Impact", "",
               f"- Nodes: {', '.join(imp['nodes']) or '-'}; links: {', '.join(imp['links']) or '-'}",
-              f"- Jobs failed: {imp['jobs_failed']} of {imp['jobs_total']} during the incident",
+              f"- Jobs failed: {imp['jobs_failed']} of {imp['jobs_total']} during the incident"
+              + (f" (e.g. {', '.join(imp['failed_job_ids'][:5])})" if imp["failed_job_ids"] else ""),
               f"- Tenants: {', '.join(f'{t} ({n})' for t, n in imp['tenants'].items()) or '-'}",
               "", "## Error budget burned", ""]
     lines += [f"- {b['slo']} {b['segment']}: {100 * b['burned']:.1f} points (remaining {100 * b['remaining_before']:.1f}% "
