@@ -204,6 +204,11 @@ def gameday_from_dict(doc: Mapping[str, Any], *, source: str = "<gameday>") -> G
     if problems:
         raise GameDayError(f"{source}: " + "; ".join(problems))
     alerting = doc.get("alerting") or _default_alerting()
+    if isinstance(alerting, str):
+        try:
+            alerting = yaml.safe_load(Path(alerting).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise GameDayError(f"{source}: alerting: cannot read {alerting!r} ({e})") from e
     return GameDay(name=str(doc.get("name", Path(source).stem)), fleet=str(doc.get("fleet", "mesh")), duration_ns=dur,
                    seed=int(doc.get("seed", 7)), load=float(doc.get("load", 1.0)), step_ns=step,
                    faults={"version": 1, "kind": "FaultSchedule", "faults": list(faults)},
@@ -213,13 +218,11 @@ def gameday_from_dict(doc: Mapping[str, Any], *, source: str = "<gameday>") -> G
 
 
 def _default_alerting() -> dict[str, Any]:
-    """Pages, tickets and security alerts to three receivers (the runner points them at its local sinks)."""
-    return {"route": {"receiver": "tickets", "group_by": ["alertname", "slo", "node", "link"], "group_wait": "30s",
-                      "group_interval": "5m", "repeat_interval": "4h",
-                      "routes": [{"matchers": ['severity="security"'], "receiver": "security"},
-                                 {"matchers": ['severity="page"'], "receiver": "pages"}]},
-            "receivers": [{"name": n, "webhook_configs": [{"url": f"http://127.0.0.1:1/{n}"}]}
-                          for n in ("pages", "tickets", "security")]}
+    """The sample ``alerts/alerting.yaml``: pages, tickets and security alerts to three receivers (the runner
+    points their URLs at its local sinks)."""
+    from importlib.resources import files
+
+    return yaml.safe_load((files("alerts") / "alerting.yaml").read_text())  # type: ignore[no-any-return]
 
 
 class _Sinks:

@@ -122,7 +122,18 @@ class ProcessStoreSink:
         self._outbox = ctx.Queue()
         self._proc = ctx.Process(target=_writer_process, args=(url, dict(resource), self._inbox, self._outbox),
                                  name="qfleet-sim-store", daemon=True)
-        self._proc.start()
+        # A spawned child re-runs the parent's __main__ script unless told not to; the writer needs none of it
+        # (and a host such as a Streamlit test runner may have swapped in a script that must not run twice).
+        import sys
+        import types
+
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self._proc.start()
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
         self.stats = SinkStats()
         self._failed: str | None = None
 
