@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from simulator.fleet import Fleet
+from simulator.fleet import Fleet, ProblemsError
 
 __all__ = [
     "BUILTIN_FAULTS",
@@ -54,22 +54,8 @@ _FAULT_DIR = Path(__file__).resolve().parent / "faults"
 _NS_PER_S = 1_000_000_000
 
 
-class FaultError(ValueError):
-    """A fault file or fault value breaks a rule.
-
-    The message has one line per problem, each ``"<source>: <field path>: <rule>, got <value> (<fix>)"``.
-
-    Attributes:
-        items: ``(field path, text)`` pairs, one per problem, without the source prefix.
-        source: the file name or value label the paths are relative to.
-    """
-
-    def __init__(self, items: Iterable[tuple[str, str]], *, source: str) -> None:
-        self.items: tuple[tuple[str, str], ...] = tuple(items)
-        self.source = source
-        lines = [f"{source}: {path}: {text}" if path else f"{source}: {text}" for path, text in self.items]
-        message = lines[0] if len(lines) == 1 else f"{len(lines)} problems (fix all of them):\n" + "\n".join(lines)
-        super().__init__(message)
+class FaultError(ProblemsError):
+    """A fault file or fault value breaks a rule (see :class:`simulator.fleet.ProblemsError` for the message)."""
 
 
 _TITLES = {

@@ -32,6 +32,7 @@ __all__ = [
     "ClassicalNetwork",
     "Fleet",
     "FleetError",
+    "ProblemsError",
     "HARDWARE_TYPES",
     "JOB_KINDS",
     "LINK_PRESETS",
@@ -66,8 +67,8 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 _MIX_TOLERANCE = 1e-9
 
 
-class FleetError(ValueError):
-    """A fleet file or fleet value breaks a rule.
+class ProblemsError(ValueError):
+    """A file or value breaks one or more rules; every problem is reported at once.
 
     The message has one line per problem, each ``"<source>: <field path>: <rule>, got <value> (<fix>)"``.
 
@@ -85,6 +86,10 @@ class FleetError(ValueError):
         else:
             message = f"{len(lines)} problems (fix all of them):\n" + "\n".join(lines)
         super().__init__(message)
+
+
+class FleetError(ProblemsError):
+    """A fleet file or fleet value breaks a rule (see :class:`ProblemsError` for the message and attributes)."""
 
 
 # --------------------------------------------------------------------------------------------------------------
