@@ -27,9 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from simulator.fleet import Fleet, ProblemsError
+from simulator.fleet import Fleet, ProblemsError, read_yaml_file
 
 __all__ = [
     "BUILTIN_FAULTS",
@@ -597,16 +595,7 @@ def load_faults(path: str | Path, fleet: Fleet | None = None) -> FaultSchedule:
         FaultError: the file is unreadable, not YAML, or breaks any rule (all problems at once).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise FaultError([("", f"cannot read the fault file ({err.strerror}); check the path {str(p)!r}")],
-                         source=p.name) from err
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise FaultError([("", f"not valid YAML: {err}".replace("\n", " "))], source=p.name) from err
-    return faults_from_dict(doc, fleet=fleet, source=p.name)
+    return faults_from_dict(read_yaml_file(p, "fault", FaultError), fleet=fleet, source=p.name)
 
 
 def builtin_faults_path(name: str) -> Path:

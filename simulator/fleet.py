@@ -1238,16 +1238,20 @@ def load_fleet(path: str | Path) -> Fleet:
         FleetError: the file is unreadable, not YAML, or breaks any rule (all problems at once).
     """
     p = Path(path)
+    return fleet_from_dict(read_yaml_file(p, "fleet", FleetError), source=p.name)
+
+
+def read_yaml_file(path: Path, kind: str, error: type[ProblemsError]) -> Any:
+    """The parsed YAML document at ``path``; an unreadable file or bad YAML raises ``error`` naming the ``kind`` file."""
     try:
-        text = p.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise FleetError([("", f"cannot read the fleet file ({err.strerror}); check the path {str(p)!r}")],
-                         source=p.name) from err
+        raise error([("", f"cannot read the {kind} file ({err.strerror}); check the path {str(path)!r}")],
+                    source=path.name) from err
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise FleetError([("", f"not valid YAML: {err}".replace("\n", " "))], source=p.name) from err
-    return fleet_from_dict(doc, source=p.name)
+        raise error([("", f"not valid YAML: {err}".replace("\n", " "))], source=path.name) from err
 
 
 def builtin_fleet_path(name: str) -> Path:
