@@ -70,8 +70,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 
 def _routes_test(args: argparse.Namespace, out: TextIO) -> int:
-    from alerts.config import load_config
-    from alerts.routing import routes_test
+    from qfleet.alerts.config import load_config
+    from qfleet.alerts.routing import routes_test
 
     labels = {}
     for item in args.labels:
@@ -97,8 +97,8 @@ def _offset_ns(text: str) -> int:
 
 
 def _replay(args: argparse.Namespace, out: TextIO) -> int:
-    from alerts.config import load_config
-    from alerts.timeline import replay
+    from qfleet.alerts.config import load_config
+    from qfleet.alerts.timeline import replay
 
     path = Path(args.events)
     try:
@@ -122,7 +122,7 @@ def _replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _store_command(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
-    from collector import Settings, open_engine, upgrade
+    from qfleet.collector import Settings, open_engine, upgrade
 
     engine = open_engine(Settings.from_env(env, database_url=args.db).database_url)
     upgrade(engine)
@@ -130,7 +130,7 @@ def _store_command(args: argparse.Namespace, env: Mapping[str, str], out: TextIO
         now = time.time_ns()
         if args.cmd == "silence":
             return _silence(args, engine, now, out)
-        from alerts.incidents import Incidents
+        from qfleet.alerts.incidents import Incidents
 
         incidents = Incidents(engine, clock=time.time_ns)
         if args.cmd == "ack":
@@ -151,9 +151,9 @@ def _store_command(args: argparse.Namespace, env: Mapping[str, str], out: TextIO
 def _silence(args: argparse.Namespace, engine: Any, now: int, out: TextIO) -> int:
     from sqlalchemy import insert, select, update
 
-    from alerts.config import parse_matcher
-    from collector.schema import SilenceRecord
-    from slo.model import parse_window_ns
+    from qfleet.alerts.config import parse_matcher
+    from qfleet.collector.schema import SilenceRecord
+    from qfleet.slo.model import parse_window_ns
 
     t = SilenceRecord.__table__
     if args.sub == "add":

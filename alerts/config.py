@@ -40,8 +40,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from alerts.intervals import parse_time_intervals
-from alerts.model import NS, AlertingConfig, InhibitRule, Matcher, Receiver, Route, TimeInterval
+from qfleet.alerts.intervals import parse_time_intervals
+from qfleet.alerts.model import NS, AlertingConfig, InhibitRule, Matcher, Receiver, Route, TimeInterval
 
 __all__ = [
     "ConfigError",
@@ -148,7 +148,7 @@ def parse_matcher(text: str) -> Matcher:
     >>> parse_matcher("severity: page")
     Traceback (most recent call last):
     ...
-    alerts.config.MatcherError: 1 problem:
+    qfleet.alerts.config.MatcherError: 1 problem:
       - matcher 'severity: page': not name="value"; write e.g. severity="page" (operators =, !=, =~, !~)
     """
     if not isinstance(text, str):

@@ -6,7 +6,7 @@ the empty string, so missing on both sides is equal). Resolved sources never inh
 *both* sides cannot be inhibited by a source that also matches both sides, itself included (alertmanager#666,
 PR #1764): otherwise two such alerts would mute each other.
 
->>> from alerts.model import Alert, Matcher, labels_key
+>>> from qfleet.alerts.model import Alert, Matcher, labels_key
 >>> rule = InhibitRule(source_matchers=(Matcher("alertname", "=", "NodeDown"),),
 ...                    target_matchers=(Matcher("severity", "=", "ticket"),), equal=("node",))
 >>> down = Alert(labels=labels_key({"alertname": "NodeDown", "node": "q1"}), starts_at=0)
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from alerts.model import Alert, InhibitRule, Matcher
+from qfleet.alerts.model import Alert, InhibitRule, Matcher
 
 __all__ = ["Inhibitor", "inhibited", "inhibiting_rule"]
 

@@ -6,7 +6,7 @@ the month count from its end (``-1`` is the last day), and all of it is evaluate
 omitted). The rules follow Alertmanager's ``timeinterval/timeinterval.go``, including its load-time checks
 (``saturday:sunday`` is rejected there because Go numbers Sunday 0: write ``[saturday, sunday]``).
 
->>> from alerts.model import NS
+>>> from qfleet.alerts.model import NS
 >>> [winter] = parse_time_intervals([{"weekdays": ["tuesday"], "times": [{"start_time": "02:00",
 ...                                   "end_time": "04:00"}], "location": "Europe/Amsterdam"}], "x")[0]
 >>> active_at([winter], 1_736_823_600 * NS)   # Tue 2025-01-14 03:00 UTC = 04:00 CET: the window is over
@@ -23,10 +23,10 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerts.model import NS, TimeInterval, TimeRange
+from qfleet.alerts.model import NS, TimeInterval, TimeRange
 
 if TYPE_CHECKING:
-    from alerts.model import AlertingConfig, ResolvedRoute
+    from qfleet.alerts.model import AlertingConfig, ResolvedRoute
 
 __all__ = ["IntervalError", "active_at", "contains", "muted", "parse_time_intervals"]
 

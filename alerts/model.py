@@ -2,7 +2,7 @@
 
 Alertmanager's vocabulary and semantics (sre.md §17-19): labels are plain ``str -> str`` maps (a missing label
 reads as the empty string), times are integer Unix nanoseconds, durations integer nanoseconds. Loading them from
-an ``alertmanager.yml`` lives in :mod:`alerts.config`; the routing, grouping and timeline logic in pure modules
+an ``alertmanager.yml`` lives in :mod:`qfleet.alerts.config`; the routing, grouping and timeline logic in pure modules
 over these values; I/O (the outbox, HTTP) at the edges.
 """
 
@@ -143,7 +143,7 @@ class TimeInterval:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
-    """A node of the routing tree; unset fields (None) inherit from the parent (see :mod:`alerts.config`)."""
+    """A node of the routing tree; unset fields (None) inherit from the parent (see :mod:`qfleet.alerts.config`)."""
 
     receiver: str | None = None
     matchers: tuple[Matcher, ...] = ()
@@ -221,7 +221,7 @@ class ResolvedRoute:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertingConfig:
-    """A loaded ``alertmanager.yml`` subset (see :mod:`alerts.config`), plus qfleet's escalation settings."""
+    """A loaded ``alertmanager.yml`` subset (see :mod:`qfleet.alerts.config`), plus qfleet's escalation settings."""
 
     route: Route
     receivers: dict[str, Receiver]

@@ -20,9 +20,9 @@ from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, upda
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from alerts.model import NS, Notification, Receiver
-from alerts.payloads import idempotency_key, pagerduty_event, webhook_body
-from collector.schema import AlertOutbox
+from qfleet.alerts.model import NS, Notification, Receiver
+from qfleet.alerts.payloads import idempotency_key, pagerduty_event, webhook_body
+from qfleet.collector.schema import AlertOutbox
 
 __all__ = [
     "Backoff",

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from alerts.model import NS, Alert, Labels, Notification
+from qfleet.alerts.model import NS, Alert, Labels, Notification
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -83,7 +83,7 @@ def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_
     ``max_alerts`` > 0 keeps that many alerts and counts the rest in ``truncatedAlerts``; the common labels and
     annotations are computed over all alerts, before truncation (as ``notify/webhook/webhook.go`` does).
 
-    >>> from alerts.model import Alert, Notification
+    >>> from qfleet.alerts.model import Alert, Notification
     >>> a = Alert(labels=(("alertname", "X"),), starts_at=0)
     >>> n = Notification(at=30 * NS, receiver="ops", group_key="{}:{}", group_labels=(), reason="first notification",
     ...                  firing=(a,), resolved=())
@@ -146,7 +146,7 @@ def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet"
 
     Never ``acknowledge``; ``dedup_key`` is the SHA-256 hex of the group key, so a group's trigger and resolve meet.
 
-    >>> from alerts.model import Alert, Notification
+    >>> from qfleet.alerts.model import Alert, Notification
     >>> a = Alert(labels=(("alertname", "X"), ("severity", "page")), starts_at=0)
     >>> n = Notification(at=30 * NS, receiver="pd", group_key="{}:{}", group_labels=(("alertname", "X"),),
     ...                  reason="first notification", firing=(a,), resolved=())
@@ -189,7 +189,7 @@ def idempotency_key(n: Notification, receiver: str, integration_index: int) -> s
     It covers the receiver, the integration's index, the group key, the instant, the reason and every alert's
     fingerprint and times, so a repeat notification (a later instant) gets a new key.
 
-    >>> from alerts.model import Notification
+    >>> from qfleet.alerts.model import Notification
     >>> n = Notification(at=1, receiver="r", group_key="g", group_labels=(), reason="first notification",
     ...                  firing=(), resolved=())
     >>> idempotency_key(n, "r", 0) == idempotency_key(n, "r", 0) != idempotency_key(n, "r", 1)

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from alerts.incidents import Incidents
+from qfleet.alerts.incidents import Incidents
 
 __all__ = ["Postmortem", "build_postmortem", "render"]
 
@@ -49,7 +49,7 @@ def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
     """Gather everything about ``incident_id`` from the store.
 
     Raises:
-        alerts.incidents.IncidentError: no such incident.
+        qfleet.alerts.incidents.IncidentError: no such incident.
     """
     inc = Incidents(engine, clock=lambda: 0)
     row = inc.get(incident_id)

@@ -10,7 +10,7 @@ Route keys are Alertmanager's ``Route.Key()``: the parent's key, ``/``, then the
 root has no matchers, so its key is ``{}``. Siblings with identical matchers share a key, exactly as in
 Alertmanager (its ``Route.ID()`` adds the sibling index, its ``Key()`` does not; the group key uses ``Key()``).
 
->>> from alerts.model import AlertingConfig, Matcher, Receiver, Route
+>>> from qfleet.alerts.model import AlertingConfig, Matcher, Receiver, Route
 >>> page = Route(receiver="pages", matchers=(Matcher("severity", "=", "page"),), group_by=("alertname",))
 >>> cfg = AlertingConfig(route=Route(receiver="tickets", routes=(page,)),
 ...                      receivers={"pages": Receiver(name="pages"), "tickets": Receiver(name="tickets")})
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import re
 
-from alerts.config import DEFAULT_GROUP_INTERVAL_NS, DEFAULT_GROUP_WAIT_NS, DEFAULT_REPEAT_INTERVAL_NS
-from alerts.model import AlertingConfig, Labels, Matcher, ResolvedRoute, Route, labels_key
+from qfleet.alerts.config import DEFAULT_GROUP_INTERVAL_NS, DEFAULT_GROUP_WAIT_NS, DEFAULT_REPEAT_INTERVAL_NS
+from qfleet.alerts.model import AlertingConfig, Labels, Matcher, ResolvedRoute, Route, labels_key
 
 __all__ = ["RoutingError", "group_key", "group_labels", "labelset_string", "matchers_string", "resolve",
            "route_key", "routes_test"]
@@ -36,7 +36,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class RoutingError(ValueError):
-    """A routing tree that cannot route (a root without a receiver): build it with :mod:`alerts.config`."""
+    """A routing tree that cannot route (a root without a receiver): build it with :mod:`qfleet.alerts.config`."""
 
 
 def _om_escape(value: str) -> str:

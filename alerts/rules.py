@@ -42,9 +42,9 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection, Engine, and_, func, select
 
-from alerts.model import NS, Alert, Labels, labels_key
-from alerts.sources import AlertState
-from collector.schema import MetricSample, MetricSeries
+from qfleet.alerts.model import NS, Alert, Labels, labels_key
+from qfleet.alerts.sources import AlertState
+from qfleet.collector.schema import MetricSample, MetricSeries
 
 __all__ = [
     "DEFAULT_RULES_PATH",

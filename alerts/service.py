@@ -15,18 +15,18 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, delete, insert, select
 
-from alerts.incidents import Incidents
-from alerts.model import AlertingConfig, Notification
-from alerts.outbox import Outbox, OutboxItem, items_for
-from alerts.rules import AlertRule, sync_rules
-from alerts.silences import silence_from_api
-from alerts.sources import AlertState, slo_alerts
-from alerts.timeline import Dispatcher
-from alerts.webhook import Deliverer
-from collector.schema import NotificationLog, SilenceRecord, Span
-from slo.evaluate import evaluate_store, record
-from slo.model import SLO
-from slo.sli import SliSource
+from qfleet.alerts.incidents import Incidents
+from qfleet.alerts.model import AlertingConfig, Notification
+from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
+from qfleet.alerts.rules import AlertRule, sync_rules
+from qfleet.alerts.silences import silence_from_api
+from qfleet.alerts.sources import AlertState, slo_alerts
+from qfleet.alerts.timeline import Dispatcher
+from qfleet.alerts.webhook import Deliverer
+from qfleet.collector.schema import NotificationLog, SilenceRecord, Span
+from qfleet.slo.evaluate import evaluate_store, record
+from qfleet.slo.model import SLO
+from qfleet.slo.sli import SliSource
 
 __all__ = ["AlertService", "CycleStats"]
 

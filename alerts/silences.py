@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
-from alerts.model import NS, Labels, Silence
+from qfleet.alerts.model import NS, Labels, Silence
 
 __all__ = [
     "SilenceError",

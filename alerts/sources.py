@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from alerts.model import Alert, labels_key
-from collector.schema import AlertRecord
-from slo.model import SLO, SLOReport
-from slo.rules import prometheus_label
+from qfleet.alerts.model import Alert, labels_key
+from qfleet.collector.schema import AlertRecord
+from qfleet.slo.model import SLO, SLOReport
+from qfleet.slo.rules import prometheus_label
 
 __all__ = [
     "SLO_ALERT_NAME",
@@ -30,7 +30,7 @@ __all__ = [
     "slo_alerts",
 ]
 
-#: ``alertname`` of every SLO burn-rate alert (the same name :mod:`slo.rules` gives its Prometheus rules).
+#: ``alertname`` of every SLO burn-rate alert (the same name :mod:`qfleet.slo.rules` gives its Prometheus rules).
 SLO_ALERT_NAME = "QfleetSLOBurnRate"
 
 # Bookkeeping kept beside the annotations in the ``alerts`` table, never shown to receivers (names starting

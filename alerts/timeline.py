@@ -7,7 +7,7 @@ inhibited alerts are left out; a muted route sends nothing and leaves the log al
 matching reason of ``notify/dedup_stage.go needsUpdate`` decides (see :func:`dedup_reason`). After every flush
 the resolved alerts are dropped and an empty group is destroyed, so the next alert waits ``group_wait`` again.
 
->>> from alerts.model import AlertingConfig, NS, Receiver, Route
+>>> from qfleet.alerts.model import AlertingConfig, NS, Receiver, Route
 >>> cfg = AlertingConfig(route=Route(receiver="ops", group_by=("alertname",), group_wait_ns=30 * NS,
 ...                                  group_interval_ns=300 * NS, repeat_interval_ns=4 * 3600 * NS),
 ...                      receivers={"ops": Receiver(name="ops", webhooks=(("http://x", True, 0),))})
@@ -25,9 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.inhibit import Inhibitor
-from alerts.intervals import muted
-from alerts.model import (
+from qfleet.alerts.inhibit import Inhibitor
+from qfleet.alerts.intervals import muted
+from qfleet.alerts.model import (
     NS,
     Alert,
     AlertingConfig,
@@ -38,8 +38,8 @@ from alerts.model import (
     fingerprint,
     labels_key,
 )
-from alerts.routing import group_key, group_labels, resolve
-from alerts.silences import silenced
+from qfleet.alerts.routing import group_key, group_labels, resolve
+from qfleet.alerts.silences import silenced
 
 __all__ = [
     "ALL_RESOLVED",

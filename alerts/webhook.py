@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from alerts.model import NS
-from alerts.outbox import Backoff, Outbox, OutboxItem
-from alerts.payloads import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
+from qfleet.alerts.model import NS
+from qfleet.alerts.outbox import Backoff, Outbox, OutboxItem
+from qfleet.alerts.payloads import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
 
 __all__ = ["DeliveryStats", "Deliverer", "SecretError", "USER_AGENT", "load_secret"]
 

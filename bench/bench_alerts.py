@@ -21,14 +21,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from alerts.config import config_from_dict
-from alerts.model import Alert, labels_key
-from alerts.outbox import Outbox, OutboxItem
-from alerts.payloads import idempotency_key, webhook_body
-from alerts.sources import AlertState
-from alerts.timeline import Dispatcher
-from alerts.webhook import Deliverer
-from collector import open_engine, upgrade
+from qfleet.alerts.config import config_from_dict
+from qfleet.alerts.model import Alert, labels_key
+from qfleet.alerts.outbox import Outbox, OutboxItem
+from qfleet.alerts.payloads import idempotency_key, webhook_body
+from qfleet.alerts.sources import AlertState
+from qfleet.alerts.timeline import Dispatcher
+from qfleet.alerts.webhook import Deliverer
+from qfleet.collector import open_engine, upgrade
 
 NS = 1_000_000_000
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "receivers": [{"name": "hook", "webhook_configs": [{"url": url}]}]}, source="bench")
     t0 = 1_800_000_000 * NS
     with tempfile.TemporaryDirectory(prefix="qfleet-alerts-bench-") as d:
-        engine = open_engine(f"sqlite:///{Path(d) / 'alerts.db'}")
+        engine = open_engine(f"sqlite:///{Path(d) / 'qfleet.alerts.db'}")
         upgrade(engine)
         clock = [t0]
         outbox = Outbox(engine, clock=lambda: clock[0])

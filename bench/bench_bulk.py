@@ -38,10 +38,10 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from collector import convert
-from collector.convert import SPAN_COLUMNS, SpanColumns, TelemetryBatch
-from collector.migrate import upgrade
-from collector.store import Store, open_engine
+from qfleet.collector import convert
+from qfleet.collector.convert import SPAN_COLUMNS, SpanColumns, TelemetryBatch
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.store import Store, open_engine
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = 1_800_000_000_000_000_000
@@ -157,8 +157,8 @@ def pg_raw(url: str, resource: tuple[Any, ...], rows: list[tuple]) -> float:
     import psycopg
     from psycopg.types.json import set_json_dumps
 
-    from collector.schema import Span
-    from collector.store import _pg_type
+    from qfleet.collector.schema import Span
+    from qfleet.collector.store import _pg_type
 
     types = [_pg_type(Span.__table__, c) for c in SPAN_COLUMNS]
     with psycopg.connect(url) as conn:

@@ -171,8 +171,8 @@ def run_peer(peer_python: Path, nodes: int, seed: int) -> dict[str, Any]:
 
 def qfleet_config(nodes: int) -> Any:
     """ChainConfig carrying the peer's parameters (mapping in the module docstring)."""
-    from simulator import physics
-    from simulator.chain import ChainConfig
+    from qfleet.simulator import physics
+    from qfleet.simulator.chain import ChainConfig
 
     arm = physics.fibre_transmissivity(HOP_M / 2000, ATTENUATION_DB_PER_M * 1000)
     return ChainConfig(
@@ -193,7 +193,7 @@ def qfleet_config(nodes: int) -> Any:
 
 def run_qfleet(nodes: int, seed: int, repeats: int) -> dict[str, Any]:
     """run_chain on the mapped config; wall time is the median of ``repeats`` timed runs after a warm-up."""
-    from simulator.chain import run_chain
+    from qfleet.simulator.chain import run_chain
 
     config = qfleet_config(nodes)
     result = run_chain(config, seed=seed)

@@ -34,13 +34,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector import SpanColumns, Store, TelemetryBatch, open_engine, upgrade  # noqa: E402
-from collector.convert import _MetricSink, _resource  # noqa: E402
-from collector.schema import MetricType, Temporality  # noqa: E402
-from simulator.fleet import builtin_fleet_path, load_fleet  # noqa: E402
-from slo.evaluate import evaluate_store, record  # noqa: E402
-from slo.sli import SliSource  # noqa: E402
-from slo.spec import builtin_specs_path, load_slos  # noqa: E402
+from qfleet.collector import SpanColumns, Store, TelemetryBatch, open_engine, upgrade  # noqa: E402
+from qfleet.collector.convert import _MetricSink, _resource  # noqa: E402
+from qfleet.collector.schema import MetricType, Temporality  # noqa: E402
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet  # noqa: E402
+from qfleet.slo.evaluate import evaluate_store, record  # noqa: E402
+from qfleet.slo.sli import SliSource  # noqa: E402
+from qfleet.slo.spec import builtin_specs_path, load_slos  # noqa: E402
 from tests.dashboards.browser import chromium_page, render, streamlit_server  # noqa: E402
 
 NS = 1_000_000_000
@@ -192,8 +192,8 @@ def _metrics(store: Store, hw: dict[str, str], span_ns: int, rng: random.Random)
 def _incidents(engine: Any, end_ns: int, bad_ns: int, nodes: list[str], links: list[str]) -> int:
     """A few incidents through the alerting loop's incident store (best effort: skipped if its API differs)."""
     try:
-        from alerts.incidents import Incidents
-        from alerts.model import Alert, Notification  # noqa: F401
+        from qfleet.alerts.incidents import Incidents
+        from qfleet.alerts.model import Alert, Notification  # noqa: F401
     except ImportError:
         return 0
     _ = (Incidents, end_ns, bad_ns, nodes, links)

@@ -35,9 +35,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from collector.exporters import BlockingSpanProcessor, SqlSpanExporter, SqlSpanProcessor
-from collector.migrate import upgrade
-from collector.store import Store, open_engine
+from qfleet.collector.exporters import BlockingSpanProcessor, SqlSpanExporter, SqlSpanProcessor
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.store import Store, open_engine
 
 NODES = [f"qpu-{c}" for c in "abcdefgh"]
 

@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector import open_engine, upgrade
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import builtin_faults_path, load_faults
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import ProcessStoreSink
+from qfleet.collector import open_engine, upgrade
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import builtin_faults_path, load_faults
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import ProcessStoreSink
 
 
 def main(argv: list[str] | None = None) -> int:

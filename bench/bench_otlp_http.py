@@ -152,7 +152,7 @@ def run_once(bodies: list[bytes], n_spans: int, clients: int, workdir: Path, ext
     if not token_file.exists():
         token_file.write_text(TOKEN + "\n")
         token_file.chmod(0o600)
-    proc, address = start_collector(db, token_file, workdir / "collector.log", extra)
+    proc, address = start_collector(db, token_file, workdir / "qfleet.collector.log", extra)
     try:
         shares = [bodies[i::clients] for i in range(clients)]
         stats = {"retries": 0}

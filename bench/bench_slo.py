@@ -23,11 +23,11 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from collector import SpanColumns, Store, open_engine, upgrade
-from slo.budget import report_json
-from slo.evaluate import evaluate_store, window_starts
-from slo.model import SLO, AlertPolicy, Pair, Period, SpanRatioIndicator, SpanThresholdIndicator
-from slo.sli import SliSource
+from qfleet.collector import SpanColumns, Store, open_engine, upgrade
+from qfleet.slo.budget import report_json
+from qfleet.slo.evaluate import evaluate_store, window_starts
+from qfleet.slo.model import SLO, AlertPolicy, Pair, Period, SpanRatioIndicator, SpanThresholdIndicator
+from qfleet.slo.sli import SliSource
 
 NS = 1_000_000_000
 MIN = 60 * NS
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="qfleet-slo-bench-") as d:
-        engine = open_engine(f"sqlite:///{Path(d) / 'slo.db'}")
+        engine = open_engine(f"sqlite:///{Path(d) / 'qfleet.slo.db'}")
         upgrade(engine)
         store = Store(engine)
         t = time.perf_counter()
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _window_ns(name: str, slo: SLO) -> int:
-    from slo.model import parse_window_ns
+    from qfleet.slo.model import parse_window_ns
 
     try:
         return parse_window_ns(name)

@@ -5,11 +5,19 @@ the same transaction-per-batch write (:meth:`Store.write`): in-process OpenTelem
 exporters, the OTLP/HTTP receiver, and the columnar bulk API (:class:`SpanColumns`).
 """
 
-from collector.convert import SpanColumns, TelemetryBatch
-from collector.migrate import current_revisions, downgrade, head_revisions, upgrade
-from collector.schema import PROMOTED_ATTRIBUTES, ROLLUP_STEP_NS
-from collector.settings import Settings, SettingsError, load_token
-from collector.store import GaugeValue, PruneResult, RollupResult, Store, StoreError, WriteResult, open_engine
+from qfleet.collector.convert import SpanColumns, TelemetryBatch
+from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
+from qfleet.collector.schema import PROMOTED_ATTRIBUTES, ROLLUP_STEP_NS
+from qfleet.collector.settings import Settings, SettingsError, load_token
+from qfleet.collector.store import (
+    GaugeValue,
+    PruneResult,
+    RollupResult,
+    Store,
+    StoreError,
+    WriteResult,
+    open_engine,
+)
 
 __all__ = [
     "GaugeValue",

@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     """Run a `db` or `collector` command; returns the exit status."""
     import os
 
-    from collector.migrate import current_revisions, downgrade, head_revisions, upgrade
-    from collector.settings import Settings, SettingsError
-    from collector.store import Store, StoreError, open_engine
+    from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
+    from qfleet.collector.settings import Settings, SettingsError
+    from qfleet.collector.store import Store, StoreError, open_engine
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
@@ -114,10 +114,10 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 
 def _serve(args: argparse.Namespace, settings, engine, out: TextIO, err: TextIO) -> int:  # type: ignore[no-untyped-def]
-    from collector.migrate import upgrade
-    from collector.receiver import Receiver, ReceiverConfig
-    from collector.settings import SettingsError, load_token
-    from collector.store import Store
+    from qfleet.collector.migrate import upgrade
+    from qfleet.collector.receiver import Receiver, ReceiverConfig
+    from qfleet.collector.settings import SettingsError, load_token
+    from qfleet.collector.store import Store
 
     try:
         token = load_token(settings.token_file)

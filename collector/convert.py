@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from collector.schema import PROMOTED_ATTRIBUTES, MetricType, Temporality
+from qfleet.collector.schema import PROMOTED_ATTRIBUTES, MetricType, Temporality
 
 __all__ = [
     "DecodeFailure",

@@ -37,8 +37,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from collector.convert import SdkSpanConverter, TelemetryBatch, from_metrics_data, from_readable_spans
-from collector.store import Store
+from qfleet.collector.convert import SdkSpanConverter, TelemetryBatch, from_metrics_data, from_readable_spans
+from qfleet.collector.store import Store
 
 __all__ = [
     "BlockingSpanProcessor",

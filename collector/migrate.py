@@ -16,7 +16,7 @@ __all__ = ["alembic_config", "current_revisions", "downgrade", "head_revisions",
 
 def _script_location() -> str:
     # importlib.resources finds the history inside an installed wheel as well as a checkout.
-    return str(Path(str(files("migrations"))))
+    return str(Path(str(files("qfleet.migrations"))))
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

@@ -39,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from collector.convert import (
+from qfleet.collector.convert import (
     DecodeFailure,
     TelemetryBatch,
     decode_metrics_request,
@@ -47,7 +47,7 @@ from collector.convert import (
     from_metrics_request,
     from_trace_request,
 )
-from collector.store import Store
+from qfleet.collector.store import Store
 
 __all__ = ["FleetGaugeCollector", "Receiver", "ReceiverConfig"]
 
@@ -145,7 +145,7 @@ def _gunzip(data: bytes, cap: int) -> bytes:
     >>> _gunzip(gzip.compress(b"x" * 100), 99)
     Traceback (most recent call last):
     ...
-    collector.receiver._TooLarge: 100
+    qfleet.collector.receiver._TooLarge: 100
     """
     out: list[bytes] = []
     total = 0

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from collector.convert import (
+from qfleet.collector.convert import (
     EVENT_COLUMNS,
     LINK_COLUMNS,
     SERIES_COLUMNS,
@@ -44,7 +44,7 @@ from collector.convert import (
     TelemetryBatch,
     json_safe,
 )
-from collector.schema import (
+from qfleet.collector.schema import (
     ROLLUP_STEP_NS,
     Base,
     MetricRollup,

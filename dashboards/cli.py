@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from collector.settings import ENV_DATABASE_URL, Settings, SettingsError
+from qfleet.collector.settings import ENV_DATABASE_URL, Settings, SettingsError
 
 __all__ = ["command", "main"]
 

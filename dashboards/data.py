@@ -22,9 +22,9 @@ import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, literal, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from alerts.config import parse_matcher
-from alerts.incidents import IncidentError, Incidents
-from collector.schema import (
+from qfleet.alerts.config import parse_matcher
+from qfleet.alerts.incidents import IncidentError, Incidents
+from qfleet.collector.schema import (
     ROLLUP_STEP_NS,
     Incident,
     IncidentEvent,
@@ -595,7 +595,7 @@ def runbook(url: str | None) -> str | None:
     name = PurePosixPath(url.split("#", 1)[0].split("?", 1)[0]).name
     if not name.endswith(".md") or name in ("", ".", ".."):
         return None
-    res = files("runbooks") / name
+    res = files("qfleet.runbooks") / name
     try:
         return res.read_text(encoding="utf-8") if res.is_file() else None
     except OSError:
@@ -636,7 +636,7 @@ def silence(engine: Engine, matchers: list[str], duration_s: float, author: str,
     """Store an Alertmanager-style silence from ``at_ns`` for ``duration_s``; returns its id.
 
     Raises:
-        alerts.config.MatcherError: a matcher is not ``name="value"`` (or ``!=``, ``=~``, ``!~``).
+        qfleet.alerts.config.MatcherError: a matcher is not ``name="value"`` (or ``!=``, ``=~``, ``!~``).
         ValueError: no matchers, a duration <= 0, or no author or comment.
     """
     if not matchers:

@@ -1,6 +1,6 @@
 """Shared Streamlit plumbing of the pages: the engine, cached queries, the filter sidebar, colours, live mode.
 
-Pages stay thin: they call :func:`query` (a ``st.cache_data`` wrapper over :mod:`dashboards.data`) and draw.
+Pages stay thin: they call :func:`query` (a ``st.cache_data`` wrapper over :mod:`qfleet.dashboards.data`) and draw.
 The filters live in ``st.query_params`` (``start``, ``end``, ``hardware_type``, ``node``, ``link``, ``incident``,
 ``trace``, ``live``) so a copied link opens the exact view.
 """
@@ -19,9 +19,9 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
-from collector.settings import DEFAULT_DATABASE_URL, ENV_DATABASE_URL
-from collector.store import open_engine
-from dashboards import data
+from qfleet.collector.settings import DEFAULT_DATABASE_URL, ENV_DATABASE_URL
+from qfleet.collector.store import open_engine
+from qfleet.dashboards import data
 
 __all__ = [
     "runbook_body",
@@ -311,7 +311,7 @@ def _runbook_index() -> dict[str, str]:
     """alertname / SLO name -> runbook path, from the default alert rules and SLO specs."""
     out: dict[str, str] = {}
     try:
-        from alerts.rules import load_rules
+        from qfleet.alerts.rules import load_rules
 
         for r in load_rules():
             url = dict(r.annotations).get("runbook_url")
@@ -320,7 +320,7 @@ def _runbook_index() -> dict[str, str]:
     except Exception:  # the index is a convenience: a broken rules file must not break the page
         pass
     try:
-        from slo.spec import builtin_specs_path, load_slos
+        from qfleet.slo.spec import builtin_specs_path, load_slos
 
         for s in load_slos(builtin_specs_path()):
             if s.runbook:

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import Connection
 
-from collector.schema import Base
+from qfleet.collector.schema import Base
 
 target_metadata = Base.metadata
 

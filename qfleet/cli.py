@@ -12,17 +12,17 @@ __all__ = ["main"]
 # Command group -> module whose ``main(argv)`` runs it. Imported lazily: `qfleet db current`
 # must not pay for the simulator's imports.
 COMMANDS = {
-    "db": "collector.cli",
-    "collector": "collector.cli",
+    "db": "qfleet.collector.cli",
+    "collector": "qfleet.collector.cli",
     "demo": "qfleet.demo",
-    "sim": "simulator.cli",
-    "slo": "slo.cli",
-    "alerts": "alerts.cli",
+    "sim": "qfleet.simulator.cli",
+    "slo": "qfleet.slo.cli",
+    "alerts": "qfleet.alerts.cli",
     "serve": "qfleet.serve",
-    "gameday": "runbooks.cli",
-    "dashboards": "dashboards.cli",
-    "postmortem": "runbooks.cli",
-    "incidents": "runbooks.cli",
+    "gameday": "qfleet.runbooks.cli",
+    "dashboards": "qfleet.dashboards.cli",
+    "postmortem": "qfleet.runbooks.cli",
+    "incidents": "qfleet.runbooks.cli",
 }
 
 USAGE = """usage: qfleet COMMAND ...
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     mod = importlib.import_module(module)
     # These CLIs serve several command groups and need the group name.
-    return int(mod.main(args if module in ("collector.cli", "runbooks.cli") else args[1:]) or 0)
+    return int(mod.main(args if module in ("qfleet.collector.cli", "qfleet.runbooks.cli") else args[1:]) or 0)
 
 
 if __name__ == "__main__":

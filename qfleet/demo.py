@@ -42,9 +42,9 @@ class _Bar:
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     """Run the demo; returns the exit status (1 when the game day's expectations fail)."""
-    from alerts.postmortem import build_postmortem, render
-    from collector import Settings, SettingsError, StoreError, open_engine, upgrade
-    from runbooks.gameday import builtin_gameday_path, load_gameday, run_gameday
+    from qfleet.alerts.postmortem import build_postmortem, render
+    from qfleet.collector import Settings, SettingsError, StoreError, open_engine, upgrade
+    from qfleet.runbooks.gameday import builtin_gameday_path, load_gameday, run_gameday
 
     out = stdout or sys.stdout
     p = argparse.ArgumentParser(prog="qfleet demo", description=__doc__.splitlines()[0])
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     print(card.format_text(), file=out)
     engine = open_engine(settings.database_url)
     try:
-        from alerts.incidents import Incidents
+        from qfleet.alerts.incidents import Incidents
 
         target = Path(args.postmortems)
         target.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
           f"{time.monotonic() - t0:.0f} s", file=out)
     if args.no_serve:
         return 0 if card.passed else 1
-    from dashboards.cli import main as dashboards
+    from qfleet.dashboards.cli import main as dashboards
 
     print(f"serving the dashboards on http://127.0.0.1:{args.port}  (Ctrl-C to stop)", file=out, flush=True)
     return int(dashboards(["--db", settings.database_url, "--port", str(args.port)]) or 0)

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def _secret(path: Path) -> bytes:
-    from alerts.webhook import load_secret
+    from qfleet.alerts.webhook import load_secret
 
     if not path.exists():
         path.write_text(secrets.token_hex(32))
@@ -42,10 +42,10 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
     """The :class:`alerts.service.AlertService` for ``config_dir`` (built-in defaults for what it lacks)."""
     from importlib.resources import files
 
-    from alerts.config import load_config
-    from alerts.rules import load_rules
-    from alerts.service import AlertService
-    from slo.spec import builtin_specs_path, load_slos
+    from qfleet.alerts.config import load_config
+    from qfleet.alerts.rules import load_rules
+    from qfleet.alerts.service import AlertService
+    from qfleet.slo.spec import builtin_specs_path, load_slos
 
     base = Path(config_dir) if config_dir else None
 
@@ -54,9 +54,9 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
             return base / name
         return default
 
-    alerting = pick("alerting.yaml", Path(str(files("alerts") / "alerting.yaml")))
+    alerting = pick("alerting.yaml", Path(str(files("qfleet.alerts") / "alerting.yaml")))
     slos = pick("slos.yaml", builtin_specs_path())
-    rules = pick("rules.yaml", Path(str(files("alerts") / "rules" / "fleet.yaml")))
+    rules = pick("rules.yaml", Path(str(files("qfleet.alerts") / "rules" / "fleet.yaml")))
     secret_path = (base or Path.cwd()) / "webhook.secret"
     return AlertService(engine, load_config(alerting), slos=load_slos(slos), rules=load_rules(rules),
                         secret=_secret(secret_path), clock=clock)
@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     """Run the service until SIGTERM/SIGINT; returns the exit status."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from collector import Settings, SettingsError, Store, StoreError, load_token, open_engine, upgrade
-    from collector.receiver import Receiver, ReceiverConfig
+    from qfleet.collector import Settings, SettingsError, Store, StoreError, load_token, open_engine, upgrade
+    from qfleet.collector.receiver import Receiver, ReceiverConfig
 
     out = stdout or sys.stdout
     p = argparse.ArgumentParser(prog="qfleet serve", description=__doc__.splitlines()[0])

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
     Game days exit 0 when every expectation holds, 1 when one fails, 2 for bad input.
     """
-    from runbooks.gameday import GameDayError, builtin_gameday_path, load_gameday, run_gameday
+    from qfleet.runbooks.gameday import GameDayError, builtin_gameday_path, load_gameday, run_gameday
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -56,9 +56,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
     import os
 
-    from alerts.incidents import IncidentError, Incidents
-    from alerts.postmortem import build_postmortem, render
-    from collector import Settings, open_engine
+    from qfleet.alerts.incidents import IncidentError, Incidents
+    from qfleet.alerts.postmortem import build_postmortem, render
+    from qfleet.collector import Settings, open_engine
 
     p = argparse.ArgumentParser(prog="qfleet")
     groups = p.add_subparsers(dest="group", required=True)

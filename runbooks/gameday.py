@@ -21,16 +21,16 @@ from typing import Any
 
 import yaml
 
-from alerts.config import config_from_dict
-from alerts.model import Alert
-from alerts.rules import load_rules
-from alerts.service import AlertService
-from collector import Store, open_engine, upgrade
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import FaultSchedule, faults_from_dict, parse_duration_ns
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
-from slo.spec import builtin_specs_path, load_slos
+from qfleet.alerts.config import config_from_dict
+from qfleet.alerts.model import Alert
+from qfleet.alerts.rules import load_rules
+from qfleet.alerts.service import AlertService
+from qfleet.collector import Store, open_engine, upgrade
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import FaultSchedule, faults_from_dict, parse_duration_ns
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
+from qfleet.slo.spec import builtin_specs_path, load_slos
 
 __all__ = ["Expectation", "FaultScore", "GameDay", "GameDayError", "Scorecard", "builtin_gameday_path",
            "load_gameday", "run_gameday"]
@@ -222,7 +222,7 @@ def _default_alerting() -> dict[str, Any]:
     points their URLs at its local sinks)."""
     from importlib.resources import files
 
-    return yaml.safe_load((files("alerts") / "alerting.yaml").read_text())  # type: ignore[no-any-return]
+    return yaml.safe_load((files("qfleet.alerts") / "alerting.yaml").read_text())  # type: ignore[no-any-return]
 
 
 class _Sinks:
@@ -302,8 +302,8 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
         ended = {a.fingerprint: a for a in service.state.resolved_since(t0)}
         received = list(sinks.got)
         reports = {}
-        from slo.evaluate import evaluate_store
-        from slo.sli import SliSource
+        from qfleet.slo.evaluate import evaluate_store
+        from qfleet.slo.sli import SliSource
 
         for r in evaluate_store(slos, SliSource(engine), t_end):
             c = r.budget.consumed_fraction

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator import circuits, physics
+from qfleet.simulator import circuits, physics
 
 __all__ = ["ChainConfig", "ChainError", "ChainResult", "run_chain"]
 

@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 
 def _experiment(args: argparse.Namespace, out: TextIO) -> int:
-    from simulator.experiment import ExperimentError, run_experiment
+    from qfleet.simulator.experiment import ExperimentError, run_experiment
 
     params: dict[str, str] = {}
     for item in args.param:
@@ -136,8 +136,8 @@ def _experiment(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _chain(args: argparse.Namespace, out: TextIO) -> int:
-    from simulator.chain import ChainConfig, run_chain
-    from simulator.faults import parse_duration_ns
+    from qfleet.simulator.chain import ChainConfig, run_chain
+    from qfleet.simulator.faults import parse_duration_ns
 
     cfg = ChainConfig(nodes=args.nodes, hop_km=args.hop_km, attenuation_db_per_km=args.attenuation_db_per_km,
                       raw_fidelity=args.raw_fidelity, memories=args.memories,
@@ -162,11 +162,11 @@ def _resolve(name: str, builtin: Any, kind: str) -> Path:
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    from collector import Settings, load_token, open_engine, upgrade
-    from simulator.engine import DEFAULT_START_NS, NS, RunConfig, Simulation
-    from simulator.faults import builtin_faults_path, load_faults, parse_duration_ns
-    from simulator.fleet import builtin_fleet_path, load_fleet
-    from simulator.sinks import OtlpSink, ProcessStoreSink
+    from qfleet.collector import Settings, load_token, open_engine, upgrade
+    from qfleet.simulator.engine import DEFAULT_START_NS, NS, RunConfig, Simulation
+    from qfleet.simulator.faults import builtin_faults_path, load_faults, parse_duration_ns
+    from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+    from qfleet.simulator.sinks import OtlpSink, ProcessStoreSink
 
     speed = parse_speed(args.speed)
     duration = parse_duration_ns(args.duration)

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from collector import SpanColumns
-from simulator import circuits, physics
-from simulator.faults import Fault, FaultKind, FaultSchedule
-from simulator.fleet import Fleet, Link, Node
-from simulator.telemetry import SPAN_NAMES, MetricsAccumulator, SpanBuffer, labels, run_hash
+from qfleet.collector import SpanColumns
+from qfleet.simulator import circuits, physics
+from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
+from qfleet.simulator.fleet import Fleet, Link, Node
+from qfleet.simulator.telemetry import SPAN_NAMES, MetricsAccumulator, SpanBuffer, labels, run_hash
 
 __all__ = ["DEFAULT_START_NS", "OUTCOMES", "RunConfig", "SimStep", "Simulation", "StepTimings"]
 
@@ -266,7 +266,7 @@ class Simulation:
         config: duration, start, seed, step, load.
 
     Examples:
-        >>> from simulator.fleet import builtin_fleet_path, load_fleet
+        >>> from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
         >>> sim = Simulation(load_fleet(builtin_fleet_path("line")), None, RunConfig(duration_ns=60 * NS))
         >>> steps = list(sim.steps())
         >>> len(steps), steps[-1].jobs_total == sim.jobs_total > 0

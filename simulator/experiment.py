@@ -1,8 +1,8 @@
 """Single-protocol experiments: sample a protocol with Stim and compare it with its closed form.
 
 This is the engine behind ``qfleet sim experiment PROTOCOL --param NAME=VALUE ...``. Each protocol in
-:data:`PROTOCOLS` builds its template from :mod:`simulator.circuits`, draws every shot's Pauli noise in numpy,
-measures the fidelity from the stabilizer checks (physics.md 3.1) and reports the :mod:`simulator.physics`
+:data:`PROTOCOLS` builds its template from :mod:`qfleet.simulator.circuits`, draws every shot's Pauli noise in numpy,
+measures the fidelity from the stabilizer checks (physics.md 3.1) and reports the :mod:`qfleet.simulator.physics`
 prediction beside it. Parameter values may arrive as strings; they are parsed and range-checked here, and every
 mistake raises :class:`ExperimentError` with the allowed values and an example fix.
 
@@ -20,8 +20,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from simulator import physics
-from simulator.circuits import (
+from qfleet.simulator import physics
+from qfleet.simulator.circuits import (
     PURIFICATION_METHODS,
     InstanceResult,
     SlottedCircuit,
@@ -172,7 +172,7 @@ class ExperimentResult:
         shots: Protocol instances simulated.
         fidelity: Measured fidelity of the delivered state (of the kept shots for ``purify``).
         fidelity_stderr: Its binomial standard error.
-        predicted_fidelity: The closed form from :mod:`simulator.physics`.
+        predicted_fidelity: The closed form from :mod:`qfleet.simulator.physics`.
         success_probability: Measured success probability (post-selection, or per heralding attempt), if any.
         extra: Further measured and predicted figures, e.g. ``mean_time_s`` and ``predicted_mean_time_s``.
     """

@@ -5,7 +5,7 @@ on the kind (see :class:`Fault`). Loading reports every problem at once and, giv
 target exists and has the right type for its kind.
 
 Example:
-    >>> from simulator.fleet import builtin_fleet_path, load_fleet
+    >>> from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
     >>> fleet = load_fleet(builtin_fleet_path("mesh"))
     >>> schedule = load_faults(builtin_faults_path("example"), fleet)
     >>> sorted(f.kind.value for f in schedule.faults)
@@ -27,7 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from simulator.fleet import Fleet, ProblemsError, read_yaml_file
+from qfleet.simulator.fleet import Fleet, ProblemsError, read_yaml_file
 
 __all__ = [
     "BUILTIN_FAULTS",
@@ -53,7 +53,7 @@ _NS_PER_S = 1_000_000_000
 
 
 class FaultError(ProblemsError):
-    """A fault file or fault value breaks a rule (see :class:`simulator.fleet.ProblemsError` for the message)."""
+    """A fault file or fault value breaks a rule (see :class:`qfleet.simulator.fleet.ProblemsError` for the message)."""
 
 
 _TITLES = {

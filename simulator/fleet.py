@@ -1147,7 +1147,7 @@ def fleet_from_dict(doc: Mapping[str, Any], *, source: str = "<fleet>") -> Fleet
         ...                  "scheduler": {"cutoff": 0.9}}, source="x.yaml")
         Traceback (most recent call last):
         ...
-        simulator.fleet.FleetError: 2 problems (fix all of them):
+        qfleet.simulator.fleet.FleetError: 2 problems (fix all of them):
         x.yaml: scheduler.cutoff: unknown key 'cutoff'; did you mean 'cutoff_fidelity'? allowed keys: \
 max_attempt_time_s, queue_timeout_s, cutoff_fidelity, max_regenerations
         x.yaml: nodes: a fleet needs at least one node with role: processor

@@ -1,6 +1,6 @@
 """Closed-form physics of heralded links, memories, swaps, purification, teleported gates and GHZ states.
 
-Every formula here is the oracle that the Stim circuits in :mod:`simulator.circuits` are tested against, and the
+Every formula here is the oracle that the Stim circuits in :mod:`qfleet.simulator.circuits` are tested against, and the
 timing model of the fleet engine. Sources are those of ``shared/reference/physics.md`` (section numbers below);
 "derived" marks results derived there rather than read in a paper.
 

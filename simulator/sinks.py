@@ -21,10 +21,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from collector import SpanColumns, Store, TelemetryBatch
-from collector.convert import from_metrics_data
-from simulator.engine import SimStep
-from simulator.telemetry import SCOPE
+from qfleet.collector import SpanColumns, Store, TelemetryBatch
+from qfleet.collector.convert import from_metrics_data
+from qfleet.simulator.engine import SimStep
+from qfleet.simulator.telemetry import SCOPE
 
 __all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans"]
 
@@ -81,7 +81,7 @@ class StoreSink:
 
 def _writer_process(url: str, resource: dict[str, Any], inbox: Any, outbox: Any) -> None:
     """Body of :class:`ProcessStoreSink`'s writer: a :class:`StoreSink` fed from ``inbox``."""
-    from collector import open_engine
+    from qfleet.collector import open_engine
 
     engine = open_engine(url)
     sink = StoreSink(Store(engine), resource)

@@ -33,7 +33,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from collector import SpanColumns
+from qfleet.collector import SpanColumns
 
 __all__ = [
     "METRICS",

@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
-from slo.model import (
+from qfleet.slo.model import (
     NS,
     SLO,
     BudgetReport,
@@ -35,7 +35,7 @@ from slo.model import (
     format_window,
     parse_window_ns,
 )
-from slo.periods import PeriodError, format_rfc3339, parse_rfc3339, period_bounds, period_key
+from qfleet.slo.periods import PeriodError, format_rfc3339, parse_rfc3339, period_bounds, period_key
 
 __all__ = [
     "INF",
@@ -309,7 +309,7 @@ def evaluate_slo(
       ``budget_minutes = B ×`` the real period length in minutes.
     - ``steps_triggered``: the ``budget_policy`` steps with ``consumed >= consumed_fraction``.
 
-    >>> from slo.model import AlertPolicy, Pair, Period, SpanRatioIndicator
+    >>> from qfleet.slo.model import AlertPolicy, Pair, Period, SpanRatioIndicator
     >>> page_fast = Pair(name="page_fast", severity="page", long_ns=3600 * NS, short_ns=300 * NS,
     ...                  budget_fraction=Fraction(2, 100))
     >>> slo = SLO(name="jobs", service="q", target=Fraction("0.999"),

@@ -36,7 +36,7 @@ def parse_at_ns(text: str, now_ns: int) -> int:
 
 
 def _spec(name: str) -> Path:
-    from slo.spec import builtin_specs_path
+    from qfleet.slo.spec import builtin_specs_path
 
     if name in ("default", "fleet"):
         return builtin_specs_path()
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
-    from slo.spec import validate_file
+    from qfleet.slo.spec import validate_file
 
     res = validate_file(_spec(args.spec))
     if args.json:
@@ -101,8 +101,8 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from slo.rules import rules_yaml, skipped
-    from slo.spec import load_slos
+    from qfleet.slo.rules import rules_yaml, skipped
+    from qfleet.slo.spec import load_slos
 
     slos = load_slos(_spec(args.spec))
     for name, why in skipped(slos):
@@ -117,8 +117,8 @@ def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns: int) -> int:
-    from slo.budget import evaluate_slo, read_samples_csv, report_json
-    from slo.spec import load_slos
+    from qfleet.slo.budget import evaluate_slo, read_samples_csv, report_json
+    from qfleet.slo.spec import load_slos
 
     slos = load_slos(_spec(args.spec))
     at = parse_at_ns(args.at, now_ns)
@@ -128,9 +128,9 @@ def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns:
         counts = read_samples_csv(Path(args.samples))
         reports = [evaluate_slo(s, counts, at) for s in slos]
     else:
-        from collector import Settings, open_engine, upgrade
-        from slo.evaluate import evaluate_store, record
-        from slo.sli import SliSource
+        from qfleet.collector import Settings, open_engine, upgrade
+        from qfleet.slo.evaluate import evaluate_store, record
+        from qfleet.slo.sli import SliSource
 
         settings = Settings.from_env(env, database_url=args.db)
         engine = open_engine(settings.database_url)

@@ -2,7 +2,7 @@
 
 Every ratio that a threshold decides on is a :class:`fractions.Fraction` (targets are parsed from their decimal
 text, never from a float); times are integer nanoseconds. These are plain frozen values: loading them from YAML
-lives in :mod:`slo.spec`, the maths in :mod:`slo.budget`, the store in :mod:`slo.sli`.
+lives in :mod:`qfleet.slo.spec`, the maths in :mod:`qfleet.slo.budget`, the store in :mod:`qfleet.slo.sli`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from slo.model import NS, Period, format_window
+from qfleet.slo.model import NS, Period, format_window
 
 __all__ = [
     "PeriodError",
@@ -85,7 +85,7 @@ def parse_rfc3339(text: str) -> int:
 def period_key(period: Period) -> str:
     """The report key of the period's window: its own spelling for a rolling period, ``calendar`` otherwise.
 
-    >>> from slo.model import Calendar
+    >>> from qfleet.slo.model import Calendar
     >>> period_key(Period(rolling_ns=30 * 86400 * NS)), period_key(Period(calendar=Calendar(count=1, unit="M",
     ...     start="2025-01-01 00:00:00")))
     ('30d', 'calendar')
@@ -105,7 +105,7 @@ def period_bounds(period: Period, at_ns: int) -> tuple[int, int]:
     (elapsed 0), while a sample stamped exactly at ``start`` belongs to the previous one, because budgets
     count ``(start, at]`` (sre.md §6). Periods extend backwards before the anchor too.
 
-    >>> from slo.model import Calendar
+    >>> from qfleet.slo.model import Calendar
     >>> jan = Period(calendar=Calendar(count=1, unit="M", start="2025-01-01 00:00:00"))
     >>> [format_rfc3339(t) for t in period_bounds(jan, parse_rfc3339("2025-01-15T12:00:00Z"))]
     ['2025-01-01T00:00:00Z', '2025-02-01T00:00:00Z']

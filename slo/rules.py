@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from slo.model import (
+from qfleet.slo.model import (
     NS,
     SLO,
     GaugeThresholdIndicator,
@@ -285,7 +285,7 @@ def recorded_windows(slo: SLO) -> tuple[str, ...]:
 
     Example: the standard windows of sre.md §4, plus Pyrra's 4d and a 28d period.
 
-    >>> from slo.model import AlertPolicy, MetricRatioIndicator, Pair, Period
+    >>> from qfleet.slo.model import AlertPolicy, MetricRatioIndicator, Pair, Period
     >>> slow = Pair(name="slow", severity="ticket", long_ns=4 * 86400 * NS, short_ns=6 * 3600 * NS,
     ...             burn_threshold=Fraction(1))
     >>> recorded_windows(SLO(name="jobs", service="s", target=Fraction("0.99"), budgeting="Occurrences",
@@ -421,7 +421,7 @@ def prometheus_rules(slos: Sequence[SLO], *, strict: bool = True,
             colliding with a rule label); always, two SLOs of one name.
 
     Examples:
-        >>> from slo.model import AlertPolicy, MetricRatioIndicator, Pair, Period
+        >>> from qfleet.slo.model import AlertPolicy, MetricRatioIndicator, Pair, Period
         >>> fast = Pair(name="page_fast", severity="page", long_ns=3600 * NS, short_ns=300 * NS,
         ...             budget_fraction=Fraction(2, 100))
         >>> slo = SLO(name="jobs", service="scheduler", target=Fraction("0.999"), budgeting="Occurrences",
@@ -444,7 +444,7 @@ def prometheus_rules(slos: Sequence[SLO], *, strict: bool = True,
 def skipped(slos: Sequence[SLO]) -> list[tuple[str, str]]:
     """``(slo name, reason)`` for each SLO that ``prometheus_rules(slos, strict=False)`` leaves out.
 
-    >>> from slo.model import AlertPolicy, Period, SpanRatioIndicator
+    >>> from qfleet.slo.model import AlertPolicy, Period, SpanRatioIndicator
     >>> span = SLO(name="swaps", service="links", target=Fraction("0.99"), period=Period(30 * 86400 * NS),
     ...            budgeting="Occurrences", indicator=SpanRatioIndicator(span="qfleet.entanglement.swap"),
     ...            policy=AlertPolicy(name="none", pairs=()))

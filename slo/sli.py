@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text
 
-from collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSeries, SloCount, Span, SpanRollup
-from slo.model import (
+from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSeries, SloCount, Span, SpanRollup
+from qfleet.slo.model import (
     SLO,
     Counts,
     GaugeThresholdIndicator,
@@ -62,7 +62,7 @@ def counts_key(slo: SLO) -> str:
 
     >>> import dataclasses
     >>> from fractions import Fraction
-    >>> from slo.model import AlertPolicy, Period, SpanRatioIndicator
+    >>> from qfleet.slo.model import AlertPolicy, Period, SpanRatioIndicator
     >>> a = SLO(name="jobs", service="s", target=Fraction(9, 10), period=Period(rolling_ns=1), budgeting="Occurrences",
     ...         indicator=SpanRatioIndicator(span="qfleet.job"), policy=AlertPolicy(name="p", pairs=()))
     >>> counts_key(a) == counts_key(dataclasses.replace(a, target=Fraction(99, 100)))

@@ -87,7 +87,7 @@ from typing import Any
 
 import yaml
 
-from slo.model import (
+from qfleet.slo.model import (
     NS,
     SLO,
     AlertPolicy,
@@ -249,7 +249,7 @@ def unfireable(slo: SLO) -> list[Pair]:
     Returns:
         The unfireable pairs, in policy order (empty when every pair can fire).
 
-    >>> from slo.model import MetricRatioIndicator
+    >>> from qfleet.slo.model import MetricRatioIndicator
     >>> ind = MetricRatioIndicator(metric="m_total", good_match=(("ok", "1"),))
     >>> s = SLO(name="x", service="s", target=Fraction(93, 100), period=Period(30 * 86400 * NS),
     ...         budgeting="Occurrences", indicator=ind, policy=load_policy("sre_workbook_30d"))

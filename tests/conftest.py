@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from collector.migrate import upgrade
-from collector.store import Store, open_engine
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.store import Store, open_engine
 
 PG_ADMIN_URL = os.environ.get("QFLEET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

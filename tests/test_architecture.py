@@ -25,13 +25,21 @@ ALLOWED = {
 }
 
 
+def _package_of(module: str) -> str:
+    """``qfleet.slo.model`` -> ``slo``; ``qfleet.cli`` -> ``qfleet``; a bare old name stays as it is."""
+    parts = module.split(".")
+    if parts[0] == "qfleet":
+        return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "qfleet"
+    return parts[0]
+
+
 def _imports(path: Path) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            out.update(a.name.split(".")[0] for a in node.names)
+            out.update(_package_of(a.name) for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module.split(".")[0])
+            out.add(_package_of(node.module))
     return out
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from collector.store import open_engine
+from qfleet.collector.store import open_engine
 from qfleet.demo import main
 
 

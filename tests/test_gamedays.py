@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.cli import main
-from runbooks.gameday import GameDayError, builtin_gameday_path, gameday_from_dict
+from qfleet.runbooks.cli import main
+from qfleet.runbooks.gameday import GameDayError, builtin_gameday_path, gameday_from_dict
 
 SCENARIOS = sorted(p.stem for p in builtin_gameday_path("x").parent.glob("*.yaml"))
 

@@ -18,11 +18,13 @@ def test_wheel_ships_migrations_runbooks_and_fleets_and_runs(tmp_path: Path) -> 
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("qfleet-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "migrations/env.py" in names and "migrations/script.py.mako" in names
-    assert any(n.startswith("migrations/versions/") and n.endswith("_initial_schema.py") for n in names)
-    assert "runbooks/README.md" in names
-    assert {"simulator/fleets/fleet100.yaml", "simulator/faults/example.yaml"} <= set(names)
-    assert not any(n.startswith("tests/") for n in names)
+    assert "qfleet/migrations/env.py" in names and "qfleet/migrations/script.py.mako" in names
+    assert any(n.startswith("qfleet/migrations/versions/") and n.endswith("_initial_schema.py") for n in names)
+    assert "qfleet/runbooks/README.md" in names
+    assert {"qfleet/simulator/fleets/fleet100.yaml", "qfleet/simulator/faults/example.yaml"} <= set(names)
+    # One import name: everything the wheel installs lives under qfleet/ (besides its own metadata).
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"qfleet"}, tops
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
@@ -32,9 +34,13 @@ def test_wheel_ships_migrations_runbooks_and_fleets_and_runs(tmp_path: Path) -> 
     # Run from a directory outside the checkout, importing only the installed copy.
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     probe = subprocess.run(
-        [sys.executable, "-c", "import collector, migrations; print(collector.__file__); "
-         "print(migrations.__file__)"], cwd=work, env=env, check=True, capture_output=True, text=True)
+        [sys.executable, "-c", "import qfleet.collector, qfleet.migrations; print(qfleet.collector.__file__); "
+         "print(qfleet.migrations.__file__)"], cwd=work, env=env, check=True, capture_output=True, text=True)
     assert all(line.startswith(str(site)) for line in probe.stdout.split()), probe.stdout
+    for old in ("collector", "simulator", "slo", "alerts", "dashboards", "runbooks", "migrations"):
+        gone = subprocess.run([sys.executable, "-c", f"import {old}"], cwd=work, env=env, capture_output=True,
+                              text=True)
+        assert gone.returncode != 0 and "ModuleNotFoundError" in gone.stderr, (old, gone.stderr)
     run = subprocess.run([sys.executable, "-m", "qfleet.cli", "db", "upgrade"], cwd=work, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

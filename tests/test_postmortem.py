@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.cli import main
+from qfleet.runbooks.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from alerts.rules import load_rules
-from slo.spec import builtin_specs_path, load_slos
+from qfleet.alerts.rules import load_rules
+from qfleet.slo.spec import builtin_specs_path, load_slos
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = ROOT / "runbooks"

@@ -7,8 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import ui
-from dashboards.data import Filters
+from qfleet.dashboards import ui
+from qfleet.dashboards.data import Filters
 
 __all__: list[str] = []
 

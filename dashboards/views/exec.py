@@ -5,8 +5,8 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from dashboards import ui
-from dashboards.data import Filters
+from qfleet.dashboards import ui
+from qfleet.dashboards.data import Filters
 
 __all__: list[str] = []
 

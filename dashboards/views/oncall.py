@@ -9,8 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import data, ui
-from dashboards.data import Filters
+from qfleet.dashboards import data, ui
+from qfleet.dashboards.data import Filters
 
 __all__: list[str] = []
 
@@ -53,7 +53,7 @@ def _pick_incident() -> pd.Series | None:
 
 def _postmortem_download(inc: pd.Series) -> None:
     """The incident's postmortem (alerts.postmortem) as Markdown and HTML downloads."""
-    from alerts.postmortem import build_postmortem, render
+    from qfleet.alerts.postmortem import build_postmortem, render
 
     try:
         pm = build_postmortem(ui.engine(), str(inc["id"]))

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from alerts.cli import main
+from qfleet.alerts.cli import main
 
 SAMPLE = str(Path(__file__).resolve().parents[2] / "alerts" / "alerting.yaml")
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.config import (
+from qfleet.alerts.config import (
     PAGERDUTY_URL,
     ConfigError,
     MatcherError,
@@ -21,7 +21,7 @@ from alerts.config import (
     parse_matchers,
     read_config,
 )
-from alerts.model import NS, Matcher
+from qfleet.alerts.model import NS, Matcher
 from tests.conftest import require_tool
 
 SAMPLE = Path(__file__).resolve().parents[2] / "alerts" / "alerting.yaml"

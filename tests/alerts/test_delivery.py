@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from alerts.model import NS
-from alerts.outbox import Backoff, Outbox, OutboxItem
-from alerts.payloads import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
-from alerts.webhook import Deliverer, DeliveryStats, SecretError, load_secret
-from collector.migrate import upgrade
-from collector.store import open_engine
+from qfleet.alerts.model import NS
+from qfleet.alerts.outbox import Backoff, Outbox, OutboxItem
+from qfleet.alerts.payloads import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
+from qfleet.alerts.webhook import Deliverer, DeliveryStats, SecretError, load_secret
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.store import open_engine
 from tests.conftest import FakeClock
 
 SECRET = b"test-secret-0123456789"
@@ -292,9 +292,9 @@ def test_load_secret(tmp_path: Path) -> None:
 LOOP = """
 import sys, time
 from pathlib import Path
-from alerts.outbox import Backoff, Outbox
-from alerts.webhook import Deliverer, load_secret
-from collector.store import open_engine
+from qfleet.alerts.outbox import Backoff, Outbox
+from qfleet.alerts.webhook import Deliverer, load_secret
+from qfleet.collector.store import open_engine
 ob = Outbox(open_engine(sys.argv[1]), clock=time.time_ns)
 d = Deliverer(ob, secret=load_secret(Path(sys.argv[2])), timeout_s=5, backoff=Backoff(base_s=0.05, max_s=0.2),
               clock=time.time_ns)

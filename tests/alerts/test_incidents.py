@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from alerts.incidents import IncidentError, Incidents, incident_id
-from alerts.model import Alert, Notification, labels_key
-from alerts.rules import load_rules, sync_rules
-from alerts.sources import AlertState
-from simulator.engine import NS
-from simulator.faults import Fault, FaultKind
+from qfleet.alerts.incidents import IncidentError, Incidents, incident_id
+from qfleet.alerts.model import Alert, Notification, labels_key
+from qfleet.alerts.rules import load_rules, sync_rules
+from qfleet.alerts.sources import AlertState
+from qfleet.simulator.engine import NS
+from qfleet.simulator.faults import Fault, FaultKind
 from tests.alerts.test_sources import simulate
 from tests.conftest import FakeClock
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.inhibit import Inhibitor, inhibited, inhibiting_rule
-from alerts.model import Alert, InhibitRule, Matcher, labels_key
+from qfleet.alerts.inhibit import Inhibitor, inhibited, inhibiting_rule
+from qfleet.alerts.model import Alert, InhibitRule, Matcher, labels_key
 
 NODE_DOWN = InhibitRule(source_matchers=(Matcher("alertname", "=", "NodeDown"),),
                         target_matchers=(Matcher("severity", "=", "ticket"),), equal=("node",), name="node")

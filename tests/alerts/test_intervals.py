@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.config import ConfigError, config_from_dict
-from alerts.intervals import IntervalError, active_at, contains, muted, parse_time_intervals
-from alerts.model import NS, TimeInterval, TimeRange
-from alerts.routing import resolve
+from qfleet.alerts.config import ConfigError, config_from_dict
+from qfleet.alerts.intervals import IntervalError, active_at, contains, muted, parse_time_intervals
+from qfleet.alerts.model import NS, TimeInterval, TimeRange
+from qfleet.alerts.routing import resolve
 
 
 def ns(iso: str) -> int:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, select
 
-from alerts.model import NS, Alert, Notification, Receiver
-from alerts.outbox import PAGERDUTY_URL, Backoff, BackoffError, Outbox, OutboxError, OutboxItem, items_for
-from collector.schema import AlertOutbox
+from qfleet.alerts.model import NS, Alert, Notification, Receiver
+from qfleet.alerts.outbox import (
+    PAGERDUTY_URL,
+    Backoff,
+    BackoffError,
+    Outbox,
+    OutboxError,
+    OutboxItem,
+    items_for,
+)
+from qfleet.collector.schema import AlertOutbox
 from tests.conftest import FakeClock
 
 NO_JITTER = Backoff(jitter=0)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.model import NS, Alert, Notification, fingerprint
-from alerts.payloads import (
+from qfleet.alerts.model import NS, Alert, Notification, fingerprint
+from qfleet.alerts.payloads import (
     PAGERDUTY_MAX_BYTES,
     ZERO_TIME,
     idempotency_key,

@@ -10,9 +10,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.config import config_from_dict, load_config
-from alerts.model import NS, AlertingConfig, Matcher, Receiver, ResolvedRoute, Route
-from alerts.routing import (
+from qfleet.alerts.config import config_from_dict, load_config
+from qfleet.alerts.model import NS, AlertingConfig, Matcher, Receiver, ResolvedRoute, Route
+from qfleet.alerts.routing import (
     RoutingError,
     group_key,
     group_labels,

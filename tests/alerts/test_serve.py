@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from alerts.payloads import SIGNATURE_HEADER, verify
-from collector import Store, open_engine, upgrade
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import Fault, FaultKind, FaultSchedule
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
+from qfleet.alerts.payloads import SIGNATURE_HEADER, verify
+from qfleet.collector import Store, open_engine, upgrade
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
 
 MIN = 60 * NS
 

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from alerts.config import config_from_dict
-from alerts.rules import load_rules
-from alerts.service import AlertService
-from collector import Store
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import Fault, FaultKind, FaultSchedule
-from simulator.fleet import Calibration, builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
+from qfleet.alerts.config import config_from_dict
+from qfleet.alerts.rules import load_rules
+from qfleet.alerts.service import AlertService
+from qfleet.collector import Store
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
+from qfleet.simulator.fleet import Calibration, builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
 
 MIN = 60 * NS
 
@@ -122,7 +122,7 @@ def test_an_acknowledged_page_does_not_escalate(sqlite_engine: Engine, sink: Sin
 
 
 def test_calibration_windows_mute_their_node(tmp_path: Path, sink: Sink) -> None:
-    from collector import open_engine, upgrade
+    from qfleet.collector import open_engine, upgrade
 
     # qpu-a calibrates over [30 min, 50 min) (4 nodes, staggered from half an interval); it goes down inside it.
     outage = Fault(id="out", kind=FaultKind.F5, target="qpu-a", start_ns=32 * MIN, duration_ns=16 * MIN)

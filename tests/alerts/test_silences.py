@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.model import NS, Silence
-from alerts.silences import (
+from qfleet.alerts.model import NS, Silence
+from qfleet.alerts.silences import (
     SilenceError,
     format_rfc3339,
     parse_rfc3339,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from alerts.model import Alert, labels_key
-from alerts.rules import (
+from qfleet.alerts.model import Alert, labels_key
+from qfleet.alerts.rules import (
     AlertRule,
     RulesError,
     evaluate_rules,
@@ -21,15 +21,15 @@ from alerts.rules import (
     rules_from_dict,
     sync_rules,
 )
-from alerts.sources import SLO_ALERT_NAME, AlertState, AlertStateError, slo_alerts
-from collector import Store, open_engine, upgrade
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import Fault, FaultKind, FaultSchedule
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
-from slo.evaluate import evaluate_store
-from slo.model import SLO, AlertPolicy, GaugeThresholdIndicator, MetricRatioIndicator, Pair, Period
-from slo.sli import SliSource
+from qfleet.alerts.sources import SLO_ALERT_NAME, AlertState, AlertStateError, slo_alerts
+from qfleet.collector import Store, open_engine, upgrade
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
+from qfleet.slo.evaluate import evaluate_store
+from qfleet.slo.model import SLO, AlertPolicy, GaugeThresholdIndicator, MetricRatioIndicator, Pair, Period
+from qfleet.slo.sli import SliSource
 from tests.conftest import FakeClock
 
 MIN, H, DAY = 60 * NS, 3600 * NS, 86400 * NS

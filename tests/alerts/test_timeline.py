@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.model import (
+from qfleet.alerts.model import (
     NS,
     Alert,
     AlertingConfig,
@@ -21,7 +21,7 @@ from alerts.model import (
     fingerprint,
     labels_key,
 )
-from alerts.timeline import (
+from qfleet.alerts.timeline import (
     ALL_RESOLVED,
     FIRST,
     NEW_ALERTS,

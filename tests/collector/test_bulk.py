@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from collector.convert import SpanColumns
-from collector.schema import Base
-from collector.store import Store
+from qfleet.collector.convert import SpanColumns
+from qfleet.collector.schema import Base
+from qfleet.collector.store import Store
 
 T0 = 1_800_000_000_000_000_000
 NODES = ("qpu-a", "qpu-b", "qpu-c")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.cli import main
-from collector.settings import Settings, SettingsError, load_token
-from collector.store import Store, open_engine
 from qfleet.cli import main as qfleet_main
+from qfleet.collector.cli import main
+from qfleet.collector.settings import Settings, SettingsError, load_token
+from qfleet.collector.store import Store, open_engine
 from tests.collector.test_store import spans_at
 
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from collector.convert import (
+from qfleet.collector.convert import (
     SPAN_COLUMNS,
     DecodeFailure,
     SpanColumns,

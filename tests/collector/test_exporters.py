@@ -51,7 +51,7 @@ from opentelemetry.trace import (
 )
 from sqlalchemy import Engine, select, text
 
-from collector.exporters import (
+from qfleet.collector.exporters import (
     BlockingSpanProcessor,
     ExportStats,
     ProcessorStats,
@@ -61,9 +61,9 @@ from collector.exporters import (
     meter_provider,
     tracer_provider,
 )
-from collector.migrate import upgrade
-from collector.schema import ROLLUP_STEP_NS, Base, MetricType, Temporality
-from collector.store import Store, open_engine
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.schema import ROLLUP_STEP_NS, Base, MetricType, Temporality
+from qfleet.collector.store import Store, open_engine
 
 T0 = 1_800_000_000_000_000_000  # a whole minute in unix ns
 MS = 1_000_000
@@ -278,7 +278,7 @@ def test_blocking_processor_shutdown_drains_the_queue_and_refuses_later_spans(
         tracer.start_span(f"s{i}").end()
     processor.shutdown()
     assert [s.name for s in exporter.get_finished_spans()] == [f"s{i}" for i in range(5)]
-    with caplog.at_level(logging.WARNING, logger="collector.exporters"):
+    with caplog.at_level(logging.WARNING, logger="qfleet.collector.exporters"):
         tracer.start_span("late").end()
     assert processor.stats == ProcessorStats(queued=5, exported=5, refused=1)
     assert any("shut down" in r.getMessage() for r in caplog.records)
@@ -382,7 +382,7 @@ def test_sql_processor_counts_invalid_spans_as_rejected_and_survives_unreadable_
 
     bad = _span("unreadable", T0, T0 + MS, 0x3)
     bad.__class__ = Unreadable
-    with caplog.at_level(logging.WARNING, logger="collector.exporters"):
+    with caplog.at_level(logging.WARNING, logger="qfleet.collector.exporters"):
         processor.on_end(bad)  # must not raise into the program that ended the span
         assert processor.force_flush()
     assert [r["name"] for r in _rows(store, "spans", "span_id")] == ["good"]
@@ -399,7 +399,7 @@ def test_span_exporter_counts_invalid_spans_as_rejected(
     store = Store(sqlite_engine)
     exporter = SqlSpanExporter(store)
     spans = [_span("good", T0, T0 + MS, 0x1), _span("backwards", T0 + MS, T0, 0x2)]
-    with caplog.at_level(logging.WARNING, logger="collector.exporters"):
+    with caplog.at_level(logging.WARNING, logger="qfleet.collector.exporters"):
         assert exporter.export(spans) is SpanExportResult.SUCCESS
     assert exporter.stats == ExportStats(exported=1, rejected=1)
     assert [r["name"] for r in _rows(store, "spans", "span_id")] == ["good"]
@@ -424,7 +424,7 @@ def test_exporters_report_failure_without_raising_on_an_unmigrated_database(
     spans = mem.get_finished_spans()
 
     exporter = SqlSpanExporter(store)
-    with caplog.at_level(logging.ERROR, logger="collector.exporters"):
+    with caplog.at_level(logging.ERROR, logger="qfleet.collector.exporters"):
         assert exporter.export(spans) is SpanExportResult.FAILURE
     assert exporter.stats == ExportStats(failed=3)
     assert any(r.exc_info for r in caplog.records), "the failure must be logged with its traceback"

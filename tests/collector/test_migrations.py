@@ -6,10 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from collector.convert import SpanColumns
-from collector.migrate import current_revisions, downgrade, head_revisions, upgrade
-from collector.schema import Base
-from collector.store import Store, open_engine
+from qfleet.collector.convert import SpanColumns
+from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
+from qfleet.collector.schema import Base
+from qfleet.collector.store import Store, open_engine
 
 
 def test_history_has_exactly_one_head() -> None:

@@ -25,8 +25,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from sqlalchemy import Engine, text
 
-from collector.receiver import Receiver, ReceiverConfig
-from collector.store import Store, open_engine
+from qfleet.collector.receiver import Receiver, ReceiverConfig
+from qfleet.collector.store import Store, open_engine
 from tests.collector.otlp_payloads import (
     T0,
     gauge_request,

@@ -40,8 +40,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from sqlalchemy import Engine
 
-from collector.receiver import Receiver, ReceiverConfig
-from collector.store import Store
+from qfleet.collector.receiver import Receiver, ReceiverConfig
+from qfleet.collector.store import Store
 from tests.collector.otlp_payloads import (
     T0,
     gauge_request,

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from collector.convert import SpanColumns, TelemetryBatch, from_metrics_request
-from collector.schema import ROLLUP_STEP_NS
-from collector.store import Store, StoreError, open_engine
+from qfleet.collector.convert import SpanColumns, TelemetryBatch, from_metrics_request
+from qfleet.collector.schema import ROLLUP_STEP_NS
+from qfleet.collector.store import Store, StoreError, open_engine
 from tests.collector.test_convert import kv
 from tests.conftest import FakeClock
 
@@ -74,8 +74,8 @@ def test_prune_computes_pending_rollups_first(store: Store, clock: FakeClock) ->
 
 def test_prune_samples(store: Store, clock: FakeClock) -> None:
     batch = TelemetryBatch()
-    from collector.convert import _MetricSink, _resource  # the conversion's own sample builder
-    from collector.schema import MetricType
+    from qfleet.collector.convert import _MetricSink, _resource  # the conversion's own sample builder
+    from qfleet.collector.schema import MetricType
 
     res = _resource(batch, {"service.name": "agent"})
     sink = _MetricSink(batch)
@@ -122,7 +122,7 @@ def test_span_rollups_match_hand_computed_values_and_late_data(store: Store) -> 
 
 def test_pending_rollups_survive_a_new_process(db_url: str) -> None:
     """Pending buckets are rows written with the data: a restart loses no rollup work."""
-    from collector.migrate import upgrade
+    from qfleet.collector.migrate import upgrade
 
     e1 = open_engine(db_url)
     upgrade(e1)

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from alerts.config import config_from_dict
-from alerts.rules import load_rules
-from alerts.service import AlertService
-from collector import Store
-from collector.migrate import upgrade
-from collector.store import open_engine
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import builtin_faults_path, load_faults
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
-from slo.spec import builtin_specs_path, load_slos
+from qfleet.alerts.config import config_from_dict
+from qfleet.alerts.rules import load_rules
+from qfleet.alerts.service import AlertService
+from qfleet.collector import Store
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.store import open_engine
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import builtin_faults_path, load_faults
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
+from qfleet.slo.spec import builtin_specs_path, load_slos
 
 __all__ = ["SEED", "seed_database"]
 

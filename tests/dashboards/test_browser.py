@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from collector.store import open_engine
-from dashboards import data
+from qfleet.collector.store import open_engine
+from qfleet.dashboards import data
 from tests.conftest import require_tool
 from tests.dashboards.browser import REPO, browser_available, chromium_page, render, streamlit_server
 

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
-from alerts.config import MatcherError
-from alerts.incidents import IncidentError
-from collector import Store
-from collector.store import open_engine
-from dashboards import data
-from dashboards.data import Filters
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
+from qfleet.alerts.config import MatcherError
+from qfleet.alerts.incidents import IncidentError
+from qfleet.collector import Store
+from qfleet.collector.store import open_engine
+from qfleet.dashboards import data
+from qfleet.dashboards.data import Filters
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
 
 MIN = 60 * NS
 DAY = 86400 * NS

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from collector.migrate import upgrade
-from collector.settings import ENV_DATABASE_URL
-from collector.store import open_engine
-from dashboards import cli, data, ui
+from qfleet.collector.migrate import upgrade
+from qfleet.collector.settings import ENV_DATABASE_URL
+from qfleet.collector.store import open_engine
+from qfleet.dashboards import cli, data, ui
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ROOT / "dashboards" / "views"

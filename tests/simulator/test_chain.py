@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from simulator import physics
-from simulator.chain import ChainConfig, ChainError, ChainResult, run_chain
+from qfleet.simulator import physics
+from qfleet.simulator.chain import ChainConfig, ChainError, ChainResult, run_chain
 
 # A short, lossless, fast link: many pairs in little simulated time, so statistical bounds are tight and quick.
 FAST = {"hop_km": 0.0, "prep_time_s": 1e-6, "duration_s": 0.01, "memories": 20}

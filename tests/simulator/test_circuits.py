@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from simulator import circuits as C
-from simulator import physics as P
+from qfleet.simulator import circuits as C
+from qfleet.simulator import physics as P
 
 N = 20_000
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import Fault, FaultKind, FaultSchedule
-from simulator.fleet import Calibration, Tenant, builtin_fleet_path, load_fleet
-from simulator.telemetry import SPAN_NAMES
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
+from qfleet.simulator.fleet import Calibration, Tenant, builtin_fleet_path, load_fleet
+from qfleet.simulator.telemetry import SPAN_NAMES
 
 MIN = 60 * NS
 T_ON, T_OFF = 10 * MIN, 30 * MIN  # every fault below is active over [10 min, 30 min) of a 40 min run

@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from simulator import physics as P
-from simulator.experiment import PROTOCOLS, ExperimentError, ExperimentResult, run_experiment
+from qfleet.simulator import physics as P
+from qfleet.simulator.experiment import PROTOCOLS, ExperimentError, ExperimentResult, run_experiment
 
 SHOTS = 10_000
 

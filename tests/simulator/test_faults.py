@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.faults import (
+from qfleet.simulator.faults import (
     BUILTIN_FAULTS,
     Fault,
     FaultError,
@@ -24,7 +24,7 @@ from simulator.faults import (
     load_faults,
     parse_duration_ns,
 )
-from simulator.fleet import Fleet, builtin_fleet_path, load_fleet
+from qfleet.simulator.fleet import Fleet, builtin_fleet_path, load_fleet
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.fleet import (
+from qfleet.simulator.fleet import (
     BUILTIN_FLEETS,
     HARDWARE_TYPES,
     LINK_PRESETS,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator import physics as P
+from qfleet.simulator import physics as P
 
 fid = st.floats(min_value=0.25, max_value=1.0)
 prob = st.floats(min_value=0.0, max_value=1.0)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from collector import Store, open_engine, upgrade
-from collector.receiver import Receiver, ReceiverConfig
-from simulator.cli import main
-from simulator.telemetry import SPAN_NAMES
+from qfleet.collector import Store, open_engine, upgrade
+from qfleet.collector.receiver import Receiver, ReceiverConfig
+from qfleet.simulator.cli import main
+from qfleet.simulator.telemetry import SPAN_NAMES
 
 TOKEN = "sim-test-token-0123456789"
 PROMOTED = ("qfleet.node.id", "qfleet.link.id", "qfleet.job.id", "qfleet.run.id", "qfleet.hardware.type")
@@ -88,7 +88,7 @@ def test_same_seed_gives_identical_stored_telemetry(tmp_path: Path, db_url: str)
 
 def test_otlp_path_into_a_live_collector_stores_the_same_rows(tmp_path: Path) -> None:
     direct = f"sqlite:///{tmp_path / 'direct.db'}"
-    via = f"sqlite:///{tmp_path / 'collector.db'}"
+    via = f"sqlite:///{tmp_path / 'qfleet.collector.db'}"
     engine = open_engine(via)
     upgrade(engine)
     rx = Receiver(Store(engine), ReceiverConfig(port=0, token=TOKEN))

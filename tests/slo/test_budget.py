@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slo.budget import (
+from qfleet.slo.budget import (
     INF,
     BudgetError,
     SampleError,
@@ -22,7 +22,7 @@ from slo.budget import (
     read_samples_csv,
     report_json,
 )
-from slo.model import (
+from qfleet.slo.model import (
     NS,
     SLO,
     AlertPolicy,
@@ -36,7 +36,7 @@ from slo.model import (
     SLOReport,
     StandardWindows,
 )
-from slo.periods import parse_rfc3339
+from qfleet.slo.periods import parse_rfc3339
 
 MIN = 60 * NS
 H = 60 * MIN

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from collector import Store
-from simulator.engine import NS, RunConfig, Simulation
-from simulator.faults import Fault, FaultKind, FaultSchedule
-from simulator.fleet import builtin_fleet_path, load_fleet
-from simulator.sinks import StoreSink
-from slo.budget import report_json
-from slo.cli import main as slo_main
-from slo.evaluate import evaluate_store, record, window_starts
-from slo.model import (
+from qfleet.collector import Store
+from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import StoreSink
+from qfleet.slo.budget import report_json
+from qfleet.slo.cli import main as slo_main
+from qfleet.slo.evaluate import evaluate_store, record, window_starts
+from qfleet.slo.model import (
     SLO,
     AlertPolicy,
     GaugeThresholdIndicator,
@@ -31,7 +31,7 @@ from slo.model import (
     SpanRatioIndicator,
     SpanThresholdIndicator,
 )
-from slo.sli import SliSource
+from qfleet.slo.sli import SliSource
 
 MIN, H, DAY = 60 * NS, 3600 * NS, 86400 * NS
 POLICY = AlertPolicy(name="sre_workbook_30d", pairs=(
@@ -74,7 +74,7 @@ def _simulate(engine: Engine, faults: list[Fault], minutes: int, seed: int = 4) 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Simulation]:
-    from collector import open_engine, upgrade
+    from qfleet.collector import open_engine, upgrade
 
     engine = open_engine(f"sqlite:///{tmp_path_factory.mktemp('slo') / 'fleet.db'}")
     upgrade(engine)
@@ -111,7 +111,7 @@ def _naive_spans(engine: Engine, slo: SLO, at: int) -> dict[tuple[str, int], tup
 
 
 def _window_start(name: str, at: int) -> int:
-    from slo.model import parse_window_ns
+    from qfleet.slo.model import parse_window_ns
 
     return at - (parse_window_ns(name) if name in ("5m", "30m", "1h", "2h", "6h", "1d", "3d") else 30 * DAY)
 

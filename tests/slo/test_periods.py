@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slo.model import NS, Calendar, Period
-from slo.periods import PeriodError, format_rfc3339, parse_rfc3339, period_bounds, period_key
+from qfleet.slo.model import NS, Calendar, Period
+from qfleet.slo.periods import PeriodError, format_rfc3339, parse_rfc3339, period_bounds, period_key
 
 H = 3600 * NS
 DAY = 24 * H

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slo.model import (
+from qfleet.slo.model import (
     NS,
     SLO,
     AlertPolicy,
@@ -31,7 +31,7 @@ from slo.model import (
     SpanRatioIndicator,
     SpanThresholdIndicator,
 )
-from slo.rules import (
+from qfleet.slo.rules import (
     ALERT_NAME,
     RulesError,
     le_value,
@@ -533,8 +533,8 @@ def test_the_documented_alertmanager_config_is_valid(tmp_path: Path) -> None:
 
 
 def test_promoted_columns_match_the_collector() -> None:
-    from collector.schema import PROMOTED_ATTRIBUTES
-    from slo import rules
+    from qfleet.collector.schema import PROMOTED_ATTRIBUTES
+    from qfleet.slo import rules
 
     assert rules._PROMOTED == PROMOTED_ATTRIBUTES
 

@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from slo.cli import main
+from qfleet.slo.cli import main
 from tests.conftest import require_tool
 
 

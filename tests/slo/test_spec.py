@@ -16,7 +16,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slo.model import (
+from qfleet.slo.model import (
     NS,
     SLO,
     Calendar,
@@ -28,7 +28,7 @@ from slo.model import (
     SpanThresholdIndicator,
     parse_window_ns,
 )
-from slo.spec import (
+from qfleet.slo.spec import (
     BUILTIN_POLICIES,
     Problem,
     SpecError,
@@ -714,7 +714,7 @@ def test_to_json_is_json() -> None:
 def test_load_slos_logs_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "low.yaml"
     path.write_text(yaml.safe_dump(_slo(objectives=[{"target": "0.9"}])))
-    with caplog.at_level(logging.WARNING, logger="slo.spec"):
+    with caplog.at_level(logging.WARNING, logger="qfleet.slo.spec"):
         (slo,) = load_slos(path)
     assert "page_fast" in caplog.text and slo.target == Fraction(9, 10)
 
