@@ -152,7 +152,7 @@ def _silence(args: argparse.Namespace, engine: Any, now: int, out: TextIO) -> in
     from sqlalchemy import insert, select, update
 
     from qfleet.alerts.config import parse_matcher
-    from qfleet.collector.schema import SilenceRecord
+    from qfleet.alerts.schema import SilenceRecord
     from qfleet.slo.model import parse_window_ns
 
     t = SilenceRecord.__table__

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from qfleet.alerts.model import NS, Alert, Notification
-from qfleet.collector.schema import Incident, IncidentEvent, Span
+from qfleet.alerts.schema import Incident, IncidentEvent
+from qfleet.collector.schema import Span
 
 __all__ = ["FAULT_SPAN", "SEVERITY_ORDER", "IncidentError", "Incidents", "incident_id"]
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qfleet.alerts.model import NS, Notification, Receiver
 from qfleet.alerts.payloads import idempotency_key, pagerduty_event, webhook_body
-from qfleet.collector.schema import AlertOutbox
+from qfleet.alerts.schema import AlertOutbox
 
 __all__ = [
     "Backoff",

@@ -19,11 +19,12 @@ from qfleet.alerts.incidents import Incidents
 from qfleet.alerts.model import AlertingConfig, Notification
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
 from qfleet.alerts.rules import AlertRule, sync_rules
+from qfleet.alerts.schema import NotificationLog, SilenceRecord
 from qfleet.alerts.silences import silence_from_api
 from qfleet.alerts.sources import AlertState, slo_alerts
 from qfleet.alerts.timeline import Dispatcher
 from qfleet.alerts.webhook import Deliverer
-from qfleet.collector.schema import NotificationLog, SilenceRecord, Span
+from qfleet.collector.schema import Span
 from qfleet.slo.evaluate import evaluate_store, record
 from qfleet.slo.model import SLO
 from qfleet.slo.sli import SliSource

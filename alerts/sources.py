@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from qfleet.alerts.model import Alert, labels_key
-from qfleet.collector.schema import AlertRecord
+from qfleet.alerts.schema import AlertRecord
 from qfleet.slo.model import SLO, SLOReport
 from qfleet.slo.rules import prometheus_label
 

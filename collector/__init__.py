@@ -3,39 +3,38 @@
 Every trace and metric of the fleet lands here, through one of three paths that end in
 the same transaction-per-batch write (:meth:`Store.write`): in-process OpenTelemetry
 exporters, the OTLP/HTTP receiver, and the columnar bulk API (:class:`SpanColumns`).
+
+The names below load on first use (lazy_loader), so importing one submodule does not pull in the rest.
 """
 
-from qfleet.collector.convert import SpanColumns, TelemetryBatch
-from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
-from qfleet.collector.schema import PROMOTED_ATTRIBUTES, ROLLUP_STEP_NS
-from qfleet.collector.settings import Settings, SettingsError, load_token
-from qfleet.collector.store import (
-    GaugeValue,
-    PruneResult,
-    RollupResult,
-    Store,
-    StoreError,
-    WriteResult,
-    open_engine,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "GaugeValue",
-    "PROMOTED_ATTRIBUTES",
-    "PruneResult",
-    "ROLLUP_STEP_NS",
-    "RollupResult",
-    "Settings",
-    "SettingsError",
-    "SpanColumns",
-    "Store",
-    "StoreError",
-    "TelemetryBatch",
-    "WriteResult",
-    "current_revisions",
-    "downgrade",
-    "head_revisions",
-    "load_token",
-    "open_engine",
-    "upgrade",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "convert": ["SpanColumns", "TelemetryBatch"],
+    "migrate": ["current_revisions", "downgrade", "head_revisions", "upgrade"],
+    "schema": ["PROMOTED_ATTRIBUTES", "ROLLUP_STEP_NS"],
+    "settings": ["Settings", "SettingsError", "load_token"],
+    "store": ["GaugeValue", "PruneResult", "RollupResult", "Store", "StoreError", "WriteResult", "open_engine"],
+})
+
+if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getattr__)
+    from qfleet.collector.convert import SpanColumns as SpanColumns
+    from qfleet.collector.convert import TelemetryBatch as TelemetryBatch
+    from qfleet.collector.migrate import current_revisions as current_revisions
+    from qfleet.collector.migrate import downgrade as downgrade
+    from qfleet.collector.migrate import head_revisions as head_revisions
+    from qfleet.collector.migrate import upgrade as upgrade
+    from qfleet.collector.schema import PROMOTED_ATTRIBUTES as PROMOTED_ATTRIBUTES
+    from qfleet.collector.schema import ROLLUP_STEP_NS as ROLLUP_STEP_NS
+    from qfleet.collector.settings import Settings as Settings
+    from qfleet.collector.settings import SettingsError as SettingsError
+    from qfleet.collector.settings import load_token as load_token
+    from qfleet.collector.store import GaugeValue as GaugeValue
+    from qfleet.collector.store import PruneResult as PruneResult
+    from qfleet.collector.store import RollupResult as RollupResult
+    from qfleet.collector.store import Store as Store
+    from qfleet.collector.store import StoreError as StoreError
+    from qfleet.collector.store import WriteResult as WriteResult
+    from qfleet.collector.store import open_engine as open_engine

@@ -1,9 +1,11 @@
-"""SQLAlchemy 2.x schema of the telemetry store.
+"""SQLAlchemy 2.x schema of the telemetry store: the tables the collector owns and alone writes.
 
 Ids are lowercase hex text (as in OTLP/JSON), times are integer nanoseconds since the
 Unix epoch, attributes are JSON (JSONB on PostgreSQL). Attributes that every query
-filters on are promoted to columns (see ``PROMOTED_ATTRIBUTES``). The Alembic history
-in ``migrations/`` must match this module exactly (a test runs autogenerate).
+filters on are promoted to columns (see ``PROMOTED_ATTRIBUTES``). The SLO engine's and the
+alerts' tables live in ``qfleet.slo.schema`` and ``qfleet.alerts.schema`` (one metadata per
+package, with the naming convention and JSON type defined here); the Alembic history in
+``migrations/`` must match all of them exactly (a test runs autogenerate).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
+    "JsonType",
+    "NAMING_CONVENTION",
     "MetricRollup",
     "MetricSample",
     "MetricSeries",
@@ -37,15 +41,7 @@ __all__ = [
     "ROLLUP_STEP_NS",
     "Resource",
     "RollupPending",
-    "AlertOutbox",
-    "AlertRecord",
-    "Incident",
-    "IncidentEvent",
-    "NotificationLog",
     "Signal",
-    "SilenceRecord",
-    "SloCount",
-    "SloEvaluation",
     "Span",
     "SpanEvent",
     "SpanLink",
@@ -107,9 +103,9 @@ class Temporality(enum.IntEnum):
 
 
 class Base(DeclarativeBase):
-    """Declarative base of every qfleet table."""
+    """Declarative base of the collector's tables."""
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = MetaData(naming_convention=NAMING_CONVENTION, info={"owner": "collector"})
     type_annotation_map = {dict[str, Any]: JsonType}
 
 
@@ -300,144 +296,3 @@ class RollupPending(Base):
     signal: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     touched_unix_nano: Mapped[int] = mapped_column(BigInteger)
-
-
-class SloEvaluation(Base):
-    """One evaluation of one SLO (and one segment of it) at one instant: the history the dashboards plot.
-
-    ``segment`` is the canonical ``key=value,...`` text of the segment's labels (empty when unsegmented);
-    ``report`` is the full JSON report; the columns beside it are what charts and alerts filter on.
-    """
-
-    __tablename__ = "slo_evaluations"
-
-    slo: Mapped[str] = mapped_column(Text, primary_key=True)
-    segment: Mapped[str] = mapped_column(Text, primary_key=True)
-    at_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    sli: Mapped[float | None] = mapped_column(Float)
-    remaining_fraction: Mapped[float | None] = mapped_column(Float)
-    burn_1h: Mapped[float | None] = mapped_column(Float)
-    burn_6h: Mapped[float | None] = mapped_column(Float)
-    page: Mapped[bool] = mapped_column(Boolean)
-    ticket: Mapped[bool] = mapped_column(Boolean)
-    report: Mapped[dict[str, Any]]
-
-    __table_args__ = (Index(None, "at_unix_nano"),)
-
-
-class SloCount(Base):
-    """Per-minute good and total events of one SLO segment, materialised from the rollups (and, for span
-    threshold SLIs, the raw spans), so that a 30-day budget reads one row per minute instead of every series.
-
-    ``slo`` is the SLO name plus a fingerprint of its indicator and segmentation (a changed definition gets
-    fresh counts); ``bucket_start_unix_nano`` is the minute's start, its events the step that ends a minute later.
-    """
-
-    __tablename__ = "slo_counts"
-
-    slo: Mapped[str] = mapped_column(Text, primary_key=True)
-    segment: Mapped[str] = mapped_column(Text, primary_key=True)
-    bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    good: Mapped[int] = mapped_column(BigInteger)
-    total: Mapped[int] = mapped_column(BigInteger)
-
-
-# -- alerts (issue 5): state that must survive a restart --------------------------------------------------------
-
-
-class AlertRecord(Base):
-    """An alert known to the alerts service (from SLO conditions and direct rules), by label fingerprint."""
-
-    __tablename__ = "alerts"
-
-    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
-    labels: Mapped[dict[str, Any]]
-    annotations: Mapped[dict[str, Any]]
-    starts_at_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    ends_at_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
-    updated_unix_nano: Mapped[int] = mapped_column(BigInteger)
-
-    __table_args__ = (Index(None, "ends_at_unix_nano"),)
-
-
-class NotificationLog(Base):
-    """Alertmanager's notification log: what each receiver was last told about each group."""
-
-    __tablename__ = "notification_log"
-
-    receiver: Mapped[str] = mapped_column(Text, primary_key=True)
-    group_key: Mapped[str] = mapped_column(Text, primary_key=True)
-    firing: Mapped[dict[str, Any]]        # {"fingerprints": [...]}
-    resolved: Mapped[dict[str, Any]]
-    sent_unix_nano: Mapped[int] = mapped_column(BigInteger)
-
-
-class AlertOutbox(Base):
-    """A notification recorded before it is sent; delivered at least once, or dead-lettered.
-
-    ``id`` is the idempotency key every attempt carries, so a receiver can make delivery exactly once.
-    """
-
-    __tablename__ = "alert_outbox"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    receiver: Mapped[str] = mapped_column(Text)
-    integration: Mapped[str] = mapped_column(Text)          # "webhook" | "pagerduty"
-    url: Mapped[str] = mapped_column(Text)
-    group_key: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(Text)                # "pending" | "delivered" | "dead"
-    attempts: Mapped[int] = mapped_column(Integer)
-    created_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    next_attempt_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    delivered_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
-    last_error: Mapped[str] = mapped_column(Text)
-
-    __table_args__ = (Index(None, "state", "next_attempt_unix_nano"),)
-
-
-class SilenceRecord(Base):
-    """An Alertmanager API v2 silence (``matchers`` as the API's list of objects)."""
-
-    __tablename__ = "silences"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    matchers: Mapped[dict[str, Any]]       # {"matchers": [{name, value, isRegex, isEqual}]}
-    starts_at_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    ends_at_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    created_by: Mapped[str] = mapped_column(Text)
-    comment: Mapped[str] = mapped_column(Text)
-    updated_unix_nano: Mapped[int] = mapped_column(BigInteger)
-
-
-class Incident(Base):
-    """An alert group that became an incident; its timeline is in ``incident_events``."""
-
-    __tablename__ = "incidents"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    group_key: Mapped[str] = mapped_column(Text)
-    receiver: Mapped[str] = mapped_column(Text)
-    title: Mapped[str] = mapped_column(Text)
-    severity: Mapped[str] = mapped_column(Text)
-    labels: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(Text)                # "open" | "acknowledged" | "resolved"
-    opened_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    acknowledged_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
-    acknowledged_by: Mapped[str | None] = mapped_column(Text)
-    escalated_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
-    resolved_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
-
-    __table_args__ = (Index(None, "group_key"), Index(None, "opened_unix_nano"))
-
-
-class IncidentEvent(Base):
-    """One entry of an incident's timeline: fired, notified, acknowledged, escalated, resolved, fault."""
-
-    __tablename__ = "incident_events"
-
-    incident_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at_unix_nano: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(Text)
-    detail: Mapped[dict[str, Any]]

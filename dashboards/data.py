@@ -24,18 +24,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from qfleet.alerts.config import parse_matcher
 from qfleet.alerts.incidents import IncidentError, Incidents
-from qfleet.collector.schema import (
-    ROLLUP_STEP_NS,
-    Incident,
-    IncidentEvent,
-    MetricRollup,
-    MetricSample,
-    MetricSeries,
-    SilenceRecord,
-    SloEvaluation,
-    Span,
-    SpanRollup,
-)
+from qfleet.alerts.schema import Incident, IncidentEvent, SilenceRecord
+from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
+from qfleet.slo.schema import SloEvaluation
 
 __all__ = [
     "LONG_WINDOW_NS",

@@ -3,9 +3,10 @@
 from alembic import context
 from sqlalchemy import Connection
 
-from qfleet.collector.schema import Base
+from qfleet.migrations import target_metadata as _gather
 
-target_metadata = Base.metadata
+# Every package's own tables: autogenerate and `alembic check` compare against all of them.
+target_metadata = list(_gather())
 
 
 def _run(connection: Connection) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine, delete, insert
 
-from qfleet.collector.schema import SloEvaluation
 from qfleet.slo.budget import StepCounts, evaluate_slo, report_json
 from qfleet.slo.model import SLO, SLOReport, StandardWindows, parse_window_ns
 from qfleet.slo.periods import period_bounds
+from qfleet.slo.schema import SloEvaluation
 from qfleet.slo.sli import SliSource, segment_key, segment_labels
 
 __all__ = ["evaluate_store", "lookback_ns", "record", "window_starts"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text
 
-from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSeries, SloCount, Span, SpanRollup
+from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSeries, Span, SpanRollup
 from qfleet.slo.model import (
     SLO,
     Counts,
@@ -32,6 +32,7 @@ from qfleet.slo.model import (
     SpanRatioIndicator,
     SpanThresholdIndicator,
 )
+from qfleet.slo.schema import SloCount
 
 __all__ = ["SliSource", "counts_key", "segment_key", "segment_labels"]
 

@@ -1,6 +1,8 @@
 """Shared fixtures: real SQLite files, the real PostgreSQL on 127.0.0.1:5432, tool checks.
 
-Under ``QFLEET_CI=1`` a missing service or tool fails the test instead of skipping it.
+Tests skip only through :func:`require` (the architecture test forbids bare ``pytest.skip``). Under
+``QFLEET_CI=1`` a missing service or tool fails the test instead, and any skip that still happens (a plugin's,
+a marker's) turns into a failure too: CI must run everything.
 """
 
 from __future__ import annotations
@@ -20,11 +22,34 @@ from qfleet.collector.store import Store, open_engine
 PG_ADMIN_URL = os.environ.get("QFLEET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def _ci() -> bool:
+    return os.environ.get("QFLEET_CI") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under QFLEET_CI=1, a skipped test is reported as failed, with the reason it skipped."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if _ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"QFLEET_CI=1 runs everything, but this test skipped: {reason}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under QFLEET_CI=1, any skip left (of a whole module, say) fails the run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if _ci() and skipped and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip when ``condition`` is false, or fail under QFLEET_CI=1 (CI must run everything)."""
     if condition:
         return
-    if os.environ.get("QFLEET_CI") == "1":
+    if _ci():
         pytest.fail(f"QFLEET_CI=1 and a required component is missing: {reason}")
     pytest.skip(reason)
 

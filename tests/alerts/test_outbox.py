@@ -15,7 +15,7 @@ from qfleet.alerts.outbox import (
     OutboxItem,
     items_for,
 )
-from qfleet.collector.schema import AlertOutbox
+from qfleet.alerts.schema import AlertOutbox
 from tests.conftest import FakeClock
 
 NO_JITTER = Backoff(jitter=0)

@@ -8,8 +8,8 @@ from sqlalchemy import inspect, text
 
 from qfleet.collector.convert import SpanColumns
 from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
-from qfleet.collector.schema import Base
 from qfleet.collector.store import Store, open_engine
+from qfleet.migrations import target_metadata
 
 
 def test_history_has_exactly_one_head() -> None:
@@ -53,9 +53,19 @@ def test_models_match_migrations(db_url: str) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(ctx, Base.metadata)
+        diff = compare_metadata(ctx, list(target_metadata()))
     engine.dispose()
     assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_every_table_has_one_owner_and_the_history_covers_them_all(sqlite_url: str) -> None:
+    owners = {name: md for md in target_metadata() for name in md.tables}
+    assert sum(len(md.tables) for md in target_metadata()) == len(owners), "a table is declared twice"
+    assert {"spans", "slo_counts", "slo_evaluations", "alerts", "incidents", "silences"} <= set(owners)
+    engine = open_engine(sqlite_url)
+    upgrade(engine)
+    assert set(inspect(engine).get_table_names()) - {"alembic_version"} == set(owners)
+    engine.dispose()
 
 
 def test_upgrade_is_idempotent_and_current_is_reported(sqlite_url: str) -> None:
