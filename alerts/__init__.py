@@ -1,48 +1,63 @@
 """Alertmanager-compatible routing, grouping, inhibition and silences, delivered through a durable signed outbox.
 
 * :mod:`qfleet.alerts.model`: alerts, matchers, routes, receivers, silences, notifications.
-* :mod:`qfleet.alerts.config` / :mod:`qfleet.alerts.routing` / :mod:`qfleet.alerts.intervals`: the ``alertmanager.yml`` subset.
-* :mod:`qfleet.alerts.timeline` / :mod:`qfleet.alerts.inhibit` / :mod:`qfleet.alerts.silences`: the notification timeline (pure).
-* :mod:`qfleet.alerts.payloads` / :mod:`qfleet.alerts.outbox` / :mod:`qfleet.alerts.webhook`: bodies, the outbox, signed delivery.
-* :mod:`qfleet.alerts.sources` / :mod:`qfleet.alerts.rules` / :mod:`qfleet.alerts.incidents`: what fires, and what it becomes.
+* :mod:`qfleet.alerts.config` / :mod:`qfleet.alerts.matchers` / :mod:`qfleet.alerts.routing` /
+  :mod:`qfleet.alerts.intervals`: the ``alertmanager.yml`` subset and its routing tree.
+* :mod:`qfleet.alerts.timeline` / :mod:`qfleet.alerts.inhibit` / :mod:`qfleet.alerts.silences`: the notification
+  timeline (pure).
+* :mod:`qfleet.alerts.payloads` / :mod:`qfleet.alerts.outbox` / :mod:`qfleet.alerts.webhook`: bodies, the outbox,
+  signed delivery.
+* :mod:`qfleet.alerts.rules` (the rule files) / :mod:`qfleet.alerts.rule_queries` (their store queries) /
+  :mod:`qfleet.alerts.sources` / :mod:`qfleet.alerts.incidents`: what fires, and what it becomes.
 * :mod:`qfleet.alerts.service`: the loop that ties them together (run by ``qfleet serve``).
+
+The names below load on first use (lazy_loader), so ``qfleet alerts routes test`` imports the config and the
+routing tree, not the store, the outbox or HTTP delivery.
 """
 
-from qfleet.alerts.config import ConfigError, config_from_dict, load_config, parse_matcher
-from qfleet.alerts.incidents import Incidents
-from qfleet.alerts.model import Alert, AlertingConfig, Matcher, Notification, Receiver, Route, Silence
-from qfleet.alerts.outbox import Outbox, OutboxItem
-from qfleet.alerts.payloads import pagerduty_event, sign, verify, webhook_body
-from qfleet.alerts.routing import resolve, routes_test
-from qfleet.alerts.rules import load_rules
-from qfleet.alerts.service import AlertService
-from qfleet.alerts.timeline import Dispatcher, replay
-from qfleet.alerts.webhook import Deliverer
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Alert",
-    "AlertService",
-    "AlertingConfig",
-    "ConfigError",
-    "Deliverer",
-    "Dispatcher",
-    "Incidents",
-    "Matcher",
-    "Notification",
-    "Outbox",
-    "OutboxItem",
-    "Receiver",
-    "Route",
-    "Silence",
-    "config_from_dict",
-    "load_config",
-    "load_rules",
-    "pagerduty_event",
-    "parse_matcher",
-    "replay",
-    "resolve",
-    "routes_test",
-    "sign",
-    "verify",
-    "webhook_body",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "config": ["ConfigError", "config_from_dict", "load_config"],
+    "incidents": ["Incidents"],
+    "matchers": ["MatcherError", "parse_matcher"],
+    "model": ["Alert", "AlertingConfig", "Matcher", "Notification", "Receiver", "Route", "Silence"],
+    "outbox": ["Outbox", "OutboxItem"],
+    "payloads": ["pagerduty_event", "sign", "verify", "webhook_body"],
+    "routing": ["resolve", "routes_test"],
+    "rules": ["AlertRulesError", "load_rules"],
+    "service": ["AlertService"],
+    "timeline": ["Dispatcher", "replay"],
+    "webhook": ["Deliverer"],
+})
+
+if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getattr__)
+    from qfleet.alerts.config import ConfigError as ConfigError
+    from qfleet.alerts.config import config_from_dict as config_from_dict
+    from qfleet.alerts.config import load_config as load_config
+    from qfleet.alerts.incidents import Incidents as Incidents
+    from qfleet.alerts.matchers import MatcherError as MatcherError
+    from qfleet.alerts.matchers import parse_matcher as parse_matcher
+    from qfleet.alerts.model import Alert as Alert
+    from qfleet.alerts.model import AlertingConfig as AlertingConfig
+    from qfleet.alerts.model import Matcher as Matcher
+    from qfleet.alerts.model import Notification as Notification
+    from qfleet.alerts.model import Receiver as Receiver
+    from qfleet.alerts.model import Route as Route
+    from qfleet.alerts.model import Silence as Silence
+    from qfleet.alerts.outbox import Outbox as Outbox
+    from qfleet.alerts.outbox import OutboxItem as OutboxItem
+    from qfleet.alerts.payloads import pagerduty_event as pagerduty_event
+    from qfleet.alerts.payloads import sign as sign
+    from qfleet.alerts.payloads import verify as verify
+    from qfleet.alerts.payloads import webhook_body as webhook_body
+    from qfleet.alerts.routing import resolve as resolve
+    from qfleet.alerts.routing import routes_test as routes_test
+    from qfleet.alerts.rules import AlertRulesError as AlertRulesError
+    from qfleet.alerts.rules import load_rules as load_rules
+    from qfleet.alerts.service import AlertService as AlertService
+    from qfleet.alerts.timeline import Dispatcher as Dispatcher
+    from qfleet.alerts.timeline import replay as replay
+    from qfleet.alerts.webhook import Deliverer as Deliverer

@@ -7,10 +7,15 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# Each command imports what it uses when it runs: `routes test` must answer without loading SQLAlchemy, the
+# collector or the SLO engine (compare `amtool config routes test`).
 
 __all__ = ["main"]
 
@@ -26,29 +31,27 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="replay a timeline of alert state changes through the notification pipeline")
     rp.add_argument("--config", required=True)
     rp.add_argument("--events", required=True, help='JSON: [{"t": "400s", "labels": {...}, "state": "firing"}]')
-    rp.add_argument("--until", help="replay until this offset (e.g. 6h); default: the last event plus 1 day")
+    rp.add_argument("--until", help="replay until this offset (a duration: 6h, 1h30m); default: the last event "
+                    "plus 1 day")
     rp.add_argument("--json", action="store_true")
     si = sub.add_parser("silence", help="Alertmanager-style silences in the store")
     ssub = si.add_subparsers(dest="sub", required=True)
     sa = ssub.add_parser("add", help="create a silence")
     sa.add_argument("matchers", nargs="+", metavar='NAME="VALUE"', help="matchers, e.g. node=\"qpu-a\" slo=~\"fid.*\"")
-    sa.add_argument("--duration", default="2h")
+    sa.add_argument("--duration", default="2h", help="how long it lasts from now (a duration: 2h, 1h30m, 1d)")
     sa.add_argument("--author", required=True)
     sa.add_argument("--comment", required=True)
     sx = ssub.add_parser("expire", help="end a silence now")
     sx.add_argument("id")
-    ssub.add_parser("list", help="list silences")
+    sl = ssub.add_parser("list", help="list silences")
     ack = sub.add_parser("ack", help="acknowledge an incident (stops its escalation)")
     ack.add_argument("incident")
     ack.add_argument("--by", required=True)
     inc = sub.add_parser("incidents", help="list incidents")
     inc.add_argument("--state", choices=["open", "acknowledged", "resolved"])
     inc.add_argument("--json", action="store_true")
-    for sp in (si, ack, inc, sa, sx):
+    for sp in (sa, sx, sl, ack, inc):
         sp.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
-    for sp in ssub.choices.values():
-        if not any(a.dest == "db" for a in sp._actions):
-            sp.add_argument("--db", help="database URL")
     return p
 
 
@@ -83,22 +86,10 @@ def _routes_test(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-_UNITS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
-
-
-def _offset_ns(text: str) -> int:
-    """``400s``, ``5m``, ``6h``, ``1d``, ``250ms`` as ns."""
-    import re
-
-    m = re.fullmatch(r"(\d+)(ms|s|m|h|d)", text.strip())
-    if not m:
-        raise ValueError(f"--until {text!r} is not a duration; e.g. 400s, 30m, 6h, 1d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
 def _replay(args: argparse.Namespace, out: TextIO) -> int:
     from qfleet.alerts.config import load_config
     from qfleet.alerts.timeline import replay
+    from qfleet.units import NS
 
     path = Path(args.events)
     try:
@@ -106,19 +97,31 @@ def _replay(args: argparse.Namespace, out: TextIO) -> int:
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--events {str(path)!r}: {e}; give a JSON list of "
                          '{"t": "400s", "labels": {...}, "state": "firing"|"resolved"}') from e
-    until = _offset_ns(args.until) if args.until else None
+    until = _duration("--until", args.until) if args.until else None
     notes = replay(load_config(Path(args.config)), events, until_ns=until)
-    docs = [{"t_s": n.at / 1e9, "receiver": n.receiver, "group_key": n.group_key, "reason": n.reason,
+    docs = [{"t_s": n.at / NS, "receiver": n.receiver, "group_key": n.group_key, "reason": n.reason,
              "firing": [dict(a.labels) for a in n.firing], "resolved": [dict(a.labels) for a in n.resolved]}
             for n in notes]
     if args.json:
         print(json.dumps(docs), file=out)
     else:
         for d in docs:
-            names = lambda xs: ",".join(x.get("alertname", "?") for x in xs) or "-"  # noqa: E731
-            print(f"{d['t_s']:>9.0f}s  {d['receiver']:<16} {d['reason']:<24} firing={names(d['firing'])} "
-                  f"resolved={names(d['resolved'])}", file=out)
+            print(f"{d['t_s']:>9.0f}s  {d['receiver']:<16} {d['reason']:<24} firing={_names(d['firing'])} "
+                  f"resolved={_names(d['resolved'])}", file=out)
     return 0
+
+
+def _names(alerts: Any) -> str:
+    return ",".join(a.get("alertname", "?") for a in alerts) or "-"
+
+
+def _duration(flag: str, text: str) -> int:
+    from qfleet.units import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError as e:
+        raise ValueError(f"{flag}: {e}") from e
 
 
 def _store_command(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
@@ -148,38 +151,20 @@ def _store_command(args: argparse.Namespace, env: Mapping[str, str], out: TextIO
         engine.dispose()
 
 
-def _silence(args: argparse.Namespace, engine: Any, now: int, out: TextIO) -> int:
-    from sqlalchemy import insert, select, update
+def _silence(args: argparse.Namespace, engine: Engine, now: int, out: TextIO) -> int:
+    from qfleet.alerts.silence_store import SilenceStore
+    from qfleet.alerts.silences import matcher_text, silence_state
 
-    from qfleet.alerts.config import parse_matcher
-    from qfleet.alerts.schema import SilenceRecord
-    from qfleet.slo.model import parse_window_ns
-
-    t = SilenceRecord.__table__
+    store = SilenceStore(engine)
     if args.sub == "add":
-        ms = [parse_matcher(m) for m in args.matchers]
-        doc = [{"name": m.name, "value": m.value, "isRegex": m.op in ("=~", "!~"), "isEqual": m.op in ("=", "=~")}
-               for m in ms]
-        sid = str(uuid.uuid4())
-        with engine.begin() as conn:
-            conn.execute(insert(t).values(id=sid, matchers={"matchers": doc}, starts_at_unix_nano=now,
-                                          ends_at_unix_nano=now + parse_window_ns(args.duration),
-                                          created_by=args.author, comment=args.comment, updated_unix_nano=now))
-        print(sid, file=out)
-        return 0
-    if args.sub == "expire":
-        with engine.begin() as conn:
-            n = conn.execute(update(t).where(t.c.id == args.id, t.c.ends_at_unix_nano > now).values(
-                ends_at_unix_nano=now, updated_unix_nano=now)).rowcount
-        if not n:
-            raise ValueError(f"no active silence with id {args.id!r}; see `qfleet alerts silence list`")
+        ends = now + _duration("--duration", args.duration)
+        s = store.add(args.matchers, starts_at=now, ends_at=ends, created_by=args.author, comment=args.comment)
+        print(s.id, file=out)
+    elif args.sub == "expire":
+        store.expire(args.id, now)
         print(f"silence {args.id} expired", file=out)
-        return 0
-    with engine.connect() as conn:
-        for r in conn.execute(select(t).order_by(t.c.starts_at_unix_nano)):
-            state = "active" if r.starts_at_unix_nano <= now <= r.ends_at_unix_nano else (
-                "pending" if now < r.starts_at_unix_nano else "expired")
-            print(f"{r.id}  {state:<8}  {r.created_by}: {r.comment}  "
-                  + " ".join(f'{m["name"]}{"=" if m["isEqual"] else "!"}{"~" if m["isRegex"] else ""}"{m["value"]}"'
-                             for m in r.matchers["matchers"]), file=out)
+    else:
+        for s in store.list():
+            print(f"{s.id}  {silence_state(s, now):<8}  {s.created_by}: {s.comment}  "
+                  + " ".join(matcher_text(m) for m in s.matchers), file=out)
     return 0

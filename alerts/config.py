@@ -3,9 +3,11 @@
 A file Alertmanager accepts loads here unchanged: the parts qfleet implements become :class:`AlertingConfig`
 values, the parts it knows but does not implement (e-mail/Slack/... receivers, ``templates``, most ``global``
 keys, ``http_config``, route ``labels``) come back as warnings, and anything else (a typo) is a problem. Every
-problem is collected, then :class:`ConfigError` lists them all with their key paths::
+problem is collected (a :class:`qfleet.problems.Problem`: key path, what is wrong, the fix), then
+:class:`ConfigError` lists them all::
 
-    global: {resolve_timeout: 5m}                # other global keys: warnings (pagerduty_url is used)
+    global: {resolve_timeout: 5m}                # unrefreshed alerts without an end resolve after it;
+                                                 # pagerduty_url is used, other global keys: warnings
     route:                                       # the root: receiver required, no matchers, no mute times
       receiver: tickets
       group_by: [alertname, slo]                 # ['...'] = every label; unset = one group
@@ -31,24 +33,32 @@ file's directory).
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-
+from qfleet.alerts.fields import LABEL_NAME_RULE, duration_at, is_label_name
 from qfleet.alerts.intervals import parse_time_intervals
-from qfleet.alerts.model import NS, AlertingConfig, InhibitRule, Matcher, Receiver, Route, TimeInterval
+from qfleet.alerts.matchers import MatcherError, matcher, parse_matcher, parse_matchers
+from qfleet.alerts.model import (
+    DEFAULT_RESOLVE_TIMEOUT_NS,
+    AlertingConfig,
+    InhibitRule,
+    Matcher,
+    Receiver,
+    Route,
+    TimeInterval,
+)
+from qfleet.problems import Problem, Problems, ProblemsError, did_you_mean, read_yaml
 
+# MatcherError, parse_matcher and parse_matchers live in qfleet.alerts.matchers; they stay importable from here.
 __all__ = [
+    "PAGERDUTY_URL",
     "ConfigError",
     "MatcherError",
     "config_from_dict",
     "load_config",
-    "parse_duration",
     "parse_matcher",
     "parse_matchers",
     "read_config",
@@ -57,20 +67,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-DEFAULT_GROUP_WAIT_NS = 30 * NS
-DEFAULT_GROUP_INTERVAL_NS = 300 * NS
-DEFAULT_REPEAT_INTERVAL_NS = 4 * 3600 * NS
-
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?\Z")
-_UNITS_NS = (365 * 86400 * NS, 7 * 86400 * NS, 86400 * NS, 3600 * NS, 60 * NS, NS, NS // 1000)
-_MATCHER = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^\s=!~"]+)\s*(=~|!~|!=|=)\s*(.*?)\s*\Z', re.S)
 
 _TOP_KEYS = {"global", "route", "receivers", "inhibit_rules", "time_intervals", "mute_time_intervals",
              "templates", "tracing", "qfleet"}
 _ROUTE_KEYS = {"receiver", "group_by", "continue", "matchers", "match", "match_re", "group_wait",
                "group_interval", "repeat_interval", "mute_time_intervals", "active_time_intervals", "routes"}
 _ROUTE_UNSUPPORTED = {"labels"}
+_GLOBAL_KEYS = {"resolve_timeout", "pagerduty_url"}
 _GLOBAL_UNSUPPORTED = {
     "http_config", "smtp_from", "smtp_hello", "smtp_smarthost", "smtp_auth_username", "smtp_auth_password",
     "smtp_auth_password_file", "smtp_auth_secret", "smtp_auth_secret_file", "smtp_auth_identity",
@@ -82,6 +85,7 @@ _GLOBAL_UNSUPPORTED = {
     "rocketchat_token_file", "rocketchat_token_id", "rocketchat_token_id_file", "mattermost_webhook_url",
     "mattermost_webhook_url_file",
 }
+_DELIVERED = {"webhook_configs", "pagerduty_configs"}
 _OTHER_RECEIVERS = {
     "email_configs", "slack_configs", "opsgenie_configs", "pushover_configs", "sns_configs", "telegram_configs",
     "victorops_configs", "webex_configs", "wechat_configs", "discord_configs", "msteams_configs",
@@ -95,177 +99,57 @@ _PD_UNSUPPORTED = {"http_config", "client", "client_url", "description", "detail
 _PD_V1 = {"service_key", "service_key_file"}
 _INHIBIT_KEYS = {"name", "source_matchers", "target_matchers", "equal", "source_match", "source_match_re",
                  "target_match", "target_match_re"}
+_INTERVAL_KEYS = {"name", "time_intervals"}
 _QFLEET_KEYS = {"escalation_receiver", "escalate_after"}
 
 
-class ConfigError(ValueError):
-    """An alerting configuration with problems; ``problems`` names each one's key path and fix.
+class ConfigError(ProblemsError):
+    """An alerting configuration with problems: ``problems`` holds each one (key path, what is wrong, the fix),
+    ``warnings`` the Alertmanager settings qfleet knows but ignores.
 
-    >>> str(ConfigError(["route.receiver: required"], source="am.yml"))
-    'am.yml: 1 problem:\\n  - route.receiver: required'
+    Examples:
+        >>> print(ConfigError([Problem("route.receiver", "required", "name the default receiver")], source="am.yml"))
+        am.yml: route.receiver: required (fix: name the default receiver)
     """
 
-    def __init__(self, problems: list[str], *, source: str = "") -> None:
-        self.problems = list(problems)
-        self.source = source
-        n = len(self.problems)
-        head = f"{source}: " if source else ""
-        super().__init__(f"{head}{n} problem{'s' if n != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems))
 
-
-class MatcherError(ConfigError):
-    """A matcher string that is not ``name="value"`` (or ``!=``, ``=~``, ``!~``)."""
-
-
-def _unquote(text: str) -> str:
-    """The body of a double-quoted string with ``\\"``, ``\\\\`` and ``\\n`` unescaped (other escapes kept,
-    so regexes such as ``"qpu-\\d+"`` survive, as with Alertmanager's classic parser)."""
-    out, i, body = [], 0, text[1:-1]
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            out.append({"\\": "\\", '"': '"', "n": "\n"}.get(nxt, "\\" + nxt))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def parse_matcher(text: str) -> Matcher:
-    """One Alertmanager matcher: ``name="v"``, ``name!="v"``, ``name=~"re"``, ``name!~"re"`` or unquoted values.
-
-    Regexes are fully anchored (see :class:`alerts.model.Matcher`).
-
-    Raises:
-        MatcherError: ``text`` is not a matcher, or its regex does not compile.
-
-    >>> parse_matcher('severity=~"page|ticket"')
-    Matcher(name='severity', op='=~', value='page|ticket')
-    >>> parse_matcher("team = hw")
-    Matcher(name='team', op='=', value='hw')
-    >>> parse_matcher("severity: page")
-    Traceback (most recent call last):
-    ...
-    qfleet.alerts.config.MatcherError: 1 problem:
-      - matcher 'severity: page': not name="value"; write e.g. severity="page" (operators =, !=, =~, !~)
-    """
-    if not isinstance(text, str):
-        raise MatcherError([f"matcher {text!r}: expected a string such as severity=\"page\""])
-    m = _MATCHER.match(text)
-    if m is None:
-        raise MatcherError([f"matcher {text!r}: not name=\"value\"; write e.g. severity=\"page\" "
-                            "(operators =, !=, =~, !~)"])
-    name, op, value = m.groups()
-    if name.startswith('"'):
-        name = _unquote(name)
-        if not name:
-            raise MatcherError([f"matcher {text!r}: empty label name"])
-    elif not _LABEL_NAME.match(name):
-        raise MatcherError([f"matcher {text!r}: {name!r} is not a label name ([A-Za-z_][A-Za-z0-9_]*); "
-                            "quote it if it must contain other characters"])
-    if value.startswith('"'):
-        if len(value) < 2 or not value.endswith('"') or re.search(r'(?<!\\)(?:\\\\)*"', value[1:-1]):
-            raise MatcherError([f"matcher {text!r}: unterminated or extra quote in the value; "
-                                'escape inner quotes as \\"'])
-        value = _unquote(value)
-    elif any(c in value for c in ',{}"'):
-        raise MatcherError([f"matcher {text!r}: unquoted value {value!r} contains one of , {{ }} \"; "
-                            f'quote it: {name}{op}"..."'])
-    try:
-        return Matcher(name, op, value)  # type: ignore[arg-type]
-    except ValueError as e:
-        raise MatcherError([str(e)]) from e
-
-
-def _split_outside_quotes(text: str) -> list[str]:
-    parts, cur, quoted, escaped = [], [], False, False
-    for c in text:
-        if escaped:
-            escaped = False
-        elif c == "\\" and quoted:
-            escaped = True
-        elif c == '"':
-            quoted = not quoted
-        elif c == "," and not quoted:
-            parts.append("".join(cur))
-            cur = []
-            continue
-        cur.append(c)
-    parts.append("".join(cur))
-    return parts
-
-
-def parse_matchers(text: str) -> tuple[Matcher, ...]:
-    """A comma-separated list of matchers, optionally in braces (one ``matchers:`` list item may hold several).
-
-    >>> parse_matchers('{severity="page", node=~"qpu-.*"}')
-    (Matcher(name='severity', op='=', value='page'), Matcher(name='node', op='=~', value='qpu-.*'))
-    """
-    body = text.strip()
-    if body.startswith("{"):
-        if not body.endswith("}"):
-            raise MatcherError([f"matchers {text!r}: missing closing brace"])
-        body = body[1:-1].strip()
-    if not body:
-        return ()
-    parts = _split_outside_quotes(body)
-    if parts and not parts[-1].strip():
-        parts.pop()  # a trailing comma is allowed
-    return tuple(parse_matcher(p) for p in parts)
-
-
-def parse_duration(text: str | int) -> int:
-    """A Prometheus duration (``30s``, ``5m``, ``1h30m``, ``1d``, ``1w``, ``1y``, ``250ms``, ``0``) in ns.
-
-    Raises:
-        ConfigError: not a Prometheus duration (units must be given and ordered largest first).
-
-    >>> parse_duration("1h30m") // NS
-    5400
-    """
-    if isinstance(text, int) and not isinstance(text, bool) and text == 0:
-        return 0
-    m = _DURATION.match(text) if isinstance(text, str) and text else None
-    if text == "0":
-        return 0
-    if m is None or not any(m.groups()):
-        raise ConfigError([f"{text!r} is not a duration; use a number and unit, largest unit first: "
-                           "30s, 5m, 4h, 1d, 1h30m"])
-    return sum(int(g) * u for g, u in zip(m.groups(), _UNITS_NS, strict=True) if g)
+def _at(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
 
 
 class _Loader:
-    def __init__(self, source: str, base: Path | None) -> None:
-        self.source = source
-        self.base = base
-        self.problems: list[str] = []
-        self.warnings: list[str] = []
-        self.receiver_refs: list[tuple[str, str]] = []     # (path, name)
-        self.interval_refs: list[tuple[str, str]] = []
+    """Reads one document's sections, recording every problem and warning in ``found``; names a route or the
+    ``qfleet`` key refers to are checked once every section is read."""
 
-    # -- helpers -------------------------------------------------------------------------------------------
-    def problem(self, text: str) -> None:
-        self.problems.append(text)
+    def __init__(self, source: str) -> None:
+        self.found = Problems(source=source)
+        self.base = Path(source).parent if source and not source.startswith("<") else None
+        self.receiver_refs: list[tuple[str, str]] = []     # (path, receiver name)
+        self.interval_refs: list[tuple[str, str]] = []     # (path, time interval name)
 
-    def check_keys(self, node: dict[str, Any], path: str, known: set[str], unsupported: set[str] | frozenset[str] = frozenset(),
-                   what: str = "") -> None:
+    # -- values ------------------------------------------------------------------------------------------------
+    def problem(self, path: str, message: str, fix: str = "", code: str = "") -> None:
+        self.found.add(path, message, fix, code)
+
+    def check_keys(self, node: dict[str, Any], path: str, known: set[str], unsupported: set[str] | None = None,
+                   what: str = "known keys") -> None:
+        unsupported = unsupported or set()
         for key in node:
             if key in known:
                 continue
             if key in unsupported:
-                self.warnings.append(f"{path}.{key}: an Alertmanager setting qfleet does not implement; ignored")
+                self.found.warn(_at(path, key), "an Alertmanager setting qfleet does not implement; ignored",
+                                code="unsupported")
                 continue
-            close = difflib.get_close_matches(str(key), sorted(known | unsupported), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; {what or 'known keys'}: {', '.join(sorted(known))}"
-            self.problem(f"{path}.{key}: unknown key{hint}")
+            self.problem(_at(path, key), "unknown key",
+                         f"{did_you_mean(str(key), sorted(known | unsupported))}{what}: {', '.join(sorted(known))}",
+                         "unknown_key")
 
     def mapping(self, value: Any, path: str) -> dict[str, Any] | None:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(f"{path}: expected a mapping, got {value!r}")
+            self.problem(path, f"expected a mapping, got {value!r}", "write key: value pairs", "bad_type")
             return None
         return value
 
@@ -273,29 +157,20 @@ class _Loader:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.problem(f"{path}: expected a list, got {value!r}")
+            self.problem(path, f"expected a list, got {value!r}", "write a YAML list, e.g. [a, b]", "bad_type")
             return []
         return value
 
-    def duration(self, node: dict[str, Any], key: str, path: str, *, nonzero: bool = False) -> int | None:
-        if node.get(key) is None:
-            return None
-        try:
-            ns = parse_duration(node[key])
-        except ConfigError as e:
-            self.problem(f"{path}.{key}: {e.problems[0]}")
-            return None
-        if nonzero and ns == 0:
-            self.problem(f"{path}.{key}: cannot be zero; use a positive duration such as 5m")
-            return None
-        return ns
+    def duration(self, node: dict[str, Any], key: str, path: str, *, positive: bool = False) -> int | None:
+        return None if node.get(key) is None else duration_at(self.found, _at(path, key), node[key],
+                                                             positive=positive)
 
     def boolean(self, node: dict[str, Any], key: str, path: str, default: bool) -> bool:
         v = node.get(key, default)
         if v is None:
             return default
         if not isinstance(v, bool):
-            self.problem(f"{path}.{key}: expected true or false, got {v!r}")
+            self.problem(_at(path, key), f"expected true or false, got {v!r}", "write true or false", "bad_type")
             return default
         return v
 
@@ -304,7 +179,7 @@ class _Loader:
         if v is None:
             return None
         if not isinstance(v, str):
-            self.problem(f"{path}.{key}: expected a string, got {v!r}")
+            self.problem(_at(path, key), f"expected a string, got {v!r}", "quote the value", "bad_type")
             return None
         return v
 
@@ -312,7 +187,7 @@ class _Loader:
         out = []
         for i, v in enumerate(self.listing(value, path)):
             if not isinstance(v, str):
-                self.problem(f"{path}[{i}]: expected a name, got {v!r}")
+                self.problem(f"{path}[{i}]", f"expected a name, got {v!r}", "quote the name", "bad_type")
             else:
                 out.append(v)
         return tuple(out)
@@ -320,38 +195,48 @@ class _Loader:
     def label_names(self, value: Any, path: str) -> tuple[str, ...]:
         out = self.names(value, path)
         for i, n in enumerate(out):
-            if not _LABEL_NAME.match(n) and n != "...":
-                self.problem(f"{path}[{i}]: {n!r} is not a valid label name ([A-Za-z_][A-Za-z0-9_]*)")
+            if not is_label_name(n) and n != "...":
+                self.problem(f"{path}[{i}]", f"{n!r} is not a valid label name", f"write {LABEL_NAME_RULE}",
+                             "bad_label_name")
+        return out
+
+    def legacy_matchers(self, node: dict[str, Any], path: str, new: str, key: str,
+                        op: Literal["=", "=~"]) -> list[Matcher]:
+        """``match: {name: value}`` / ``match_re`` (deprecated): matchers, with a warning."""
+        self.found.warn(_at(path, key), "deprecated Alertmanager syntax", f"write {new}: ['name{op}\"value\"']",
+                        "deprecated")
+        out = []
+        for name, value in sorted((self.mapping(node[key], _at(path, key)) or {}).items(), key=str):
+            where = _at(_at(path, key), name)
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                self.problem(where, f"expected a string value, got {value!r}", "quote the value", "bad_type")
+            elif not is_label_name(name):
+                self.problem(where, f"{name!r} is not a valid label name", f"write {LABEL_NAME_RULE}",
+                             "bad_label_name")
+            else:
+                try:
+                    out.append(matcher(name, op, str(value)))
+                except MatcherError as e:
+                    self.found.items.extend(Problem(where, p.message, p.fix, p.code) for p in e.problems)
         return out
 
     def matchers(self, node: dict[str, Any], path: str, new: str, eq: str, rx: str) -> tuple[Matcher, ...]:
         out: list[Matcher] = []
-        for key, op in ((eq, "="), (rx, "=~")):
-            if node.get(key) is None:
-                continue
-            self.warnings.append(f"{path}.{key} is deprecated; write {new}: ['name{op}\"value\"'] instead")
-            legacy = self.mapping(node[key], f"{path}.{key}")
-            for name, value in sorted((legacy or {}).items()):
-                if not isinstance(value, str | int | float) or isinstance(value, bool):
-                    self.problem(f"{path}.{key}.{name}: expected a string value, got {value!r}")
-                    continue
-                if not isinstance(name, str) or not _LABEL_NAME.match(name):
-                    self.problem(f"{path}.{key}: {name!r} is not a valid label name")
-                    continue
-                try:
-                    out.append(Matcher(name, op, str(value)))  # type: ignore[arg-type]
-                except ValueError as e:
-                    self.problem(f"{path}.{key}.{name}: {e}")
-        for i, text in enumerate(self.listing(node.get(new), f"{path}.{new}")):
+        if node.get(eq) is not None:
+            out.extend(self.legacy_matchers(node, path, new, eq, "="))
+        if node.get(rx) is not None:
+            out.extend(self.legacy_matchers(node, path, new, rx, "=~"))
+        for i, text in enumerate(self.listing(node.get(new), _at(path, new))):
             try:
                 out.extend(parse_matchers(text) if isinstance(text, str) else (parse_matcher(text),))
             except MatcherError as e:
-                self.problem(f"{path}.{new}[{i}]: {e.problems[0]}")
+                self.found.items.extend(Problem(f"{_at(path, new)}[{i}]", p.message, p.fix, p.code)
+                                        for p in e.problems)
         return tuple(out)
 
     def read_file(self, name: Any, path: str) -> str | None:
         if not isinstance(name, str) or not name:
-            self.problem(f"{path}: expected a file name, got {name!r}")
+            self.problem(path, f"expected a file name, got {name!r}", "name a file holding the value", "bad_type")
             return None
         p = Path(name)
         if not p.is_absolute() and self.base is not None:
@@ -359,66 +244,84 @@ class _Loader:
         try:
             return p.read_text().strip()
         except OSError as e:
-            self.problem(f"{path}: cannot read {str(p)!r} ({e.strerror}); create it or give the value inline")
+            self.problem(path, f"cannot read {str(p)!r} ({e.strerror})", "create it or give the value inline",
+                         "unreadable")
             return None
 
     def http_url(self, value: Any, path: str) -> str | None:
-        if not isinstance(value, str):
-            self.problem(f"{path}: expected an http(s) URL, got {value!r}")
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problem(path, f"{value!r} is not an http(s) URL with a host", "write e.g. http://127.0.0.1:9101/",
+                         "bad_url")
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.problem(f"{path}: {value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:9101/")
-            return None
-        return value
+        return str(value)
 
-    # -- sections ------------------------------------------------------------------------------------------
-    def route(self, value: Any, path: str, *, root: bool) -> Route:
+    # -- sections ----------------------------------------------------------------------------------------------
+    def global_section(self, value: Any) -> tuple[int, str]:
+        """``(resolve_timeout_ns, default PagerDuty URL)``."""
+        node = self.mapping(value, "global") or {}
+        self.check_keys(node, "global", _GLOBAL_KEYS, _GLOBAL_UNSUPPORTED, "global keys")
+        resolve_timeout = self.duration(node, "resolve_timeout", "global", positive=True)
+        pd_url = self.http_url(node["pagerduty_url"], "global.pagerduty_url") if "pagerduty_url" in node else None
+        return resolve_timeout or DEFAULT_RESOLVE_TIMEOUT_NS, pd_url or PAGERDUTY_URL
+
+    def root_route(self, value: Any) -> Route:
+        if value is None:
+            self.problem("route", "required", "add a root route naming a default receiver, e.g. route: "
+                         "{receiver: tickets}", "required")
+            return Route()
+        route = self.route(value, "route")
+        if not isinstance(value, dict):
+            return route  # already reported: not a mapping
+        if route.receiver is None:
+            self.problem("route.receiver", "the root route must name a default receiver",
+                         "add receiver: <name> to route", "required")
+        if route.matchers:
+            self.problem("route", "the root route must not have matchers (it receives every alert)",
+                         "move them to a child route", "root_route")
+        if route.mute_time_intervals or route.active_time_intervals:
+            self.problem("route", "the root route must not have mute_time_intervals or active_time_intervals",
+                         "put them on a child route", "root_route")
+        if route.continue_:
+            self.problem("route.continue", "the root route cannot have continue: true", "remove it", "root_route")
+        return route
+
+    def group_by(self, node: dict[str, Any], path: str) -> tuple[str, ...] | None:
+        if node.get("group_by") is None:
+            return None
+        group_by = self.label_names(node["group_by"], _at(path, "group_by"))
+        if "..." in group_by and len(group_by) > 1:
+            self.problem(_at(path, "group_by"), f"'...' (group by every label) must be the only entry, got "
+                         f"{list(group_by)}", "write group_by: ['...'] alone", "bad_group_by")
+        dups = sorted({n for n in group_by if group_by.count(n) > 1})
+        if dups:
+            self.problem(_at(path, "group_by"), f"duplicated label names {dups}", "list each label once",
+                         "bad_group_by")
+        return group_by
+
+    def route(self, value: Any, path: str) -> Route:
         node = self.mapping(value, path)
         if node is None:
             return Route()
         self.check_keys(node, path, _ROUTE_KEYS, _ROUTE_UNSUPPORTED, "route keys")
         receiver = self.string(node, "receiver", path)
         if receiver is not None:
-            self.receiver_refs.append((f"{path}.receiver", receiver))
+            self.receiver_refs.append((_at(path, "receiver"), receiver))
         matchers = self.matchers(node, path, "matchers", "match", "match_re")
-        group_by = None
-        if node.get("group_by") is not None:
-            group_by = self.label_names(node["group_by"], f"{path}.group_by")
-            if "..." in group_by and len(group_by) > 1:
-                self.problem(f"{path}.group_by: '...' (group by every label) must be the only entry, "
-                             f"got {list(group_by)}")
-            dups = sorted({n for n in group_by if group_by.count(n) > 1})
-            if dups:
-                self.problem(f"{path}.group_by: duplicated label names {dups}")
-        mute = self.names(node.get("mute_time_intervals"), f"{path}.mute_time_intervals")
-        active = self.names(node.get("active_time_intervals"), f"{path}.active_time_intervals")
-        for key, names in (("mute_time_intervals", mute), ("active_time_intervals", active)):
-            self.interval_refs.extend((f"{path}.{key}", n) for n in names)
+        group_by = self.group_by(node, path)
+        timing = {key: self.names(node.get(key), _at(path, key))
+                  for key in ("mute_time_intervals", "active_time_intervals")}
+        for key, names in timing.items():
+            self.interval_refs.extend((_at(path, key), n) for n in names)
         cont = self.boolean(node, "continue", path, False)
-        if root:
-            if receiver is None:
-                self.problem(f"{path}.receiver: the root route must name a default receiver")
-            if matchers:
-                self.problem(f"{path}: the root route must not have matchers (it receives every alert); "
-                             "move them to a child route")
-            if mute or active:
-                self.problem(f"{path}: the root route must not have mute_time_intervals or "
-                             "active_time_intervals; put them on a child route")
-            if cont:
-                self.problem(f"{path}.continue: the root route cannot have continue: true")
-        routes = tuple(self.route(child, f"{path}.routes[{i}]", root=False)
-                       for i, child in enumerate(self.listing(node.get("routes"), f"{path}.routes")))
+        routes = tuple(self.route(child, f"{path}.routes[{i}]")
+                       for i, child in enumerate(self.listing(node.get("routes"), _at(path, "routes"))))
         return Route(
-            receiver=receiver,
-            matchers=matchers,
-            group_by=group_by,
-            continue_=cont,
+            receiver=receiver, matchers=matchers, group_by=group_by, continue_=cont,
             group_wait_ns=self.duration(node, "group_wait", path),
-            group_interval_ns=self.duration(node, "group_interval", path, nonzero=True),
-            repeat_interval_ns=self.duration(node, "repeat_interval", path, nonzero=True),
-            mute_time_intervals=mute,
-            active_time_intervals=active,
+            group_interval_ns=self.duration(node, "group_interval", path, positive=True),
+            repeat_interval_ns=self.duration(node, "repeat_interval", path, positive=True),
+            mute_time_intervals=timing["mute_time_intervals"], active_time_intervals=timing["active_time_intervals"],
             routes=routes,
         )
 
@@ -429,80 +332,91 @@ class _Loader:
         self.check_keys(node, path, _WEBHOOK_KEYS, _WEBHOOK_UNSUPPORTED, "webhook_config keys")
         url = None
         if ("url" in node) == ("url_file" in node):
-            self.problem(f"{path}: give exactly one of url and url_file")
+            self.problem(path, "give exactly one of url and url_file", "add url: http://host:port/path", "required")
         elif "url" in node:
-            url = self.http_url(node["url"], f"{path}.url")
+            url = self.http_url(node["url"], _at(path, "url"))
         else:
-            text = self.read_file(node["url_file"], f"{path}.url_file")
-            url = self.http_url(text, f"{path}.url_file") if text is not None else None
+            text = self.read_file(node["url_file"], _at(path, "url_file"))
+            url = self.http_url(text, _at(path, "url_file")) if text is not None else None
         max_alerts = node.get("max_alerts", 0)
         if isinstance(max_alerts, bool) or not isinstance(max_alerts, int) or max_alerts < 0:
-            self.problem(f"{path}.max_alerts: expected an integer >= 0 (0 = all alerts), got {max_alerts!r}")
+            self.problem(_at(path, "max_alerts"), f"expected an integer >= 0, got {max_alerts!r}",
+                         "write 0 for all alerts or a positive limit", "bad_type")
             max_alerts = 0
-        timeout = self.duration(node, "timeout", path)
-        if timeout:
-            self.warnings.append(f"{path}.timeout: per-receiver timeouts are not applied by qfleet's transport")
+        if self.duration(node, "timeout", path):
+            self.found.warn(_at(path, "timeout"), "per-receiver timeouts are not applied by qfleet's transport",
+                            code="unsupported")
         send_resolved = self.boolean(node, "send_resolved", path, True)
         return (url, send_resolved, max_alerts) if url is not None else None
+
+    def routing_key(self, node: dict[str, Any], path: str) -> str | None:
+        if "routing_key" in node and "routing_key_file" in node:
+            self.problem(path, "give only one of routing_key and routing_key_file", "remove one", "conflict")
+            return None
+        if "routing_key_file" in node:
+            return self.read_file(node["routing_key_file"], _at(path, "routing_key_file"))
+        if "routing_key" not in node:
+            self.problem(path, "routing_key (or routing_key_file) is required",
+                         "add the 32-character integration key as routing_key", "required")
+            return None
+        key = node["routing_key"]
+        if not isinstance(key, str) or not key:
+            self.problem(_at(path, "routing_key"), f"expected the integration key string, got {key!r}",
+                         "quote the 32-character integration key", "bad_type")
+            return None
+        return key
 
     def pagerduty(self, value: Any, path: str, default_url: str) -> tuple[str, bool, str] | None:
         node = self.mapping(value, path)
         if node is None:
             return None
         self.check_keys(node, path, _PD_KEYS | _PD_V1, _PD_UNSUPPORTED, "pagerduty_config keys")
-        has_key = "routing_key" in node or "routing_key_file" in node
-        if not has_key and any(k in node for k in _PD_V1):
-            self.warnings.append(f"{path}: service_key (Events API v1) is not delivered by qfleet, which speaks "
-                                 "Events API v2; use routing_key")
+        if "routing_key" not in node and "routing_key_file" not in node and any(k in node for k in _PD_V1):
+            self.found.warn(path, "service_key (Events API v1) is not delivered by qfleet, which speaks Events API "
+                            "v2", "use routing_key", "unsupported")
             return None
-        for key in sorted(set(node) & _PD_V1):
-            self.warnings.append(f"{path}.{key}: Events API v1 key ignored; routing_key is used")
-        key = None
-        if "routing_key" in node and "routing_key_file" in node:
-            self.problem(f"{path}: give only one of routing_key and routing_key_file")
-        elif "routing_key" in node:
-            key = node["routing_key"]
-            if not isinstance(key, str) or not key:
-                self.problem(f"{path}.routing_key: expected the integration key string, got {key!r}")
-                key = None
-        elif "routing_key_file" in node:
-            key = self.read_file(node["routing_key_file"], f"{path}.routing_key_file")
-        else:
-            self.problem(f"{path}: routing_key (or routing_key_file) is required")
-        url = self.http_url(node["url"], f"{path}.url") if "url" in node else default_url
+        for v1 in sorted(set(node) & _PD_V1):
+            self.found.warn(_at(path, v1), "Events API v1 key ignored; routing_key is used", code="unsupported")
+        key = self.routing_key(node, path)
+        url = self.http_url(node["url"], _at(path, "url")) if "url" in node else default_url
         send_resolved = self.boolean(node, "send_resolved", path, True)
         if key is None or url is None:
             return None
         return (key, send_resolved, url)
 
+    def receiver(self, item: Any, path: str, default_pd_url: str) -> Receiver | None:
+        node = self.mapping(item, path)
+        if node is None:
+            return None
+        name = self.string(node, "name", path)
+        if not name:
+            self.problem(_at(path, "name"), "every receiver needs a name", "add name: <receiver name>", "required")
+            return None
+        path = f"{path}({name})"
+        for key in sorted(set(node) - {"name"} - _DELIVERED):
+            if key in _OTHER_RECEIVERS:
+                self.found.warn(_at(path, key), "not delivered by qfleet (it delivers webhook_configs and "
+                                "pagerduty_configs)", code="unsupported")
+            else:
+                self.problem(_at(path, key), "unknown key", f"{did_you_mean(key, sorted(_OTHER_RECEIVERS | _DELIVERED))}"
+                             "qfleet delivers webhook_configs and pagerduty_configs", "unknown_key")
+        hooks = [self.webhook(w, f"{path}.webhook_configs[{j}]")
+                 for j, w in enumerate(self.listing(node.get("webhook_configs"), _at(path, "webhook_configs")))]
+        pds = [self.pagerduty(p, f"{path}.pagerduty_configs[{j}]", default_pd_url)
+               for j, p in enumerate(self.listing(node.get("pagerduty_configs"), _at(path, "pagerduty_configs")))]
+        return Receiver(name=name, webhooks=tuple(h for h in hooks if h is not None),
+                        pagerduty=tuple(p for p in pds if p is not None))
+
     def receivers(self, value: Any, default_pd_url: str) -> dict[str, Receiver]:
         out: dict[str, Receiver] = {}
         for i, item in enumerate(self.listing(value, "receivers")):
-            path = f"receivers[{i}]"
-            node = self.mapping(item, path)
-            if node is None:
+            receiver = self.receiver(item, f"receivers[{i}]", default_pd_url)
+            if receiver is None:
                 continue
-            name = self.string(node, "name", path)
-            if not name:
-                self.problem(f"{path}.name: every receiver needs a name")
-                continue
-            path = f"receivers[{i}]({name})"
-            if name in out:
-                self.problem(f"{path}.name: receiver {name!r} is defined twice; names must be unique")
-            for key in sorted(set(node) - {"name", "webhook_configs", "pagerduty_configs"}):
-                if key in _OTHER_RECEIVERS:
-                    self.warnings.append(f"{path}.{key}: not delivered by qfleet (it delivers webhook_configs "
-                                         "and pagerduty_configs)")
-                else:
-                    close = difflib.get_close_matches(key, sorted(_OTHER_RECEIVERS | {"webhook_configs",
-                                                                                       "pagerduty_configs"}), n=1)
-                    self.problem(f"{path}.{key}: unknown key" + (f"; did you mean {close[0]!r}?" if close else ""))
-            hooks = [self.webhook(w, f"{path}.webhook_configs[{j}]")
-                     for j, w in enumerate(self.listing(node.get("webhook_configs"), f"{path}.webhook_configs"))]
-            pds = [self.pagerduty(p, f"{path}.pagerduty_configs[{j}]", default_pd_url)
-                   for j, p in enumerate(self.listing(node.get("pagerduty_configs"), f"{path}.pagerduty_configs"))]
-            out[name] = Receiver(name=name, webhooks=tuple(h for h in hooks if h is not None),
-                                 pagerduty=tuple(p for p in pds if p is not None))
+            if receiver.name in out:
+                self.problem(f"receivers[{i}]({receiver.name}).name", f"receiver {receiver.name!r} is defined twice",
+                             "give every receiver its own name", "duplicate")
+            out[receiver.name] = receiver
         return out
 
     def inhibit_rules(self, value: Any) -> tuple[InhibitRule, ...]:
@@ -512,12 +426,13 @@ class _Loader:
             node = self.mapping(item, path)
             if node is None:
                 continue
-            self.check_keys(node, path, _INHIBIT_KEYS, set(), "inhibit rule keys")
+            self.check_keys(node, path, _INHIBIT_KEYS, what="inhibit rule keys")
             source = self.matchers(node, path, "source_matchers", "source_match", "source_match_re")
             target = self.matchers(node, path, "target_matchers", "target_match", "target_match_re")
-            equal = self.label_names(node.get("equal"), f"{path}.equal")
+            equal = self.label_names(node.get("equal"), _at(path, "equal"))
             if "..." in equal:
-                self.problem(f"{path}.equal: '...' is not a label name")
+                self.problem(_at(path, "equal"), "'...' is not a label name", "list the labels to compare",
+                             "bad_label_name")
             name = self.string(node, "name", path) or ""
             out.append(InhibitRule(source_matchers=source, target_matchers=target, equal=equal, name=name))
         return tuple(out)
@@ -527,32 +442,60 @@ class _Loader:
         for section in ("time_intervals", "mute_time_intervals"):
             items = self.listing(doc.get(section), section)
             if section == "mute_time_intervals" and items:
-                self.warnings.append("mute_time_intervals (top level) is deprecated; rename it time_intervals")
+                self.found.warn(section, "the top-level mute_time_intervals is deprecated",
+                                "rename it time_intervals", "deprecated")
             for i, item in enumerate(items):
                 path = f"{section}[{i}]"
                 node = self.mapping(item, path)
                 if node is None:
                     continue
-                self.check_keys(node, path, {"name", "time_intervals"}, set(), "time interval keys")
+                self.check_keys(node, path, _INTERVAL_KEYS, what="time interval keys")
                 name = self.string(node, "name", path)
                 if not name:
-                    self.problem(f"{path}.name: every time interval needs a name")
+                    self.problem(_at(path, "name"), "every time interval needs a name", "add name: <interval name>",
+                                 "required")
                     continue
                 if name in out:
-                    self.problem(f"{path}.name: time interval {name!r} is defined twice; names must be unique")
+                    self.problem(_at(path, "name"), f"time interval {name!r} is defined twice",
+                                 "give every time interval its own name", "duplicate")
                 intervals, problems, warnings = parse_time_intervals(node.get("time_intervals") or [],
                                                                      f"{path}({name}).time_intervals")
-                self.problems.extend(problems)
-                self.warnings.extend(warnings)
+                self.found.items.extend(problems)
+                self.found.warnings.extend(warnings)
                 out[name] = intervals
         return out
 
+    def qfleet_section(self, value: Any) -> tuple[str | None, int | None]:
+        """``(escalation_receiver, escalate_after_ns)`` from the ``qfleet:`` key (both or neither)."""
+        node = self.mapping(value, "qfleet") or {}
+        self.check_keys(node, "qfleet", _QFLEET_KEYS, what="qfleet keys")
+        receiver = self.string(node, "escalation_receiver", "qfleet")
+        after = self.duration(node, "escalate_after", "qfleet", positive=True)
+        if receiver is not None:
+            self.receiver_refs.append(("qfleet.escalation_receiver", receiver))
+        if (receiver is None) != (node.get("escalate_after") is None):
+            self.problem("qfleet", "escalation_receiver and escalate_after go together",
+                         "give both or neither", "conflict")
+        return (receiver, after) if receiver is not None and after is not None else (None, None)
 
-def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[AlertingConfig, list[str]]:
+    def check_references(self, receivers: dict[str, Receiver], intervals: dict[str, Any]) -> None:
+        for path, name in self.receiver_refs:
+            if name not in receivers:
+                self.problem(path, f"receiver {name!r} is not defined",
+                             f"add it under receivers (defined: {sorted(receivers)})", "undefined_receiver")
+        for path, name in self.interval_refs:
+            if name not in intervals:
+                self.problem(path, f"time interval {name!r} is not defined",
+                             f"add it under time_intervals (defined: {sorted(intervals)})", "undefined_interval")
+
+
+def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[AlertingConfig, list[Problem]]:
     """Validate a parsed ``alertmanager.yml`` document and build its :class:`AlertingConfig`.
 
-    ``source`` names the document in messages; when it is a file path, ``url_file`` / ``routing_key_file``
-    resolve relative to its directory.
+    Args:
+        doc: the parsed YAML document.
+        source: names the document in messages; when it is a file path, ``url_file`` / ``routing_key_file``
+            resolve relative to its directory.
 
     Returns:
         ``(config, warnings)``: warnings name the Alertmanager settings qfleet knows but does not implement.
@@ -560,82 +503,43 @@ def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[AlertingCon
     Raises:
         ConfigError: listing every problem (typos, undefined receivers or intervals, bad durations, regexes).
 
-    >>> cfg, warnings = config_from_dict({"route": {"receiver": "a"}, "receivers": [{"name": "a"}]})
-    >>> cfg.route.receiver, warnings
-    ('a', [])
+    Examples:
+        >>> from qfleet.units import NS
+        >>> cfg, warnings = config_from_dict({"route": {"receiver": "a"}, "receivers": [{"name": "a"}]})
+        >>> cfg.route.receiver, cfg.resolve_timeout_ns // NS, warnings
+        ('a', 300, [])
     """
-    base = Path(source).parent if source and not source.startswith("<") else None
-    ld = _Loader(source, base)
     if not isinstance(doc, dict):
-        raise ConfigError([f"the document must be a mapping with route and receivers, got {type(doc).__name__}"],
-                          source=source)
-    ld.check_keys(doc, "", _TOP_KEYS, set(), "top-level keys")
-    ld.problems = [p[1:] if p.startswith(".") else p for p in ld.problems]
+        raise ConfigError([Problem("", f"the document must be a mapping with route and receivers, got "
+                                   f"{type(doc).__name__}", "start the file with route: and receivers:",
+                                   "bad_type")], source=source)
+    ld = _Loader(source)
+    ld.check_keys(doc, "", _TOP_KEYS, what="top-level keys")
     for key in ("templates", "tracing"):
         if doc.get(key):
-            ld.warnings.append(f"{key}: not implemented by qfleet (payloads are built in code); ignored")
-
-    resolve_timeout = 300 * NS
-    default_pd_url = PAGERDUTY_URL
-    glob = ld.mapping(doc.get("global"), "global")
-    if glob:
-        ld.check_keys(glob, "global", {"resolve_timeout", "pagerduty_url"}, _GLOBAL_UNSUPPORTED, "global keys")
-        rt = ld.duration(glob, "resolve_timeout", "global", nonzero=True)
-        resolve_timeout = rt if rt is not None else resolve_timeout
-        if "pagerduty_url" in glob:
-            default_pd_url = ld.http_url(glob["pagerduty_url"], "global.pagerduty_url") or PAGERDUTY_URL
-
-    if doc.get("route") is None:
-        ld.problem("route: required; the root route must name a default receiver")
-        route = Route()
-    else:
-        route = ld.route(doc["route"], "route", root=True)
+            ld.found.warn(key, "not implemented by qfleet (payloads are built in code); ignored", code="unsupported")
+    resolve_timeout, default_pd_url = ld.global_section(doc.get("global"))
+    route = ld.root_route(doc.get("route"))
     receivers = ld.receivers(doc.get("receivers"), default_pd_url)
     inhibit = ld.inhibit_rules(doc.get("inhibit_rules"))
     intervals = ld.time_intervals(doc)
-
-    escalation_receiver = None
-    escalate_after = None
-    q = ld.mapping(doc.get("qfleet"), "qfleet")
-    if q:
-        ld.check_keys(q, "qfleet", _QFLEET_KEYS, set(), "qfleet keys")
-        escalation_receiver = ld.string(q, "escalation_receiver", "qfleet")
-        escalate_after = ld.duration(q, "escalate_after", "qfleet", nonzero=True)
-        if escalation_receiver is not None:
-            ld.receiver_refs.append(("qfleet.escalation_receiver", escalation_receiver))
-        if (escalation_receiver is None) != (q.get("escalate_after") is None):
-            ld.problem("qfleet: escalation_receiver and escalate_after go together; give both or neither")
-
-    for path, name in ld.receiver_refs:
-        if name not in receivers:
-            ld.problem(f"{path}: receiver {name!r} is not defined; add it under receivers "
-                       f"(defined: {sorted(receivers)})")
-    for path, name in ld.interval_refs:
-        if name not in intervals:
-            ld.problem(f"{path}: time interval {name!r} is not defined; add it under time_intervals "
-                       f"(defined: {sorted(intervals)})")
-    if ld.problems:
-        raise ConfigError(ld.problems, source=source)
+    escalation_receiver, escalate_after = ld.qfleet_section(doc.get("qfleet"))
+    ld.check_references(receivers, intervals)
+    ld.found.raise_if_any(ConfigError)
     config = AlertingConfig(route=route, receivers=receivers, inhibit_rules=inhibit, time_intervals=intervals,
                             resolve_timeout_ns=resolve_timeout, escalation_receiver=escalation_receiver,
                             escalate_after_ns=escalate_after)
-    return config, ld.warnings
+    return config, list(ld.found.warnings)
 
 
-def read_config(path: str | Path) -> tuple[AlertingConfig, list[str]]:
+def read_config(path: str | Path) -> tuple[AlertingConfig, list[Problem]]:
     """Load ``path`` (YAML); returns ``(config, warnings)``.
 
     Raises:
         ConfigError: the file is unreadable, not YAML, or has problems (all listed).
     """
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as e:
-        raise ConfigError([f"cannot read the file ({e.strerror})"], source=str(p)) from e
-    except yaml.YAMLError as e:
-        raise ConfigError([f"not valid YAML: {e}"], source=str(p)) from e
-    return config_from_dict(doc, source=str(p))
+    return config_from_dict(read_yaml(p, what="alerting config", error=ConfigError), source=str(p))
 
 
 def load_config(path: str | Path) -> AlertingConfig:

@@ -5,31 +5,52 @@ One incident per aggregation group (``group_key``) at a time: the first notifica
 it, later ones append to its timeline, and the notification that says all alerts resolved closes it (a group
 that fires again afterwards opens a new incident). Timeline kinds: ``fired`` (one per alert, when first seen),
 ``notified``, ``acknowledged``, ``escalated``, ``resolved``, ``fault`` (the simulator's ground truth, see
-:meth:`Incidents.link_faults`). Rows live in ``collector.schema.Incident`` and ``IncidentEvent``.
+:meth:`Incidents.link_faults`). Rows live in :class:`~qfleet.alerts.schema.Incident` and
+:class:`~qfleet.alerts.schema.IncidentEvent`; :class:`Incidents` is the only code that writes them (the dashboards
+and command lines acknowledge and resolve through it).
+
+Where an incident happens (:class:`Place`) is read from its labels and its fired alerts' labels; the same
+:func:`place_of` scopes fault linking here and the impact in :mod:`qfleet.alerts.impact`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
-from qfleet.alerts.model import NS, Alert, Notification
-from qfleet.alerts.schema import Incident, IncidentEvent
+from qfleet.alerts.model import Alert, Notification
+from qfleet.alerts.schema import Incident, IncidentEvent, table
 from qfleet.collector.schema import Span
+from qfleet.units import NS
 
-__all__ = ["FAULT_SPAN", "SEVERITY_ORDER", "IncidentError", "Incidents", "incident_id"]
+__all__ = [
+    "FAULT_SPAN",
+    "HARDWARE_LABELS",
+    "LINK_LABELS",
+    "NODE_LABELS",
+    "SEVERITY_ORDER",
+    "IncidentError",
+    "Incidents",
+    "Place",
+    "first_alert_ns",
+    "incident_id",
+    "place_of",
+]
 
 #: Name of the simulator's ground-truth fault spans.
 FAULT_SPAN = "qfleet.fault"
 #: Severities from the most to the least urgent; an incident takes the most urgent of its alerts.
 SEVERITY_ORDER: tuple[str, ...] = ("security", "page", "ticket")
 _STATES = ("open", "acknowledged", "resolved")
-# Alert labels that name where an alert is (sources.slo_alerts uses the Prometheus names of the segment).
-_NODE_LABELS = ("node", "qfleet_node_id")
-_LINK_LABELS = ("link", "qfleet_link_id")
+#: Labels that name where an alert is: rules' own names, the Prometheus names SLO alerts give their segment
+#: (:func:`qfleet.alerts.sources.slo_alerts`), and the OpenTelemetry attribute names.
+NODE_LABELS: tuple[str, ...] = ("node", "qfleet_node_id", "qfleet.node.id")
+LINK_LABELS: tuple[str, ...] = ("link", "qfleet_link_id", "qfleet.link.id")
+HARDWARE_LABELS: tuple[str, ...] = ("hardware_type", "qfleet_hardware_type", "qfleet.hardware.type")
 
 
 class IncidentError(ValueError):
@@ -43,6 +64,63 @@ def incident_id(group_key: str, opened_ns: int) -> str:
     (32, True)
     """
     return hashlib.sha256(f"{group_key}\x00{opened_ns}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Place:
+    """Where an incident happens: the nodes, links and hardware types its labels name."""
+
+    nodes: frozenset[str] = frozenset()
+    links: frozenset[str] = frozenset()
+    hardware_types: frozenset[str] = frozenset()
+
+    @property
+    def link_ends(self) -> frozenset[str]:
+        """Both ends of every link (a link ``a~b`` joins nodes ``a`` and ``b``)."""
+        return frozenset(end for link in self.links for end in link.split("~") if end)
+
+    @property
+    def all_nodes(self) -> frozenset[str]:
+        """The nodes named and the ends of the links named."""
+        return self.nodes | self.link_ends
+
+    @property
+    def named(self) -> bool:
+        """Whether the labels name a node or a link (a hardware type alone is not a place)."""
+        return bool(self.nodes or self.links)
+
+
+def _first_value(labels: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    for k in keys:
+        v = labels.get(k)
+        if v not in (None, ""):
+            return str(v)
+    return None
+
+
+def place_of(label_sets: Iterable[Mapping[str, Any]]) -> Place:
+    """The :class:`Place` that ``label_sets`` (an incident's labels, its fired alerts' labels) name.
+
+    >>> p = place_of([{"link": "qpu-a~qpu-b"}, {"qfleet_node_id": "qpu-c", "qfleet_hardware_type": "ion"}])
+    >>> sorted(p.nodes), sorted(p.links), sorted(p.hardware_types), sorted(p.all_nodes)
+    (['qpu-c'], ['qpu-a~qpu-b'], ['ion'], ['qpu-a', 'qpu-b', 'qpu-c'])
+    """
+    nodes: set[str] = set()
+    links: set[str] = set()
+    hws: set[str] = set()
+    for labels in label_sets:
+        for keys, into in ((NODE_LABELS, nodes), (LINK_LABELS, links), (HARDWARE_LABELS, hws)):
+            v = _first_value(labels, keys)
+            if v:
+                into.add(v)
+    return Place(nodes=frozenset(nodes), links=frozenset(links), hardware_types=frozenset(hws))
+
+
+def first_alert_ns(opened_ns: int, events: Iterable[Mapping[str, Any]]) -> int:
+    """When an incident's first alert started: the earliest ``starts_at`` of its ``fired`` events, or its
+    opening when that is earlier (alerts fire after their ``for`` and burn windows, before the notification)."""
+    return min([opened_ns] + [int(e["detail"].get("starts_at") or opened_ns) for e in events
+                              if e["kind"] == "fired"])
 
 
 def _rank(severity: str) -> int:
@@ -65,8 +143,8 @@ class Incidents:
     def __init__(self, engine: Engine, *, clock: Callable[[], int]) -> None:
         self.engine = engine
         self.clock = clock
-        self._i = Incident.__table__
-        self._e = IncidentEvent.__table__
+        self._i = table(Incident)
+        self._e = table(IncidentEvent)
 
     # -- writes ----------------------------------------------------------------------------------------------
 
@@ -173,66 +251,60 @@ class Incidents:
                 i.c.opened_unix_nano <= at_ns - after_ns).order_by(i.c.opened_unix_nano, i.c.id)).all()
         return [r.id for r in rows]
 
+    def resolve(self, incident_id: str, by: str, at_ns: int) -> None:
+        """Resolve the incident by hand: state ``resolved`` and a ``resolved`` event naming ``by``; resolving
+        a resolved incident changes nothing.
+
+        Raises:
+            IncidentError: unknown id or empty ``by``.
+        """
+        if not by:
+            raise IncidentError("resolve: 'by' is empty; name who resolves, e.g. by='alice'")
+        with self.engine.begin() as conn:
+            if self._row(conn, incident_id).state == "resolved":
+                return
+            conn.execute(update(self._i).where(self._i.c.id == incident_id)
+                         .values(state="resolved", resolved_unix_nano=at_ns))
+            self._append(conn, incident_id, at_ns, "resolved", {"by": by, "reason": "resolved by hand"})
+
     def link_faults(self, incident_id: str, *, slack_ns: int = 15 * 60 * NS) -> int:
         """Attach the ground truth: ``qfleet.fault`` spans that overlap the incident and share its place.
 
         The window runs from the earliest alert start minus ``slack_ns`` (detection takes time, and a fault can
         end before a ``for`` delay is over) to the resolution (or now). A fault matches when its node or link is
-        one of the incident's alerts' ``node``/``link`` labels (``qfleet_node_id``/``qfleet_link_id`` too), or
-        its node is an end of such a link. Each match appends one ``fault`` event (fault id, kind, target); a
-        fault already linked is not linked again. Returns the number of new events.
+        in the incident's :class:`Place` (:func:`place_of` its labels and its fired alerts' labels), or its link
+        has an end there. Each match appends one ``fault`` event (fault id, kind, target); a fault already
+        linked is not linked again. Returns the number of new events.
         """
-        e, s = self._e, Span.__table__
         with self.engine.begin() as conn:
             row = self._row(conn, incident_id)
-            events = conn.execute(select(e.c.kind, e.c.detail).where(e.c.incident_id == incident_id)).all()
-            fired = [d for k, d in events if k == "fired"]
-            linked = {d.get("fault_id") for k, d in events if k == "fault"}
-            label_sets = [d.get("labels", {}) for d in fired] + [row.labels or {}]
-            nodes = {ls[k] for ls in label_sets for k in _NODE_LABELS if ls.get(k)}
-            links = {ls[k] for ls in label_sets for k in _LINK_LABELS if ls.get(k)}
-            if not nodes and not links:
+            events = [{"kind": k, "detail": d or {}} for k, d in conn.execute(
+                select(self._e.c.kind, self._e.c.detail).where(self._e.c.incident_id == incident_id)).all()]
+            place = place_of([row.labels or {}, *(e["detail"].get("labels") or {} for e in events
+                                                  if e["kind"] == "fired")])
+            if not place.named:
                 return 0
-            start = min([d.get("starts_at", row.opened_unix_nano) for d in fired] + [row.opened_unix_nano])
-            lo = start - slack_ns
-            hi = row.resolved_unix_nano if row.resolved_unix_nano is not None else max(self.clock(), start)
-            faults = conn.execute(select(s.c.trace_id, s.c.span_id, s.c.start_time_unix_nano,
-                                         s.c.end_time_unix_nano, s.c.node_id, s.c.link_id, s.c.attributes)
-                                  .where(s.c.name == FAULT_SPAN, s.c.start_time_unix_nano <= hi,
-                                         s.c.end_time_unix_nano > lo)
-                                  .order_by(s.c.start_time_unix_nano, s.c.span_id)).all()
-            ends = {n for link in links for n in link.split("~")}
+            linked = {e["detail"].get("fault_id") for e in events if e["kind"] == "fault"}
+            start = first_alert_ns(row.opened_unix_nano, events)
+            end = row.resolved_unix_nano if row.resolved_unix_nano is not None else max(self.clock(), start)
             added = 0
-            for f in faults:
-                attrs = f.attributes or {}
-                fid = attrs.get("qfleet.fault.id", f.span_id)
-                if fid in linked:
+            for f in _fault_spans(conn, start - slack_ns, end):
+                detail = f.detail()
+                if detail["fault_id"] in linked or not f.at(place):
                     continue
-                f_nodes = set(f.link_id.split("~")) if f.link_id else set()
-                hit = (f.node_id and (f.node_id in nodes or f.node_id in ends)) or (
-                    f.link_id and (f.link_id in links or f_nodes & nodes))
-                if not hit:
-                    continue
-                self._append(conn, incident_id, f.start_time_unix_nano, "fault", {
-                    "fault_id": fid, "kind": attrs.get("qfleet.fault.kind", ""),
-                    "title": attrs.get("qfleet.fault.title", ""),
-                    "target": attrs.get("qfleet.fault.target", f.link_id or f.node_id or ""),
-                    "start": f.start_time_unix_nano, "end": f.end_time_unix_nano,
-                    "trace_id": f.trace_id, "span_id": f.span_id})
-                linked.add(fid)
+                self._append(conn, incident_id, f.start_ns, "fault", detail)
+                linked.add(detail["fault_id"])
                 added += 1
         return added
 
     # -- reads -----------------------------------------------------------------------------------------------
 
-    def list(self, *, state: str | None = None) -> list[dict[str, Any]]:
-        """Incidents (newest first) as dicts of the ``incidents`` columns, optionally of one ``state``."""
-        if state is not None and state not in _STATES:
-            raise IncidentError(f"state {state!r} is not one of {list(_STATES)}")
+    def open_at(self, at_ns: int) -> list[dict[str, Any]]:
+        """Incidents open at ``at_ns``: opened before it and not resolved by then (newest first)."""
         i = self._i
-        q = select(i).order_by(i.c.opened_unix_nano.desc(), i.c.id)
-        if state is not None:
-            q = q.where(i.c.state == state)
+        q = (select(i).where(i.c.opened_unix_nano < at_ns,
+                             or_(i.c.resolved_unix_nano.is_(None), i.c.resolved_unix_nano >= at_ns))
+             .order_by(i.c.opened_unix_nano.desc(), i.c.id))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q).all()]
 
@@ -258,3 +330,57 @@ class Incidents:
             rows = conn.execute(select(e.c.seq, e.c.at_unix_nano, e.c.kind, e.c.detail)
                                 .where(e.c.incident_id == incident_id).order_by(e.c.at_unix_nano, e.c.seq)).all()
         return [dict(r._mapping) for r in rows]
+
+    # Last in the class: in the annotations of methods below it, `list` would name this method.
+    def list(self, *, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Incidents (newest first) as dicts of the ``incidents`` columns, optionally of one ``state``, at
+        most ``limit`` of them."""
+        if state is not None and state not in _STATES:
+            raise IncidentError(f"state {state!r} is not one of {list(_STATES)}")
+        if limit is not None and limit < 1:
+            raise IncidentError(f"limit={limit} must be at least 1 (or None for all)")
+        i = self._i
+        q = select(i).order_by(i.c.opened_unix_nano.desc(), i.c.id).limit(limit)
+        if state is not None:
+            q = q.where(i.c.state == state)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class _FaultSpan:
+    """A ground-truth ``qfleet.fault`` span, as fault linking reads it."""
+
+    trace_id: str
+    span_id: str
+    start_ns: int
+    end_ns: int
+    node_id: str | None
+    link_id: str | None
+    attributes: dict[str, Any]
+
+    def at(self, place: Place) -> bool:
+        """Whether the fault is at ``place``: its node is named or ends a named link, or its link is named or
+        ends at a named node."""
+        if self.node_id and self.node_id in place.all_nodes:
+            return True
+        return bool(self.link_id) and (self.link_id in place.links or bool(
+            set(str(self.link_id).split("~")) & place.nodes))
+
+    def detail(self) -> dict[str, Any]:
+        """The ``fault`` event's detail: fault id, kind, title, target, start, end, trace and span ids."""
+        a = self.attributes
+        return {"fault_id": a.get("qfleet.fault.id", self.span_id), "kind": a.get("qfleet.fault.kind", ""),
+                "title": a.get("qfleet.fault.title", ""),
+                "target": a.get("qfleet.fault.target", self.link_id or self.node_id or ""),
+                "start": self.start_ns, "end": self.end_ns, "trace_id": self.trace_id, "span_id": self.span_id}
+
+
+def _fault_spans(conn: Connection, lo: int, hi: int) -> list[_FaultSpan]:
+    """The ground-truth fault spans overlapping ``[lo, hi]``, in start order."""
+    s = Span.__table__
+    rows = conn.execute(select(s.c.trace_id, s.c.span_id, s.c.start_time_unix_nano, s.c.end_time_unix_nano,
+                               s.c.node_id, s.c.link_id, s.c.attributes)
+                        .where(s.c.name == FAULT_SPAN, s.c.start_time_unix_nano <= hi, s.c.end_time_unix_nano > lo)
+                        .order_by(s.c.start_time_unix_nano, s.c.span_id)).all()
+    return [_FaultSpan(t, sp, start, end, node, link, attrs or {}) for t, sp, start, end, node, link, attrs in rows]

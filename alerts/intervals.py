@@ -6,7 +6,7 @@ the month count from its end (``-1`` is the last day), and all of it is evaluate
 omitted). The rules follow Alertmanager's ``timeinterval/timeinterval.go``, including its load-time checks
 (``saturday:sunday`` is rejected there because Go numbers Sunday 0: write ``[saturday, sunday]``).
 
->>> from qfleet.alerts.model import NS
+>>> from qfleet.units import NS
 >>> [winter] = parse_time_intervals([{"weekdays": ["tuesday"], "times": [{"start_time": "02:00",
 ...                                   "end_time": "04:00"}], "location": "Europe/Amsterdam"}], "x")[0]
 >>> active_at([winter], 1_736_823_600 * NS)   # Tue 2025-01-14 03:00 UTC = 04:00 CET: the window is over
@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from qfleet.alerts.model import NS, TimeInterval, TimeRange
+from qfleet.alerts.model import TimeInterval, TimeRange
+from qfleet.problems import Problem, Problems
+from qfleet.units import NS
 
 if TYPE_CHECKING:
     from qfleet.alerts.model import AlertingConfig, ResolvedRoute
@@ -36,6 +38,7 @@ _MONTHS = {name: i + 1 for i, name in enumerate(
     ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
      "november", "december"])}
 _TIME = re.compile(r"^(?:([01][0-9]|2[0-3]):([0-5][0-9])|(24):(00))$")
+_T = TypeVar("_T")
 _KEYS = ("times", "weekdays", "days_of_month", "months", "years", "location")
 
 
@@ -128,31 +131,31 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _items(value: Any, path: str, problems: list[str]) -> list[str]:
+def _items(value: Any, path: str, found: Problems) -> list[str]:
     if not isinstance(value, list):
-        problems.append(f"{path}: expected a list, got {value!r}")
+        found.add(path, f"expected a list, got {value!r}", "write a YAML list, e.g. ['monday:friday']", "bad_type")
         return []
     out = []
     for i, v in enumerate(value):
         if isinstance(v, bool) or not isinstance(v, str | int):
-            problems.append(f"{path}[{i}]: expected a string such as 'monday:friday', got {v!r}")
+            found.add(f"{path}[{i}]", f"expected a string, got {v!r}", "write e.g. 'monday:friday'", "bad_type")
         else:
             out.append(str(v).strip().lower())
     return out
 
 
-def _weekdays(value: Any, path: str, problems: list[str]) -> tuple[tuple[int, int], ...]:
+def _weekdays(value: Any, path: str, found: Problems) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
-    for i, text in enumerate(_items(value, path, problems)):
+    for i, text in enumerate(_items(value, path, found)):
         lo_s, hi_s = _split(text)
         lo, hi = _WEEKDAYS_GO.get(lo_s), _WEEKDAYS_GO.get(hi_s)
         if lo is None or hi is None:
-            problems.append(f"{path}[{i}]: {text!r} is not a weekday or range of weekdays; "
-                            "use names such as 'monday' or 'monday:friday'")
+            found.add(f"{path}[{i}]", f"{text!r} is not a weekday or range of weekdays",
+                      "use names such as 'monday' or 'monday:friday'", "bad_interval")
             continue
         if lo > hi:  # Go numbers Sunday 0, so Alertmanager rejects saturday:sunday
-            problems.append(f"{path}[{i}]: {text!r}: start day cannot be before end day (Sunday is the first "
-                            "day, as in Alertmanager); list them instead, e.g. [saturday, sunday]")
+            found.add(f"{path}[{i}]", f"{text!r}: start day cannot be before end day (Sunday is the first day, "
+                      "as in Alertmanager)", "list them instead, e.g. [saturday, sunday]", "bad_interval")
             continue
         # Convert Sunday=0 numbering to the model's Monday=0.
         if lo == 0:
@@ -164,137 +167,153 @@ def _weekdays(value: Any, path: str, problems: list[str]) -> tuple[tuple[int, in
     return tuple(out)
 
 
-def _days(value: Any, path: str, problems: list[str]) -> tuple[tuple[int, int], ...]:
+def _days(value: Any, path: str, found: Problems) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
-    for i, text in enumerate(_items(value, path, problems)):
+    for i, text in enumerate(_items(value, path, found)):
         lo_s, hi_s = _split(text)
         lo, hi = _int(lo_s), _int(hi_s)
-        bad = [x for x in (lo, hi) if x is None or x == 0 or not -31 <= x <= 31]
-        if bad:
-            problems.append(f"{path}[{i}]: {text!r} is not a day of the month or range; use 1..31 or -31..-1 "
-                            "(-1 is the last day), e.g. '1:7' or '-3:-1'")
-            continue
-        assert lo is not None and hi is not None
-        if lo < 0 < hi:
-            problems.append(f"{path}[{i}]: {text!r}: end day must be negative if start day is negative")
-            continue
+        if lo is None or hi is None or not (0 < abs(lo) <= 31 and 0 < abs(hi) <= 31):
+            found.add(f"{path}[{i}]", f"{text!r} is not a day of the month or range",
+                      "use 1..31 or -31..-1 (-1 is the last day), e.g. '1:7' or '-3:-1'", "bad_interval")
+        elif lo < 0 < hi:
+            found.add(f"{path}[{i}]", f"{text!r}: end day must be negative if start day is negative",
+                      "write e.g. '-7:-1'", "bad_interval")
         # As Alertmanager: compare assuming the shortest (28-day) month, so the range is never empty.
-        if (28 + lo if lo < 0 else lo) > (28 + hi if hi < 0 else hi):
-            problems.append(f"{path}[{i}]: {text!r}: end day {hi} is before start day {lo}")
-            continue
-        out.append((lo, hi))
+        elif (28 + lo if lo < 0 else lo) > (28 + hi if hi < 0 else hi):
+            found.add(f"{path}[{i}]", f"{text!r}: end day {hi} is before start day {lo}",
+                      "write the earlier day first", "bad_interval")
+        else:
+            out.append((lo, hi))
     return tuple(out)
 
 
-def _months(value: Any, path: str, problems: list[str]) -> tuple[tuple[int, int], ...]:
+def _months(value: Any, path: str, found: Problems) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
-    for i, text in enumerate(_items(value, path, problems)):
+    for i, text in enumerate(_items(value, path, found)):
         lo_s, hi_s = _split(text)
         lo = _MONTHS.get(lo_s, _int(lo_s))
         hi = _MONTHS.get(hi_s, _int(hi_s))
         if lo is None or hi is None or not (1 <= lo <= 12 and 1 <= hi <= 12):
-            problems.append(f"{path}[{i}]: {text!r} is not a month or range of months; use names or 1..12, "
-                            "e.g. 'january:march' or '1:3'")
-            continue
-        if lo > hi:
-            problems.append(f"{path}[{i}]: {text!r}: end month {hi} is before start month {lo}")
-            continue
-        out.append((lo, hi))
+            found.add(f"{path}[{i}]", f"{text!r} is not a month or range of months",
+                      "use names or 1..12, e.g. 'january:march' or '1:3'", "bad_interval")
+        elif lo > hi:
+            found.add(f"{path}[{i}]", f"{text!r}: end month {hi} is before start month {lo}",
+                      "write the earlier month first", "bad_interval")
+        else:
+            out.append((lo, hi))
     return tuple(out)
 
 
-def _years(value: Any, path: str, problems: list[str]) -> tuple[tuple[int, int], ...]:
+def _years(value: Any, path: str, found: Problems) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
-    for i, text in enumerate(_items(value, path, problems)):
+    for i, text in enumerate(_items(value, path, found)):
         lo_s, hi_s = _split(text)
         lo, hi = _int(lo_s), _int(hi_s)
         if lo is None or hi is None or lo <= 0 or hi <= 0:
-            problems.append(f"{path}[{i}]: {text!r} is not a year or range of years, e.g. '2026' or '2026:2027'")
-            continue
-        if lo > hi:
-            problems.append(f"{path}[{i}]: {text!r}: end year {hi} is before start year {lo}")
-            continue
-        out.append((lo, hi))
+            found.add(f"{path}[{i}]", f"{text!r} is not a year or range of years", "write e.g. '2026' or '2026:2027'",
+                      "bad_interval")
+        elif lo > hi:
+            found.add(f"{path}[{i}]", f"{text!r}: end year {hi} is before start year {lo}",
+                      "write the earlier year first", "bad_interval")
+        else:
+            out.append((lo, hi))
     return tuple(out)
 
 
-def _minute(value: Any, path: str, problems: list[str]) -> int | None:
+def _minute(value: Any, path: str, found: Problems) -> int | None:
     m = _TIME.match(value) if isinstance(value, str) else None
     if m is None:
-        problems.append(f"{path}: {value!r} is not a time of day; use HH:MM from 00:00 to 24:00, e.g. '09:30'")
+        found.add(path, f"{value!r} is not a time of day", "use HH:MM from 00:00 to 24:00, e.g. '09:30'",
+                  "bad_interval")
         return None
     hh, mm = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
     return int(hh) * 60 + int(mm)
 
 
-def _times(value: Any, path: str, problems: list[str]) -> tuple[TimeRange, ...]:
+def _time_range(item: Any, p: str, found: Problems) -> TimeRange | None:
+    if not isinstance(item, dict):
+        found.add(p, f"expected a mapping, got {item!r}", "write {start_time: 'HH:MM', end_time: 'HH:MM'}",
+                  "bad_type")
+        return None
+    for key in sorted(set(item) - {"start_time", "end_time"}):
+        found.add(f"{p}.{key}", "unknown key", "a time range has start_time and end_time", "unknown_key")
+    if "start_time" not in item or "end_time" not in item:
+        found.add(p, "both start_time and end_time are required", "write {start_time: '09:00', end_time: '17:00'}",
+                  "required")
+        return None
+    start = _minute(item["start_time"], f"{p}.start_time", found)
+    end = _minute(item["end_time"], f"{p}.end_time", found)
+    if start is None or end is None:
+        return None
+    if start >= end:
+        found.add(p, f"start time {item['start_time']!r} must be before end time {item['end_time']!r}",
+                  "a range is [start, end) within one day; split one across midnight in two", "bad_interval")
+        return None
+    return TimeRange(start, end)
+
+
+def _times(value: Any, path: str, found: Problems) -> tuple[TimeRange, ...]:
     if not isinstance(value, list):
-        problems.append(f"{path}: expected a list of {{start_time, end_time}}, got {value!r}")
+        found.add(path, f"expected a list of {{start_time, end_time}}, got {value!r}",
+                  "write e.g. [{start_time: '09:00', end_time: '17:00'}]", "bad_type")
         return ()
-    out: list[TimeRange] = []
-    for i, item in enumerate(value):
-        p = f"{path}[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{p}: expected {{start_time: 'HH:MM', end_time: 'HH:MM'}}, got {item!r}")
-            continue
-        for key in sorted(set(item) - {"start_time", "end_time"}):
-            problems.append(f"{p}.{key}: unknown key; a time range has start_time and end_time")
-        if "start_time" not in item or "end_time" not in item:
-            problems.append(f"{p}: both start_time and end_time are required")
-            continue
-        start = _minute(item["start_time"], f"{p}.start_time", problems)
-        end = _minute(item["end_time"], f"{p}.end_time", problems)
-        if start is None or end is None:
-            continue
-        if start >= end:
-            problems.append(f"{p}: start time {item['start_time']!r} must be before end time "
-                            f"{item['end_time']!r} (a range is [start, end) within one day)")
-            continue
-        out.append(TimeRange(start, end))
-    return tuple(out)
+    ranges = (_time_range(item, f"{path}[{i}]", found) for i, item in enumerate(value))
+    return tuple(r for r in ranges if r is not None)
 
 
-def parse_time_intervals(value: Any, path: str) -> tuple[tuple[TimeInterval, ...], list[str], list[str]]:
+def _location(item: dict[str, Any], p: str, found: Problems) -> str:
+    location = item.get("location")
+    if location is None or location == "UTC":
+        return "UTC"
+    if not isinstance(location, str):
+        found.add(f"{p}.location", f"expected an IANA zone name, got {location!r}", "write e.g. 'Europe/Amsterdam'",
+                  "bad_type")
+        return "UTC"
+    if location == "Local":
+        found.warn(f"{p}.location", "'Local' (the server's zone) is not supported, qfleet evaluates it as UTC",
+                   "name an IANA zone such as 'Europe/Amsterdam'", "unsupported")
+        return "UTC"
+    try:
+        _zone(location)
+    except (ZoneInfoNotFoundError, ValueError):
+        found.add(f"{p}.location", f"{location!r} is not a known IANA time zone", "use e.g. 'Europe/Amsterdam' or 'UTC'",
+                  "bad_zone")
+        return "UTC"
+    return location
+
+
+def _interval(item: Any, p: str, found: Problems) -> TimeInterval | None:
+    if not isinstance(item, dict):
+        found.add(p, f"expected a mapping, got {item!r}", f"give some of the keys {', '.join(_KEYS)}", "bad_type")
+        return None
+    for key in sorted(set(item) - set(_KEYS)):
+        found.add(f"{p}.{key}", "unknown key", f"an interval has {', '.join(_KEYS)}", "unknown_key")
+    return TimeInterval(location=_location(item, p, found), times=_field(item, "times", p, found, _times),
+                        weekdays=_field(item, "weekdays", p, found, _weekdays),
+                        days_of_month=_field(item, "days_of_month", p, found, _days),
+                        months=_field(item, "months", p, found, _months),
+                        years=_field(item, "years", p, found, _years))
+
+
+def _field(item: dict[str, Any], key: str, p: str, found: Problems,
+           parse: Callable[[Any, str, Problems], tuple[_T, ...]]) -> tuple[_T, ...]:
+    return parse(item[key], f"{p}.{key}", found) if item.get(key) is not None else ()
+
+
+def parse_time_intervals(value: Any, path: str) -> tuple[tuple[TimeInterval, ...], list[Problem], list[Problem]]:
     """Parse one entry's ``time_intervals`` list.
 
-    Returns ``(intervals, problems, warnings)``; each problem and warning starts with its key path under ``path``.
+    Returns:
+        ``(intervals, problems, warnings)``; each problem and warning has its key path under ``path``.
 
-    >>> parse_time_intervals([{"months": ["march:january"]}], "time_intervals[0].time_intervals")[1]
-    ["time_intervals[0].time_intervals[0].months[0]: 'march:january': end month 1 is before start month 3"]
+    Examples:
+        >>> print(parse_time_intervals([{"months": ["march:january"]}], "time_intervals[0].time_intervals")[1][0])
+        time_intervals[0].time_intervals[0].months[0]: 'march:january': end month 1 is before start month 3 (fix: write the earlier month first)
     """
-    problems: list[str] = []
-    warnings: list[str] = []
+    found = Problems()
     if not isinstance(value, list):
-        return (), [f"{path}: expected a list of intervals, got {value!r}"], warnings
-    out: list[TimeInterval] = []
-    for i, item in enumerate(value):
-        p = f"{path}[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{p}: expected a mapping with keys {', '.join(_KEYS)}, got {item!r}")
-            continue
-        for key in sorted(set(item) - set(_KEYS)):
-            problems.append(f"{p}.{key}: unknown key; an interval has {', '.join(_KEYS)}")
-        location = item.get("location", "UTC")
-        if location is None:
-            location = "UTC"
-        if not isinstance(location, str):
-            problems.append(f"{p}.location: expected an IANA zone name such as 'Europe/Amsterdam', "
-                            f"got {location!r}")
-            location = "UTC"
-        elif location == "Local":
-            warnings.append(f"{p}.location: 'Local' (the server's zone) is not supported, qfleet evaluates it as "
-                            "UTC; name an IANA zone such as 'Europe/Amsterdam'")
-            location = "UTC"
-        elif location != "UTC":
-            try:
-                _zone(location)
-            except (ZoneInfoNotFoundError, ValueError):
-                problems.append(f"{p}.location: {location!r} is not a known IANA time zone; "
-                                "use e.g. 'Europe/Amsterdam' or 'UTC'")
-                location = "UTC"
-
-        fields = {key: parse(item[key], f"{p}.{key}", problems) if item.get(key) is not None else ()
-                  for key, parse in (("times", _times), ("weekdays", _weekdays), ("days_of_month", _days),
-                                     ("months", _months), ("years", _years))}
-        out.append(TimeInterval(location=location, **fields))
-    return tuple(out), problems, warnings
+        found.add(path, f"expected a list of intervals, got {value!r}", "write e.g. [{weekdays: [saturday, sunday]}]",
+                  "bad_type")
+        return (), found.items, found.warnings
+    intervals = (_interval(item, f"{path}[{i}]", found) for i, item in enumerate(value))
+    return tuple(i for i in intervals if i is not None), found.items, found.warnings

@@ -13,7 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+# NS is re-exported for older ``from qfleet.alerts.model import NS``; new code imports it from qfleet.units.
+from qfleet.units import NS
+
 __all__ = [
+    "DEFAULT_GROUP_INTERVAL_NS",
+    "DEFAULT_GROUP_WAIT_NS",
+    "DEFAULT_REPEAT_INTERVAL_NS",
+    "DEFAULT_RESOLVE_TIMEOUT_NS",
     "Alert",
     "AlertingConfig",
     "InhibitRule",
@@ -30,8 +37,13 @@ __all__ = [
     "labels_key",
 ]
 
-NS = 1_000_000_000
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs: hashable, canonical
+
+# Alertmanager's defaults (config/config.go): the root route's intervals and global.resolve_timeout.
+DEFAULT_GROUP_WAIT_NS = 30 * NS
+DEFAULT_GROUP_INTERVAL_NS = 5 * 60 * NS
+DEFAULT_REPEAT_INTERVAL_NS = 4 * 3600 * NS
+DEFAULT_RESOLVE_TIMEOUT_NS = 5 * 60 * NS
 
 
 def labels_key(labels: dict[str, str] | Labels) -> Labels:
@@ -97,8 +109,8 @@ class Matcher:
 class Alert:
     """One alert as the sources produce it: firing from ``starts_at``; resolved once ``ends_at`` is set and passed.
 
-    ``ends_at`` None means "firing until told otherwise" (Alertmanager's ``resolve_timeout`` is for alerts without
-    EndsAt; qfleet's own sources always resolve explicitly).
+    ``ends_at`` None means "firing until told otherwise": as in Alertmanager, an alert without an end that its
+    source stops refreshing is resolved after :attr:`AlertingConfig.resolve_timeout_ns`.
     """
 
     labels: Labels
@@ -221,12 +233,37 @@ class ResolvedRoute:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertingConfig:
-    """A loaded ``alertmanager.yml`` subset (see :mod:`qfleet.alerts.config`), plus qfleet's escalation settings."""
+    """A loaded ``alertmanager.yml`` subset (see :mod:`qfleet.alerts.config`), plus qfleet's escalation settings.
+
+    Attributes:
+        route: the root of the routing tree.
+        receivers: receiver name -> receiver.
+        inhibit_rules: the inhibition rules, in file order.
+        time_intervals: interval name -> its intervals (``mute_time_intervals``/``active_time_intervals``).
+        resolve_timeout_ns: ``global.resolve_timeout`` (default 5m, positive): an alert without ``ends_at`` that
+            its source has not refreshed for this long is resolved, as Alertmanager does for alerts without
+            EndsAt (the alert sources apply it).
+        escalation_receiver: ``qfleet.escalation_receiver``: pages unacknowledged for ``escalate_after_ns`` are
+            sent there too (both or neither).
+        escalate_after_ns: ``qfleet.escalate_after`` (positive).
+
+    Raises:
+        ValueError: a duration is not positive, or only one of the escalation settings is given.
+    """
 
     route: Route
     receivers: dict[str, Receiver]
     inhibit_rules: tuple[InhibitRule, ...] = ()
     time_intervals: dict[str, tuple[TimeInterval, ...]] = field(default_factory=dict)
-    resolve_timeout_ns: int = 300 * NS
-    escalation_receiver: str | None = None     # qfleet: pages unacknowledged this long go there too
+    resolve_timeout_ns: int = DEFAULT_RESOLVE_TIMEOUT_NS
+    escalation_receiver: str | None = None
     escalate_after_ns: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.resolve_timeout_ns <= 0:
+            raise ValueError(f"resolve_timeout_ns={self.resolve_timeout_ns} must be positive (Alertmanager's "
+                             "default is 5m)")
+        if (self.escalation_receiver is None) != (self.escalate_after_ns is None):
+            raise ValueError("escalation_receiver and escalate_after_ns go together; give both or neither")
+        if self.escalate_after_ns is not None and self.escalate_after_ns <= 0:
+            raise ValueError(f"escalate_after_ns={self.escalate_after_ns} must be positive, e.g. 30 minutes")

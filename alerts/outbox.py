@@ -1,7 +1,7 @@
 """The durable notification outbox: rows in ``alert_outbox`` written with the state change, delivered later.
 
 A notification is *enqueued* in the same transaction that records the alert state that caused it (pass
-``conn=``), so a crash can neither lose it nor send it without the state. :class:`alerts.webhook.Deliverer` reads
+``conn=``), so a crash can neither lose it nor send it without the state. :class:`qfleet.alerts.webhook.Deliverer` reads
 :meth:`Outbox.due` items and reports back with :meth:`Outbox.mark_delivered` / :meth:`Outbox.mark_failed`; an item is
 ``pending`` until ``delivered`` or ``dead`` (dead letters are counted in :meth:`Outbox.stats`).
 
@@ -20,9 +20,10 @@ from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, upda
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from qfleet.alerts.model import NS, Notification, Receiver
+from qfleet.alerts.model import Notification, Receiver
 from qfleet.alerts.payloads import idempotency_key, pagerduty_event, webhook_body
-from qfleet.alerts.schema import AlertOutbox
+from qfleet.alerts.schema import AlertOutbox, table
+from qfleet.units import NS
 
 __all__ = [
     "Backoff",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-_T = AlertOutbox.__table__
+_T = table(AlertOutbox)
 _STATES = ("pending", "delivered", "dead")
 _ERROR_MAX = 1000
 

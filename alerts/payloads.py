@@ -1,6 +1,6 @@
 """Notification bodies (Alertmanager webhook v4, PagerDuty Events API v2), idempotency keys and HMAC signatures.
 
-Pure functions over :class:`alerts.model.Notification` (sre.md §18-19). A receiver verifies a delivery with
+Pure functions over :class:`qfleet.alerts.model.Notification` (sre.md §18-19). A receiver verifies a delivery with
 :func:`verify` over the raw body and the ``X-Qfleet-Signature`` header (see ``docs/webhooks.md``).
 """
 
@@ -10,9 +10,9 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 
-from qfleet.alerts.model import NS, Alert, Labels, Notification
+from qfleet.alerts.model import Alert, Labels, Notification
+from qfleet.units import format_rfc3339
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -21,7 +21,6 @@ __all__ = [
     "ZERO_TIME",
     "idempotency_key",
     "pagerduty_event",
-    "rfc3339",
     "sign",
     "signature_header",
     "verify",
@@ -35,24 +34,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 #: PagerDuty's event size limit; a bigger event is sent without its ``custom_details`` (as Alertmanager does).
 PAGERDUTY_MAX_BYTES = 512 * 1024
 _SUMMARY_MAX = 1024
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEVERITY = {"page": "critical", "security": "critical", "ticket": "warning"}
 _SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-
-
-def rfc3339(t_ns: int) -> str:
-    """Unix nanoseconds as Go's RFC3339Nano in UTC (trailing fractional zeros dropped).
-
-    >>> rfc3339(1_800_000_000_500_000_000)
-    '2027-01-15T08:00:00.5Z'
-    >>> rfc3339(0)
-    '1970-01-01T00:00:00Z'
-    """
-    s, frac = divmod(t_ns, NS)
-    text = (_EPOCH + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
 
 
 def _common(label_sets: list[Labels]) -> dict[str, str]:
@@ -69,8 +52,8 @@ def _alert_json(a: Alert, status: str) -> dict[str, object]:
         "status": status,
         "labels": dict(a.labels),
         "annotations": dict(a.annotations),
-        "startsAt": rfc3339(a.starts_at),
-        "endsAt": ZERO_TIME if status == "firing" or a.ends_at is None else rfc3339(a.ends_at),
+        "startsAt": format_rfc3339(a.starts_at),  # Go's RFC3339Nano, as Alertmanager writes them
+        "endsAt": ZERO_TIME if status == "firing" or a.ends_at is None else format_rfc3339(a.ends_at),
         "generatorURL": a.generator_url,
         "fingerprint": a.fingerprint,
     }
@@ -84,6 +67,7 @@ def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_
     annotations are computed over all alerts, before truncation (as ``notify/webhook/webhook.go`` does).
 
     >>> from qfleet.alerts.model import Alert, Notification
+    >>> from qfleet.units import NS
     >>> a = Alert(labels=(("alertname", "X"),), starts_at=0)
     >>> n = Notification(at=30 * NS, receiver="ops", group_key="{}:{}", group_labels=(), reason="first notification",
     ...                  firing=(a,), resolved=())
@@ -147,6 +131,7 @@ def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet"
     Never ``acknowledge``; ``dedup_key`` is the SHA-256 hex of the group key, so a group's trigger and resolve meet.
 
     >>> from qfleet.alerts.model import Alert, Notification
+    >>> from qfleet.units import NS
     >>> a = Alert(labels=(("alertname", "X"), ("severity", "page")), starts_at=0)
     >>> n = Notification(at=30 * NS, receiver="pd", group_key="{}:{}", group_labels=(("alertname", "X"),),
     ...                  reason="first notification", firing=(a,), resolved=())

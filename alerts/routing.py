@@ -23,16 +23,23 @@ Alertmanager (its ``Route.ID()`` adds the sibling index, its ``Key()`` does not;
 
 from __future__ import annotations
 
-import re
-
-from qfleet.alerts.config import DEFAULT_GROUP_INTERVAL_NS, DEFAULT_GROUP_WAIT_NS, DEFAULT_REPEAT_INTERVAL_NS
-from qfleet.alerts.model import AlertingConfig, Labels, Matcher, ResolvedRoute, Route, labels_key
+from qfleet.alerts.fields import is_label_name
+from qfleet.alerts.model import (
+    DEFAULT_GROUP_INTERVAL_NS,
+    DEFAULT_GROUP_WAIT_NS,
+    DEFAULT_REPEAT_INTERVAL_NS,
+    AlertingConfig,
+    Labels,
+    Matcher,
+    ResolvedRoute,
+    Route,
+    labels_key,
+)
 
 __all__ = ["RoutingError", "group_key", "group_labels", "labelset_string", "matchers_string", "resolve",
            "route_key", "routes_test"]
 
 _OPS = ("=", "!=", "=~", "!~")      # Go's MatchType order, the last sort key of Alertmanager's matchers
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class RoutingError(ValueError):
@@ -68,7 +75,7 @@ def matchers_string(matchers: tuple[Matcher, ...]) -> str:
     ordered = sorted(matchers, key=lambda m: (m.name, m.value, _OPS.index(m.op)))
     parts = []
     for m in ordered:
-        name = m.name if _PLAIN_NAME.match(m.name) else _go_quote(m.name)
+        name = m.name if is_label_name(m.name) else _go_quote(m.name)
         parts.append(f'{name}{m.op}"{_om_escape(m.value)}"')
     return "{" + ",".join(parts) + "}"
 
@@ -123,12 +130,12 @@ def resolve(config: AlertingConfig, labels: dict[str, str]) -> tuple[ResolvedRou
     A missing label reads as ``""``; regexes are fully anchored.
 
     Raises:
-        RoutingError: the root route has no receiver (a config from :func:`alerts.config.load_config` always does).
+        RoutingError: the root route has no receiver (a config from :func:`qfleet.alerts.config.load_config` always does).
     """
     root = config.route
     if root.receiver is None:
         raise RoutingError("the root route has no receiver; every alert needs a default receiver "
-                           "(load the config with alerts.config.load_config, which checks this)")
+                           "(load the config with qfleet.alerts.config.load_config, which checks this)")
     opts = ResolvedRoute(
         key=route_key(None, root),
         receiver=root.receiver,

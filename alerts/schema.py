@@ -1,19 +1,22 @@
 """The alerts' state that must survive a restart: alerts, notification log, outbox, silences, incidents.
 
 Only ``qfleet.alerts`` writes these tables; dashboards and command lines go through its repositories
-(:class:`~qfleet.alerts.silences.SilenceStore`, :class:`~qfleet.alerts.incidents.Incidents`...).
+(:class:`~qfleet.alerts.silence_store.SilenceStore`, :class:`~qfleet.alerts.incidents.Incidents`,
+:class:`~qfleet.alerts.sources.AlertState`, :class:`~qfleet.alerts.outbox.Outbox`; the notification log is
+:class:`~qfleet.alerts.service.AlertService`'s alone).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from qfleet.collector.schema import NAMING_CONVENTION, JsonType
 
-__all__ = ["AlertOutbox", "AlertRecord", "AlertsBase", "Incident", "IncidentEvent", "NotificationLog", "SilenceRecord"]
+__all__ = ["AlertOutbox", "AlertRecord", "AlertsBase", "Incident", "IncidentEvent", "NotificationLog", "SilenceRecord",
+           "table"]
 
 
 class AlertsBase(DeclarativeBase):
@@ -119,3 +122,14 @@ class IncidentEvent(AlertsBase):
     at_unix_nano: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]]
+
+
+def table(model: type[AlertsBase]) -> Table:
+    """The Core ``Table`` of a model (SQLAlchemy types ``__table__`` as the wider ``FromClause``).
+
+    >>> table(Incident).name
+    'incidents'
+    """
+    t = model.__table__
+    assert isinstance(t, Table)
+    return t

@@ -5,6 +5,10 @@ notification log (``notification_log``), the outbox (``alert_outbox``, written w
 incidents. A restarted service rebuilds its aggregation groups from the stored alerts and, thanks to the restored
 log, does not notify again what a receiver was already told; the outbox re-sends only what was not acknowledged,
 always under the same idempotency key.
+
+Each source (SLOs, rules) is evaluated on its own: one that fails is logged and named in :class:`CycleStats`, and
+its alerts resolve once ``global.resolve_timeout`` has passed since it last reported them, as Alertmanager
+resolves alerts that are no longer refreshed.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from qfleet.alerts.incidents import Incidents
-from qfleet.alerts.model import AlertingConfig, Notification
+from qfleet.alerts.model import Alert, AlertingConfig, Notification, Silence
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
 from qfleet.alerts.rules import AlertRule, sync_rules
-from qfleet.alerts.schema import NotificationLog, SilenceRecord
-from qfleet.alerts.silences import silence_from_api
+from qfleet.alerts.schema import NotificationLog, table
+from qfleet.alerts.silence_store import SilenceStore
 from qfleet.alerts.sources import AlertState, slo_alerts
 from qfleet.alerts.timeline import Dispatcher
 from qfleet.alerts.webhook import Deliverer
@@ -28,10 +32,16 @@ from qfleet.collector.schema import Span
 from qfleet.slo.evaluate import evaluate_store, record
 from qfleet.slo.model import SLO
 from qfleet.slo.sli import SliSource
+from qfleet.units import NS
 
 __all__ = ["AlertService", "CycleStats"]
 
 logger = logging.getLogger(__name__)
+
+#: Alertmanager's notification log: (receiver, group key) -> (firing fingerprints, resolved ones, sent at).
+Log = dict[tuple[str, str], tuple[frozenset[str], frozenset[str], int]]
+_MAINTENANCE_SPAN = "qfleet.maintenance"
+_MAINTENANCE_LOOKBACK_NS = 10 * 86_400 * NS  # calibration windows older than this cannot matter any more
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,7 @@ class CycleStats:
     enqueued: int = 0
     delivered: int = 0
     escalated: int = 0
+    failed_sources: tuple[str, ...] = ()
 
 
 class AlertService:
@@ -66,10 +77,11 @@ class AlertService:
         self.rules = tuple(rules)
         self.clock = clock
         self.external_url = external_url
-        self.state = AlertState(engine, clock=clock)
+        self.state = AlertState(engine)
         self.outbox = Outbox(engine, clock=clock)
         self.deliverer = Deliverer(self.outbox, secret=secret, clock=clock)
         self.incidents = Incidents(engine, clock=clock)
+        self.silences = SilenceStore(engine)
         self.dispatcher = Dispatcher(config, silences=self._silences(), log=self._load_log())
         self._last: dict[str, Notification] = {}  # last notification per group, for escalations
         now = clock()
@@ -78,15 +90,15 @@ class AlertService:
 
     # -- persistence of the notification log ----------------------------------------------------------------------
 
-    def _load_log(self) -> dict:  # type: ignore[type-arg]
-        t = NotificationLog.__table__
+    def _load_log(self) -> Log:
+        t = table(NotificationLog)
         with self.engine.connect() as conn:
             rows = conn.execute(select(t)).all()
         return {(r.receiver, r.group_key): (frozenset(r.firing["fingerprints"]), frozenset(r.resolved["fingerprints"]),
                                             r.sent_unix_nano) for r in rows}
 
-    def _save_log(self, conn) -> None:  # type: ignore[no-untyped-def]
-        t = NotificationLog.__table__
+    def _save_log(self, conn: Connection) -> None:
+        t = table(NotificationLog)
         conn.execute(delete(t))
         rows = [{"receiver": rcv, "group_key": key, "firing": {"fingerprints": sorted(f)},
                  "resolved": {"fingerprints": sorted(r)}, "sent_unix_nano": sent}
@@ -94,44 +106,58 @@ class AlertService:
         if rows:
             conn.execute(insert(t), rows)
 
-    def _silences(self) -> list:  # type: ignore[type-arg]
+    def _silences(self) -> list[Silence]:
         """Stored silences, plus one per calibration window the simulator announced (maintenance mutes)."""
-        t = SilenceRecord.__table__
         s = Span.__table__
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t)).all()
             windows = conn.execute(select(s.c.trace_id, s.c.node_id, s.c.start_time_unix_nano,
                                           s.c.end_time_unix_nano).where(
-                s.c.name == "qfleet.maintenance", s.c.end_time_unix_nano >= self.clock() - 86400 * 10**9)).all()
-        out = [silence_from_api({"matchers": r.matchers["matchers"], "startsAt": r.starts_at_unix_nano,
-                                 "endsAt": r.ends_at_unix_nano, "createdBy": r.created_by, "comment": r.comment},
-                                id=r.id) for r in rows]
+                s.c.name == _MAINTENANCE_SPAN,
+                s.c.end_time_unix_nano >= self.clock() - _MAINTENANCE_LOOKBACK_NS)).all()
+        out = self.silences.list()
         for trace, node, start, end in windows:
             if not node:
                 continue
             # Rule alerts name the node `node`, SLO alerts `qfleet_node_id`: mute both during the window.
-            for label in ("node", "qfleet_node_id"):
-                out.append(silence_from_api({
-                    "matchers": [{"name": label, "value": node, "isRegex": False, "isEqual": True}],
-                    "startsAt": start, "endsAt": end, "createdBy": "qfleet maintenance",
-                    "comment": f"calibration window of {node}"}, id=f"maint-{trace[-12:]}-{label}"))
+            out.extend(Silence(id=f"maint-{trace[-12:]}-{label}", matchers=((label, node, False, True),),
+                               starts_at=start, ends_at=end, created_by="qfleet maintenance",
+                               comment=f"calibration window of {node}") for label in ("node", "qfleet_node_id"))
         return out
 
     # -- the cycles -----------------------------------------------------------------------------------------------
 
     def evaluate(self, at_ns: int | None = None) -> CycleStats:
-        """Evaluate SLOs and rules at ``at_ns`` (default now) and feed state changes to the timeline."""
+        """Evaluate SLOs and rules at ``at_ns`` (default now), resolve what their sources stopped reporting
+        (``resolve_timeout``), and feed the state changes to the timeline.
+
+        A source that raises is logged and named in ``failed_sources``; the others still run.
+        """
         at = self.clock() if at_ns is None else at_ns
-        changed = []
-        if self.slos:
-            reports = evaluate_store(self.slos, SliSource(self.engine), at)
-            record(self.engine, reports)
-            changed += self.state.sync(slo_alerts(reports, self.slos, at), at, source="slo")
-        if self.rules:
-            changed += sync_rules(self.rules, self.engine, self.state, at)  # honours each rule's `for`
+        changed: list[Alert] = []
+        failed = []
+        for name, source in self._sources():
+            try:
+                changed += source(at)
+            except Exception:  # one broken source must not stop the others (its alerts time out instead)
+                logger.exception("alert source %r failed at %d; its alerts resolve after resolve_timeout", name, at)
+                failed.append(name)
+        changed += self.state.expire(at, self.config.resolve_timeout_ns)
         for alert in changed:
             self.dispatcher.update(alert, at)
-        return CycleStats(changed_alerts=len(changed))
+        return CycleStats(changed_alerts=len(changed), failed_sources=tuple(failed))
+
+    def _sources(self) -> list[tuple[str, Callable[[int], list[Alert]]]]:
+        out: list[tuple[str, Callable[[int], list[Alert]]]] = []
+        if self.slos:
+            out.append(("slo", self._slo_source))
+        if self.rules:
+            out.append(("rules", lambda at: sync_rules(self.rules, self.engine, self.state, at)))  # honours `for`
+        return out
+
+    def _slo_source(self, at: int) -> list[Alert]:
+        reports = evaluate_store(self.slos, SliSource(self.engine), at)
+        record(self.engine, reports)
+        return self.state.sync(slo_alerts(reports, self.slos, at), at, source="slo")
 
     def dispatch(self, at_ns: int | None = None) -> CycleStats:
         """Flush due groups into the outbox (with the log, in one transaction), escalate, then deliver."""

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
-from qfleet.alerts.model import NS, Labels, Silence
+from qfleet.alerts.model import Labels, Matcher, Silence
+from qfleet.problems import Problem, Problems, ProblemsError
+from qfleet.units import TimestampError, format_rfc3339, parse_rfc3339
 
 __all__ = [
     "SilenceError",
-    "format_rfc3339",
-    "parse_rfc3339",
+    "matcher_text",
     "silence_active",
     "silence_from_api",
+    "silence_matchers",
     "silence_matches",
     "silence_state",
     "silence_to_api",
@@ -37,13 +38,14 @@ __all__ = [
 ]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})\Z")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MATCHER_KEYS = {"name", "value", "isRegex", "isEqual"}
+_MATCHER_KEYS = ("name", "value", "isRegex", "isEqual")
+_EXAMPLE = '{"name": "site", "value": "delft", "isRegex": false}'
+_OPS = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
 
 
-class SilenceError(ValueError):
-    """A silence document that Alertmanager would reject (bad matcher, times, missing author or comment)."""
+class SilenceError(ProblemsError):
+    """A silence that Alertmanager would reject (bad matcher, times, missing author or comment); ``problems``
+    names every one with its field and fix."""
 
 
 @lru_cache(maxsize=1024)
@@ -51,8 +53,8 @@ def _regex(value: str) -> re.Pattern[str]:
     try:
         return re.compile(f"(?:{value})\\Z")
     except re.error as e:
-        raise SilenceError(f"silence matcher regex {value!r} is invalid ({e}); use an RE2-style expression, "
-                           "e.g. qpu-.*") from e
+        raise SilenceError([Problem("matchers", f"regex {value!r} is invalid ({e})",
+                                    "use an RE2-style expression, e.g. qpu-.*", "bad_regex")]) from e
 
 
 def _matcher_holds(matcher: tuple[str, str, bool, bool], labels: Mapping[str, str]) -> bool:
@@ -64,6 +66,26 @@ def _matcher_holds(matcher: tuple[str, str, bool, bool], labels: Mapping[str, st
 
 def _as_dict(labels: Mapping[str, str] | Labels) -> Mapping[str, str]:
     return labels if isinstance(labels, Mapping) else dict(labels)
+
+
+def silence_matchers(matchers: Iterable[Matcher]) -> tuple[tuple[str, str, bool, bool], ...]:
+    """Alertmanager matchers (``node="qpu-a"``, ``slo!~"fid.*"``) as a silence's ``(name, value, isRegex,
+    isEqual)`` tuples.
+
+    >>> silence_matchers([Matcher("slo", "!~", "fid.*")])
+    (('slo', 'fid.*', True, False),)
+    """
+    return tuple((m.name, m.value, m.op in ("=~", "!~"), m.op in ("=", "=~")) for m in matchers)
+
+
+def matcher_text(matcher: tuple[str, str, bool, bool]) -> str:
+    """A silence matcher in Alertmanager's text form.
+
+    >>> matcher_text(("node", "qpu-a", False, False)), matcher_text(("slo", "fid.*", True, True))
+    ('node!="qpu-a"', 'slo=~"fid.*"')
+    """
+    name, value, is_regex, is_equal = matcher
+    return f'{name}{_OPS[(is_regex, is_equal)]}"{value}"'
 
 
 def silence_matches(s: Silence, labels: Mapping[str, str] | Labels) -> bool:
@@ -102,75 +124,66 @@ def silenced(silences: Iterable[Silence], labels: Mapping[str, str] | Labels, t_
     return any(silence_active(s, t_ns) and silence_matches(s, d) for s in silences)
 
 
-def parse_rfc3339(text: str) -> int:
-    """RFC 3339 text to integer Unix ns (nanosecond fractions kept).
-
-    >>> parse_rfc3339("1970-01-01T00:00:01.5+01:00")
-    -3598500000000
-    """
-    m = _RFC3339.match(text.strip()) if isinstance(text, str) else None
-    if not m:
-        raise SilenceError(f"time {text!r} is not RFC 3339; write e.g. 2026-12-01T10:00:00Z")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac, zone = m.group(7) or "", m.group(8)
-    offset = timedelta(0)
-    if zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    try:
-        dt = datetime(year, month, day, hour, minute, second, tzinfo=UTC) - offset
-    except ValueError as e:
-        raise SilenceError(f"time {text!r} is not a valid date ({e}); write e.g. 2026-12-01T10:00:00Z") from e
-    delta = dt - _EPOCH
-    seconds = delta.days * 86_400 + delta.seconds
-    return seconds * NS + int(frac.ljust(9, "0") if frac else 0)
-
-
-def format_rfc3339(t_ns: int) -> str:
-    """Integer Unix ns to RFC 3339 UTC, fraction trimmed as Go's RFC3339Nano (inverse of :func:`parse_rfc3339`).
-
-    >>> format_rfc3339(1_500_000_000), format_rfc3339(0)
-    ('1970-01-01T00:00:01.5Z', '1970-01-01T00:00:00Z')
-    """
-    seconds, frac = divmod(t_ns, NS)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
-
-
-def _time(doc: Mapping[str, Any], key: str) -> int:
+def _time(doc: Mapping[str, Any], key: str, found: Problems) -> int | None:
     if key not in doc:
-        raise SilenceError(f"silence has no {key!r}; give an RFC 3339 time, e.g. 2026-12-01T10:00:00Z")
+        found.add(key, "missing", "give an RFC 3339 time, e.g. 2026-12-01T10:00:00Z", "missing")
+        return None
     v = doc[key]
-    if isinstance(v, bool):
-        raise SilenceError(f"silence {key} {v!r} is not a time; give RFC 3339 text or integer Unix ns")
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
         return v
-    if isinstance(v, str):
+    try:
         return parse_rfc3339(v)
-    raise SilenceError(f"silence {key} {v!r} is not a time; give RFC 3339 text or integer Unix ns")
+    except TimestampError as e:
+        found.add(key, str(e), "give RFC 3339 text or integer Unix ns", "bad_time")
+        return None
 
 
-def _matcher(i: int, m: Any) -> tuple[str, str, bool, bool]:
+def _matcher(where: str, m: Any, found: Problems) -> tuple[str, str, bool, bool] | None:
     if not isinstance(m, Mapping):
-        raise SilenceError(f"silence matcher {i} ({m!r}) is not an object; write "
-                           '{"name": "site", "value": "delft", "isRegex": false}')
-    extra = set(m) - _MATCHER_KEYS
-    if extra:
-        raise SilenceError(f"silence matcher {i} has unknown keys {sorted(extra)}; allowed: {sorted(_MATCHER_KEYS)}")
+        found.add(where, f"{m!r} is not an object", f"write {_EXAMPLE}", "bad_matcher")
+        return None
+    before = len(found)
+    found.unknown_keys(m, where, _MATCHER_KEYS)
     name, value = m.get("name"), m.get("value")
     if not isinstance(name, str) or not _LABEL_NAME.match(name):
-        raise SilenceError(f"silence matcher {i} name {name!r} is not a label name; use [a-zA-Z_][a-zA-Z0-9_]*")
+        found.add(f"{where}.name", f"{name!r} is not a label name", "use [a-zA-Z_][a-zA-Z0-9_]*", "bad_name")
     if not isinstance(value, str):
-        raise SilenceError(f"silence matcher {i} ({name}) value {value!r} is not a string")
+        found.add(f"{where}.value", f"{value!r} is not a string", 'quote it, e.g. "value": "3"', "bad_value")
     is_regex, is_equal = m.get("isRegex", False), m.get("isEqual", True)
     for key, flag in (("isRegex", is_regex), ("isEqual", is_equal)):
         if not isinstance(flag, bool):
-            raise SilenceError(f"silence matcher {i} ({name}) {key} {flag!r} is not true or false")
-    if is_regex:
-        _regex(value)
+            found.add(f"{where}.{key}", f"{flag!r} is not true or false", f"write {key}: true or false", "bad_flag")
+    if is_regex is True and isinstance(value, str):
+        try:
+            _regex(value)
+        except SilenceError as e:
+            found.add(f"{where}.value", e.problems[0].message, e.problems[0].fix, "bad_regex")
+    if len(found) > before:
+        return None
+    assert isinstance(name, str) and isinstance(value, str) and isinstance(is_regex, bool) and isinstance(
+        is_equal, bool)  # checked above
     return name, value, is_regex, is_equal
+
+
+def _matchers(doc: Mapping[str, Any], found: Problems) -> tuple[tuple[str, str, bool, bool], ...]:
+    matchers = doc.get("matchers")
+    if not isinstance(matchers, list | tuple) or not matchers:
+        found.add("matchers", "a silence needs at least one matcher", f"write [{_EXAMPLE}]", "no_matchers")
+        return ()
+    ms = [_matcher(f"matchers[{i}]", m, found) for i, m in enumerate(matchers)]
+    valid = tuple(m for m in ms if m is not None)
+    if len(valid) == len(ms) and all(_matcher_holds(m, {}) for m in valid):
+        found.add("matchers", "every matcher matches the empty string, so the silence would silence all alerts",
+                  'add a matcher that requires a label value, e.g. site="delft"', "matches_everything")
+    return valid
+
+
+def _text(doc: Mapping[str, Any], key: str, why: str, found: Problems) -> str:
+    v = doc.get(key)
+    if not isinstance(v, str) or not v.strip():
+        found.add(key, f"{v!r} is empty or missing", why, "required")
+        return ""
+    return v
 
 
 def silence_from_api(doc: Mapping[str, Any], *, id: str) -> Silence:  # noqa: A002 - the API's field name
@@ -179,27 +192,25 @@ def silence_from_api(doc: Mapping[str, Any], *, id: str) -> Silence:  # noqa: A0
     Rejected as Alertmanager does: no matchers, a bad name or regex, every matcher matching the empty string
     (that would silence everything), ``endsAt`` before ``startsAt``, an empty ``createdBy`` or ``comment``.
     ``isEqual`` defaults to true, ``isRegex`` to false.
+
+    Raises:
+        SilenceError: with every problem of ``doc`` at once.
     """
+    found = Problems(source=f"silence {id!r}")
     if not isinstance(doc, Mapping):
-        raise SilenceError(f"silence {id!r} is {type(doc).__name__}, not an object")
-    matchers = doc.get("matchers")
-    if not isinstance(matchers, list | tuple) or not matchers:
-        raise SilenceError(f"silence {id!r} needs at least one matcher, e.g. "
-                           '[{"name": "site", "value": "delft", "isRegex": false}]')
-    ms = tuple(_matcher(i, m) for i, m in enumerate(matchers))
-    if all(_matcher_holds(m, {}) for m in ms):
-        raise SilenceError(f"silence {id!r}: every matcher matches the empty string, so it would silence all "
-                           "alerts; add a matcher that requires a label value, e.g. site=\"delft\"")
-    starts, ends = _time(doc, "startsAt"), _time(doc, "endsAt")
-    if ends < starts:
-        raise SilenceError(f"silence {id!r} ends ({doc['endsAt']!r}) before it starts ({doc['startsAt']!r}); "
-                           "swap them or extend endsAt")
-    created_by, comment = doc.get("createdBy"), doc.get("comment")
-    if not isinstance(created_by, str) or not created_by.strip():
-        raise SilenceError(f"silence {id!r} has no createdBy; say who created it")
-    if not isinstance(comment, str) or not comment.strip():
-        raise SilenceError(f"silence {id!r} has no comment; say why alerts are silenced")
-    return Silence(id=id, matchers=ms, starts_at=starts, ends_at=ends, created_by=created_by, comment=comment)
+        found.add("", f"the silence is {type(doc).__name__}, not an object", f'write {{"matchers": [{_EXAMPLE}], '
+                  '"startsAt": ..., "endsAt": ..., "createdBy": ..., "comment": ...}', "not_an_object")
+        found.raise_if_any(SilenceError)
+    matchers = _matchers(doc, found)
+    starts, ends = _time(doc, "startsAt", found), _time(doc, "endsAt", found)
+    if starts is not None and ends is not None and ends < starts:
+        found.add("endsAt", f"the silence ends ({doc['endsAt']!r}) before it starts ({doc['startsAt']!r})",
+                  "swap them or extend endsAt", "ends_before_start")
+    created_by = _text(doc, "createdBy", "say who created the silence", found)
+    comment = _text(doc, "comment", "say why alerts are silenced", found)
+    found.raise_if_any(SilenceError)
+    assert starts is not None and ends is not None  # no problem was found
+    return Silence(id=id, matchers=matchers, starts_at=starts, ends_at=ends, created_by=created_by, comment=comment)
 
 
 def silence_to_api(s: Silence) -> dict[str, Any]:

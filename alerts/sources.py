@@ -1,24 +1,25 @@
 """Alert sources and their state: SLO burn-rate conditions as alerts, and the persisted set of known alerts.
 
 A source produces, at each evaluation instant, the alerts whose condition holds *now*
-(:func:`slo_alerts`, :func:`alerts.rules.evaluate_rules`). :class:`AlertState` turns those snapshots into
+(:func:`slo_alerts`, :func:`qfleet.alerts.rules.evaluate_rules`). :class:`AlertState` turns those snapshots into
 Alertmanager's view: an alert keeps its original ``starts_at`` while it keeps firing, gets ``ends_at`` when it
 stops (resolved), and with a ``for`` duration waits as *pending* before it fires (Prometheus semantics: the alert
-sent has ``StartsAt`` = the instant it fired). The state lives in ``collector.schema.AlertRecord`` so it survives
-a restart.
+sent has ``StartsAt`` = the instant it fired). An alert its source stops reporting (the source failed, or is no
+longer configured) resolves ``resolve_timeout`` after its last report (:meth:`AlertState.expire`). The state lives
+in :class:`~qfleet.alerts.schema.AlertRecord` so it survives a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from qfleet.alerts.model import Alert, labels_key
-from qfleet.alerts.schema import AlertRecord
+from qfleet.alerts.schema import AlertRecord, table
 from qfleet.slo.model import SLO, SLOReport
 from qfleet.slo.rules import prometheus_label
 
@@ -43,7 +44,7 @@ class AlertStateError(ValueError):
     """A bad argument to :class:`AlertState` (the message names the value and the fix)."""
 
 
-def _num(x: Fraction | None) -> str:
+def _num(x: Fraction | float | None) -> str:
     return "n/a" if x is None else f"{float(x):.4g}"
 
 
@@ -104,19 +105,32 @@ class SyncResult:
         return [*self.fired, *self.resolved, *self.updated]
 
 
+@dataclass(slots=True)
+class _Changes:
+    fired: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    updated: list[Alert] = field(default_factory=list)
+    pending: list[Alert] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)   # fingerprints reported again, unchanged
+
+    def result(self) -> SyncResult:
+        return SyncResult(tuple(self.fired), tuple(self.resolved), tuple(self.updated), tuple(self.pending))
+
+
 class AlertState:
     """The set of known alerts of every source, persisted in the ``alerts`` table (one row per fingerprint).
 
+    Each row's ``updated_unix_nano`` is the evaluation instant its source last reported it, so
+    :meth:`expire` can resolve the alerts of a source that stopped reporting (Alertmanager's
+    ``resolve_timeout``).
+
     Args:
         engine: a migrated store.
-        clock: integer-ns clock for the rows' ``updated_unix_nano`` (book-keeping only; alert times come from
-            the ``at_ns`` arguments).
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], int]) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.clock = clock
-        self._t = AlertRecord.__table__
+        self._t = table(AlertRecord)
 
     def sync(self, current: Sequence[Alert], at_ns: int, *, source: str,
              for_ns: Mapping[str, int] | Callable[[Alert], int] | None = None) -> list[Alert]:
@@ -143,50 +157,84 @@ class AlertState:
             raise AlertStateError("source is empty; name the producer, e.g. source='slo'")
         pending_for = _pending_fn(for_ns)
         t = self._t
-        now = self.clock()
         cur = {a.fingerprint: a for a in current}
-        fired: list[Alert] = []
-        resolved: list[Alert] = []
-        updated: list[Alert] = []
-        pending: list[Alert] = []
+        out = _Changes()
         with self.engine.begin() as conn:
             rows = {r.fingerprint: r for r in conn.execute(
                 select(t).where(t.c.fingerprint.in_(list(cur)))).all()} if cur else {}
-            mine = conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None))).all()
-            for r in mine:
-                if (r.annotations or {}).get(_SOURCE) == source and r.fingerprint not in cur:
-                    if (r.annotations or {}).get(_STATE) == "pending":
-                        conn.execute(delete(t).where(t.c.fingerprint == r.fingerprint))
-                        continue
-                    conn.execute(update(t).where(t.c.fingerprint == r.fingerprint)
-                                 .values(ends_at_unix_nano=at_ns, updated_unix_nano=now))
-                    resolved.append(_alert(r, ends_at=at_ns))
+            self._resolve_gone(conn, cur, at_ns, source, out)
             for fp, a in cur.items():
-                ann = dict(a.annotations)
-                row = rows.get(fp)
-                live = row is not None and row.ends_at_unix_nano is None
-                was_pending = live and (row.annotations or {}).get(_STATE) == "pending"
-                wait = pending_for(a)
-                if live and not was_pending:
-                    if _public(row.annotations) != ann:
-                        conn.execute(update(t).where(t.c.fingerprint == fp).values(
-                            annotations={**ann, _SOURCE: source}, updated_unix_nano=now))
-                        updated.append(_make(a, row.starts_at_unix_nano))
+                self._sync_one(conn, a, rows.get(fp), at_ns, source, pending_for(a), out)
+            if out.refreshed:
+                conn.execute(update(t).where(t.c.fingerprint.in_(out.refreshed)).values(updated_unix_nano=at_ns))
+        return out.result()
+
+    def _resolve_gone(self, conn: Connection, cur: Mapping[str, Alert], at_ns: int, source: str,
+                      out: _Changes) -> None:
+        """Resolve the firing alerts of ``source`` missing from ``cur``; drop its pending ones."""
+        t = self._t
+        for r in conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None))).all():
+            if (r.annotations or {}).get(_SOURCE) != source or r.fingerprint in cur:
+                continue
+            if (r.annotations or {}).get(_STATE) == "pending":
+                conn.execute(delete(t).where(t.c.fingerprint == r.fingerprint))
+                continue
+            conn.execute(update(t).where(t.c.fingerprint == r.fingerprint)
+                         .values(ends_at_unix_nano=at_ns, updated_unix_nano=at_ns))
+            out.resolved.append(_alert(r, ends_at=at_ns))
+
+    def _sync_one(self, conn: Connection, a: Alert, row: Any, at_ns: int, source: str, wait: int,
+                  out: _Changes) -> None:
+        """One alert of ``current``: refreshed or updated when it fires already, else fired or pending."""
+        t = self._t
+        ann = dict(a.annotations)
+        live = row is not None and row.ends_at_unix_nano is None
+        was_pending = live and (row.annotations or {}).get(_STATE) == "pending"
+        if live and not was_pending:
+            if _public(row.annotations) == ann:
+                out.refreshed.append(a.fingerprint)
+                return
+            conn.execute(update(t).where(t.c.fingerprint == a.fingerprint).values(
+                annotations={**ann, _SOURCE: source}, updated_unix_nano=at_ns))
+            out.updated.append(_make(a, row.starts_at_unix_nano))
+            return
+        since = row.starts_at_unix_nano if was_pending else at_ns
+        fires = at_ns - since >= wait
+        state = {} if fires else {_STATE: "pending"}
+        values = {"labels": dict(a.labels), "annotations": {**ann, _SOURCE: source, **state},
+                  "starts_at_unix_nano": at_ns if fires else since, "ends_at_unix_nano": None,
+                  "updated_unix_nano": at_ns}
+        (out.fired if fires else out.pending).append(_make(a, at_ns if fires else since))
+        if row is None:
+            conn.execute(insert(t).values(fingerprint=a.fingerprint, **values))
+        else:
+            conn.execute(update(t).where(t.c.fingerprint == a.fingerprint).values(**values))
+
+    def expire(self, at_ns: int, timeout_ns: int) -> list[Alert]:
+        """Resolve the alerts whose source has not reported them for ``timeout_ns`` (Alertmanager's
+        ``resolve_timeout`` for alerts without an end): each ends ``timeout_ns`` after its last report, when that
+        is at or before ``at_ns``. Stale pending alerts are dropped (they never fired). Returns the resolved
+        alerts.
+
+        Raises:
+            AlertStateError: ``timeout_ns`` is not positive.
+        """
+        if isinstance(timeout_ns, bool) or not isinstance(timeout_ns, int) or timeout_ns <= 0:
+            raise AlertStateError(f"timeout_ns={timeout_ns!r} must be integer ns > 0, e.g. 300 * NS (5m)")
+        t = self._t
+        resolved = []
+        with self.engine.begin() as conn:
+            stale = conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None),
+                                                 t.c.updated_unix_nano <= at_ns - timeout_ns)
+                                 .order_by(t.c.updated_unix_nano, t.c.fingerprint)).all()
+            for r in stale:
+                if (r.annotations or {}).get(_STATE) == "pending":
+                    conn.execute(delete(t).where(t.c.fingerprint == r.fingerprint))
                     continue
-                since = row.starts_at_unix_nano if was_pending else at_ns
-                if at_ns - since >= wait:
-                    values = {"labels": dict(a.labels), "annotations": {**ann, _SOURCE: source},
-                              "starts_at_unix_nano": at_ns, "ends_at_unix_nano": None, "updated_unix_nano": now}
-                    fired.append(_make(a, at_ns))
-                else:
-                    values = {"labels": dict(a.labels), "annotations": {**ann, _SOURCE: source, _STATE: "pending"},
-                              "starts_at_unix_nano": since, "ends_at_unix_nano": None, "updated_unix_nano": now}
-                    pending.append(_make(a, since))
-                if row is None:
-                    conn.execute(insert(t).values(fingerprint=fp, **values))
-                else:
-                    conn.execute(update(t).where(t.c.fingerprint == fp).values(**values))
-        return SyncResult(tuple(fired), tuple(resolved), tuple(updated), tuple(pending))
+                ends = r.updated_unix_nano + timeout_ns
+                conn.execute(update(t).where(t.c.fingerprint == r.fingerprint).values(ends_at_unix_nano=ends))
+                resolved.append(_alert(r, ends_at=ends))
+        return resolved
 
     def active(self) -> list[Alert]:
         """Every firing alert (pending ones excluded), oldest first."""

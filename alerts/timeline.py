@@ -7,7 +7,8 @@ inhibited alerts are left out; a muted route sends nothing and leaves the log al
 matching reason of ``notify/dedup_stage.go needsUpdate`` decides (see :func:`dedup_reason`). After every flush
 the resolved alerts are dropped and an empty group is destroyed, so the next alert waits ``group_wait`` again.
 
->>> from qfleet.alerts.model import AlertingConfig, NS, Receiver, Route
+>>> from qfleet.alerts.model import AlertingConfig, Receiver, Route
+>>> from qfleet.units import NS
 >>> cfg = AlertingConfig(route=Route(receiver="ops", group_by=("alertname",), group_wait_ns=30 * NS,
 ...                                  group_interval_ns=300 * NS, repeat_interval_ns=4 * 3600 * NS),
 ...                      receivers={"ops": Receiver(name="ops", webhooks=(("http://x", True, 0),))})
@@ -20,7 +21,6 @@ the resolved alerts are dropped and an empty group is destroyed, so the next ale
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,6 @@ from typing import Any
 from qfleet.alerts.inhibit import Inhibitor
 from qfleet.alerts.intervals import muted
 from qfleet.alerts.model import (
-    NS,
     Alert,
     AlertingConfig,
     Labels,
@@ -40,6 +39,7 @@ from qfleet.alerts.model import (
 )
 from qfleet.alerts.routing import group_key, group_labels, resolve
 from qfleet.alerts.silences import silenced
+from qfleet.units import NS, DurationError, parse_duration
 
 __all__ = [
     "ALL_RESOLVED",
@@ -66,8 +66,6 @@ REPLAY_TAIL_NS = 86_400 * NS   # replay's default horizon after the last event (
 
 LogEntry = tuple[frozenset[str], frozenset[str], int]   # (firing fingerprints, resolved fingerprints, sent at)
 
-_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?\Z")
-_UNITS = (365 * 86_400 * NS, 7 * 86_400 * NS, 86_400 * NS, 3600 * NS, 60 * NS, NS, NS // 1000)
 _EVENT_KEYS = {"t", "labels", "state", "annotations"}
 
 
@@ -314,19 +312,16 @@ class Dispatcher:
 
 
 def _event_time(i: int, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | str):
-        raise ReplayError(f"event {i}: t {v!r} is not a duration; write e.g. \"400s\", \"1h5m\" or integer ns")
-    if isinstance(v, int):
+    """An event's ``t``: integer ns, or a Prometheus duration (``"400s"``, ``"1h5m"``), as an offset from 0."""
+    if isinstance(v, int) and not isinstance(v, bool):
         if v < 0:
             raise ReplayError(f"event {i}: t {v} ns is negative; times are offsets from 0")
         return v
-    text = v.strip()
-    if text == "0":
-        return 0
-    m = _DURATION.match(text)
-    if not text or not m:
-        raise ReplayError(f"event {i}: t {v!r} is not a duration; write e.g. \"400s\", \"1h5m\" or integer ns")
-    return sum(int(g) * unit for g, unit in zip(m.groups(), _UNITS, strict=True) if g)
+    try:
+        return parse_duration(v.strip() if isinstance(v, str) else v)
+    except DurationError as e:
+        raise ReplayError(f"event {i}: t {v!r} is not a duration ({e}); write e.g. \"400s\", \"1h5m\" or "
+                          "integer ns") from e
 
 
 def _str_map(i: int, what: str, v: Any) -> dict[str, str]:

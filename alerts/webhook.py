@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from qfleet.alerts.model import NS
 from qfleet.alerts.outbox import Backoff, Outbox, OutboxItem
 from qfleet.alerts.payloads import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
+from qfleet.units import NS
 
 __all__ = ["DeliveryStats", "Deliverer", "SecretError", "USER_AGENT", "load_secret"]
 
@@ -36,7 +36,7 @@ class SecretError(ValueError):
 
 def load_secret(path: Path | str) -> bytes:
     """The HMAC signing secret in ``path`` (surrounding whitespace stripped); the file must be mode 0600 or
-    stricter, as :func:`collector.settings.load_token` requires. The secret is never logged."""
+    stricter, as :func:`qfleet.collector.settings.load_token` requires. The secret is never logged."""
     path = Path(path)
     if not path.exists():
         raise SecretError(f"secret file {str(path)!r} does not exist; create it with: "

@@ -29,8 +29,7 @@ from qfleet.alerts.sources import AlertState
 from qfleet.alerts.timeline import Dispatcher
 from qfleet.alerts.webhook import Deliverer
 from qfleet.collector import open_engine, upgrade
-
-NS = 1_000_000_000
+from qfleet.units import NS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "node": f"qpu-{i}", "severity": "page"}), starts_at=t0)
                   for i in range(args.alerts)]
         s0 = time.perf_counter()
-        changed = AlertState(engine, clock=lambda: clock[0]).sync(alerts, t0, source="bench")  # the `alerts` table
+        changed = AlertState(engine).sync(alerts, t0, source="bench")  # the `alerts` table
         a0 = time.perf_counter()
         for alert in changed:
             dispatcher.update(alert, t0)

@@ -38,9 +38,9 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from qfleet.collector import convert
-from qfleet.collector.convert import SPAN_COLUMNS, SpanColumns, TelemetryBatch
+from qfleet.collector.convert import SPAN_COLUMNS, SpanColumns, TelemetryBatch, resource_row
 from qfleet.collector.migrate import upgrade
+from qfleet.collector.rows import MAX_NS
 from qfleet.collector.store import Store, open_engine
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -180,7 +180,7 @@ def pg_raw(url: str, resource: tuple[Any, ...], rows: list[tuple]) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Prototype of a convert.py change (not used by qfleet; measures the gain)
+# Prototype of a span_rows.py change (not used by qfleet; measures the gain)
 
 
 def prototype_to_batch(columns: SpanColumns) -> TelemetryBatch:
@@ -194,12 +194,12 @@ def prototype_to_batch(columns: SpanColumns) -> TelemetryBatch:
     tids, sids, starts, ends = c.trace_id, c.span_id, c.start_time_unix_nano, c.end_time_unix_nano
     # Validate whole columns at C speed instead of row by row in Python.
     valid = n == 0 or (set(map(len, tids)) == {32} and set(map(len, sids)) == {16}
-                       and min(starts) > 0 and max(ends) <= convert._MAX_NS
+                       and min(starts) > 0 and max(ends) <= MAX_NS
                        and all(map(operator.le, starts, ends)))
     if not valid:
         return c.to_batch(service_name=SERVICE)
     batch = TelemetryBatch()
-    res = convert._resource(batch, {"service.name": SERVICE})
+    res = resource_row(batch, {"service.name": SERVICE})
 
     def col(values: Sequence[Any] | None, default: Any) -> Iterable[Any]:
         return values if values is not None else repeat(default, n)

@@ -9,10 +9,10 @@ The peer runs in its own venv (``.venv-peer``, ``pip install sequence==0.8.5``) 
 ``<peer-python> bench/bench_chain_peer.py --peer-worker --nodes N --seed S``, and prints one JSON line. It uses the
 documented API only: ``RouterNetTopo`` from a JSON file written to a temp dir, the stock ``RequestApp`` subclassed
 only to record delivered fidelities, ``Timeline.init()`` / ``run()``. Its wall time covers topology build, init and
-run, not interpreter start-up or imports; qfleet's covers the whole :func:`simulator.chain.run_chain` (median of
+run, not interpreter start-up or imports; qfleet's covers the whole :func:`qfleet.simulator.chain.run_chain` (median of
 ``--repeats`` after one warm-up).
 
-Mapping SeQUeNCe's defaults (read in ``site-packages/sequence``) onto :class:`simulator.chain.ChainConfig`:
+Mapping SeQUeNCe's defaults (read in ``site-packages/sequence``) onto :class:`qfleet.simulator.chain.ChainConfig`:
 
 * ``MemoryArray`` efficiency 1 -> ``emission_efficiency = collection_efficiency = 1``; ``fidelity`` (raw) 0.99 ->
   ``raw_fidelity``; ``coherence_time`` 1 s -> ``coherence_time_s = 1`` (T2 dephasing; in the peer's ket formalism
@@ -53,7 +53,9 @@ closed-form prediction and to the Werner value without storage.
     .venv/bin/python bench/bench_chain_peer.py [--nodes 2 4 8] [--seed 0] [--repeats 5] [--peer-python PATH]
     .venv/bin/python bench/bench_chain_peer.py --quick      # qfleet only, no peer
 
-Prints a table and one final JSON line.
+Prints a table, the budget check that used to be a test (qfleet's default 8-router chain, 0.5 s simulated, runs
+in well under a second: median of ``--repeats`` after a warm-up, as a long-lived CLI would run it), the machine
+(cores, load average) and one final JSON line.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ TARGET_FIDELITY = 0.6
 START_S = 0.01
 DURATION_S = 0.5
 PEER_SWAP_DEGRADATION = 0.95  # sequence/entanglement_management/swapping.py, EntanglementSwappingA default
+BUDGET_NODES = 8
+BUDGET_S = 1.0
 
 # Diagnostic N = 2 run of the peer, seed 0 (see the module docstring).
 PEER_ATTEMPTS = 9_144
@@ -207,6 +211,23 @@ def run_qfleet(nodes: int, seed: int, repeats: int) -> dict[str, Any]:
     return result.to_json_dict(wall_s=statistics.median(walls))
 
 
+def budget_check(repeats: int) -> dict[str, Any]:
+    """qfleet's default chain of BUDGET_NODES routers: median wall time of ``repeats`` runs after a warm-up."""
+    from qfleet.simulator.chain import ChainConfig, run_chain
+
+    config = ChainConfig(nodes=BUDGET_NODES)
+    run_chain(config, seed=0)  # warm caches (circuit template, numpy) as a long-lived CLI would
+    walls = []
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        result = run_chain(config, seed=0)
+        walls.append(time.perf_counter() - tick)
+    wall = statistics.median(walls)
+    return {"nodes": BUDGET_NODES, "simulated_s": config.duration_s, "pairs_delivered": result.pairs_delivered,
+            "median_wall_s": wall, "budget_s": BUDGET_S, "ok": wall < BUDGET_S, "cores": os.cpu_count(),
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 
 def peer_rule_fidelity(nodes: int) -> float:
@@ -285,10 +306,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"nodes": n, "peer": peer, "qfleet": q, "ratio": ratio,
                      "peer_rule_fidelity": peer_rule_fidelity(n)})
     report(rows)
+    budget = budget_check(args.repeats)
+    print(f"\nbudget: the default {budget['nodes']}-router chain ({budget['simulated_s']:g} s simulated, "
+          f"{budget['pairs_delivered']:,} pairs) ran in {budget['median_wall_s'] * 1e3:.1f} ms (median of "
+          f"{args.repeats}; budget < {BUDGET_S * 1e3:.0f} ms): {'ok' if budget['ok'] else 'OUT OF BUDGET'}")
+    print(f"machine: {budget['cores']} cores, load average {' '.join(map(str, budget['loadavg']))}")
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     print(json.dumps({"bench": "chain_peer", "seed": args.seed, "quick": args.quick,
                       "peer_p_attempt": PEER_P_ATTEMPT, "peer_mean_attempt_s": PEER_MEAN_ATTEMPT_S,
-                      "min_ratio": min(ratios) if ratios else None, "rows": rows}))
+                      "min_ratio": min(ratios) if ratios else None, "rows": rows, "budget": budget}))
     return 0
 
 

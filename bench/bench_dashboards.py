@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -35,7 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qfleet.collector import SpanColumns, Store, TelemetryBatch, open_engine, upgrade  # noqa: E402
-from qfleet.collector.convert import _MetricSink, _resource  # noqa: E402
+from qfleet.collector.convert import MetricSink as _MetricSink  # noqa: E402
+from qfleet.collector.convert import resource_row as _resource  # noqa: E402
 from qfleet.collector.schema import MetricType, Temporality  # noqa: E402
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet  # noqa: E402
 from qfleet.slo.evaluate import evaluate_store, record  # noqa: E402
@@ -200,17 +202,24 @@ def _incidents(engine: Any, end_ns: int, bad_ns: int, nodes: list[str], links: l
     return 0
 
 
+#: The settling pause inside ``wait_rendered`` (a rerun may follow the first one), not counted as render time.
+SETTLE_S = 0.15
+#: Each page's first full render on a warm server must stay under this (the old test budget, moved here).
+TARGET_S = 2.0
+
+
 def _times(url: str, runs: int) -> dict[str, float]:
-    """Median first-render seconds per page on a warm server (one throw-away load first)."""
+    """Median first-render seconds per page on a warm server (one throw-away load first): from navigation until
+    every metric and chart is drawn and the script has finished, less the settling pause."""
     out: dict[str, list[float]] = {p: [] for p, _, _ in PAGES}
     with streamlit_server(url) as base, chromium_page() as page:
         render(page, name="warmup", title="Fleet overview", url=f"{base}/?start=1&end=2",
                required='[data-testid="stSidebar"]')
         for _ in range(runs):
             for name, path, title in PAGES:
-                r = render(page, name=name, title=title, url=f"{base}/{path}",
-                           required='[data-testid="stMain"]')
-                out[name].append(r.seconds)
+                t0 = time.perf_counter()
+                render(page, name=name, title=title, url=f"{base}/{path}", required='[data-testid="stMain"]')
+                out[name].append(time.perf_counter() - t0 - SETTLE_S)
     return {p: round(statistics.median(v), 3) for p, v in out.items()}
 
 
@@ -236,13 +245,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"built {label}: {builds[label]}", flush=True)
         stores.append((label, url))
     results = {label: _times(url, args.runs) for label, url in stores}
-    print(f"\n{'page':<10}" + "".join(f"{label:>14}" for label, _ in stores) + "   target")
+    load = [round(x, 2) for x in os.getloadavg()]
+    print(f"\nmachine: {os.cpu_count()} cores, load average {load[0]} {load[1]} {load[2]}")
+    print(f"{'page':<10}" + "".join(f"{label:>14}" for label, _ in stores) + "   target")
     for name, _, _ in PAGES:
-        print(f"{name:<10}" + "".join(f"{results[label][name]:>12.2f} s" for label, _ in stores) + "   < 2 s")
+        print(f"{name:<10}" + "".join(f"{results[label][name]:>12.2f} s" for label, _ in stores) + f"   < {TARGET_S:g} s")
+    over = {f"{label}/{page}": s for label, r in results.items() for page, s in r.items() if s >= TARGET_S}
     print(json.dumps({"bench": "dashboards", "days": args.days, "spans": args.spans, "first_render_s": results,
-                      "builds": builds, "target_s": 2.0}))
+                      "builds": builds, "target_s": TARGET_S, "over_target": over, "cores": os.cpu_count(),
+                      "loadavg": load}))
     tmp.cleanup()
-    return 0
+    return 1 if over else 0
 
 
 if __name__ == "__main__":

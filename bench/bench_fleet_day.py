@@ -2,42 +2,52 @@
 F1-F8, into a fresh SQLite file through the collector's bulk path. Target: under 5 minutes on 2 cores.
 
 Prints the wall time, the split (control-plane loop, physics, telemetry building in the engine process; storage in
-the writer process, which overlaps), jobs, spans and samples, and one final JSON line.
+the writer process, which overlaps), jobs, spans and samples, the machine (cores, load average), and one final JSON
+line. Then the pacing check that used to be a test: `qfleet sim run --speed 240x` over 2 simulated minutes must take
+at least 0.5 s of wall time (it may not run ahead of the clock) and, on a loaded machine, well under 10 s.
 
-    .venv/bin/python bench/bench_fleet_day.py [--hours 24] [--db sqlite:///path.db]
+    .venv/bin/python bench/bench_fleet_day.py [--hours 24] [--db sqlite:///path.db] [--no-pacing]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from qfleet.collector import open_engine, upgrade
-from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.cli import main as sim_main
+from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import ProcessStoreSink
+from qfleet.units import NS
+
+TARGET_S = 300
+PACED_SIMULATED_S = 120
+PACED_SPEED = 240
+PACED_BUDGET_S = 10.0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--hours", type=float, default=24.0)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary directory)")
-    args = ap.parse_args(argv)
-    tmp = tempfile.TemporaryDirectory(prefix="qfleet-fleetday-")
-    url = args.db or f"sqlite:///{Path(tmp.name) / 'fleetday.db'}"
+def _machine() -> dict[str, Any]:
+    return {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def fleet_day(hours: float, seed: int, url: str) -> dict[str, Any]:
+    """Simulate ``hours`` of fleet100 with fleet100-day's faults into ``url``; the figures."""
     fleet = load_fleet(builtin_fleet_path("fleet100"))
     faults = load_faults(builtin_faults_path("fleet100-day"), fleet)
     t_start = time.perf_counter()
     engine = open_engine(url)
     upgrade(engine)
     engine.dispose()
-    sim = Simulation(fleet, faults, RunConfig(duration_ns=int(args.hours * 3600) * NS, seed=args.seed))
+    sim = Simulation(fleet, faults, RunConfig(duration_ns=int(hours * 3600) * NS, seed=seed))
     sink = ProcessStoreSink(url, {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id,
                                   "qfleet.fleet": fleet.name})
     for step in sim.steps():
@@ -46,21 +56,57 @@ def main(argv: list[str] | None = None) -> int:
     sink.close()
     wall = time.perf_counter() - t_start
     size = Path(url.removeprefix("sqlite:///")).stat().st_size if url.startswith("sqlite:///") else None
-    kinds = sorted({f.kind.value for f in faults.faults})
-    out = {"bench": "fleet_day", "fleet": fleet.name, "hours": args.hours, "faults": kinds, "jobs": sim.jobs_total,
-           "success_ratio": round(sim.outcomes["success"] / max(1, sim.jobs_total), 4), "spans": sink.stats.spans,
-           "samples": sink.stats.samples, "wall_s": round(wall, 1), "engine_done_s": round(t_engine, 1),
-           "split_s": {"control_plane": round(sim.timings.control_s, 1), "physics": round(sim.timings.physics_s, 1),
-                       "telemetry": round(sim.timings.telemetry_s, 1), "storage": round(sink.stats.seconds, 1)},
-           "jobs_per_wall_s": round(sim.jobs_total / wall), "db_bytes": size, "target_s": 300}
-    print(f"{fleet.name}: {args.hours:g} h simulated, faults {', '.join(kinds)}")
-    print(f"  {sim.jobs_total:,} jobs ({out['success_ratio']:.2%} successful), {sink.stats.spans:,} spans, "
-          f"{sink.stats.samples:,} samples{f', {size / 1e9:.2f} GB' if size else ''}")
-    print(f"  wall {wall:.1f} s (target < 300 s); engine finished at {t_engine:.1f} s")
-    print("  split: " + ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in out["split_s"].items())
-          + " (storage runs in a writer process, overlapping the engine)")
-    print(json.dumps(out))
-    tmp.cleanup()
+    return {"bench": "fleet_day", "fleet": fleet.name, "hours": hours,
+            "faults": sorted({f.kind.value for f in faults.faults}), "jobs": sim.jobs_total,
+            "success_ratio": round(sim.outcomes["success"] / max(1, sim.jobs_total), 4), "spans": sink.stats.spans,
+            "samples": sink.stats.samples, "wall_s": round(wall, 1), "engine_done_s": round(t_engine, 1),
+            "split_s": {"control_plane": round(sim.timings.control_s, 1), "physics": round(sim.timings.physics_s, 1),
+                        "telemetry": round(sim.timings.telemetry_s, 1), "storage": round(sink.stats.seconds, 1)},
+            "jobs_per_wall_s": round(sim.jobs_total / wall), "db_bytes": size, "target_s": TARGET_S}
+
+
+def pacing(tmp: Path) -> dict[str, Any]:
+    """`qfleet sim run --speed 240x` over 2 simulated minutes, timed on the real clock."""
+    out, err = io.StringIO(), io.StringIO()
+    t0 = time.monotonic()
+    code = sim_main(["run", "--fleet", "line", "--duration", f"{PACED_SIMULATED_S}s", "--speed", f"{PACED_SPEED}x",
+                     "--db", f"sqlite:///{tmp / 'paced.db'}", "--json", "--start", "2026-03-01T00:00:00Z"],
+                    environ={}, stdout=out, stderr=err)
+    wall = time.monotonic() - t0
+    if code != 0:
+        raise SystemExit(f"the paced run failed: {err.getvalue()}")
+    floor = PACED_SIMULATED_S / PACED_SPEED
+    return {"bench": "sim_pacing", "simulated_s": PACED_SIMULATED_S, "speed": PACED_SPEED, "wall_s": round(wall, 3),
+            "floor_s": floor, "budget_s": PACED_BUDGET_S, "ok": floor <= wall < PACED_BUDGET_S}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary directory)")
+    ap.add_argument("--no-pacing", action="store_true", help="skip the paced-run check")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="qfleet-fleetday-") as tmp:
+        out = fleet_day(args.hours, args.seed, args.db or f"sqlite:///{Path(tmp) / 'fleetday.db'}")
+        out.update(_machine())
+        size = out["db_bytes"]
+        print(f"{out['fleet']}: {args.hours:g} h simulated, faults {', '.join(out['faults'])}")
+        print(f"  {out['jobs']:,} jobs ({out['success_ratio']:.2%} successful), {out['spans']:,} spans, "
+              f"{out['samples']:,} samples{f', {size / 1e9:.2f} GB' if size else ''}")
+        print(f"  wall {out['wall_s']:.1f} s (target < {TARGET_S} s for 24 h); engine finished at "
+              f"{out['engine_done_s']:.1f} s")
+        print("  split: " + ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in out["split_s"].items())
+              + " (storage runs in a writer process, overlapping the engine)")
+        print(f"  machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}")
+        print(json.dumps(out))
+        if not args.no_pacing:
+            paced = pacing(Path(tmp))
+            paced.update(_machine())
+            print(f"pacing: {PACED_SIMULATED_S} simulated s at {PACED_SPEED}x took {paced['wall_s']:.2f} s (at least "
+                  f"{paced['floor_s']:g} s, budget < {PACED_BUDGET_S:g} s): {'ok' if paced['ok'] else 'OUT OF BUDGET'}; "
+                  f"machine: {paced['cores']} cores, load average {' '.join(map(str, paced['loadavg']))}")
+            print(json.dumps(paced))
     return 0
 
 

@@ -28,8 +28,8 @@ from qfleet.slo.budget import report_json
 from qfleet.slo.evaluate import evaluate_store, window_starts
 from qfleet.slo.model import SLO, AlertPolicy, Pair, Period, SpanRatioIndicator, SpanThresholdIndicator
 from qfleet.slo.sli import SliSource
+from qfleet.units import NS, DurationError, parse_duration
 
-NS = 1_000_000_000
 MIN = 60 * NS
 DAY = 86400 * NS
 T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
@@ -175,11 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _window_ns(name: str, slo: SLO) -> int:
-    from qfleet.slo.model import parse_window_ns
-
     try:
-        return parse_window_ns(name)
-    except ValueError:
+        return parse_duration(name)
+    except DurationError:
         assert slo.period.rolling_ns is not None
         return slo.period.rolling_ns
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "convert": ["SpanColumns", "TelemetryBatch"],
+    "rows": ["TelemetryBatch"],
+    "span_rows": ["SpanColumns"],
     "migrate": ["current_revisions", "downgrade", "head_revisions", "upgrade"],
     "schema": ["PROMOTED_ATTRIBUTES", "ROLLUP_STEP_NS"],
     "settings": ["Settings", "SettingsError", "load_token"],
@@ -20,17 +21,17 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
 })
 
 if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getattr__)
-    from qfleet.collector.convert import SpanColumns as SpanColumns
-    from qfleet.collector.convert import TelemetryBatch as TelemetryBatch
     from qfleet.collector.migrate import current_revisions as current_revisions
     from qfleet.collector.migrate import downgrade as downgrade
     from qfleet.collector.migrate import head_revisions as head_revisions
     from qfleet.collector.migrate import upgrade as upgrade
+    from qfleet.collector.rows import TelemetryBatch as TelemetryBatch
     from qfleet.collector.schema import PROMOTED_ATTRIBUTES as PROMOTED_ATTRIBUTES
     from qfleet.collector.schema import ROLLUP_STEP_NS as ROLLUP_STEP_NS
     from qfleet.collector.settings import Settings as Settings
     from qfleet.collector.settings import SettingsError as SettingsError
     from qfleet.collector.settings import load_token as load_token
+    from qfleet.collector.span_rows import SpanColumns as SpanColumns
     from qfleet.collector.store import GaugeValue as GaugeValue
     from qfleet.collector.store import PruneResult as PruneResult
     from qfleet.collector.store import RollupResult as RollupResult

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TextIO
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO
 
-__all__ = ["main", "parse_duration_ns"]
+if TYPE_CHECKING:  # imported where used, so that `qfleet --help` stays fast
+    from sqlalchemy import Engine
 
-_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
-_UNIT_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9, "w": 7 * 86400 * 10**9}
+    from qfleet.collector.settings import Settings
+    from qfleet.collector.store import Store
 
-
-def parse_duration_ns(text: str) -> int:
-    """Parse ``90s``, ``30m``, ``12h``, ``14d`` or ``2w`` into nanoseconds.
-
-    >>> parse_duration_ns("14d") == 14 * 86400 * 10**9
-    True
-
-    Raises:
-        ValueError: not a positive whole number followed by one of s, m, h, d, w.
-    """
-    m = _DURATION.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"duration {text!r} is not valid; write a positive whole number and a unit, "
-                         "e.g. 90s, 30m, 12h, 14d or 2w")
-    return int(m.group(1)) * _UNIT_NS[m.group(2)]
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     with_db(dbc.add_parser("current", help="print the schema revision of the database"))
     pr = with_db(dbc.add_parser("prune", help="delete raw spans and samples older than a horizon"))
-    pr.add_argument("--older-than", required=True, help="horizon, e.g. 14d (rollups are kept)")
+    pr.add_argument("--older-than", required=True,
+                    help="horizon as a Prometheus duration, e.g. 14d or 1w12h (rollups are kept)")
     pr.add_argument("--batch-size", type=int, default=10_000, help="rows per delete transaction")
     with_db(dbc.add_parser("rollup", help="compute pending per-minute rollups now"))
 
@@ -67,13 +55,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
-         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run a `db` or `collector` command; returns the exit status."""
+         stdout: TextIO | None = None, stderr: TextIO | None = None,
+         clock: Callable[[], int] = time.time_ns) -> int:
+    """Run a `db` or `collector` command; returns the exit status.
+
+    ``clock`` (wall time in ns) is what retention measures ``--older-than`` from.
+    """
     import os
 
-    from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
     from qfleet.collector.settings import Settings, SettingsError
-    from qfleet.collector.store import Store, StoreError, open_engine
+    from qfleet.collector.store import StoreError, open_engine
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
@@ -85,35 +76,58 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except (SettingsError, StoreError) as e:
         print(f"qfleet: {e}", file=err)
         return 2
-    shown = engine.url.render_as_string(hide_password=True)
     if args.group == "db":
-        if args.cmd == "upgrade":
-            upgrade(engine, args.revision)
-            print(f"{shown}: at revision {', '.join(current_revisions(engine))}", file=out)
-        elif args.cmd == "downgrade":
-            downgrade(engine, args.revision)
-            print(f"{shown}: at revision {', '.join(current_revisions(engine)) or 'base'}", file=out)
-        elif args.cmd == "current":
-            cur, heads = current_revisions(engine), head_revisions()
-            state = "up to date" if set(cur) == set(heads) else f"behind head {', '.join(heads)}"
-            print(f"{', '.join(cur) or 'base (empty)'} ({state})", file=out)
-        elif args.cmd == "prune":
-            try:
-                horizon = parse_duration_ns(args.older_than)
-                res = Store(engine).prune(older_than_ns=horizon, batch_size=args.batch_size)
-            except (ValueError, StoreError) as e:
-                print(f"qfleet db prune: {e}", file=err)
-                return 2
-            print(f"pruned {res.spans} spans, {res.span_events} span events, {res.span_links} span links, "
-                  f"{res.samples} samples older than {args.older_than}", file=out)
-        elif args.cmd == "rollup":
-            r = Store(engine).refresh_rollups()
-            print(f"recomputed {r.span_buckets} span and {r.metric_buckets} metric minute buckets", file=out)
-        return 0
+        return _db(args, engine, out, err, clock)
     return _serve(args, settings, engine, out, err)
 
 
-def _serve(args: argparse.Namespace, settings, engine, out: TextIO, err: TextIO) -> int:  # type: ignore[no-untyped-def]
+def _db(args: argparse.Namespace, engine: Engine, out: TextIO, err: TextIO, clock: Callable[[], int]) -> int:
+    from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
+    from qfleet.collector.store import Store
+
+    shown = engine.url.render_as_string(hide_password=True)
+    if args.cmd == "upgrade":
+        upgrade(engine, args.revision)
+        print(f"{shown}: at revision {', '.join(current_revisions(engine))}", file=out)
+    elif args.cmd == "downgrade":
+        downgrade(engine, args.revision)
+        print(f"{shown}: at revision {', '.join(current_revisions(engine)) or 'base'}", file=out)
+    elif args.cmd == "current":
+        cur, heads = current_revisions(engine), head_revisions()
+        state = "up to date" if set(cur) == set(heads) else f"behind head {', '.join(heads)}"
+        print(f"{', '.join(cur) or 'base (empty)'} ({state})", file=out)
+    elif args.cmd == "prune":
+        return _prune(args, Store(engine, clock=clock), out, err)
+    elif args.cmd == "rollup":
+        r = Store(engine).refresh_rollups()
+        print(f"recomputed {r.span_buckets} span and {r.metric_buckets} metric minute buckets", file=out)
+    return 0
+
+
+def _prune(args: argparse.Namespace, store: Store, out: TextIO, err: TextIO) -> int:
+    from qfleet.collector.store import StoreError
+    from qfleet.units import DurationError, parse_duration
+
+    try:
+        horizon = parse_duration(args.older_than)
+    except DurationError as e:
+        print(f"qfleet db prune: --older-than: {e}", file=err)
+        return 2
+    if horizon == 0:
+        print("qfleet db prune: --older-than 0 would delete every raw span and sample; "
+              "give a positive horizon, e.g. 14d", file=err)
+        return 2
+    try:
+        res = store.prune(older_than_ns=horizon, batch_size=args.batch_size)
+    except StoreError as e:
+        print(f"qfleet db prune: {e}", file=err)
+        return 2
+    print(f"pruned {res.spans} spans, {res.span_events} span events, {res.span_links} span links, "
+          f"{res.samples} samples older than {args.older_than}", file=out)
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings, engine: Engine, out: TextIO, err: TextIO) -> int:
     from qfleet.collector.migrate import upgrade
     from qfleet.collector.receiver import Receiver, ReceiverConfig
     from qfleet.collector.settings import SettingsError, load_token

@@ -37,7 +37,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from qfleet.collector.convert import SdkSpanConverter, TelemetryBatch, from_metrics_data, from_readable_spans
+from qfleet.collector.metric_rows import from_metrics_data
+from qfleet.collector.rows import TelemetryBatch
+from qfleet.collector.span_rows import SdkSpanConverter, from_readable_spans
 from qfleet.collector.store import Store
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -30,11 +31,11 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return cfg
 
 
-def _run(engine: Engine, fn, *args) -> None:  # type: ignore[no-untyped-def]
+def _run(engine: Engine, fn: Callable[[Config, str], None], revision: str) -> None:
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        fn(cfg, *args)
+        fn(cfg, revision)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -9,6 +9,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ENV_DATABASE_URL",
@@ -81,7 +82,8 @@ class Settings:
         for source in (env, overrides):
             for k, v in source.items():
                 if v is not None and v != "":
-                    s = replace(s, **{k: Path(v) if k == "token_file" else v})  # type: ignore[arg-type]
+                    field: dict[str, Any] = {k: Path(str(v)) if k == "token_file" else v}
+                    s = replace(s, **field)  # each value is validated as it is applied
         return s
 
 

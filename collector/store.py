@@ -35,8 +35,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.sql.expression import Executable
 
-from qfleet.collector.convert import (
+from qfleet.collector.rows import (
     EVENT_COLUMNS,
     LINK_COLUMNS,
     SERIES_COLUMNS,
@@ -160,6 +161,13 @@ class GaugeValue:
     description: str
 
 
+def _table(model: type[Base]) -> Table:
+    """The ``Table`` of a mapped class (SQLAlchemy types ``__table__`` as the wider ``FromClause``)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 # One encoder for all rows: json.dumps with options builds a new encoder per call.
 _strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -235,20 +243,20 @@ class Store:
     def _write(self, conn: Connection, batch: TelemetryBatch, new_ids: dict[str, int]) -> None:
         now = self.clock()
         if batch.resources:
-            self._insert(conn, Resource.__table__, ("fingerprint", "service_name", "attributes",
+            self._insert(conn, _table(Resource), ("fingerprint", "service_name", "attributes",
                                                     "first_seen_unix_nano"),
                          [(r.fingerprint, r.service_name, r.attributes, now)
                           for r in batch.resources.values()], ("fingerprint",))
-        self._insert(conn, Span.__table__, SPAN_COLUMNS, batch.spans, ("trace_id", "span_id"))
-        self._insert(conn, SpanEvent.__table__, EVENT_COLUMNS, batch.events,
+        self._insert(conn, _table(Span), SPAN_COLUMNS, batch.spans, ("trace_id", "span_id"))
+        self._insert(conn, _table(SpanEvent), EVENT_COLUMNS, batch.events,
                      ("trace_id", "span_id", "seq"))
-        self._insert(conn, SpanLink.__table__, LINK_COLUMNS, batch.links,
+        self._insert(conn, _table(SpanLink), LINK_COLUMNS, batch.links,
                      ("trace_id", "span_id", "seq"))
         step = ROLLUP_STEP_NS
         pending = {(int(Signal.SPANS), s[8] // step * step) for s in batch.spans}
         if batch.samples:
             ids = self._series_id_map(conn, batch, new_ids)
-            self._insert(conn, MetricSample.__table__, ("series_id", "time_unix_nano", "value"),
+            self._insert(conn, _table(MetricSample), ("series_id", "time_unix_nano", "value"),
                          [(ids[fp], t, v) for fp, t, v in batch.samples],
                          ("series_id", "time_unix_nano"))
             # The next minute too: its counter increase starts from this one's last sample.
@@ -257,7 +265,7 @@ class Store:
                 pending.add((int(Signal.METRICS), b))
                 pending.add((int(Signal.METRICS), b + step))
         if pending:
-            self._upsert(conn, RollupPending.__table__,
+            self._upsert(conn, _table(RollupPending),
                          [{"signal": sig, "bucket_start_unix_nano": b, "touched_unix_nano": now}
                           for sig, b in sorted(pending)], ("signal", "bucket_start_unix_nano"))
 
@@ -268,8 +276,8 @@ class Store:
         if not missing:
             return ids
         rows = [batch.series[fp].values for fp in missing]
-        self._insert(conn, MetricSeries.__table__, SERIES_COLUMNS, rows, ("fingerprint",))
-        t = MetricSeries.__table__
+        self._insert(conn, _table(MetricSeries), SERIES_COLUMNS, rows, ("fingerprint",))
+        t = _table(MetricSeries)
         found: dict[str, int] = {}
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
@@ -291,7 +299,9 @@ class Store:
         # Multi-row VALUES: one statement steps many rows, where executemany binds and
         # steps them one by one through Python (measured +15 % in bench/bench_bulk.py).
         per = max(1, min(500, _SQLITE_MAX_PARAMS // len(cols)))
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        raw = conn.connection.driver_connection
+        assert raw is not None  # a live DB-API connection: we are inside a transaction
+        cur = raw.cursor()
         try:
             for lo in range(0, len(rows), per):
                 chunk = rows[lo:lo + per]
@@ -317,6 +327,7 @@ class Store:
 
         types = [_pg_type(table, c) for c in cols]
         raw = conn.connection.driver_connection
+        assert raw is not None  # a live DB-API connection: we are inside a transaction
         # set_types picks psycopg's jsonb dumper for plain dicts; ours keeps NaN out of JSONB.
         set_json_dumps(_json, context=raw)
         collist = ", ".join(cols)
@@ -364,7 +375,7 @@ class Store:
                                  total.metric_buckets + r.metric_buckets)
 
     def _refresh_rollups_once(self, max_buckets: int, cutoff: int) -> RollupResult:
-        p = RollupPending.__table__
+        p = _table(RollupPending)
         done = {Signal.SPANS: 0, Signal.METRICS: 0}
         with self.engine.begin() as conn:
             for sig in (Signal.SPANS, Signal.METRICS):
@@ -402,7 +413,7 @@ class Store:
         """), {"step": ROLLUP_STEP_NS, "lo": lo, "hi": hi})
 
     def _rollup_metrics(self, conn: Connection, lo: int, hi: int) -> None:
-        s, m, r = MetricSeries.__table__, MetricSample.__table__, MetricRollup.__table__
+        s, m, r = _table(MetricSeries), _table(MetricSample), _table(MetricRollup)
         rows = conn.execute(
             select(m.c.series_id, m.c.time_unix_nano, m.c.value, s.c.temporality, s.c.is_monotonic,
                    s.c.metric_type)
@@ -449,14 +460,7 @@ class Store:
 
     def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
                 key: Sequence[str]) -> None:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key),
-            set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key})
+        stmt = _upsert_statement(self.dialect, table, key)
         for i in range(0, len(rows), 1000):
             conn.execute(stmt, rows[i:i + 1000])
 
@@ -523,7 +527,7 @@ class Store:
 
     def latest_gauges(self, *, limit: int = 10_000) -> list[GaugeValue]:
         """The latest sample of every gauge series (at most ``limit`` series)."""
-        s, m = MetricSeries.__table__, MetricSample.__table__
+        s, m = _table(MetricSeries), _table(MetricSample)
         m2 = m.alias("m2")
         latest = (select(m2.c.time_unix_nano).where(m2.c.series_id == s.c.id)
                   .order_by(m2.c.time_unix_nano.desc()).limit(1).scalar_subquery())
@@ -542,6 +546,21 @@ class Store:
                         lab.setdefault(k, v)
                 out.append(GaugeValue(name, lab, value, t, desc))
         return out
+
+
+def _upsert_statement(dialect: str, table: Table, key: Sequence[str]) -> Executable:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column, in the dialect's syntax."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg = pg_insert(table)
+        return pg.on_conflict_do_update(index_elements=list(key),
+                                        set_={c.name: pg.excluded[c.name] for c in table.c if c.name not in key})
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(table)
+    return lite.on_conflict_do_update(index_elements=list(key),
+                                      set_={c.name: lite.excluded[c.name] for c in table.c if c.name not in key})
 
 
 def _encode_json(rows: Iterable[tuple[Any, ...]], idx: list[int]) -> list[tuple[Any, ...]]:

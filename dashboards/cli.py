@@ -6,7 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from qfleet.collector.settings import ENV_DATABASE_URL, Settings, SettingsError
@@ -33,7 +33,7 @@ def command(settings: Settings, port: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
-         run: object = subprocess.call) -> int:
+         run: Callable[..., int] = subprocess.call) -> int:
     """Run ``qfleet dashboards``; returns the exit status of Streamlit (2 for a bad setting)."""
     args = _parser().parse_args(argv)
     env = dict(os.environ if environ is None else environ)
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     env[ENV_DATABASE_URL] = settings.database_url
     print(f"qfleet dashboards: serving {APP.name} on http://{settings.host}:{args.port}/ "
           f"(store {settings.database_url.split('@')[-1]})", file=sys.stderr)
-    return int(run(command(settings, args.port), env=env))  # type: ignore[operator]
+    return int(run(command(settings, args.port), env=env))
 
 
 if __name__ == "__main__":

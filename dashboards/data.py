@@ -5,13 +5,15 @@ Every function takes an :class:`~sqlalchemy.Engine` first; times are integer Uni
 (``span_rollups``, ``metric_rollups``) or ``slo_evaluations``; raw spans are read only for one job or with a
 ``LIMIT``. Filters match the promoted columns exactly: a span without a link (``qfleet.job``,
 ``qfleet.measurement``) is not dropped by a link filter, and a job's node is its first node (``node_id``).
-All SQL is built with SQLAlchemy and parameterised.
+All SQL is built with SQLAlchemy and parameterised; it only reads. Incidents, their impact and silences come
+from the alerts package's repositories (:class:`~qfleet.alerts.incidents.Incidents`,
+:func:`~qfleet.alerts.impact.incident_impact`, :class:`~qfleet.alerts.silence_store.SilenceStore`), which are also
+the only writers of those tables (acknowledge, resolve, silence).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from importlib.resources import files
@@ -19,14 +21,16 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, insert, literal, or_, select, update
+from sqlalchemy import Engine, and_, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from qfleet.alerts.config import parse_matcher
-from qfleet.alerts.incidents import IncidentError, Incidents
-from qfleet.alerts.schema import Incident, IncidentEvent, SilenceRecord
+from qfleet.alerts.impact import IncidentImpact
+from qfleet.alerts.impact import incident_impact as _incident_impact
+from qfleet.alerts.incidents import IncidentError, Incidents, place_of
+from qfleet.alerts.silence_store import SilenceStore
 from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
 from qfleet.slo.schema import SloEvaluation
+from qfleet.units import NS
 
 __all__ = [
     "LONG_WINDOW_NS",
@@ -38,7 +42,7 @@ __all__ = [
     "error_distributions",
     "fleet_kpis",
     "feedforward_heatmap",
-    "incident_scope",
+    "incident_impact",
     "incident_timeline",
     "incidents",
     "job_trace",
@@ -54,16 +58,10 @@ __all__ = [
     "trend",
 ]
 
-NS = 1_000_000_000
 #: Windows longer than this read ``metric_rollups`` instead of ``metric_samples``.
 LONG_WINDOW_NS = 6 * 3600 * NS
 #: Most raw spans a window query reads (traces, link fidelity).
 RAW_LIMIT = 2000
-#: Most impacted jobs :func:`incident_scope` lists.
-SCOPE_JOBS = 200
-#: An incident's window starts this long before its first alert (alerts fire after their ``for`` and burn
-#: windows) and, while unresolved, ends this long after its latest timeline event.
-SCOPE_SLACK_NS = 15 * 60 * NS
 
 JOB = "qfleet.job"
 REQUEST = "qfleet.entanglement.request"
@@ -71,9 +69,6 @@ FEEDFORWARD = "qfleet.feedforward"
 MEASUREMENT = "qfleet.measurement"
 _LINKLESS = frozenset({JOB, MEASUREMENT})
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
-_NODE_LABELS = ("node", "qfleet_node_id", "qfleet.node.id")
-_LINK_LABELS = ("link", "qfleet_link_id", "qfleet.link.id")
-_HW_LABELS = ("hardware_type", "qfleet_hardware_type", "qfleet.hardware.type")
 
 _S = Span.__table__
 _R = SpanRollup.__table__
@@ -81,9 +76,6 @@ _MS = MetricSeries.__table__
 _MX = MetricSample.__table__
 _MR = MetricRollup.__table__
 _E = SloEvaluation.__table__
-_I = Incident.__table__
-_IE = IncidentEvent.__table__
-_SIL = SilenceRecord.__table__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,14 +131,6 @@ def _bucket(col: Any, origin: int, step_ns: int) -> Any:
 
 def _frame(rows: Any, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
-
-
-def _label(labels: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    for k in keys:
-        v = labels.get(k)
-        if v not in (None, ""):
-            return str(v)
-    return None
 
 
 def _doc(value: Any) -> Any:
@@ -208,20 +192,14 @@ def _series_where(f: Filters, metric: str) -> list[ColumnElement[bool]]:
     return w
 
 
-def _open_incidents(c: Any, f: Filters) -> int:
-    rows = c.execute(select(_I.c.labels).where(
-        _I.c.opened_unix_nano < f.end_ns,
-        or_(_I.c.resolved_unix_nano.is_(None), _I.c.resolved_unix_nano >= f.end_ns))).all()
+def _open_incidents(engine: Engine, f: Filters) -> int:
+    """Incidents open at the window's end whose labels name the filtered hardware type, node and link."""
     n = 0
-    for (labels,) in rows:
-        lab = _doc(labels) or {}
-        if f.hardware_type and _label(lab, _HW_LABELS) != f.hardware_type:
-            continue
-        if f.node and _label(lab, _NODE_LABELS) != f.node:
-            continue
-        if f.link and _label(lab, _LINK_LABELS) != f.link:
-            continue
-        n += 1
+    for row in Incidents(engine, clock=lambda: f.end_ns).open_at(f.end_ns):
+        place = place_of([row["labels"] or {}])
+        if ((not f.hardware_type or f.hardware_type in place.hardware_types)
+                and (not f.node or f.node in place.nodes) and (not f.link or f.link in place.links)):
+            n += 1
     return n
 
 
@@ -252,7 +230,7 @@ def fleet_kpis(engine: Engine, f: Filters) -> dict[str, float | int | None]:
             else:
                 q = select(func.count(func.distinct(_MS.c.link_id))).where(*link_w)
             n_links = int(c.execute(q).scalar_one() or 0)
-        open_inc = _open_incidents(c, f)
+    open_inc = _open_incidents(engine, f)
     link_s = req_ns / NS
     return {
         "availability": float(up[0]) / float(up[1]) if up[1] else None,
@@ -322,86 +300,32 @@ def slo_history(engine: Engine, slo: str, segment: str, f: Filters) -> pd.DataFr
 def incidents(engine: Engine, *, state: str | None = None, limit: int = 100) -> pd.DataFrame:
     """Incidents, newest first: ``id``, ``state``, ``severity``, ``title``, ``opened``, ``acknowledged``,
     ``resolved`` (ns, <NA> when not yet), ``receiver``, ``group_key``, ``labels`` (dict)."""
-    q = (select(_I.c.id, _I.c.state, _I.c.severity, _I.c.title, _I.c.opened_unix_nano, _I.c.acknowledged_unix_nano,
-                _I.c.resolved_unix_nano, _I.c.receiver, _I.c.group_key, _I.c.labels)
-         .order_by(_I.c.opened_unix_nano.desc(), _I.c.id).limit(limit))
-    if state is not None:
-        q = q.where(_I.c.state == state)
-    cols = ["id", "state", "severity", "title", "opened", "acknowledged", "resolved", "receiver", "group_key",
-            "labels"]
-    with engine.connect() as c:
-        rows = [(*r[:9], _doc(r[9])) for r in c.execute(q)]
-    df = pd.DataFrame(rows, columns=cols)
+    rows = [(r["id"], r["state"], r["severity"], r["title"], r["opened_unix_nano"], r["acknowledged_unix_nano"],
+             r["resolved_unix_nano"], r["receiver"], r["group_key"], r["labels"] or {})
+            for r in Incidents(engine, clock=lambda: 0).list(state=state, limit=limit)]
+    df = pd.DataFrame(rows, columns=["id", "state", "severity", "title", "opened", "acknowledged", "resolved",
+                                     "receiver", "group_key", "labels"])
     return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64"})
 
 
 def incident_timeline(engine: Engine, incident_id: str) -> pd.DataFrame:
     """The incident's events in time order: ``at``, ``kind`` (fired, notified, acknowledged, escalated,
     resolved, fault), ``detail`` (dict); empty for an unknown id."""
-    q = (select(_IE.c.at_unix_nano, _IE.c.kind, _IE.c.detail).where(_IE.c.incident_id == incident_id)
-         .order_by(_IE.c.at_unix_nano, _IE.c.seq))
-    with engine.connect() as c:
-        rows = [(int(r[0]), r[1], _doc(r[2])) for r in c.execute(q)]
-    return pd.DataFrame(rows, columns=["at", "kind", "detail"])
+    try:
+        events = Incidents(engine, clock=lambda: 0).timeline(incident_id)
+    except IncidentError:
+        events = []
+    return pd.DataFrame([(int(e["at_unix_nano"]), e["kind"], e["detail"] or {}) for e in events],
+                        columns=["at", "kind", "detail"])
 
 
-def incident_scope(engine: Engine, incident_id: str) -> dict[str, list[str]]:
-    """Nodes, links, tenants and jobs an incident touches: its labels (and those of its fired alerts), plus the
-    failed jobs on those nodes/links (or, without either, its hardware type) from :data:`SCOPE_SLACK_NS` before its
-    first alert to its resolution (unresolved: :data:`SCOPE_SLACK_NS` after its latest event), at most
-    :data:`SCOPE_JOBS` of them, oldest first. Empty lists for an unknown id."""
-    nodes: set[str] = set()
-    links: set[str] = set()
-    hws: set[str] = set()
-    with engine.connect() as c:
-        row = c.execute(select(_I.c.labels, _I.c.opened_unix_nano, _I.c.resolved_unix_nano)
-                        .where(_I.c.id == incident_id)).first()
-        if row is None:
-            return {"nodes": [], "links": [], "tenants": [], "jobs": []}
-        label_sets = [_doc(row[0]) or {}]
-        start = latest = int(row[1])
-        for at, kind, detail in c.execute(select(_IE.c.at_unix_nano, _IE.c.kind, _IE.c.detail)
-                                          .where(_IE.c.incident_id == incident_id)):
-            latest = max(latest, int(at))
-            d = _doc(detail) or {}
-            if kind == "fired":
-                label_sets.append(d.get("labels") or {})
-                if d.get("starts_at"):
-                    start = min(start, int(d["starts_at"]))
-        start -= SCOPE_SLACK_NS
-        for lab in label_sets:
-            for keys, into in ((_NODE_LABELS, nodes), (_LINK_LABELS, links), (_HW_LABELS, hws)):
-                v = _label(lab, keys)
-                if v:
-                    into.add(v)
-        for link in links:
-            nodes.update(p for p in link.split("~") if p)
-        end = int(row[2]) if row[2] is not None else latest + SCOPE_SLACK_NS
-        where: list[ColumnElement[bool]] = [_S.c.name == JOB, _S.c.status_code == 2,
-                                            _S.c.start_time_unix_nano >= start, _S.c.start_time_unix_nano <= end]
-        place: list[ColumnElement[bool]] = []
-        if nodes:
-            place.append(_S.c.node_id.in_(sorted(nodes)))
-        if links:
-            on_link = select(_S.c.job_id).where(_S.c.name == REQUEST, _S.c.link_id.in_(sorted(links)),
-                                                _S.c.start_time_unix_nano >= start, _S.c.start_time_unix_nano <= end)
-            place.append(_S.c.job_id.in_(on_link.scalar_subquery()))
-        if not place and hws:
-            place.append(_S.c.hardware_type.in_(sorted(hws)))
-        if place:
-            where.append(or_(*place))
-        jobs = c.execute(select(_S.c.job_id, _S.c.attributes).where(*where)
-                         .order_by(_S.c.start_time_unix_nano).limit(SCOPE_JOBS)).all()
-    tenants: set[str] = set()
-    job_ids: list[str] = []
-    for job_id, attrs in jobs:
-        a = _doc(attrs) or {}
-        if a.get("qfleet.tenant"):
-            tenants.add(str(a["qfleet.tenant"]))
-        nodes.update(n for n in str(a.get("qfleet.nodes", "")).split(",") if n)
-        if job_id:
-            job_ids.append(job_id)
-    return {"nodes": sorted(nodes), "links": sorted(links), "tenants": sorted(tenants), "jobs": job_ids}
+def incident_impact(engine: Engine, incident_id: str) -> IncidentImpact | None:
+    """The nodes, links, tenants and failed jobs an incident touched (:func:`qfleet.alerts.impact.incident_impact`,
+    the figures its postmortem shows), or None for an unknown id."""
+    try:
+        return _incident_impact(engine, incident_id)
+    except IncidentError:
+        return None
 
 
 # -- on-call and debug views ----------------------------------------------------------------------------------------
@@ -456,12 +380,16 @@ def job_trace(engine: Engine, *, trace_id: str | None = None, job_id: str | None
     return pd.DataFrame(rows, columns=cols)
 
 
-def recent_jobs(engine: Engine, f: Filters, *, outcome: str | None = None, limit: int = 50) -> pd.DataFrame:
+def recent_jobs(engine: Engine, f: Filters, *, outcome: str | None = None, failed_only: bool = False,
+                limit: int = 50) -> pd.DataFrame:
     """The latest jobs started in the window, newest first: ``time``, ``trace_id``, ``job_id``, ``tenant``,
-    ``kind``, ``outcome``, ``fidelity``, ``nodes``. A link filter keeps jobs with an entanglement request on it."""
+    ``kind``, ``outcome``, ``fidelity``, ``nodes``. A link filter keeps jobs with an entanglement request on it;
+    ``failed_only`` keeps failed jobs (status ERROR) before the limit applies."""
     where = _span_where(f, JOB)
     if outcome is not None:
         where.append(Span.attributes["qfleet.outcome"].as_string() == outcome)
+    if failed_only:
+        where.append(_S.c.status_code == 2)  # OTel ERROR: every outcome but success
     if f.link:
         on_link = select(_S.c.job_id).where(*_span_where(f, REQUEST))
         where.append(_S.c.job_id.in_(on_link.scalar_subquery()))
@@ -519,8 +447,8 @@ def node_series(engine: Engine, metric: str, nodes: list[str] | None, f: Filters
         rows = [(int(t), name[int(sid)], float(v)) for t, sid, v in c.execute(q)]
     df = pd.DataFrame(rows, columns=cols)
     # Several series of one node (e.g. without a label filter) are averaged per instant.
-    return df.groupby(["time", "node"], as_index=False)["value"].mean().sort_values(["time", "node"],
-                                                                                     ignore_index=True)
+    means = df.groupby(["time", "node"], as_index=False).agg(value=("value", "mean"))
+    return means.sort_values(["time", "node"], ignore_index=True)
 
 
 def error_distributions(engine: Engine, f: Filters) -> pd.DataFrame:
@@ -593,55 +521,24 @@ def runbook(url: str | None) -> str | None:
         return None
 
 
-# -- actions ---------------------------------------------------------------------------------------------------------
+# -- actions: through the alerts package, the only writer of its tables --------------------------------------------
 
 
 def acknowledge(engine: Engine, incident_id: str, by: str, at_ns: int) -> None:
-    """Acknowledge an incident (see :meth:`alerts.incidents.Incidents.acknowledge`; raises IncidentError)."""
+    """Acknowledge an incident (:meth:`qfleet.alerts.incidents.Incidents.acknowledge`; raises IncidentError)."""
     Incidents(engine, clock=lambda: at_ns).acknowledge(incident_id, by, at_ns)
 
 
 def resolve(engine: Engine, incident_id: str, by: str, at_ns: int) -> None:
-    """Resolve an incident by hand: state ``resolved`` and a ``resolved`` timeline event with ``by``.
-    Resolving a resolved incident changes nothing.
-
-    Raises:
-        IncidentError: unknown id or empty ``by``.
-    """
-    if not by:
-        raise IncidentError("resolve: 'by' is empty; name who resolves, e.g. by='alice'")
-    inc = Incidents(engine, clock=lambda: at_ns)
-    if inc.get(incident_id)["state"] == "resolved":
-        return
-    with engine.begin() as conn:
-        n = conn.execute(update(_I).where(_I.c.id == incident_id, _I.c.state != "resolved")
-                         .values(state="resolved", resolved_unix_nano=at_ns)).rowcount
-        if n:
-            seq = conn.execute(select(func.coalesce(func.max(_IE.c.seq), 0))
-                               .where(_IE.c.incident_id == incident_id)).scalar_one()
-            conn.execute(insert(_IE).values(incident_id=incident_id, seq=seq + 1, at_unix_nano=at_ns,
-                                            kind="resolved", detail={"by": by, "reason": "resolved by hand"}))
+    """Resolve an incident by hand (:meth:`qfleet.alerts.incidents.Incidents.resolve`; raises IncidentError)."""
+    Incidents(engine, clock=lambda: at_ns).resolve(incident_id, by, at_ns)
 
 
 def silence(engine: Engine, matchers: list[str], duration_s: float, author: str, comment: str, at_ns: int) -> str:
     """Store an Alertmanager-style silence from ``at_ns`` for ``duration_s``; returns its id.
 
     Raises:
-        qfleet.alerts.config.MatcherError: a matcher is not ``name="value"`` (or ``!=``, ``=~``, ``!~``).
-        ValueError: no matchers, a duration <= 0, or no author or comment.
+        qfleet.alerts.silences.SilenceError: every problem (:meth:`qfleet.alerts.silence_store.SilenceStore.add`).
     """
-    if not matchers:
-        raise ValueError('silence: give at least one matcher, e.g. node="nv-d"')
-    if duration_s <= 0:
-        raise ValueError(f"silence: duration_s={duration_s} must be > 0, e.g. 3600")
-    if not author or not comment:
-        raise ValueError("silence: author and comment are required (Alertmanager rejects silences without them)")
-    ms = [parse_matcher(m) for m in matchers]
-    doc = [{"name": m.name, "value": m.value, "isRegex": m.op in ("=~", "!~"), "isEqual": m.op in ("=", "=~")}
-           for m in ms]
-    sid = str(uuid.uuid4())
-    with engine.begin() as conn:
-        conn.execute(insert(_SIL).values(id=sid, matchers={"matchers": doc}, starts_at_unix_nano=at_ns,
-                                         ends_at_unix_nano=at_ns + int(duration_s * NS), created_by=author,
-                                         comment=comment, updated_unix_nano=at_ns))
-    return sid
+    return SilenceStore(engine).add(matchers, starts_at=at_ns, ends_at=at_ns + round(duration_s * NS),
+                                    created_by=author, comment=comment).id

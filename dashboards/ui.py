@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from qfleet.collector.settings import DEFAULT_DATABASE_URL, ENV_DATABASE_URL
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import data
+from qfleet.units import NS, TimestampError, format_rfc3339, parse_rfc3339
 
 __all__ = [
     "runbook_body",
@@ -38,12 +39,12 @@ __all__ = [
     "live_refresh",
     "ns_to_datetime",
     "param",
-    "parse_time",
     "query",
     "set_param",
     "sidebar_filters",
     "severity_badge",
     "severity_scale",
+    "time_from_param",
     "to_time",
 ]
 
@@ -57,7 +58,6 @@ OTHER_COLOUR = "#7f7f7f"
 ALL = "(all)"
 #: Seconds between reruns while ``?live=1``.
 LIVE_EVERY_S = 15
-NS = 1_000_000_000
 
 
 # -- engine and cached queries ------------------------------------------------------------------------------
@@ -139,20 +139,17 @@ def fmt_ns(ns: int | float | None) -> str:
     return ns_to_datetime(int(ns)).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _fmt_param(ns: int) -> str:
-    return ns_to_datetime(ns).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> int | None:
-    """Integer ns or ISO-8601 (``2026-01-01T02:00Z``, UTC if no offset); None if missing or unreadable."""
+def time_from_param(text: str | None) -> int | None:
+    """A URL's time: integer ns or RFC 3339 (``2026-01-01T02:00:00Z``); None if missing or unreadable (a hand-edited
+    link falls back to the default window instead of failing the page)."""
     if not text:
         return None
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
     try:
-        return _datetime_to_ns(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
+        return parse_rfc3339(text)
+    except TimestampError:
         return None
 
 
@@ -216,21 +213,23 @@ def sidebar_filters(eng: Engine | None = None) -> data.Filters | None:
     lo_dt = ns_to_datetime(lo).replace(second=0, microsecond=0)
     hi_dt = ns_to_datetime(hi).replace(second=0, microsecond=0) + timedelta(minutes=1)
     if key not in st.session_state or live:
-        start = parse_time(param("start"))
-        end = parse_time(param("end"))
+        start = time_from_param(param("start"))
+        end = time_from_param(param("end"))
         start = default.start_ns if start is None else start
         end = default.end_ns if end is None or (live and param("end") is None) else end
         s_dt = min(max(ns_to_datetime(start).replace(second=0, microsecond=0), lo_dt), hi_dt)
         e_dt = min(max(ns_to_datetime(end).replace(second=0, microsecond=0) + timedelta(minutes=1), s_dt), hi_dt)
         if key not in st.session_state or st.session_state[key] != (s_dt, e_dt):
             st.session_state[key] = (s_dt, e_dt)
-    s, e = st.sidebar.slider("Time range (UTC, simulated)", min_value=lo_dt, max_value=hi_dt,
-                             step=timedelta(minutes=1), format="MM-DD HH:mm", key=key)
-    start_ns, end_ns = _datetime_to_ns(s), _datetime_to_ns(e)
+    # A range slider (its value is a (start, end) pair; the stubs only know the single-value form).
+    chosen: tuple[datetime, datetime] = st.sidebar.slider(  # type: ignore[assignment]
+        "Time range (UTC, simulated)", min_value=lo_dt, max_value=hi_dt, step=timedelta(minutes=1),
+        format="MM-DD HH:mm", key=key)
+    start_ns, end_ns = _datetime_to_ns(chosen[0]), _datetime_to_ns(chosen[1])
     if end_ns <= start_ns:
         end_ns = start_ns + 60 * NS
-    set_param("start", _fmt_param(start_ns))  # always: a copied link reproduces the exact window
-    set_param("end", _fmt_param(end_ns))
+    set_param("start", format_rfc3339(start_ns))  # always: a copied link reproduces the exact window
+    set_param("end", format_rfc3339(end_ns))
     opts = query("options")
     hw = _choice("filter_hardware_type", "hardware_type", list(opts.get("hardware_types", [])), "Hardware type")
     node = _choice("filter_node", "node", list(opts.get("nodes", [])), "Node")

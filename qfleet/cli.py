@@ -55,8 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qfleet: unknown command {args[0]!r}\n\n{USAGE}", end="", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("collector", "qfleet", "simulator", "slo", "alerts", "runbooks"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger("qfleet").setLevel(logging.INFO)  # every package logs under qfleet.<package>.<module>
     mod = importlib.import_module(module)
     # These CLIs serve several command groups and need the group name.
     return int(mod.main(args if module in ("qfleet.collector.cli", "qfleet.runbooks.cli") else args[1:]) or 0)

@@ -62,6 +62,26 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
                         secret=_secret(secret_path), clock=clock)
 
 
+def _clock(start_at: str | None) -> Any:
+    """The wall clock, or one that reads ``start_at`` when the service starts and runs on from there."""
+    if not start_at:
+        return time.time_ns
+    from qfleet.units import parse_rfc3339
+
+    offset = parse_rfc3339(start_at) - time.time_ns()
+    return lambda: time.time_ns() + offset
+
+
+def _check_interval(eval_interval_s: float, resolve_timeout_ns: int) -> None:
+    """Alerts are refreshed once per evaluation; resolve_timeout must outlast the gap between two."""
+    from qfleet.units import NS, format_duration
+
+    if eval_interval_s * NS >= resolve_timeout_ns:
+        raise ValueError(f"--eval-interval {eval_interval_s:g} s is not shorter than global.resolve_timeout "
+                         f"{format_duration(resolve_timeout_ns)}: every alert would resolve between two evaluations; "
+                         "lower --eval-interval or raise resolve_timeout in alerting.yaml")
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     """Run the service until SIGTERM/SIGINT; returns the exit status."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -77,17 +97,21 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     p.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (0 picks a free one)")
     p.add_argument("--eval-interval", type=float, default=30.0, help="seconds between SLO and rule evaluations")
     p.add_argument("--dispatch-interval", type=float, default=10.0, help="seconds between dispatch cycles")
+    p.add_argument("--start-at", help="run the alerting clock from this RFC 3339 instant (a store recorded in "
+                   "simulated time, e.g. by a game day); default: the wall clock")
     args = p.parse_args(argv)
     try:
         settings = Settings.from_env(os.environ, database_url=args.db, host=args.host)
         engine = open_engine(settings.database_url)
         token = load_token(settings.token_file)
-    except (SettingsError, StoreError) as e:
+        clock = _clock(args.start_at)
+    except (SettingsError, StoreError, ValueError) as e:
         print(f"qfleet serve: {e}", file=sys.stderr)
         return 2
     upgrade(engine)
     try:
-        service = build_service(engine, Path(args.config) if args.config else None)
+        service = build_service(engine, Path(args.config) if args.config else None, clock=clock)
+        _check_interval(args.eval_interval, service.config.resolve_timeout_ns)
     except ValueError as e:
         print(f"qfleet serve: {e}", file=sys.stderr)
         return 2
@@ -130,5 +154,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     guarded(service.dispatch)()  # deliver what the last evaluation produced (takes the cycle lock itself)
     receiver.stop()
     engine.dispose()
-    print("qfleet serve: stopped", file=out, flush=True)
+    from qfleet.units import format_rfc3339
+
+    # The service's clock as it stopped: where a restart of a store in simulated time picks up (--start-at).
+    print(f"qfleet serve: stopped at {format_rfc3339(clock())}", file=out, flush=True)
     return 0

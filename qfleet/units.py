@@ -203,7 +203,8 @@ def parse_civil_time(text: object) -> datetime:
     m = _CIVIL.fullmatch(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise TimestampError(f"civil time {text!r} is not YYYY-MM-DD HH:MM:SS: {fix}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups())
     try:
-        return datetime(*(int(g) for g in m.groups()))
+        return datetime(year, month, day, hour, minute, second)
     except ValueError as err:
         raise TimestampError(f"civil time {text!r} is not a real date and time ({err}): {fix}") from err

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
     Game days exit 0 when every expectation holds, 1 when one fails, 2 for bad input.
     """
-    from qfleet.runbooks.gameday import GameDayError, builtin_gameday_path, load_gameday, run_gameday
+    from qfleet.runbooks.gameday import builtin_gameday_path, load_gameday, run_gameday
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         gd = load_gameday(path)
         with tempfile.TemporaryDirectory(prefix="qfleet-gameday-") as d:
             card = run_gameday(gd, db_url=args.db or f"sqlite:///{Path(d) / 'gameday.db'}")
-    except (GameDayError, ValueError) as e:
+    except ValueError as e:  # GameDayError, or the fleet's or faults' own errors: each names the fix
         print(f"qfleet gameday: {e}", file=err)
         return 2
     print(json.dumps(card.to_json()) if args.json else card.format_text(), file=out)

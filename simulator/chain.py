@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from qfleet.simulator import circuits, physics
+from qfleet.units import NS
 
 __all__ = ["ChainConfig", "ChainError", "ChainResult", "run_chain"]
 
@@ -39,7 +40,6 @@ _MAX_NODES = 1000
 _MAX_MEMORIES = 10_000
 # Above this many expected deliveries the per-pair arrays (and the Stim batch) stop fitting comfortably in memory.
 _MAX_EXPECTED_PAIRS = 20_000_000
-_NS_PER_S = 1_000_000_000
 _MAX_DRAWS_PER_CHUNK = 1 << 22
 _MAX_MEAN_PAIR_S = 1e6
 
@@ -55,8 +55,8 @@ def _int(name: str, value: object, lo: int, hi: int, what: str) -> None:
 
 def _real(name: str, value: object, lo: float, hi: float, what: str, *, lo_open: bool = False,
           allow_inf: bool = False) -> None:
-    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    v = float(value) if number else math.nan  # type: ignore[arg-type]
+    v = float(value) if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool) else math.nan
     if math.isnan(v) or (math.isinf(v) and not allow_inf) or v < lo or v > hi or (lo_open and v <= lo):
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
         raise ChainError(f"{name}={value!r} must be a number in {interval}: {what}")
@@ -145,7 +145,7 @@ class ChainConfig:
                 f"heralding probability of {p:.3g} per attempt, over {_MAX_MEAN_PAIR_S:g} s per pair on average; "
                 "shorten the hops or lower the loss"
             )
-        expected = self.memories * self.duration_s * p / (_cycle_ns(self) / _NS_PER_S)
+        expected = self.memories * self.duration_s * p / (_cycle_ns(self) / NS)
         if expected > _MAX_EXPECTED_PAIRS:
             raise ChainError(
                 f"duration_s={self.duration_s!r} with memories={self.memories!r} would deliver ~{expected:.3g} "
@@ -179,7 +179,7 @@ class ChainConfig:
 
 
 def _cycle_ns(config: ChainConfig) -> int:
-    return round(config.cycle_s() * _NS_PER_S)
+    return round(config.cycle_s() * NS)
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -284,12 +284,12 @@ def _timings(config: ChainConfig, p: float, rng: np.random.Generator) -> _Timing
     """Every lane's rounds over the window; the rows whose delivery falls inside it, as columns per pair."""
     links, lanes = config.links, config.memories
     cycle_ns = _cycle_ns(config)
-    proc_ns = round(config.processing_time_s * _NS_PER_S)
-    hop_ns = config.hop_km * physics.FIBRE_S_PER_KM * _NS_PER_S
+    proc_ns = round(config.processing_time_s * NS)
+    hop_ns = config.hop_km * physics.FIBRE_S_PER_KM * NS
     router = np.arange(1, links)
     # Outcome bits of router j reach the farther end after max(j, links - j) hops of fibre.
     far_ns = np.round(np.maximum(router, links - router) * hop_ns).astype(np.int64)
-    window_ns = round(config.duration_s * _NS_PER_S)
+    window_ns = round(config.duration_s * NS)
     # A round lasts at least one hop's mean time to pair, so this many rounds usually covers the window at once.
     cap = max(16, _MAX_DRAWS_PER_CHUNK // (lanes * links))
     rows = min(math.ceil(1.25 * window_ns * p / cycle_ns) + 8, cap)
@@ -330,7 +330,7 @@ def _noise(config: ChainConfig, t: _Timings, rng: np.random.Generator
     """Per-pair masks for swap_chain's three slots, the closed-form fidelity per pair, and the end waits (s)."""
     links = config.links
     b = t.delivery.shape[0]
-    light_ns = round(config.hop_km * physics.FIBRE_S_PER_KM * _NS_PER_S)
+    light_ns = round(config.hop_km * physics.FIBRE_S_PER_KM * NS)
     emitted = t.herald - light_ns  # (links, B): the memory qubit is entangled from its emission on
     # Repeater qubits (2s+1, 2s+2) idle from emission until swap s; end qubits 0 and 2*links-1 until delivery.
     repeater_wait = np.zeros((2 * links, b), dtype=np.int64)
@@ -338,8 +338,8 @@ def _noise(config: ChainConfig, t: _Timings, rng: np.random.Generator
     repeater_wait[2:-1:2] = t.swap - emitted[1:]
     end_wait = np.stack([t.delivery - emitted[0], t.delivery - emitted[-1]])
     t1, t2 = config.t1_s, config.coherence_time_s
-    rx, ry, rz = (np.asarray(v) for v in physics.twirled_memory_paulis(repeater_wait / _NS_PER_S, t1, t2))
-    ex, ey, ez = (np.asarray(v) for v in physics.twirled_memory_paulis(end_wait / _NS_PER_S, t1, t2))
+    rx, ry, rz = (np.asarray(v) for v in physics.twirled_memory_paulis(repeater_wait / NS, t1, t2))
+    ex, ey, ez = (np.asarray(v) for v in physics.twirled_memory_paulis(end_wait / NS, t1, t2))
 
     wx, wz = circuits.werner_masks(config.raw_fidelity, rng, shape=(links, b))
     sx, sz = circuits.pauli_masks(rx, ry, rz, rng)
@@ -363,7 +363,7 @@ def _noise(config: ChainConfig, t: _Timings, rng: np.random.Generator
     r = 1 - 2 * config.readout_error
     lam *= (w**links * g * np.array([r**swaps, r ** (2 * swaps), r**swaps]))[:, None]
     predicted = (1 + lam.sum(axis=0)) / 4
-    return [slot0, slot1, slot2], predicted, end_wait.mean(axis=0) / _NS_PER_S
+    return [slot0, slot1, slot2], predicted, end_wait.mean(axis=0) / NS
 
 
 def run_chain(config: ChainConfig, *, seed: int = 0) -> ChainResult:

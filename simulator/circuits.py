@@ -461,8 +461,8 @@ class InstanceResult:
     @classmethod
     def from_detector_flips(cls, flips: np.ndarray, num_herald_detectors: int) -> InstanceResult:
         """Outcomes from a (num_detectors, B) flip array whose first ``num_herald_detectors`` rows are heralds."""
-        kept = ~flips[:num_herald_detectors].any(axis=0)
-        return cls(kept=kept, passed=kept & ~flips[num_herald_detectors:].any(axis=0))
+        kept = np.asarray(~flips[:num_herald_detectors].any(axis=0))
+        return cls(kept=kept, passed=np.asarray(kept & ~flips[num_herald_detectors:].any(axis=0)))
 
     def fidelity(self) -> float:
         """passed.sum() / kept.sum(): the fidelity of the kept instances (nan if nothing was kept)."""
@@ -501,7 +501,7 @@ def _check_masks(circuit: SlottedCircuit, masks: Sequence[tuple[np.ndarray, np.n
                 )
     if width is None:
         raise CircuitError(f"{circuit.name} has no slots, so the number of instances is unknown")
-    return width
+    return int(width)
 
 
 def _scatter(slot: tuple[int, ...], m: np.ndarray) -> np.ndarray:

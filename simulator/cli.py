@@ -1,26 +1,45 @@
 """`qfleet sim run | experiment | chain`: simulate a fleet into the store or a collector, or one protocol alone.
 
-This is the simulator's edge: it reads files, the environment and the wall clock (pacing, progress, timings);
-the engine, the physics and the chain model below it read none of them.
+This is the simulator's edge: it reads files, the environment and the clocks (pacing, progress, timings); the
+engine, the physics and the chain model below it read none of them. Each subcommand imports what it needs when it
+runs, so ``qfleet sim experiment`` loads Stim and numpy but not the store, SQLAlchemy or the OTLP exporters.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["main", "parse_speed", "parse_start_ns"]
+from qfleet.units import NS, format_rfc3339, parse_duration, parse_rfc3339
+
+if TYPE_CHECKING:
+    from qfleet.simulator.engine import Simulation
+    from qfleet.simulator.faults import FaultSchedule
+    from qfleet.simulator.fleet import Fleet
+    from qfleet.simulator.sinks import OtlpSink, ProcessStoreSink
+
+__all__ = ["Clock", "main", "parse_speed", "parse_start_ns"]
 
 _SPEED = re.compile(r"^(\d+(?:\.\d+)?)x$")
+_MINUTE_NS = 60 * NS
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The clocks the command line reads (tests pass their own): wall time in ns, a monotonic seconds counter
+    for pacing, progress and timings, and sleep."""
+
+    now_ns: Callable[[], int] = time.time_ns
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 def parse_speed(text: str) -> float | None:
@@ -50,18 +69,14 @@ def parse_start_ns(text: str, now_ns: int) -> int:
     1767225600000000000
 
     Raises:
-        ValueError: not ``now`` or an RFC 3339 time with a zone.
+        ValueError: not ``now`` or an RFC 3339 time with a zone (the message says how to write one).
     """
     if text == "now":
-        return now_ns // 60_000_000_000 * 60_000_000_000
+        return now_ns // _MINUTE_NS * _MINUTE_NS
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        dt = None
-    if dt is None or dt.tzinfo is None:
-        raise ValueError(f"--start {text!r} is not valid; use now or an RFC 3339 time with a zone, "
-                         "e.g. 2026-01-01T00:00:00Z")
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+        return parse_rfc3339(text)
+    except ValueError as err:
+        raise ValueError(f"--start {text!r} is not valid; use now or {err}") from err
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,24 +113,25 @@ def _parser() -> argparse.ArgumentParser:
     ch.add_argument("--attenuation-db-per-km", type=float, default=0.2)
     ch.add_argument("--raw-fidelity", type=float, default=0.99)
     ch.add_argument("--memories", type=int, default=5)
-    ch.add_argument("--duration", default="0.5s", help="simulated window (default 0.5s)")
+    ch.add_argument("--duration", default="500ms", help="simulated window, e.g. 500ms, 2s (default 500ms)")
     ch.add_argument("--seed", type=int, default=0)
     ch.add_argument("--json", action="store_true")
     return p
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
-         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+         stdout: TextIO | None = None, stderr: TextIO | None = None, clock: Clock | None = None) -> int:
     """Run a `qfleet sim` command; returns the exit status (2 for bad input, naming it)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
+    clk = clock or Clock()
     try:
         if args.cmd == "experiment":
             return _experiment(args, out)
         if args.cmd == "chain":
-            return _chain(args, out)
-        return _run(args, env, out, err)
+            return _chain(args, out, clk)
+        return _run(args, env, out, err, clk)
     except ValueError as e:  # every input error of the simulator is a ValueError subclass naming the value
         print(f"qfleet sim {args.cmd}: {e}", file=err)
         return 2
@@ -135,16 +151,18 @@ def _experiment(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _chain(args: argparse.Namespace, out: TextIO) -> int:
+def _chain(args: argparse.Namespace, out: TextIO, clock: Clock) -> int:
     from qfleet.simulator.chain import ChainConfig, run_chain
-    from qfleet.simulator.faults import parse_duration_ns
 
+    try:
+        duration_ns = parse_duration(args.duration)
+    except ValueError as err:
+        raise ValueError(f"--duration: {err}") from err
     cfg = ChainConfig(nodes=args.nodes, hop_km=args.hop_km, attenuation_db_per_km=args.attenuation_db_per_km,
-                      raw_fidelity=args.raw_fidelity, memories=args.memories,
-                      duration_s=parse_duration_ns(args.duration) / 1e9)
-    t0 = time.perf_counter()
+                      raw_fidelity=args.raw_fidelity, memories=args.memories, duration_s=duration_ns / NS)
+    t0 = clock.monotonic()
     res = run_chain(cfg, seed=args.seed)
-    doc = res.to_json_dict(wall_s=time.perf_counter() - t0)
+    doc = res.to_json_dict(wall_s=clock.monotonic() - t0)
     if args.json:
         print(json.dumps(doc), file=out)
     else:
@@ -152,7 +170,7 @@ def _chain(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _resolve(name: str, builtin: Any, kind: str) -> Path:
+def _resolve(name: str, builtin: Callable[[str], Path], kind: str) -> Path:
     p = Path(name)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
@@ -161,91 +179,145 @@ def _resolve(name: str, builtin: Any, kind: str) -> Path:
     return builtin(name)
 
 
-def _run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    from qfleet.collector import Settings, load_token, open_engine, upgrade
-    from qfleet.simulator.engine import DEFAULT_START_NS, NS, RunConfig, Simulation
-    from qfleet.simulator.faults import builtin_faults_path, load_faults, parse_duration_ns
+@dataclass(slots=True)
+class _Inputs:
+    """What `qfleet sim run` simulates, read and checked before anything is written."""
+
+    fleet: Fleet
+    faults: FaultSchedule | None
+    duration_ns: int
+    speed: float | None
+    start_ns: int
+
+
+def _inputs(args: argparse.Namespace, clock: Clock) -> _Inputs:
+    from qfleet.simulator.engine import DEFAULT_START_NS
+    from qfleet.simulator.faults import builtin_faults_path, load_faults
     from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
-    from qfleet.simulator.sinks import OtlpSink, ProcessStoreSink
 
     speed = parse_speed(args.speed)
-    duration = parse_duration_ns(args.duration)
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as err:
+        raise ValueError(f"--duration: {err}") from err
     fleet = load_fleet(_resolve(args.fleet, builtin_fleet_path, "fleet"))
     faults = load_faults(_resolve(args.faults, builtin_faults_path, "faults"), fleet) if args.faults else None
     if args.start is not None:
-        start = parse_start_ns(args.start, time.time_ns())
+        start = parse_start_ns(args.start, clock.now_ns())
     else:
-        start = DEFAULT_START_NS if speed is None else parse_start_ns("now", time.time_ns())
-    # Paced runs flush often so that dashboards move; fast-forward flushes once per rollup minute.
-    step = 60 * NS if speed is None else int(max(1.0, min(60.0, 5.0 * speed)) * NS)
-    config = RunConfig(duration_ns=duration, start_ns=start, seed=args.seed, step_ns=step, load=args.load,
-                       shots=args.shots)
-    sim = Simulation(fleet, faults, config)
-    resource = {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id, "qfleet.fleet": fleet.name}
+        start = DEFAULT_START_NS if speed is None else parse_start_ns("now", clock.now_ns())
+    return _Inputs(fleet, faults, duration, speed, start)
+
+
+def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, str]
+          ) -> tuple[ProcessStoreSink | OtlpSink, str]:
+    """The destination (the store, migrated first, or a collector) and its name for the summary."""
+    from qfleet.collector import Settings, load_token, open_engine, upgrade
+    from qfleet.simulator.sinks import OtlpSink, ProcessStoreSink
+
     settings = Settings.from_env(env, database_url=args.db, token_file=args.token_file)
     if args.otlp:
-        sink: ProcessStoreSink | OtlpSink = OtlpSink(args.otlp, load_token(settings.token_file, create=False), resource)
-        where = args.otlp
-    else:
-        engine = open_engine(settings.database_url)
-        upgrade(engine)
-        where = engine.url.render_as_string(hide_password=True)
-        engine.dispose()
-        sink = ProcessStoreSink(settings.database_url, resource)
-    progress = None if args.no_progress or args.json else _Progress(err, duration)
-    wall0 = time.monotonic()
-    try:
-        for st in sim.steps():
-            sink.write(st)
-            if speed is not None:
-                # Paced: simulated time may not run ahead of wall time * speed.
-                ahead = (st.end_ns - start) / NS / speed - (time.monotonic() - wall0)
-                if ahead > 0:
-                    time.sleep(ahead)
-            if progress:
-                progress.update(st.end_ns - start, st.jobs_total)
-        sink.close()
-    except BaseException:
-        if isinstance(sink, ProcessStoreSink):
-            sink.abandon()
-        raise
-    wall = time.monotonic() - wall0
-    if progress:
-        progress.done()
-    summary = {
-        "run_id": sim.run_id, "fleet": fleet.name, "seed": args.seed, "simulated_s": duration / NS,
-        "start": datetime.fromtimestamp(start / NS, UTC).isoformat().replace("+00:00", "Z"),
-        "faults": len(faults.faults) if faults else 0, "jobs": sim.jobs_total, "outcomes": sim.outcomes,
-        "spans": sink.stats.spans, "samples": sink.stats.samples, "wall_s": round(wall, 3),
-        "split_s": {"control_plane": round(sim.timings.control_s, 3), "physics": round(sim.timings.physics_s, 3),
-                    "telemetry": round(sim.timings.telemetry_s, 3), "storage": round(sink.stats.seconds, 3)},
-        "destination": where,
-    }
+        return OtlpSink(args.otlp, load_token(settings.token_file, create=False), resource), args.otlp
+    engine = open_engine(settings.database_url)
+    upgrade(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    engine.dispose()
+    return ProcessStoreSink(settings.database_url, resource), where
+
+
+@dataclass(slots=True)
+class _Drive:
+    """Feeds a simulation's steps into a sink, pacing simulated time against the clock when asked."""
+
+    sim: Simulation
+    sink: ProcessStoreSink | OtlpSink
+    clock: Clock
+    speed: float | None
+    progress: _Progress | None
+    wall_s: float = field(default=0.0)
+
+    def run(self, start_ns: int) -> None:
+        wall0 = self.clock.monotonic()
+        try:
+            for st in self.sim.steps():
+                self.sink.write(st)
+                if self.speed is not None:
+                    # Paced: simulated time may not run ahead of wall time * speed.
+                    ahead = (st.end_ns - start_ns) / NS / self.speed - (self.clock.monotonic() - wall0)
+                    if ahead > 0:
+                        self.clock.sleep(ahead)
+                if self.progress:
+                    self.progress.update(st.end_ns - start_ns, st.jobs_total)
+            self.sink.close()
+        except BaseException:
+            from qfleet.simulator.sinks import ProcessStoreSink
+
+            if isinstance(self.sink, ProcessStoreSink):
+                self.sink.abandon()  # stop the writer; the committed steps stay
+            raise
+        self.wall_s = self.clock.monotonic() - wall0
+        if self.progress:
+            self.progress.done()
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: TextIO, clock: Clock) -> int:
+    from qfleet.simulator.engine import RunConfig, Simulation
+
+    inp = _inputs(args, clock)
+    # Paced runs flush often so that dashboards move; fast-forward flushes once per rollup minute.
+    step = 60 * NS if inp.speed is None else int(max(1.0, min(60.0, 5.0 * inp.speed)) * NS)
+    config = RunConfig(duration_ns=inp.duration_ns, start_ns=inp.start_ns, seed=args.seed, step_ns=step,
+                       load=args.load, shots=args.shots)
+    sim = Simulation(inp.fleet, inp.faults, config)
+    sink, where = _sink(args, env, {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id,
+                                    "qfleet.fleet": inp.fleet.name})
+    progress = None if args.no_progress or args.json else _Progress(err, inp.duration_ns, clock)
+    drive = _Drive(sim, sink, clock, inp.speed, progress)
+    drive.run(inp.start_ns)
+    summary = _summary(args, inp, sim, drive, where)
     if args.json:
         print(json.dumps(summary), file=out)
     else:
-        ok = sim.outcomes.get("success", 0)
-        print(f"run {sim.run_id}: {fleet.name}, {duration / NS / 3600:g} h simulated in {wall:.1f} s -> {where}",
-              file=out)
-        print(f"  {sim.jobs_total:,} jobs, {ok / max(1, sim.jobs_total):.2%} successful; "
-              + ", ".join(f"{k} {v:,}" for k, v in sim.outcomes.items() if v and k != "success"), file=out)
-        print(f"  {sink.stats.spans:,} spans, {sink.stats.samples:,} metric samples", file=out)
-        sp = summary["split_s"]
-        print("  time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in sp.items()), file=out)
+        _print_summary(summary, sim, out)
     return 0
+
+
+def _summary(args: argparse.Namespace, inp: _Inputs, sim: Simulation, drive: _Drive, where: str) -> dict[str, Any]:
+    stats = drive.sink.stats
+    return {
+        "run_id": sim.run_id, "fleet": inp.fleet.name, "seed": args.seed, "simulated_s": inp.duration_ns / NS,
+        "start": format_rfc3339(inp.start_ns), "faults": len(inp.faults.faults) if inp.faults else 0,
+        "jobs": sim.jobs_total, "outcomes": sim.outcomes, "spans": stats.spans, "samples": stats.samples,
+        "wall_s": round(drive.wall_s, 3),
+        "split_s": {"control_plane": round(sim.timings.control_s, 3), "physics": round(sim.timings.physics_s, 3),
+                    "telemetry": round(sim.timings.telemetry_s, 3), "storage": round(stats.seconds, 3)},
+        "destination": where,
+    }
+
+
+def _print_summary(summary: Mapping[str, Any], sim: Simulation, out: TextIO) -> None:
+    ok = sim.outcomes.get("success", 0)
+    print(f"run {sim.run_id}: {summary['fleet']}, {summary['simulated_s'] / 3600:g} h simulated in "
+          f"{summary['wall_s']:.1f} s -> {summary['destination']}", file=out)
+    print(f"  {sim.jobs_total:,} jobs, {ok / max(1, sim.jobs_total):.2%} successful; "
+          + ", ".join(f"{k} {v:,}" for k, v in sim.outcomes.items() if v and k != "success"), file=out)
+    print(f"  {summary['spans']:,} spans, {summary['samples']:,} metric samples", file=out)
+    print("  time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in summary["split_s"].items()),
+          file=out)
 
 
 class _Progress:
     """A one-line progress bar on stderr, redrawn at most 5 times a second."""
 
-    def __init__(self, stream: TextIO, total_ns: int) -> None:
+    def __init__(self, stream: TextIO, total_ns: int, clock: Clock) -> None:
         self.stream = stream
         self.total = total_ns
-        self.t0 = time.monotonic()
+        self.clock = clock
+        self.t0 = clock.monotonic()
         self.last = 0.0
 
     def update(self, done_ns: int, jobs: int) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self.last < 0.2 and done_ns < self.total:
             return
         self.last = now
@@ -261,5 +333,5 @@ class _Progress:
 
 
 def _hms(ns: int) -> str:
-    s = int(ns // 1_000_000_000)
-    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" if math.isfinite(s) else "?"
+    s = ns // NS
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"

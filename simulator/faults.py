@@ -1,8 +1,9 @@
 """Fault schedules: the eight failure modes F1-F8, timed in integer nanoseconds from the run start.
 
 A fault file lists faults with a kind, a target, a start, a duration and a magnitude whose meaning depends
-on the kind (see :class:`Fault`). Loading reports every problem at once and, given a fleet, checks that each
-target exists and has the right type for its kind.
+on the kind (see :class:`Fault`). Starts and durations are Prometheus durations (``20m``, ``1h45m``; see
+:func:`qfleet.units.parse_duration`) or exact ``start_ns`` / ``duration_ns``. Loading reports every problem at
+once and, given a fleet, checks that each target exists and has the right type for its kind.
 
 Example:
     >>> from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
@@ -10,37 +11,33 @@ Example:
     >>> schedule = load_faults(builtin_faults_path("example"), fleet)
     >>> sorted(f.kind.value for f in schedule.faults)
     ['F1', 'F2', 'F3', 'F4', 'F5', 'F6', 'F7', 'F8']
-    >>> parse_duration_ns("1h30m")
-    5400000000000
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from qfleet.simulator.fleet import Fleet, ProblemsError, read_yaml_file
+from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
+from qfleet.simulator.fleet import Fleet
+from qfleet.simulator.rules import suggest, unknown_keys
+from qfleet.units import DurationError, format_duration, parse_duration
 
 __all__ = [
     "BUILTIN_FAULTS",
+    "ORCHESTRATOR",
     "Fault",
     "FaultError",
     "FaultKind",
     "FaultSchedule",
-    "ORCHESTRATOR",
     "builtin_faults_path",
     "faults_from_dict",
-    "format_duration_ns",
     "load_faults",
-    "parse_duration_ns",
 ]
 
 ORCHESTRATOR = "orchestrator"
@@ -49,11 +46,11 @@ BUILTIN_FAULTS: tuple[str, ...] = ("example", "fleet100-day")
 """Names accepted by :func:`builtin_faults_path`."""
 
 _FAULT_DIR = Path(__file__).resolve().parent / "faults"
-_NS_PER_S = 1_000_000_000
+_DURATION_HINT = "a Prometheus duration, e.g. 90s, 30m, 1h45m, 1d, 250ms"
 
 
 class FaultError(ProblemsError):
-    """A fault file or fault value breaks a rule (see :class:`qfleet.simulator.fleet.ProblemsError` for the message)."""
+    """A fault file or fault value breaks one or more rules; ``problems`` holds each (field path, message, fix)."""
 
 
 _TITLES = {
@@ -88,12 +85,12 @@ class FaultKind(StrEnum):
     F8 = "F8"
 
     @property
-    def title(self) -> str:  # type: ignore[override]  # deliberately shadows str.title
+    def title(self) -> str:  # type: ignore[override]  # deliberately shadows str.title with the human name
         """Human name, e.g. ``"entanglement loss"``."""
         return _TITLES[self.value]
 
     @classmethod
-    def parse(cls, text: str) -> FaultKind:
+    def parse(cls, text: object) -> FaultKind:
         """The kind named by ``"F1"``..``"F8"`` (any case) or an alias such as ``"link_degradation"``.
 
         Raises:
@@ -102,11 +99,11 @@ class FaultKind(StrEnum):
         key = re.sub(r"[\s\-]+", "_", text.strip().lower()) if isinstance(text, str) else None
         if key is not None and key.upper() in cls.__members__:
             return cls[key.upper()]
-        if key in _ALIASES:
+        if key is not None and key in _ALIASES:
             return cls(_ALIASES[key])
-        hint = _suggest(str(key), list(_ALIASES))
-        raise FaultError([("type", f"unknown fault type {text!r}; {hint}use F1..F8 or one of "
-                                   f"{', '.join(sorted(_ALIASES))}")], source="FaultKind")
+        raise FaultError([Problem("type", f"unknown fault type {text!r}", f"{suggest(str(key), list(_ALIASES))}use "
+                                  f"F1..F8 or one of {', '.join(sorted(_ALIASES))}", "unknown_kind")],
+                         source="FaultKind")
 
 
 _ALIASES = {
@@ -122,7 +119,7 @@ _ALIASES = {
 }
 
 # kind -> (test, rule text, example); magnitudes whose kind ignores them must be 1.
-_MAGNITUDE_RULES: dict[str, tuple[Any, str, str]] = {
+_MAGNITUDE_RULES: dict[str, tuple[Callable[[float], bool], str, str]] = {
     "F1": (lambda m: 0.0 <= m <= 1.0, "a factor on the link's heralding success in [0, 1] (0 = link down)",
            "magnitude: 0.0"),
     "F2": (lambda m: m >= 1.0, "a factor >= 1 dividing the node's T1 and T2", "magnitude: 10"),
@@ -139,14 +136,16 @@ _LINK_KINDS = ("F1",)
 _NODE_KINDS = ("F2", "F4", "F5", "F6", "F7", "F8")
 
 
-def _suggest(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    close = close or [a for a in allowed if len(key) >= 3 and key.lower() in a.lower()][:1]
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _spell(ns: int) -> str:
+    """``ns`` as a duration when it has one (whole milliseconds), else as ``start_ns: <ns>``."""
+    try:
+        return format_duration(ns)
+    except DurationError:
+        return f"start_ns: {ns}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,53 +184,78 @@ class Fault:
     nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        items: list[tuple[str, str]] = []
+        found = Problems(source=f"Fault(id={self.id!r})")
+        kind = self._check_kind(found)
+        self._check_identity(found)
+        self._check_times(found)
+        self._check_magnitude(kind, found)
+        self._check_nodes(kind, found)
+        self._check_principal(kind, found)
+        found.raise_if_any(FaultError)
+
+    def _check_kind(self, found: Problems) -> FaultKind | None:
+        """The kind, parsed from an alias when given as text (None when it names no kind)."""
+        if isinstance(self.kind, FaultKind):
+            return self.kind
+        try:
+            kind = FaultKind.parse(self.kind)
+        except FaultError as err:
+            found.items.extend(err.problems)
+            return None
+        object.__setattr__(self, "kind", kind)
+        return kind
+
+    def _check_identity(self, found: Problems) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
-            items.append(("id", f"must be a non-empty string, got {self.id!r} (e.g. id: link-drop)"))
-        kind = self.kind
-        if not isinstance(kind, FaultKind):
-            try:
-                kind = FaultKind.parse(kind)
-                object.__setattr__(self, "kind", kind)
-            except FaultError as err:
-                items.extend(err.items)
+            found.add("id", f"must be a non-empty string, got {self.id!r}", "e.g. id: link-drop", "wrong_type")
         if not isinstance(self.target, str) or not self.target.strip():
-            items.append(("target", f"must be a non-empty string, got {self.target!r} (a node or link id)"))
+            found.add("target", f"must be a non-empty string, got {self.target!r}", "a node or link id", "wrong_type")
+
+    def _check_times(self, found: Problems) -> None:
         if not _is_int(self.start_ns) or self.start_ns < 0:
-            items.append(("start_ns", f"must be an integer >= 0, got {self.start_ns!r} (ns from the run start)"))
+            found.add("start_ns", f"must be an integer >= 0, got {self.start_ns!r}", "ns from the run start",
+                      "out_of_range")
         if not _is_int(self.duration_ns) or self.duration_ns <= 0:
-            items.append(("duration_ns", f"must be an integer > 0, got {self.duration_ns!r} (e.g. duration: 30m)"))
+            found.add("duration_ns", f"must be an integer > 0, got {self.duration_ns!r}", "e.g. duration: 30m",
+                      "out_of_range")
+
+    def _check_magnitude(self, kind: FaultKind | None, found: Problems) -> None:
         mag = self.magnitude
         if isinstance(mag, bool) or not isinstance(mag, (int, float)) or not math.isfinite(mag):
-            items.append(("magnitude", f"must be a finite number, got {mag!r}"))
-        elif isinstance(kind, FaultKind):
-            object.__setattr__(self, "magnitude", float(mag))
-            test, rule, example = _MAGNITUDE_RULES[kind.value]
-            if not test(float(mag)):
-                items.append(("magnitude", f"{kind.value} ({kind.title}) takes {rule}, got {mag!r} ({example})"))
+            found.add("magnitude", f"must be a finite number, got {mag!r}", "e.g. magnitude: 0.5", "wrong_type")
+            return
+        if kind is None:
+            return
+        object.__setattr__(self, "magnitude", float(mag))
+        test, rule, example = _MAGNITUDE_RULES[kind.value]
+        if not test(float(mag)):
+            found.add("magnitude", f"{kind.value} ({kind.title}) takes {rule}, got {mag!r}", example, "out_of_range")
+
+    def _check_nodes(self, kind: FaultKind | None, found: Problems) -> None:
         nodes = self.nodes
         if isinstance(nodes, (str, bytes)) or not isinstance(nodes, (list, tuple)) \
                 or not all(isinstance(n, str) and n.strip() for n in nodes):
-            items.append(("nodes", f"must be a list of node ids, got {nodes!r}"))
-        else:
-            object.__setattr__(self, "nodes", tuple(nodes))
-            if nodes and kind is not FaultKind.F7:
-                items.append(("nodes", f"only F7 (scheduler deadlock) takes a node list, got {list(nodes)!r} "
-                                       "(use one fault per target)"))
-            elif nodes and (len(nodes) < 2 or len(set(nodes)) != len(nodes) or nodes[0] != self.target):
-                items.append(("target", f"an F7 cycle needs >= 2 distinct nodes with the anchor first, got "
-                                        f"{list(nodes)!r} (e.g. target: [qpu-a, qpu-b, qpu-c])"))
+            found.add("nodes", f"must be a list of node ids, got {nodes!r}", "e.g. nodes: [qpu-a, qpu-b]",
+                      "wrong_type")
+            return
+        object.__setattr__(self, "nodes", tuple(nodes))
+        if nodes and kind is not FaultKind.F7:
+            found.add("nodes", f"only F7 (scheduler deadlock) takes a node list, got {list(nodes)!r}",
+                      "use one fault per target", "not_f7")
+        elif nodes and (len(nodes) < 2 or len(set(nodes)) != len(nodes) or nodes[0] != self.target):
+            found.add("target", f"an F7 cycle needs >= 2 distinct nodes with the anchor first, got {list(nodes)!r}",
+                      "e.g. target: [qpu-a, qpu-b, qpu-c]", "bad_cycle")
+
+    def _check_principal(self, kind: FaultKind | None, found: Problems) -> None:
         if kind is FaultKind.F8:
             if self.principal is None:
                 object.__setattr__(self, "principal", "unknown")
             elif not isinstance(self.principal, str) or not self.principal.strip():
-                items.append(("principal", f"must be a non-empty string, got {self.principal!r} "
-                                           "(e.g. principal: intruder-7)"))
-        elif self.principal is not None and isinstance(kind, FaultKind):
-            items.append(("principal", f"only F8 (unauthorized control commands) takes a principal, got "
-                                       f"{self.principal!r} (remove it)"))
-        if items:
-            raise FaultError(items, source=f"Fault(id={self.id!r})")
+                found.add("principal", f"must be a non-empty string, got {self.principal!r}",
+                          "e.g. principal: intruder-7", "wrong_type")
+        elif self.principal is not None and kind is not None:
+            found.add("principal", f"only F8 (unauthorized control commands) takes a principal, got "
+                                   f"{self.principal!r}", "remove it", "not_f8")
 
     def end_ns(self) -> int:
         """First nanosecond after the fault: ``start_ns + duration_ns``."""
@@ -273,21 +297,20 @@ class FaultSchedule:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", tuple(self.faults))
-        items: list[tuple[str, str]] = []
+        found = Problems(source="FaultSchedule")
         seen: dict[str, int] = {}
         for i, fault in enumerate(self.faults):
             if not isinstance(fault, Fault):
-                items.append((f"faults[{i}]", f"must be a Fault, got {type(fault).__name__}"))
-                continue
-            if fault.id in seen:
-                items.append((f"faults[{i}].id", f"duplicate fault id {fault.id!r} (also faults[{seen[fault.id]}]; "
-                                                 "give each fault a unique id)"))
+                found.add(f"faults[{i}]", f"must be a Fault, got {type(fault).__name__}", "build it with Fault(...)",
+                          "wrong_type")
+            elif fault.id in seen:
+                found.add(f"faults[{i}].id", f"duplicate fault id {fault.id!r} (also faults[{seen[fault.id]}])",
+                          "give each fault a unique id", "duplicate_id")
             else:
                 seen[fault.id] = i
-        if not items:
-            items.extend(_overlaps(self.faults))
-        if items:
-            raise FaultError(items, source="FaultSchedule")
+        if not found.items:
+            found.items.extend(_overlaps(self.faults))
+        found.raise_if_any(FaultError)
 
     def active(self, t_ns: int) -> tuple[Fault, ...]:
         """Faults active at ``t_ns``, in schedule order."""
@@ -310,7 +333,7 @@ class FaultSchedule:
         return {"version": 1, "kind": "FaultSchedule", "faults": [f.to_dict() for f in self.faults]}
 
 
-def _overlaps(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list[tuple[str, str]]:
+def _overlaps(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list[Problem]:
     # Two same-kind faults on one target would compose ambiguously (multiply? max?); refusing is clearer.
     items = []
     by_key: dict[tuple[FaultKind, str], list[tuple[int, Fault]]] = {}
@@ -322,105 +345,10 @@ def _overlaps(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list
             if nxt.start_ns < prev.end_ns():
                 where = paths[j] if paths else f"faults[{j}]"
                 other = paths[i] if paths else f"faults[{i}]"
-                items.append((f"{where}.start", f"{nxt.kind.value} fault {nxt.id!r} overlaps {prev.id!r} ({other}) "
-                                                f"on target {nxt.target!r}; merge them or start it at or after "
-                                                f"{format_duration_ns(prev.end_ns())}"))
+                items.append(Problem(f"{where}.start", f"{nxt.kind.value} fault {nxt.id!r} overlaps {prev.id!r} "
+                                                       f"({other}) on target {nxt.target!r}",
+                                     f"merge them or start it at or after {_spell(prev.end_ns())}", "overlap"))
     return items
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Durations.
-
-_UNIT_NS = {"d": 86_400 * _NS_PER_S, "h": 3_600 * _NS_PER_S, "m": 60 * _NS_PER_S, "s": _NS_PER_S,
-            "ms": 1_000_000, "us": 1_000, "µs": 1_000, "ns": 1}
-_UNIT_ORDER = ("d", "h", "m", "s", "ms", "us", "ns")
-_COMPONENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d)")
-_DURATION_HINT = "e.g. 90s, 30m, 2h, 1d, 250ms, 1h30m; a bare number is seconds"
-
-
-def parse_duration_ns(text: str | int | float) -> int:
-    """Parse a duration into exact integer nanoseconds.
-
-    Strings are one or more ``<number><unit>`` parts with units ``d h m s ms us µs ns`` in decreasing
-    order, each used once (``"1h30m"``, ``"1.5s"``, ``"250ms"``); a bare number (string or numeric) is
-    seconds. The result must be a whole number of nanoseconds and not negative.
-
-    Raises:
-        FaultError: the text is malformed, negative, not finite, or not a whole number of nanoseconds.
-
-    Examples:
-        >>> parse_duration_ns("90s"), parse_duration_ns("250ms"), parse_duration_ns(1.5)
-        (90000000000, 250000000, 1500000000)
-        >>> parse_duration_ns("1d2h")
-        93600000000000
-    """
-    def fail(rule: str) -> FaultError:
-        return FaultError([("", f"{rule}, got {text!r} ({_DURATION_HINT})")], source="duration")
-
-    if isinstance(text, bool):
-        raise fail("must be a duration string or a number of seconds")
-    if isinstance(text, int):
-        if text < 0:
-            raise fail("must be >= 0")
-        return text * _NS_PER_S
-    if isinstance(text, float):
-        if not math.isfinite(text):
-            raise fail("must be finite")
-        exact = Fraction(Decimal(repr(text))) * _NS_PER_S
-    elif isinstance(text, str):
-        stripped = text.strip()
-        try:
-            number = Decimal(stripped)
-        except InvalidOperation:
-            exact = _parse_components(stripped, fail)
-        else:
-            if not number.is_finite():
-                raise fail("must be finite")
-            exact = Fraction(number) * _NS_PER_S
-    else:
-        raise fail("must be a duration string or a number of seconds")
-    if exact < 0:
-        raise fail("must be >= 0")
-    if exact.denominator != 1:
-        raise fail("must be a whole number of nanoseconds")
-    return int(exact)
-
-
-def _parse_components(text: str, fail: Any) -> Fraction:
-    pos, total, last_rank = 0, Fraction(0), -1
-    if not text:
-        raise fail("must not be empty")
-    while pos < len(text):
-        match = _COMPONENT.match(text, pos)
-        if match is None:
-            raise fail("is not a duration")
-        unit = "us" if match.group(2) == "µs" else match.group(2)
-        rank = _UNIT_ORDER.index(unit)
-        if rank <= last_rank:
-            raise fail("must list units once each, largest first")
-        last_rank = rank
-        total += Fraction(Decimal(match.group(1))) * _UNIT_NS[unit]
-        pos = match.end()
-    return total
-
-
-def format_duration_ns(ns: int) -> str:
-    """The shortest :func:`parse_duration_ns` string for ``ns`` (``"0s"`` for zero).
-
-    Examples:
-        >>> format_duration_ns(5_400_000_000_000), format_duration_ns(1_500_000)
-        ('1h30m', '1ms500us')
-    """
-    if not _is_int(ns) or ns < 0:
-        raise FaultError([("", f"must be an integer >= 0, got {ns!r}")], source="format_duration_ns")
-    if ns == 0:
-        return "0s"
-    parts = []
-    for unit in _UNIT_ORDER:
-        count, ns = divmod(ns, _UNIT_NS[unit])
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -430,65 +358,131 @@ _TOP_KEYS = ("version", "kind", "faults")
 _FAULT_KEYS = ("id", "type", "target", "start", "start_ns", "duration", "duration_ns", "magnitude", "principal")
 
 
-def _unknown(entry: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> list[tuple[str, str]]:
-    items = []
-    for key in entry:
-        if key not in allowed:
-            hint = _suggest(str(key), allowed)
-            items.append((f"{path}.{key}" if path else str(key),
-                          f"unknown key {key!r}; {hint}allowed keys: {', '.join(allowed)}"))
-    return items
-
-
-def _time_field(entry: Mapping[str, Any], key: str, path: str, items: list[tuple[str, str]]) -> Any:
-    text_key, ns_key = key, f"{key}_ns"
-    if text_key in entry and ns_key in entry:
-        items.append((f"{path}.{ns_key}", f"give {text_key} or {ns_key}, not both"))
+def _time_field(entry: Mapping[str, Any], key: str, path: str, found: Problems) -> int | None:
+    """``start``/``duration`` as a duration, or ``start_ns``/``duration_ns`` as exact ns (one of the two)."""
+    ns_key = f"{key}_ns"
+    if key in entry and ns_key in entry:
+        found.add(f"{path}.{ns_key}", f"give {key} or {ns_key}, not both", f"remove {ns_key}", "conflict")
         return None
     if ns_key in entry:
         value = entry[ns_key]
         if not _is_int(value):
-            items.append((f"{path}.{ns_key}", f"must be an integer number of ns, got {value!r} "
-                                              f"(or use {text_key}: 30m)"))
+            found.add(f"{path}.{ns_key}", f"must be an integer number of ns, got {value!r}",
+                      f"or write {key}: 30m", "wrong_type")
             return None
-        return value
-    if text_key not in entry:
-        items.append((f"{path}.{text_key}", f"is required ({_DURATION_HINT})"))
+        return int(value)
+    if key not in entry:
+        found.add(f"{path}.{key}", "is required", _DURATION_HINT, "required")
         return None
     try:
-        return parse_duration_ns(entry[text_key])
-    except FaultError as err:
-        items.extend((f"{path}.{text_key}", text) for _, text in err.items)
+        return parse_duration(entry[key])
+    except DurationError as err:
+        found.add(f"{path}.{key}", str(err), "", "bad_duration")
         return None
 
 
-def _check_target(fault: Fault, path: str, fleet: Fleet) -> list[tuple[str, str]]:
-    node_ids = {n.id for n in fleet.nodes}
-    link_ids = {lk.id for lk in fleet.links}
+def _check_target(fault: Fault, path: str, fleet: Fleet) -> list[Problem]:
+    """Problems with ``fault``'s target in ``fleet``: it must exist and be a link or node as its kind needs."""
     kind = fault.kind.value
-
-    def unknown(what: str, value: str, known: set[str]) -> tuple[str, str]:
-        hint = _suggest(value, sorted(known))
-        shown = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
-        return (f"{path}.target", f"{kind} ({fault.kind.title}) targets {what}; {value!r} is not one in fleet "
-                                  f"{fleet.name!r}; {hint}known: {shown}")
-
     wants_link = kind in _LINK_KINDS or (kind == "F3" and fault.target != ORCHESTRATOR)
-    if wants_link and fault.target not in link_ids:
-        what = "a link id" if kind in _LINK_KINDS else f"{ORCHESTRATOR!r} or a link id"
-        if fault.target in node_ids:
-            # A node where a link is wanted is a common slip; offer that node's links.
-            links = ", ".join(lk.id for lk in fleet.links_of(fault.target)) or "none"
-            return [(f"{path}.target", f"{kind} ({fault.kind.title}) targets {what}; {fault.target!r} is a node "
-                                       f"(its links: {links})")]
-        a, sep, b = fault.target.partition("~")
-        if sep and f"{b}~{a}" in link_ids:
-            return [(f"{path}.target", f"{kind} ({fault.kind.title}) targets {what}; {fault.target!r} is not one, "
-                                       f"but {b + '~' + a!r} is (link ids are a~b as written in the fleet file)")]
-        return [unknown(what, fault.target, link_ids | ({ORCHESTRATOR} if kind == "F3" else set()))]
+    if wants_link:
+        return _link_target(fault, path, fleet)
     if kind in _NODE_KINDS:
-        return [unknown("a node id", n, node_ids) for n in fault.cycle() if n not in node_ids]
+        node_ids = {n.id for n in fleet.nodes}
+        return [_unknown_target(fault, path, fleet, "a node id", n, node_ids) for n in fault.cycle()
+                if n not in node_ids]
     return []
+
+
+def _unknown_target(fault: Fault, path: str, fleet: Fleet, what: str, value: str, known: set[str]) -> Problem:
+    shown = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
+    return Problem(f"{path}.target", f"{fault.kind.value} ({fault.kind.title}) targets {what}; {value!r} is not one "
+                                     f"in fleet {fleet.name!r}", f"{suggest(value, sorted(known))}known: {shown}",
+                   "unknown_target")
+
+
+def _link_target(fault: Fault, path: str, fleet: Fleet) -> list[Problem]:
+    link_ids = {lk.id for lk in fleet.links}
+    if fault.target in link_ids:
+        return []
+    kind = fault.kind.value
+    what = "a link id" if kind in _LINK_KINDS else f"{ORCHESTRATOR!r} or a link id"
+    head = f"{kind} ({fault.kind.title}) targets {what}"
+    if fault.target in {n.id for n in fleet.nodes}:
+        # A node where a link is wanted is a common slip; offer that node's links.
+        links = ", ".join(lk.id for lk in fleet.links_of(fault.target)) or "none"
+        return [Problem(f"{path}.target", f"{head}; {fault.target!r} is a node (its links: {links})",
+                        "name one of its links", "node_for_link")]
+    a, sep, b = fault.target.partition("~")
+    if sep and f"{b}~{a}" in link_ids:
+        return [Problem(f"{path}.target", f"{head}; {fault.target!r} is not one, but {b + '~' + a!r} is",
+                        "link ids are a~b as written in the fleet file", "reversed_link")]
+    return [_unknown_target(fault, path, fleet, what, fault.target,
+                            link_ids | ({ORCHESTRATOR} if kind == "F3" else set()))]
+
+
+def _fault_kind(entry: Mapping[str, Any], path: str, found: Problems) -> FaultKind | None:
+    if "type" not in entry:
+        found.add(f"{path}.type", "is required", "F1..F8 or an alias, e.g. type: link_degradation", "required")
+        return None
+    try:
+        return FaultKind.parse(entry["type"])
+    except FaultError as err:
+        found.items.extend(Problem(f"{path}.type", p.message, p.fix, p.code) for p in err.problems)
+        return None
+
+
+def _required_fields(entry: Mapping[str, Any], kind: FaultKind | None, path: str, found: Problems) -> None:
+    for key, example in (("id", "id: link-drop"), ("target", "target: qpu-a~qpu-b")):
+        if key not in entry:
+            found.add(f"{path}.{key}", "is required", f"e.g. {example}", "required")
+    if "magnitude" not in entry and kind is not None and kind.value not in _DEFAULT_MAGNITUDE:
+        _, rule, example = _MAGNITUDE_RULES[kind.value]
+        found.add(f"{path}.magnitude", f"is required for {kind.value} ({kind.title}): {rule}", example, "required")
+
+
+def _build_fault(entry: Mapping[str, Any], path: str, found: Problems) -> Fault | None:
+    """One fault entry as a :class:`Fault`, or None with its problems (under the keys the user wrote) in ``found``."""
+    before = len(found)
+    kind = _fault_kind(entry, path, found)
+    _required_fields(entry, kind, path, found)
+    start = _time_field(entry, "start", path, found)
+    duration = _time_field(entry, "duration", path, found)
+    if len(found) > before or kind is None or start is None or duration is None:
+        return None
+    target = entry["target"]
+    nodes: Any = ()
+    if isinstance(target, list):
+        nodes, target = target, (target[0] if target else "")
+    try:
+        return Fault(id=entry["id"], kind=kind, target=target, start_ns=start, duration_ns=duration,
+                     magnitude=entry.get("magnitude", 1.0), principal=entry.get("principal"), nodes=nodes)
+    except FaultError as err:
+        # Name the key the user wrote, not the dataclass field.
+        keys = {"nodes": "target", "start_ns": "start" if "start" in entry else "start_ns",
+                "duration_ns": "duration" if "duration" in entry else "duration_ns"}
+        found.items.extend(Problem(f"{path}.{keys.get(p.path, p.path)}", p.message, p.fix, p.code)
+                           for p in err.problems)
+        return None
+
+
+def _fault_entries(doc: Mapping[str, Any], found: Problems) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    """``(path, entry)`` for each fault entry that is a mapping (the others become problems)."""
+    raw = doc.get("faults", [])
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        found.add("faults", f"must be a list, got {type(raw).__name__}", "e.g. faults: [{id: drop, type: F1, ...}]",
+                  "wrong_type")
+        return []
+    entries = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, Mapping):
+            entries.append((f"faults[{i}]", entry))
+        else:
+            found.add(f"faults[{i}]", f"must be a mapping, got {entry!r}", "e.g. - {id: drop, type: F1, ...}",
+                      "wrong_type")
+    return entries
 
 
 def faults_from_dict(doc: Mapping[str, Any], *, fleet: Fleet | None = None,
@@ -496,9 +490,9 @@ def faults_from_dict(doc: Mapping[str, Any], *, fleet: Fleet | None = None,
     """Build and validate a :class:`FaultSchedule` from a parsed fault document.
 
     Each fault has ``id``, ``type`` (``F1``..``F8`` or an alias such as ``link_degradation``),
-    ``target`` (F7: a node id or a list, anchor first), ``start`` and ``duration`` (duration strings,
-    see :func:`parse_duration_ns`; or exact ``start_ns`` / ``duration_ns``), ``magnitude`` (required except
-    for F5 and F7) and, for F8, ``principal``.
+    ``target`` (F7: a node id or a list, anchor first), ``start`` and ``duration`` (Prometheus durations such as
+    ``20m`` or ``1h45m``, see :func:`qfleet.units.parse_duration`; or exact ``start_ns`` / ``duration_ns``),
+    ``magnitude`` (required except for F5 and F7) and, for F8, ``principal``.
 
     Args:
         doc: the document (``version: 1``, ``kind: FaultSchedule``, ``faults``).
@@ -515,76 +509,36 @@ def faults_from_dict(doc: Mapping[str, Any], *, fleet: Fleet | None = None,
         >>> s.faults[0].kind, s.faults[0].start_ns
         (<FaultKind.F2: 'F2'>, 7200000000000)
     """
-    items: list[tuple[str, str]] = []
     if not isinstance(doc, Mapping):
-        raise FaultError([("", f"must be a mapping with version, kind, faults; got {doc!r}")], source=source)
-    items.extend(_unknown(doc, _TOP_KEYS, ""))
+        raise FaultError([Problem("", f"must be a mapping with version, kind, faults; got {doc!r}",
+                                  "start the file with version: 1 and kind: FaultSchedule", "not_a_mapping")],
+                         source=source)
+    found = Problems(source=source)
+    unknown_keys(found, doc, _TOP_KEYS, "")
     if doc.get("version") != 1 or isinstance(doc.get("version"), bool):
-        items.append(("version", f"must be 1, got {doc.get('version')!r} (add version: 1)"))
+        found.add("version", f"must be 1, got {doc.get('version')!r}", "add version: 1", "wrong_version")
     if doc.get("kind") != "FaultSchedule":
-        items.append(("kind", f"must be 'FaultSchedule', got {doc.get('kind')!r} (add kind: FaultSchedule)"))
-    raw_faults = doc.get("faults", [])
-    if raw_faults is None:
-        raw_faults = []
-    if not isinstance(raw_faults, list):
-        items.append(("faults", f"must be a list, got {type(raw_faults).__name__} "
-                                "(e.g. faults: [{id: drop, type: F1, ...}])"))
-        raw_faults = []
+        found.add("kind", f"must be 'FaultSchedule', got {doc.get('kind')!r}", "add kind: FaultSchedule",
+                  "wrong_kind")
     built: list[Fault] = []
     paths: list[str] = []
     seen: dict[str, str] = {}
-    for i, entry in enumerate(raw_faults):
-        path = f"faults[{i}]"
-        if not isinstance(entry, Mapping):
-            items.append((path, f"must be a mapping, got {entry!r} (e.g. - {{id: drop, type: F1, ...}})"))
-            continue
-        items.extend(_unknown(entry, _FAULT_KEYS, path))
-        before = len(items)
-        kind: FaultKind | None = None
-        if "type" not in entry:
-            items.append((f"{path}.type", "is required (F1..F8 or an alias, e.g. type: link_degradation)"))
-        else:
-            try:
-                kind = FaultKind.parse(entry["type"])
-            except FaultError as err:
-                items.extend((f"{path}.type", text) for _, text in err.items)
-        for key in ("id", "target"):
-            if key not in entry:
-                items.append((f"{path}.{key}", f"is required (e.g. {key}: "
-                                               f"{'link-drop' if key == 'id' else 'qpu-a~qpu-b'})"))
-        start = _time_field(entry, "start", path, items)
-        duration = _time_field(entry, "duration", path, items)
-        if "magnitude" not in entry and kind is not None and kind.value not in _DEFAULT_MAGNITUDE:
-            _, rule, example = _MAGNITUDE_RULES[kind.value]
-            items.append((f"{path}.magnitude", f"is required for {kind.value} ({kind.title}): {rule} ({example})"))
-        if len(items) > before:
-            continue
-        target = entry["target"]
-        nodes: Any = ()
-        if isinstance(target, list):
-            nodes, target = target, (target[0] if target else "")
-        try:
-            fault = Fault(id=entry["id"], kind=kind, target=target, start_ns=start, duration_ns=duration,
-                          magnitude=entry.get("magnitude", 1.0), principal=entry.get("principal"), nodes=nodes)
-        except FaultError as err:
-            # Name the key the user wrote, not the dataclass field.
-            field_names = {"nodes": "target",
-                           "start_ns": "start" if "start" in entry else "start_ns",
-                           "duration_ns": "duration" if "duration" in entry else "duration_ns"}
-            items.extend((f"{path}.{field_names.get(p, p)}", text) for p, text in err.items)
+    for path, entry in _fault_entries(doc, found):
+        unknown_keys(found, entry, _FAULT_KEYS, path)
+        fault = _build_fault(entry, path, found)
+        if fault is None:
             continue
         if fault.id in seen:
-            items.append((f"{path}.id", f"duplicate fault id {fault.id!r} (also {seen[fault.id]}; give each fault a "
-                                        "unique id)"))
+            found.add(f"{path}.id", f"duplicate fault id {fault.id!r} (also {seen[fault.id]})",
+                      "give each fault a unique id", "duplicate_id")
             continue
         seen[fault.id] = path
         if fleet is not None:
-            items.extend(_check_target(fault, path, fleet))
+            found.items.extend(_check_target(fault, path, fleet))
         built.append(fault)
         paths.append(path)
-    items.extend(_overlaps(tuple(built), paths))
-    if items:
-        raise FaultError(items, source=source)
+    found.items.extend(_overlaps(tuple(built), paths))
+    found.raise_if_any(FaultError)
     return FaultSchedule(tuple(built))
 
 
@@ -595,7 +549,7 @@ def load_faults(path: str | Path, fleet: Fleet | None = None) -> FaultSchedule:
         FaultError: the file is unreadable, not YAML, or breaks any rule (all problems at once).
     """
     p = Path(path)
-    return faults_from_dict(read_yaml_file(p, "fault", FaultError), fleet=fleet, source=p.name)
+    return faults_from_dict(read_yaml(p, what="fault", error=FaultError), fleet=fleet, source=str(p))
 
 
 def builtin_faults_path(name: str) -> Path:
@@ -608,6 +562,7 @@ def builtin_faults_path(name: str) -> Path:
         FaultError: ``name`` is not a built-in fault file.
     """
     if name not in BUILTIN_FAULTS:
-        raise FaultError([("", f"unknown built-in fault file {name!r}; choose one of {', '.join(BUILTIN_FAULTS)}")],
-                         source="builtin_faults_path")
+        raise FaultError([Problem("", f"unknown built-in fault file {name!r}",
+                                  f"{suggest(name, BUILTIN_FAULTS)}choose one of {', '.join(BUILTIN_FAULTS)}",
+                                  "unknown_faults")], source="builtin_faults_path")
     return _FAULT_DIR / f"{name}.yaml"

@@ -77,9 +77,8 @@ def _arr(name: str, value: Real, lo: float, hi: float, rule: str, *, lo_open: bo
         first = float(a[bad].flat[0]) if a.ndim else float(a)
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
         raise PhysicsError(f"{name}={first!r} is outside {interval}: {rule}")
-    if lo_open:
-        return np.minimum(a, hi)
-    return np.clip(a, lo, hi)
+    out: np.ndarray = np.minimum(a, hi) if lo_open else np.clip(a, lo, hi)
+    return out
 
 
 def _out(x: np.ndarray) -> Real:

@@ -1,6 +1,6 @@
 """Where a simulation's telemetry goes: the store (bulk path) or an OTLP/HTTP endpoint (a live collector).
 
-Both take :class:`simulator.engine.SimStep` objects and count what they wrote. The store sink writes each step
+Both take :class:`qfleet.simulator.engine.SimStep` objects and count what they wrote. The store sink writes each step
 in one transaction through the collector's columnar bulk path (``SpanColumns``) and its ``MetricsData``
 conversion; the OTLP sink sends the same spans and metrics with the standard OpenTelemetry exporters, so the
 rows a collector stores from it are the rows the store sink writes.
@@ -13,18 +13,21 @@ import queue
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from qfleet.collector import SpanColumns, Store, TelemetryBatch
 from qfleet.collector.convert import from_metrics_data
-from qfleet.simulator.engine import SimStep
 from qfleet.simulator.telemetry import SCOPE
+
+if TYPE_CHECKING:
+    from qfleet.simulator.engine import SimStep
 
 __all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans"]
 
@@ -139,12 +142,12 @@ class ProcessStoreSink:
 
     def _check(self, block: bool = False, timeout: float | None = None) -> tuple[str, Any] | None:
         try:
-            msg = self._outbox.get(block, timeout)
+            msg: tuple[str, Any] = self._outbox.get(block, timeout)
         except queue.Empty:
             return None
         if msg[0] == "error":
             self._failed = msg[1]
-        return msg  # type: ignore[no-any-return]
+        return msg
 
     def write(self, step: SimStep) -> None:
         """Hand one step to the writer (blocks while it is ``depth`` steps behind).
@@ -210,8 +213,9 @@ def readable_spans(columns: SpanColumns, resource: Resource) -> list[ReadableSpa
     for i in range(n):
         tid = int(columns.trace_id[i], 16)
         ctx = SpanContext(tid, int(columns.span_id[i], 16), is_remote=False, trace_flags=TraceFlags(1))
-        parent = SpanContext(tid, int(parents[i], 16), is_remote=False,
-                             trace_flags=TraceFlags(1)) if parents[i] else None
+        parent_id = parents[i]
+        parent = SpanContext(tid, int(parent_id, 16), is_remote=False,
+                             trace_flags=TraceFlags(1)) if parent_id else None
         code = status_codes[codes[i]]
         out.append(ReadableSpan(
             name=columns.name[i], context=ctx, parent=parent, resource=resource,
@@ -241,8 +245,11 @@ class OtlpSink:
 
         base = endpoint.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"}
-        self._spans = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers, timeout=timeout_s)
-        self._metrics = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", headers=headers, timeout=timeout_s)
+        # Held as the SDK's exporter interfaces, whose methods are typed (the OTLP classes' overrides are not).
+        self._spans: SpanExporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers,
+                                                     timeout=timeout_s)
+        self._metrics: MetricExporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", headers=headers,
+                                                           timeout=timeout_s)
         self.resource = Resource(dict(resource))
         self.stats = SinkStats()
 

@@ -1,6 +1,6 @@
 """What the simulated fleet emits: span rows in the OpenTelemetry model and simulated-time metrics.
 
-Spans are built column by column into :class:`collector.SpanColumns` (the collector's bulk path) with explicit
+Spans are built column by column into :class:`qfleet.collector.SpanColumns` (the collector's bulk path) with explicit
 simulated start and end times. Metrics are accumulated per run (cumulative counters, histograms, gauges) and
 snapshotted once per step as the OpenTelemetry SDK's ``MetricsData`` with simulated timestamps, because the
 SDK's instruments would stamp wall-clock time (style.md 5.3). Both go to the store or to an OTLP endpoint
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from qfleet.collector import SpanColumns
+from qfleet.units import NS
 
 __all__ = [
     "METRICS",
@@ -135,7 +136,7 @@ class SpanBuffer:
         """Append one span (times in ns; ``error`` non-empty sets status ERROR with that message).
 
         The promoted values travel as columns, not attributes (a fleet-day holds millions of spans); over OTLP,
-        which has no columns, :func:`simulator.sinks.readable_spans` adds them as ``qfleet.*`` attributes.
+        which has no columns, :func:`qfleet.simulator.sinks.readable_spans` adds them as ``qfleet.*`` attributes.
         """
         # One tuple per span, transposed to columns at C speed in take(): the hot loop appends once.
         self.rows.append((trace_id, span_id, parent, name, kind, start, end, 2 if error else 0, error, attributes,
@@ -185,7 +186,7 @@ class MetricsAccumulator:
         refresh_ns: longest gap between two reports of an unchanged series.
     """
 
-    def __init__(self, resource: Mapping[str, Any], start_ns: int, *, refresh_ns: int = 300_000_000_000,
+    def __init__(self, resource: Mapping[str, Any], start_ns: int, *, refresh_ns: int = 300 * NS,
                  every_step: frozenset[str] = frozenset({"qfleet.node.up"})) -> None:
         self.resource = Resource(dict(resource))
         self.start_ns = start_ns
@@ -196,7 +197,12 @@ class MetricsAccumulator:
         self._hists: dict[str, dict[tuple[tuple[str, Any], ...], _Hist]] = {}
         self._gauges: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
         for m in METRICS.values():
-            {"counter": self._counters, "histogram": self._hists, "gauge": self._gauges}[m.kind][m.name] = {}
+            if m.kind == "counter":
+                self._counters[m.name] = {}
+            elif m.kind == "histogram":
+                self._hists[m.name] = {}
+            else:
+                self._gauges[m.name] = {}
 
     def add(self, name: str, labels: tuple[tuple[str, Any], ...], value: float = 1.0) -> None:
         """Add to a counter."""
@@ -214,10 +220,6 @@ class MetricsAccumulator:
     def set(self, name: str, labels: tuple[tuple[str, Any], ...], value: float) -> None:
         """Set a gauge."""
         self._gauges[name][labels] = value
-
-    def forget_gauge(self, name: str, labels: tuple[tuple[str, Any], ...]) -> None:
-        """Stop reporting one gauge series (e.g. a node whose measurement has no fresh value)."""
-        self._gauges[name].pop(labels, None)
 
     def _due(self, name: str, key: tuple[tuple[str, Any], ...], value: float, t_ns: int) -> bool:
         if name in self.every_step:
@@ -261,11 +263,6 @@ class MetricsAccumulator:
             resource=self.resource, scope_metrics=[ScopeMetrics(
                 scope=InstrumentationScope(SCOPE), metrics=metrics, schema_url="")], schema_url="")])
 
-    def counter_value(self, name: str, **labels: Any) -> float:
-        """Sum of a counter over every series whose labels include ``labels`` (for summaries and tests)."""
-        want = set(labels.items())
-        return sum(v for k, v in self._counters[name].items() if want <= set(k))
-
 
 def labels(**kv: Any) -> tuple[tuple[str, Any], ...]:
     """A label tuple from keyword arguments (``node="qpu-a"`` becomes ``("qfleet.node.id", "qpu-a")``)."""
@@ -274,8 +271,3 @@ def labels(**kv: Any) -> tuple[tuple[str, Any], ...]:
 
 _KEYS = {"node": "qfleet.node.id", "link": "qfleet.link.id", "hardware": "qfleet.hardware.type",
          "tenant": "qfleet.tenant", "kind": "qfleet.job.kind", "outcome": "qfleet.outcome"}
-
-
-def spans_of(columns: Iterable[SpanColumns]) -> int:
-    """Total number of spans in ``columns``."""
-    return sum(len(c) for c in columns)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from qfleet.slo.model import (
-    NS,
     SLO,
     BudgetReport,
     ConditionReport,
@@ -32,10 +31,10 @@ from qfleet.slo.model import (
     SLOReport,
     StandardWindows,
     WindowReport,
-    format_window,
-    parse_window_ns,
+    window_label,
 )
-from qfleet.slo.periods import PeriodError, format_rfc3339, parse_rfc3339, period_bounds, period_key
+from qfleet.slo.periods import period_bounds, period_key
+from qfleet.units import NS, TimestampError, format_rfc3339, parse_duration, parse_rfc3339
 
 __all__ = [
     "INF",
@@ -217,7 +216,7 @@ def read_samples_csv(source: str | os.PathLike[str]) -> StepCounts:
             )
         try:
             ts = parse_rfc3339(row[0])
-        except PeriodError as err:
+        except TimestampError as err:
             raise SampleError(f"{where} line {line}, column ts: {err}") from err
         counts = []
         for name, cell in (("good", row[1]), ("total", row[2])):
@@ -328,10 +327,10 @@ def evaluate_slo(
     at_ns = int(at_ns)
     start_ns, end_ns = period_bounds(slo.period, at_ns)
 
-    lengths: dict[str, int] = {w: parse_window_ns(w) for w in StandardWindows}
+    lengths: dict[str, int] = {w: parse_duration(w) for w in StandardWindows}
     for pair in slo.policy.pairs:
         for ns in (pair.long_ns, pair.short_ns):
-            lengths.setdefault(_spell(ns), ns)
+            lengths.setdefault(window_label(ns), ns)
     windows = {key: _window(source.window(at_ns - ns, at_ns), budget) for key, ns in lengths.items()}
     period_counts = source.window(start_ns, at_ns)
     windows[period_key(slo.period)] = _window(period_counts, budget)
@@ -340,7 +339,7 @@ def evaluate_slo(
     severities = {"page": False, "ticket": False}
     for pair in slo.policy.pairs:
         threshold = pair.threshold(slo.period.nominal_ns)
-        lw, sw = windows[_spell(pair.long_ns)], windows[_spell(pair.short_ns)]
+        lw, sw = windows[window_label(pair.long_ns)], windows[window_label(pair.short_ns)]
         low = slo.min_events > 0 and min(lw.total, sw.total) < slo.min_events
         firing = (
             not low
@@ -352,8 +351,8 @@ def evaluate_slo(
             ConditionReport(
                 name=pair.name,
                 severity=pair.severity,
-                long_window=_spell(pair.long_ns),
-                short_window=_spell(pair.short_ns),
+                long_window=window_label(pair.long_ns),
+                short_window=window_label(pair.short_ns),
                 threshold=threshold,
                 long_burn_rate=lw.burn_rate,
                 short_burn_rate=sw.burn_rate,
@@ -475,10 +474,6 @@ def _error_budget(slo: SLO) -> Fraction:
     return Fraction(1 - slo.target)
 
 
-def _spell(ns: int) -> str:
-    return format_window(ns) if ns > 0 and ns % (60 * NS) == 0 else f"{ns}ns"
-
-
 def _over_budget(ratio: Fraction, budget: Fraction) -> Fraction | float:
     if budget == 0:
         return INF if ratio > 0 else Fraction(0)
@@ -503,7 +498,8 @@ def _budget(
             assert slo.time_slice_ns is not None
             slices = [c for c in source.slices(start_ns, at_ns, slo.time_slice_ns) if c.total > 0]
             if slices and slo.budgeting == "Timeslices":
-                tst = Fraction(slo.time_slice_target)  # type: ignore[arg-type]
+                assert slo.time_slice_target is not None  # checked by _error_budget
+                tst = slo.time_slice_target
                 good = sum(1 for c in slices if c.good * tst.denominator >= tst.numerator * c.total)
                 sli = Fraction(good, len(slices))
             elif slices:
@@ -534,7 +530,7 @@ def _budget(
         no_data=False,
         sli=sli,
         consumed_fraction=consumed,
-        remaining_fraction=1 - consumed,  # type: ignore[arg-type]
+        remaining_fraction=1 - consumed,
         allowed_bad_events=allowed,
         remaining_bad_events=allowed - counts.bad,
         exhausted=consumed >= 1,

@@ -7,18 +7,21 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from qfleet.units import TimestampError, parse_rfc3339
 
 __all__ = ["main", "parse_at_ns"]
 
 
 def parse_at_ns(text: str, now_ns: int) -> int:
-    """``now`` or an RFC 3339 time with a zone, as Unix ns.
+    """``now`` or an RFC 3339 time with a zone (:func:`qfleet.units.parse_rfc3339`), as Unix ns.
 
-    >>> parse_at_ns("2026-01-02T00:00:00Z", 0)
-    1767312000000000000
+    >>> parse_at_ns("2026-01-02T00:00:00Z", 0), parse_at_ns("2026-01-02T01:00:00.5+01:00", 0)
+    (1767312000000000000, 1767312000500000000)
+    >>> parse_at_ns("now", 42)
+    42
 
     Raises:
         ValueError: anything else.
@@ -26,13 +29,9 @@ def parse_at_ns(text: str, now_ns: int) -> int:
     if text == "now":
         return now_ns
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        dt = None
-    if dt is None or dt.tzinfo is None:
-        raise ValueError(f"--at {text!r} is not valid; use now or an RFC 3339 time with a zone, "
-                         "e.g. 2026-01-02T00:00:00Z")
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+        return parse_rfc3339(text)
+    except TimestampError as err:
+        raise ValueError(f"--at {text!r} is neither now nor a timestamp: {err}") from err
 
 
 def _spec(name: str) -> Path:

@@ -9,17 +9,18 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, delete, insert
 
 from qfleet.slo.budget import StepCounts, evaluate_slo, report_json
-from qfleet.slo.model import SLO, SLOReport, StandardWindows, parse_window_ns
+from qfleet.slo.model import SLO, SLOReport, StandardWindows
 from qfleet.slo.periods import period_bounds
 from qfleet.slo.schema import SloEvaluation
 from qfleet.slo.sli import SliSource, segment_key, segment_labels
+from qfleet.units import parse_duration
 
 __all__ = ["evaluate_store", "lookback_ns", "record", "window_starts"]
 
 
 def window_starts(slo: SLO, at_ns: int) -> list[int]:
     """Start of every window an evaluation at ``at_ns`` reads: the standard ones, the policy's, the period."""
-    wins = {parse_window_ns(w) for w in StandardWindows}
+    wins = {parse_duration(w) for w in StandardWindows}
     for p in slo.policy.pairs:
         wins.update((p.long_ns, p.short_ns))
     start, _end = period_bounds(slo.period, at_ns)
@@ -56,12 +57,12 @@ def evaluate_store(slos: Sequence[SLO], source: SliSource, at_ns: int, *, refres
 
 
 def _float(x: object) -> float | None:
-    return None if x is None or isinstance(x, str) else float(x)  # type: ignore[arg-type]
+    """A report number as a column value; None for no data and for the ``"inf"`` texts of report_json."""
+    return float(x) if isinstance(x, int | float) else None
 
 
 def record(engine: Engine, reports: Sequence[SLOReport]) -> int:
     """Store ``reports`` in ``slo_evaluations`` (replacing an earlier evaluation of the same instant)."""
-    t = SloEvaluation.__table__
     rows = []
     for r in reports:
         doc = report_json(r)
@@ -73,8 +74,9 @@ def record(engine: Engine, reports: Sequence[SLOReport]) -> int:
                      "report": json.loads(json.dumps(doc))})
     with engine.begin() as conn:
         for row in rows:
-            conn.execute(delete(t).where(t.c.slo == row["slo"], t.c.segment == row["segment"],
-                                         t.c.at_unix_nano == row["at_unix_nano"]))
+            conn.execute(delete(SloEvaluation).where(
+                SloEvaluation.slo == row["slo"], SloEvaluation.segment == row["segment"],
+                SloEvaluation.at_unix_nano == row["at_unix_nano"]))
         if rows:
-            conn.execute(insert(t), rows)
+            conn.execute(insert(SloEvaluation), rows)
     return len(rows)

@@ -7,10 +7,11 @@ lives in :mod:`qfleet.slo.spec`, the maths in :mod:`qfleet.slo.budget`, the stor
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Literal
+
+from qfleet.units import NS, DurationError, format_duration
 
 __all__ = [
     "AlertPolicy",
@@ -23,7 +24,6 @@ __all__ = [
     "HistogramIndicator",
     "Indicator",
     "MetricRatioIndicator",
-    "NS",
     "Pair",
     "Period",
     "SLO",
@@ -32,43 +32,35 @@ __all__ = [
     "SpanThresholdIndicator",
     "StandardWindows",
     "WindowReport",
-    "format_window",
-    "parse_window_ns",
+    "window_label",
 ]
 
-NS = 1_000_000_000
-_WINDOW = re.compile(r"^(\d+)(m|h|d|w)$")
-_UNIT = {"m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS, "w": 7 * 86400 * NS}
+_MINUTE = 60 * NS
+_LABEL_UNITS = (("d", 86400 * NS), ("h", 3600 * NS), ("m", _MINUTE))
 
 #: The windows every report shows, besides the period itself (sre.md 4).
 StandardWindows: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
-def parse_window_ns(text: str) -> int:
-    """``5m``, ``6h``, ``1d``, ``2w`` as integer ns.
+def window_label(ns: int) -> str:
+    """The name reports and rules give a window: one unit, the largest of d, h, m that divides it.
 
-    >>> parse_window_ns("30m") == 30 * 60 * NS
-    True
+    So a 30-day period is ``30d`` (as in Sloth's and Pyrra's ``rate30d`` rules), not ``4w2d``, and 90 minutes
+    ``90m``. :func:`qfleet.units.parse_duration` reads every label back. A window that is not a whole number
+    of minutes gets :func:`qfleet.units.format_duration`'s spelling, or ``<n>ns`` if not whole milliseconds.
 
-    Raises:
-        ValueError: not a positive whole number of m, h, d or w.
+    >>> window_label(30 * 86400 * NS), window_label(28 * 86400 * NS), window_label(90 * 60 * NS)
+    ('30d', '28d', '90m')
+    >>> window_label(90 * NS), window_label(7)
+    ('1m30s', '7ns')
     """
-    m = _WINDOW.match(str(text).strip())
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"window {text!r} is not valid; write a positive whole number and m, h, d or w, e.g. 30m")
-    return int(m.group(1)) * _UNIT[m.group(2)]
-
-
-def format_window(ns: int) -> str:
-    """The shortest ``Nw``/``Nd``/``Nh``/``Nm`` spelling of ``ns`` (inverse of :func:`parse_window_ns`).
-
-    >>> format_window(parse_window_ns("1d")), format_window(90 * 60 * NS)
-    ('1d', '90m')
-    """
-    for unit in ("w", "d", "h", "m"):
-        if ns % _UNIT[unit] == 0:
-            return f"{ns // _UNIT[unit]}{unit}"
-    raise ValueError(f"{ns} ns is not a whole number of minutes")
+    if ns > 0 and ns % _MINUTE == 0:
+        unit, size = next((u, size) for u, size in _LABEL_UNITS if ns % size == 0)
+        return f"{ns // size}{unit}"
+    try:
+        return format_duration(ns)
+    except DurationError:
+        return f"{ns}ns"
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +313,7 @@ class WindowReport:
     total: int
     bad: int
     error_ratio: Fraction | None
-    burn_rate: Fraction | None
+    burn_rate: Fraction | float | None  # float only for qfleet.slo.budget.INF (target 1 with bad events)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -333,8 +325,8 @@ class BudgetReport:
     bad: int
     no_data: bool
     sli: Fraction | None
-    consumed_fraction: Fraction | None
-    remaining_fraction: Fraction | None
+    consumed_fraction: Fraction | float | None  # float only for +/-INF, as burn_rate
+    remaining_fraction: Fraction | float | None
     allowed_bad_events: Fraction | None
     remaining_bad_events: Fraction | None
     exhausted: bool | None
@@ -352,8 +344,8 @@ class ConditionReport:
     long_window: str
     short_window: str
     threshold: Fraction
-    long_burn_rate: Fraction | None
-    short_burn_rate: Fraction | None
+    long_burn_rate: Fraction | float | None
+    short_burn_rate: Fraction | float | None
     firing: bool
     low_traffic: bool = False
 

@@ -13,77 +13,31 @@ All instants are integer ns since the Unix epoch (UTC); this module never reads 
 from __future__ import annotations
 
 import calendar as _calendar
-import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from qfleet.slo.model import NS, Period, format_window
+from qfleet.slo.model import Period, window_label
+from qfleet.units import NS, TimestampError, parse_civil_time
 
 __all__ = [
     "PeriodError",
-    "format_rfc3339",
-    "parse_rfc3339",
     "period_bounds",
     "period_key",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_START = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})$")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
-)
 _MONTHS = {"M": 1, "Q": 3, "Y": 12}
 _DAYS = {"d": 1, "w": 7}
 
 
 class PeriodError(ValueError):
-    """A calendar period or timestamp that cannot be interpreted; the message names the value and the fix."""
-
-
-def format_rfc3339(at_ns: int) -> str:
-    """``at_ns`` as RFC 3339 UTC with a ``Z``; fractional seconds only when non-zero (trailing zeros dropped).
-
-    >>> format_rfc3339(1_735_689_600 * NS), format_rfc3339(1_735_689_600 * NS + 1_500_000)
-    ('2025-01-01T00:00:00Z', '2025-01-01T00:00:00.0015Z')
-    """
-    seconds, frac = divmod(int(at_ns), NS)
-    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
-
-
-def parse_rfc3339(text: str) -> int:
-    """An RFC 3339 timestamp (``Z`` or a numeric offset, up to 9 fractional digits) as integer ns, exactly.
-
-    >>> parse_rfc3339("2025-01-01T01:00:00+01:00") == 1_735_689_600 * NS
-    True
-    >>> parse_rfc3339("2025-01-01T00:00:00.000000001Z") - parse_rfc3339("2025-01-01T00:00:00Z")
-    1
-
-    Raises:
-        PeriodError: not RFC 3339, or not a real date and time.
-    """
-    m = _RFC3339.match(str(text).strip())
-    fix = "write RFC 3339 with a zone, e.g. 2025-01-01T00:00:00Z or 2025-01-01T01:00:00.5+01:00"
-    if not m:
-        raise PeriodError(f"timestamp {text!r} is not RFC 3339; {fix}")
-    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
-    frac, zulu, sign, oh, om = m.groups()[6:]
-    try:
-        local = datetime(y, mo, d, h, mi, s, tzinfo=UTC)
-    except ValueError as err:
-        raise PeriodError(f"timestamp {text!r} is not a real date and time ({err}); {fix}") from err
-    offset = 0 if zulu else (1 if sign == "+" else -1) * (int(oh) * 3600 + int(om) * 60)
-    if not zulu and (int(oh) > 23 or int(om) > 59):
-        raise PeriodError(f"timestamp {text!r} has an impossible UTC offset; {fix}")
-    seconds = (local - _EPOCH) // timedelta(seconds=1) - offset
-    return seconds * NS + (int(frac.ljust(9, "0")) if frac else 0)
+    """A calendar period that cannot be interpreted; the message names the value and the fix."""
 
 
 def period_key(period: Period) -> str:
-    """The report key of the period's window: its own spelling for a rolling period, ``calendar`` otherwise.
+    """The report key of the period's window: its :func:`~qfleet.slo.model.window_label` for a rolling period,
+    ``calendar`` otherwise.
 
     >>> from qfleet.slo.model import Calendar
     >>> period_key(Period(rolling_ns=30 * 86400 * NS)), period_key(Period(calendar=Calendar(count=1, unit="M",
@@ -92,9 +46,7 @@ def period_key(period: Period) -> str:
     """
     if period.rolling_ns is None:
         return "calendar"
-    if period.rolling_ns % (60 * NS) == 0:
-        return format_window(period.rolling_ns)
-    return f"{period.rolling_ns}ns"
+    return window_label(period.rolling_ns)
 
 
 def period_bounds(period: Period, at_ns: int) -> tuple[int, int]:
@@ -106,6 +58,7 @@ def period_bounds(period: Period, at_ns: int) -> tuple[int, int]:
     count ``(start, at]`` (sre.md §6). Periods extend backwards before the anchor too.
 
     >>> from qfleet.slo.model import Calendar
+    >>> from qfleet.units import format_rfc3339, parse_rfc3339
     >>> jan = Period(calendar=Calendar(count=1, unit="M", start="2025-01-01 00:00:00"))
     >>> [format_rfc3339(t) for t in period_bounds(jan, parse_rfc3339("2025-01-15T12:00:00Z"))]
     ['2025-01-01T00:00:00Z', '2025-02-01T00:00:00Z']
@@ -150,18 +103,10 @@ def period_bounds(period: Period, at_ns: int) -> tuple[int, int]:
 
 @lru_cache(maxsize=256)
 def _anchor(start: str, time_zone: str) -> tuple[datetime, ZoneInfo]:
-    m = _START.match(str(start).strip())
-    if not m:
-        raise PeriodError(
-            f"calendar start {start!r} is not YYYY-MM-DD HH:MM:SS (no zone); "
-            "write e.g. '2025-01-01 00:00:00' and put the zone in time_zone"
-        )
     try:
-        anchor = datetime(*(int(g) for g in m.groups()))
-    except ValueError as err:
-        raise PeriodError(
-            f"calendar start {start!r} is not a real date and time ({err}); write e.g. '2025-01-01 00:00:00'"
-        ) from err
+        anchor = parse_civil_time(start)
+    except TimestampError as err:
+        raise PeriodError(f"calendar start: {err}") from err
     try:
         zone = ZoneInfo(str(time_zone))
     except (ZoneInfoNotFoundError, ValueError) as err:

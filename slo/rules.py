@@ -20,7 +20,7 @@ Every number a comparison depends on is written from its :class:`~fractions.Frac
 the exact value, and a ratio exactly at the threshold (``bad / total``, also rounded once) equals it and does
 not fire. A product such as ``(5.6 * 0.01)`` is rounded twice and can land below the exact threshold.
 
-Span-based indicators have no PromQL form: they raise :class:`RulesError`, or are left out with
+Span-based indicators have no PromQL form: they raise :class:`RuleExportError`, or are left out with
 ``strict=False`` (:func:`skipped` lists them). Calendar periods use their nominal length as a rolling window.
 """
 
@@ -35,7 +35,6 @@ from typing import Any
 import yaml
 
 from qfleet.slo.model import (
-    NS,
     SLO,
     GaugeThresholdIndicator,
     HistogramIndicator,
@@ -44,12 +43,13 @@ from qfleet.slo.model import (
     SpanRatioIndicator,
     SpanThresholdIndicator,
     StandardWindows,
-    parse_window_ns,
+    window_label,
 )
+from qfleet.units import NS, parse_duration
 
 __all__ = [
     "ALERT_NAME",
-    "RulesError",
+    "RuleExportError",
     "le_value",
     "prometheus_label",
     "prometheus_rules",
@@ -75,13 +75,15 @@ _PROMOTED = {
 }
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _OPS = {"lte": "<=", "lt": "<", "gte": ">=", "gt": ">"}
-_DAY, _HOUR, _MINUTE = 86400 * NS, 3600 * NS, 60 * NS
+_HOUR, _MINUTE = 3600 * NS, 60 * NS
 
 
-class RulesError(ValueError):
+class RuleExportError(ValueError):
     """An SLO that cannot be written as Prometheus rules; ``rule`` names the check, ``slo`` the SLO.
 
-    >>> str(RulesError("jobs", "span_indicator", "it counts spans", "use a metric indicator"))
+    (Not to be confused with :mod:`qfleet.alerts`' errors for rule files it loads.)
+
+    >>> str(RuleExportError("jobs", "span_indicator", "it counts spans", "use a metric indicator"))
     "SLO 'jobs': it counts spans (rule span_indicator); fix: use a metric indicator"
     """
 
@@ -142,11 +144,10 @@ def le_value(threshold: Fraction) -> str:
 
 
 def _window(ns: int) -> str:
-    """A Prometheus duration in days, hours or minutes (``28d``, not ``4w``)."""
-    for unit, size in (("d", _DAY), ("h", _HOUR), ("m", _MINUTE)):
-        if ns % size == 0:
-            return f"{ns // size}{unit}"
-    raise ValueError(f"window of {ns} ns is not a whole number of minutes; use whole minutes (e.g. 90m)")
+    """A window's :func:`~qfleet.slo.model.window_label` (``28d``, not ``4w``), which must be whole minutes."""
+    if ns <= 0 or ns % _MINUTE:
+        raise ValueError(f"window of {ns} ns is not a whole number of minutes; use whole minutes (e.g. 90m)")
+    return window_label(ns)
 
 
 def prometheus_label(name: str) -> str:
@@ -193,7 +194,7 @@ class _Query:
         self.sel = f"{{slo={_quote(slo.name)}}}"
         ind = slo.indicator
         if isinstance(ind, (SpanRatioIndicator, SpanThresholdIndicator)):
-            raise RulesError(
+            raise RuleExportError(
                 slo.name, "span_indicator_not_in_promql",
                 f"its indicator ({ind.kind}, span {ind.span!r}) counts spans, which Prometheus does not "
                 "store",
@@ -202,12 +203,12 @@ class _Query:
         self.ind = ind
         if not _METRIC_NAME.match(ind.metric):
             suggestion = re.sub(r"[^a-zA-Z0-9_:]", "_", ind.metric)
-            raise RulesError(slo.name, "invalid_metric_name",
+            raise RuleExportError(slo.name, "invalid_metric_name",
                              f"metric {ind.metric!r} is not a Prometheus metric name",
                              f"write the name as Prometheus stores it, e.g. {suggestion!r} plus the unit and "
                              "_total suffixes the OTLP translator adds")
         if isinstance(ind, HistogramIndicator) and ind.buckets and ind.threshold not in ind.buckets:
-            raise RulesError(slo.name, "threshold_not_on_bucket_boundary",
+            raise RuleExportError(slo.name, "threshold_not_on_bucket_boundary",
                              f"histogram threshold {le_value(ind.threshold)} is not one of the buckets "
                              f"{[le_value(b) for b in ind.buckets]}",
                              "use a bucket boundary as the threshold (buckets are never interpolated), or "
@@ -293,7 +294,7 @@ def recorded_windows(slo: SLO) -> tuple[str, ...]:
     ...     indicator=MetricRatioIndicator(metric="m_total", good_match=(("o", "ok"),))))
     ('5m', '30m', '1h', '2h', '6h', '1d', '3d', '4d', '28d')
     """
-    ns = {parse_window_ns(w) for w in StandardWindows}
+    ns = {parse_duration(w) for w in StandardWindows}
     for p in slo.policy.pairs:
         ns.update((p.long_ns, p.short_ns))
     ns.add(slo.period.nominal_ns)
@@ -306,27 +307,31 @@ def _display(f: Fraction) -> str:
     return f"{float(f):.4g}" if text.startswith("(") else text
 
 
-def _duration_text(ns: Fraction) -> str:
-    for unit, size in (("d", _DAY), ("h", _HOUR), ("m", _MINUTE)):
-        if ns >= size and (ns / size).denominator == 1:
-            return f"{ns / size}{unit}"
+def _time_text(ns: Fraction) -> str:
+    """How long ``ns`` is, for people: a window label when it is whole minutes (``50h``), else about so many hours.
+
+    Not :func:`qfleet.units.format_duration`: ``2d2h`` reads worse than ``50h`` here, and the time a budget lasts
+    is rarely whole milliseconds.
+    """
+    if ns.denominator == 1 and ns >= _MINUTE and ns % _MINUTE == 0:
+        return window_label(int(ns))
     return f"{float(ns / _HOUR):.3g}h"
 
 
 def _group(slo: SLO, interval: str | None) -> dict[str, Any]:
     if not 0 < slo.target < 1:
-        raise RulesError(slo.name, "target_out_of_range",
+        raise RuleExportError(slo.name, "target_out_of_range",
                          f"target {promql_number(slo.target)} is not in (0, 1)",
                          "write the objective as a ratio below 1, e.g. 0.999")
     base: dict[str, str] = {prometheus_label(k): v for k, v in slo.labels}
     base.update(service=slo.service, slo=slo.name)
     group_by = tuple(prometheus_label(g) for g in slo.group_by)
     if clash := sorted(set(group_by) & set(base)):
-        raise RulesError(slo.name, "group_by_label_collision",
+        raise RuleExportError(slo.name, "group_by_label_collision",
                          f"group_by labels {clash} are also rule labels (slo, service, the SLO's labels)",
                          "rename the SLO label, or segment by another label")
     if reserved := [g for g in group_by if g.startswith("__")]:
-        raise RulesError(slo.name, "reserved_label", f"group_by labels {reserved} start with __ (reserved)",
+        raise RuleExportError(slo.name, "reserved_label", f"group_by labels {reserved} start with __ (reserved)",
                          "segment by a label without the __ prefix")
     q = _Query(slo, group_by)
     period = _window(slo.period.nominal_ns)
@@ -369,7 +374,7 @@ def _alert(slo: SLO, pair: Pair, q: _Query, group_by: tuple[str, ...], period: s
         f"SLO {name} (service {_template_safe(slo.service)}, target {_display(slo.target * 100)}%): the "
         f"error ratio is above {_display(thr * slo.error_budget * 100)}% (burn rate {_display(thr)} x "
         f"budget {_display(slo.error_budget)}) over both {long} and {short}; at that rate the {period} "
-        f"error budget is gone in {_duration_text(Fraction(slo.period.nominal_ns) / thr)}. "
+        f"error budget is gone in {_time_text(Fraction(slo.period.nominal_ns) / thr)}. "
         f"Error ratio over {long}: {{{{ $value | humanizePercentage }}}}.")
     if thr * slo.error_budget >= 1:
         description = (f"This pair can never fire: its threshold is above 100 % errors (burn {_display(thr)} "
@@ -389,13 +394,13 @@ def _groups(slos: Sequence[SLO], strict: bool,
     groups, left_out = [], []
     for slo in slos:
         if slo.name in seen:
-            raise RulesError(slo.name, "duplicate_slo_name",
+            raise RuleExportError(slo.name, "duplicate_slo_name",
                              "two SLOs share this name, so their rule groups and slo labels would collide",
                              "give every SLO a unique metadata.name")
         seen.add(slo.name)
         try:
             groups.append(_group(slo, interval))
-        except RulesError as e:
+        except RuleExportError as e:
             if strict:
                 raise
             left_out.append((slo.name, str(e)))
@@ -416,7 +421,7 @@ def prometheus_rules(slos: Sequence[SLO], *, strict: bool = True,
         ``{"groups": [...]}``.
 
     Raises:
-        RulesError: with ``strict``, an SLO that cannot be expressed (a span indicator, a histogram threshold
+        RuleExportError: with ``strict``, an SLO that cannot be expressed (a span indicator, a histogram threshold
             off its buckets, a metric name Prometheus cannot hold, a target outside (0, 1), a group_by label
             colliding with a rule label); always, two SLOs of one name.
 
@@ -458,7 +463,7 @@ def rules_yaml(slos: Sequence[SLO], *, strict: bool = True, interval: str | None
     """:func:`prometheus_rules` as a rule file for Prometheus' ``rule_files:``, under a header comment.
 
     Raises:
-        RulesError: as :func:`prometheus_rules`.
+        RuleExportError: as :func:`prometheus_rules`.
     """
     body = yaml.safe_dump(prometheus_rules(slos, strict=strict, interval=interval), sort_keys=False,
                           width=1_000_000, allow_unicode=True)

@@ -15,14 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, text
+from sqlalchemy import Engine, bindparam, case, delete, func, insert, select
 
-from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSeries, Span, SpanRollup
+from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
 from qfleet.slo.model import (
     SLO,
     Counts,
@@ -38,7 +39,20 @@ __all__ = ["SliSource", "counts_key", "segment_key", "segment_labels"]
 
 STEP = ROLLUP_STEP_NS
 _PROMOTED = ("hardware_type", "node_id", "link_id")
-_OPS = {"lte": lambda v, t: v <= t, "lt": lambda v, t: v < t, "gte": lambda v, t: v >= t, "gt": lambda v, t: v > t}
+_OPS: dict[str, Callable[[Fraction, Fraction], bool]] = {
+    "lte": operator.le, "lt": operator.lt, "gte": operator.ge, "gt": operator.gt}
+
+
+class _Rollup(NamedTuple):
+    """One row of ``metric_rollups``, as the SLIs read it."""
+
+    series_id: int
+    bucket_start: int
+    increase: float | None
+    last_value: float
+    value_min: float
+    value_max: float
+    sample_count: int
 
 
 def segment_key(values: Iterable[tuple[str, str | None]]) -> str:
@@ -52,7 +66,7 @@ def segment_labels(key: str) -> tuple[tuple[str, str], ...]:
     >>> segment_labels(segment_key([("hardware_type", "nv-centre")]))
     (('hardware_type', 'nv-centre'),)
     """
-    return tuple(tuple(p.split("=", 1)) for p in key.split(",")) if key else ()  # type: ignore[misc]
+    return tuple((k, v) for k, _, v in (p.partition("=") for p in key.split(","))) if key else ()
 
 
 def counts_key(slo: SLO) -> str:
@@ -103,24 +117,23 @@ class SliSource:
         """
         lo, hi = lo_ns // STEP * STEP, -(-hi_ns // STEP) * STEP
         rows = self._compute(slo, lo, hi)
-        t = SloCount.__table__
+        key = counts_key(slo)
         with self.engine.begin() as conn:
-            conn.execute(delete(t).where(t.c.slo == counts_key(slo), t.c.bucket_start_unix_nano >= lo,
-                                         t.c.bucket_start_unix_nano < hi))
+            conn.execute(delete(SloCount).where(SloCount.slo == key, SloCount.bucket_start_unix_nano >= lo,
+                                                SloCount.bucket_start_unix_nano < hi))
             if rows:
-                conn.execute(insert(t), [{"slo": counts_key(slo), "segment": seg, "bucket_start_unix_nano": b,
-                                          "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
+                conn.execute(insert(SloCount), [{"slo": key, "segment": seg, "bucket_start_unix_nano": b,
+                                                 "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
         return len(rows)
 
     def refresh(self, slos: Sequence[SLO], until_ns: int, *, since_ns: int, settle_ns: int = 5 * STEP) -> int:
         """Bring ``slo_counts`` up to ``until_ns`` for every SLO: from its last materialised minute (less
         ``settle_ns``, for late data) or ``since_ns`` when it has none. Returns rows written."""
-        t = SloCount.__table__
         written = 0
         for slo in slos:
             with self.engine.connect() as conn:
-                last = conn.execute(select(func.max(t.c.bucket_start_unix_nano)).where(
-                    t.c.slo == counts_key(slo))).scalar()
+                last = conn.execute(select(func.max(SloCount.bucket_start_unix_nano)).where(
+                    SloCount.slo == counts_key(slo))).scalar()
             lo = since_ns if last is None else max(since_ns, last - settle_ns)
             if lo < until_ns:
                 written += self.materialize(slo, lo, until_ns)
@@ -209,8 +222,7 @@ class SliSource:
             out.append((sid, lab, {"node_id": node, "link_id": link, "hardware_type": hw}))
         return out
 
-    def _increases(self, ids: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, float | None, float, float,
-                                                                                float, int]]:
+    def _increases(self, ids: Sequence[int], lo: int, hi: int) -> list[_Rollup]:
         if not ids:
             return []
         r = MetricRollup.__table__
@@ -219,7 +231,7 @@ class SliSource:
             r.c.series_id.in_(bindparam("ids", expanding=True)), r.c.bucket_start_unix_nano >= lo,
             r.c.bucket_start_unix_nano < hi)
         with self.engine.connect() as conn:
-            return [tuple(x) for x in conn.execute(q, {"ids": list(ids)})]  # type: ignore[misc]
+            return [_Rollup(*row) for row in conn.execute(q, {"ids": list(ids)})]
 
     def _metric_ratio(self, slo: SLO, ind: MetricRatioIndicator, lo: int, hi: int,
                       acc: dict[tuple[str, int], list[float]]) -> None:
@@ -272,11 +284,12 @@ class SliSource:
             else:
                 mixed.append((sid, b))  # some samples in, some out: count them one by one
         if mixed:
+            s = MetricSample.__table__
+            q = select(s.c.value).where(s.c.series_id == bindparam("sid"), s.c.time_unix_nano >= bindparam("lo"),
+                                        s.c.time_unix_nano < bindparam("hi"))
             with self.engine.connect() as conn:
                 for sid, b in mixed:
-                    vals = conn.execute(text(
-                        "SELECT value FROM metric_samples WHERE series_id = :s AND time_unix_nano >= :lo "
-                        "AND time_unix_nano < :hi"), {"s": sid, "lo": b, "hi": b + STEP}).scalars().all()
+                    vals = conn.execute(q, {"sid": sid, "lo": b, "hi": b + STEP}).scalars().all()
                     a = acc[(seg_of[sid], b)]
                     a[1] += len(vals)
                     a[0] += sum(1 for v in vals if op(Fraction(v), thr))
@@ -290,25 +303,28 @@ class SliSource:
         ``starts`` sums exactly the intervals inside it. One aggregate query, however long the period.
         """
         cuts = sorted({s for s in starts if s < at_ns}, reverse=True)  # descending window starts
+        if not cuts:
+            return {}
         ends = [at_ns, *cuts]  # interval k is (cuts[k], ends[k]]
-        case_sql = "CASE " + " ".join(f"WHEN bucket_start_unix_nano + {STEP} > {c} THEN {k}"
-                                      for k, c in enumerate(cuts)) + " END"
-        q = text(f"SELECT segment, {case_sql} AS k, SUM(good), SUM(total) FROM slo_counts "  # noqa: S608 - ints only
-                 "WHERE slo = :slo AND bucket_start_unix_nano + :step > :lo AND bucket_start_unix_nano + :step <= :at "
-                 "GROUP BY segment, k")
+        step_end = SloCount.bucket_start_unix_nano + STEP
+        # Each minute goes to the first (latest) cut it lies after: the interval it belongs to.
+        interval = case(*((step_end > c, k) for k, c in enumerate(cuts))).label("k")
+        minutes = select(SloCount.segment, interval, SloCount.good, SloCount.total).where(
+            SloCount.slo == counts_key(slo), step_end > cuts[-1], step_end <= at_ns).subquery()
+        q = select(minutes.c.segment, minutes.c.k, func.sum(minutes.c.good), func.sum(minutes.c.total)).group_by(
+            minutes.c.segment, minutes.c.k)
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
         with self.engine.connect() as conn:
-            for seg, k, g, n in conn.execute(q, {"slo": counts_key(slo), "step": STEP, "lo": cuts[-1] if cuts else at_ns,
-                                                 "at": at_ns}):
+            for seg, k, g, n in conn.execute(q):
                 out[seg].append((ends[int(k)], Counts(int(g), int(n))))
         return dict(out)
 
     def minute_counts(self, slo: SLO, lo_exclusive_ns: int, at_ns: int) -> dict[str, list[tuple[int, Counts]]]:
         """Per segment, every materialised minute in ``(lo, at]`` as ``(step_end_ns, Counts)`` (for timeslices)."""
-        t = SloCount.__table__
-        q = select(t.c.segment, t.c.bucket_start_unix_nano, t.c.good, t.c.total).where(
-            t.c.slo == counts_key(slo), t.c.bucket_start_unix_nano + STEP > lo_exclusive_ns,
-            t.c.bucket_start_unix_nano + STEP <= at_ns).order_by(t.c.segment, t.c.bucket_start_unix_nano)
+        t = SloCount
+        q = select(t.segment, t.bucket_start_unix_nano, t.good, t.total).where(
+            t.slo == counts_key(slo), t.bucket_start_unix_nano + STEP > lo_exclusive_ns,
+            t.bucket_start_unix_nano + STEP <= at_ns).order_by(t.segment, t.bucket_start_unix_nano)
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
         with self.engine.connect() as conn:
             for seg, b, g, n in conn.execute(q):

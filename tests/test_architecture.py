@@ -121,7 +121,7 @@ def wall_clock_reads(src: str) -> list[str]:
 _TEST_CLOCKS = {"perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "time", "time_ns"}
 
 
-def test_clock_reads(src: str) -> list[str]:
+def clock_reads_in_tests(src: str) -> list[str]:
     """Clock reads in a test (``time.perf_counter()``, ``time.monotonic()``, ``time.time()``...)."""
     tree = ast.parse(src)
     bare = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "time"
@@ -371,7 +371,7 @@ def test_tests_read_no_clock_and_skip_only_through_require() -> None:
         if path.name == "conftest.py" and path.parent == ROOT / "tests":
             continue  # home of require(), the one place that may skip
         src = path.read_text()
-        found = test_clock_reads(src) + bare_skips(src)
+        found = clock_reads_in_tests(src) + bare_skips(src)
         if found:
             bad[_rel(path)] = found
     assert not bad, bad
@@ -387,8 +387,8 @@ PLANTED = [
     ("time_ns", lambda: wall_clock_reads("import time\nnow = time.time_ns()\n")),
     ("bare time_ns", lambda: wall_clock_reads("from time import time_ns\nx = time_ns()\n")),
     ("datetime.now", lambda: wall_clock_reads("import datetime\nx = datetime.datetime.now()\n")),
-    ("test clock", lambda: test_clock_reads("import time\nt0 = time.perf_counter()\n")),
-    ("test monotonic", lambda: test_clock_reads("from time import monotonic\nt0 = monotonic()\n")),
+    ("test clock", lambda: clock_reads_in_tests("import time\nt0 = time.perf_counter()\n")),
+    ("test monotonic", lambda: clock_reads_in_tests("from time import monotonic\nt0 = monotonic()\n")),
     ("bare skip", lambda: bare_skips("import pytest\npytest.skip('no tool')\n")),
     ("skip marker", lambda: bare_skips("import pytest\n@pytest.mark.skipif(True, reason='x')\ndef f(): pass\n")),
     ("foreign insert", lambda: sql_ownership_violations(

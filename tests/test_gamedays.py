@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from qfleet.problems import ProblemsError
 from qfleet.runbooks.cli import main
 from qfleet.runbooks.gameday import GameDayError, builtin_gameday_path, gameday_from_dict
 
@@ -57,3 +58,20 @@ def test_bad_scenarios_are_refused_naming_the_field() -> None:
         gameday_from_dict({"version": 1, "kind": "GameDay", "fleet": "line"})
     err = io.StringIO()
     assert main(["run", "no-such-scenario"], stderr=err) == 2 and "no-such-scenario" in err.getvalue()
+
+
+def test_every_problem_of_a_scenario_is_reported_at_once_with_its_fix() -> None:
+    with pytest.raises(GameDayError) as e:
+        gameday_from_dict({"version": 1, "kind": "GameDay", "fleet": "line", "duration": "5m5m", "step": "1.5m",
+                           "seed": "x", "durtion": "1h",
+                           "faults": [{"id": "out", "type": "F5", "target": "qpu-z", "start": "10m",
+                                       "duration": "10m"}],
+                           "expect": {"faults": [{"fault": "out", "alerts": [], "within": "soon"}],
+                                      "false_positive": 1}}, source="s.yaml")
+    problems = {p.path: p for p in e.value.problems}
+    assert list(problems) == ["durtion", "duration", "step", "faults[0].target", "expect.false_positive",
+                              "expect.faults[0].alerts", "expect.faults[0].within", "seed"]
+    assert isinstance(e.value, ProblemsError) and str(e.value).startswith("s.yaml: 8 problems")
+    assert "'5m5m'" in problems["duration"].message and "1m30s" in problems["step"].fix
+    assert "qpu-z" in str(problems["faults[0].target"]) and "'x'" in problems["seed"].message
+    assert "did you mean 'duration'" in problems["durtion"].fix

@@ -1,5 +1,6 @@
 """Postmortem exports from a real game-day store: the timeline from ground truth to resolution, impact, budget,
-time to detect and resolve, charts, in md, json and html; and `qfleet incidents list` finds the id."""
+time to detect and resolve, charts, in md, json and html; `qfleet incidents list` finds the id; and the
+postmortem and the on-call page report the same impact for every incident."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from qfleet.alerts.postmortem import build_postmortem
+from qfleet.collector.store import open_engine
+from qfleet.dashboards import data
 from qfleet.runbooks.cli import main
 
 
@@ -41,6 +45,7 @@ def test_json_export_has_the_documented_shape_and_the_ground_truth(gameday_db: s
     # The fault starts at 20 min, the heartbeat rule (for: 1m) fires within a few evaluation steps.
     assert 60 <= doc["time_to_detect_s"] <= 300 and doc["time_to_resolve_s"] > 0
     assert doc["impact"]["nodes"] == ["qpu-d"] and doc["impact"]["jobs_failed"] > 0
+    assert doc["impact"]["scope"] == "place" and doc["impact"]["window"]["from"] < doc["impact"]["window"]["to"]
     assert any(b["slo"] == "node-availability" and b["burned"] > 0 for b in doc["budget"])
     assert any("node_down" in f for f in doc["contributing_factors"])
     assert doc["charts"] == ["budget.png", "job-success.png"]
@@ -64,3 +69,18 @@ def test_unknown_incident_exits_2(gameday_db: str) -> None:
     err = io.StringIO()
     assert main(["postmortem", "export", "nope", "--db", gameday_db], stderr=err) == 2
     assert "nope" in err.getvalue() and "qfleet incidents list" in err.getvalue()
+
+
+def test_the_postmortem_and_the_oncall_page_show_the_same_impact(gameday_db: str) -> None:
+    engine = open_engine(gameday_db)
+    try:
+        ids = list(data.incidents(engine, limit=1000)["id"])
+        assert len(ids) >= 2
+        for iid in ids:
+            page = data.incident_impact(engine, iid)   # what the on-call page shows (dashboards.data)
+            pm = build_postmortem(engine, iid).doc["impact"]
+            assert page is not None and pm == page.to_json(), iid
+            assert page.counts() == {"nodes": len(pm["nodes"]), "links": len(pm["links"]),
+                                     "tenants": len(pm["tenants"]), "jobs": pm["jobs_failed"]}
+    finally:
+        engine.dispose()

@@ -9,10 +9,10 @@ import streamlit as st
 
 from qfleet.dashboards import ui
 from qfleet.dashboards.data import Filters
+from qfleet.units import NS
 
 __all__: list[str] = []
 
-NS = 1_000_000_000
 #: How far around the job the node timelines reach.
 AROUND_NS = 30 * 60 * NS
 
@@ -20,12 +20,12 @@ AROUND_NS = 30 * 60 * NS
 def _pick_trace(f: Filters | None) -> str | None:
     wanted = ui.param("trace")
     only_failed = st.toggle("Failed jobs only", key="debug_only_failed", value=True)
-    jobs = ui.query("recent_jobs", f, limit=200) if f is not None else pd.DataFrame()
-    if not jobs.empty and only_failed:
-        jobs = jobs[jobs["outcome"] != "success"]
+    # The store filters before the limit, so older failures in the window are listed even after many successes.
+    jobs = ui.query("recent_jobs", f, failed_only=only_failed, limit=200) if f is not None else pd.DataFrame()
     labels: dict[str, str] = {}
-    for r in jobs.itertuples(index=False):
-        labels[r.trace_id] = f"{ui.fmt_ns(r.time)} · {r.job_id} · {r.tenant} · {r.kind} · {r.outcome}"
+    for r in jobs.to_dict("records"):
+        labels[str(r["trace_id"])] = (f"{ui.fmt_ns(r['time'])} · {r['job_id']} · {r['tenant']} · {r['kind']} · "
+                                      f"{r['outcome']}")
     ids = list(labels)
     if wanted and wanted not in labels:
         ids.insert(0, wanted)

@@ -7,10 +7,10 @@ import streamlit as st
 
 from qfleet.dashboards import ui
 from qfleet.dashboards.data import Filters
+from qfleet.units import NS
 
 __all__: list[str] = []
 
-NS = 1_000_000_000
 
 
 def _pct(v: float | None) -> str:

@@ -4,17 +4,18 @@ latency heatmap and recent entanglement failures (each linking into the debug vi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from qfleet.alerts.impact import IncidentImpact
 from qfleet.dashboards import data, ui
 from qfleet.dashboards.data import Filters
+from qfleet.units import NS
 
 __all__: list[str] = []
-
-NS = 1_000_000_000
 
 
 def _now_ns(floor_ns: int) -> int:
@@ -98,10 +99,10 @@ def _actions(inc: pd.Series, timeline: pd.DataFrame) -> None:
                        "Silence created")
 
 
-def _write(fn: object, what: str) -> None:
+def _write(fn: Callable[[], object], what: str) -> None:
     try:
-        result = fn()  # type: ignore[operator]
-    except ValueError as e:  # IncidentError, MatcherError: the message says how to fix it
+        result = fn()
+    except ValueError as e:  # IncidentError, SilenceError: the message says how to fix it
         st.error(str(e))
         return
     ui.clear_cache()
@@ -118,12 +119,7 @@ def _incident(inc: pd.Series) -> None:
     timeline = ui.query("incident_timeline", inc["id"])
     _actions(inc, timeline)
     _postmortem_download(inc)
-    scope = ui.query("incident_scope", inc["id"])
-    cols = st.columns(4)
-    for col, name in zip(cols, ("nodes", "links", "tenants", "jobs"), strict=True):
-        values = list(scope.get(name, []))
-        col.metric(f"Impacted {name}", len(values))
-        col.caption(", ".join(map(str, values[:12])) + (" …" if len(values) > 12 else "") or "none")
+    _impact(ui.query("incident_impact", inc["id"]))
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Alert timeline**")
@@ -148,6 +144,19 @@ def _incident(inc: pd.Series) -> None:
                 st.markdown(ui.runbook_body(text))
         else:
             st.info(f"No runbook found{f' at {url}' if url else ' for this incident'} — see runbooks/README.md")
+
+
+def _impact(impact: IncidentImpact | None) -> None:
+    """The incident's impact: the same figures as its postmortem (qfleet.alerts.impact)."""
+    if impact is None:
+        return
+    names = {"nodes": impact.nodes, "links": impact.links, "tenants": [f"{t} ({n})" for t, n in impact.tenants],
+             "jobs": impact.failed_job_ids}
+    for col, (name, count) in zip(st.columns(4), impact.counts().items(), strict=True):
+        values = list(names[name])
+        col.metric(f"Impacted {name}", count, help="failed jobs" if name == "jobs" else None)
+        col.caption(", ".join(values[:12]) + (" …" if count > 12 else "") or "none")
+    st.caption(f"Counted: {impact.describe()}")
 
 
 def _heatmap(f: Filters) -> None:

@@ -36,6 +36,11 @@ def test_replay_prints_each_notification(tmp_path: Path) -> None:
     assert notes[-1]["reason"] == "all alerts resolved" and notes[-1]["firing"] == []
     code, _, err = _run("replay", "--config", SAMPLE, "--events", str(tmp_path / "missing.json"))
     assert code == 2 and "missing.json" in err
+    # --until uses the one duration grammar: 1h30m works, 5m5m is refused naming the value.
+    code, out, err = _run("replay", "--config", SAMPLE, "--events", str(events), "--json", "--until", "1h30m")
+    assert code == 0 and json.loads(out) == notes, err
+    code, _, err = _run("replay", "--config", SAMPLE, "--events", str(events), "--until", "5m5m")
+    assert code == 2 and "--until" in err and "'5m5m'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_silences_and_incidents_in_the_store(tmp_path: Path) -> None:
@@ -51,6 +56,16 @@ def test_silences_and_incidents_in_the_store(tmp_path: Path) -> None:
     assert code == 2 and "no active silence" in err
     code, _, err = _run("silence", "add", 'node=~"("', "--author", "a", "--comment", "c", "--db", db)
     assert code == 2 and "node" in err and "regex" in err
+    # Refused before anything is written, every problem named with its fix.
+    code, _, err = _run("silence", "add", "node: qpu-a", "--author", " ", "--comment", "c", "--duration", "1h30m",
+                        "--db", db)
+    assert code == 2 and "matchers[0]" in err and "createdBy" in err and err.count("fix:") == 2
+    code, _, err = _run("silence", "add", 'node="a"', "--author", "a", "--comment", "c", "--duration", "5m5m",
+                        "--db", db)
+    assert code == 2 and "--duration" in err and "'5m5m'" in err
+    assert _run("silence", "list", "--db", db)[1].count("\n") == 1   # still the one expired silence
+    code, sid2, _ = _run("silence", "add", 'slo!="x"', 'node="b"', "--author", "a", "--comment", "c", "--db", db)
+    assert code == 0 and f'{sid2.strip()}  active    a: c  slo!="x" node="b"' in _run("silence", "list", "--db", db)[1]
     code, out, _ = _run("incidents", "--db", db, "--json")
     assert code == 0 and json.loads(out) == []
     code, _, err = _run("ack", "nope", "--by", "me", "--db", db)

@@ -10,18 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from qfleet.alerts.config import (
-    PAGERDUTY_URL,
-    ConfigError,
-    MatcherError,
-    config_from_dict,
-    load_config,
-    parse_duration,
-    parse_matcher,
-    parse_matchers,
-    read_config,
-)
-from qfleet.alerts.model import NS, Matcher
+from qfleet.alerts import config as config_module
+from qfleet.alerts.config import PAGERDUTY_URL, ConfigError, config_from_dict, load_config, read_config
+from qfleet.alerts.matchers import MatcherError, parse_matcher, parse_matchers
+from qfleet.alerts.model import AlertingConfig, Matcher, Route
+from qfleet.problems import Problem, ProblemsError
+from qfleet.units import NS
 from tests.conftest import require_tool
 
 SAMPLE = Path(__file__).resolve().parents[2] / "alerts" / "alerting.yaml"
@@ -58,7 +52,15 @@ def test_parse_matcher_errors_name_the_matcher(text: str, needle: str) -> None:
     with pytest.raises(MatcherError) as err:
         parse_matcher(text)
     assert needle in str(err.value) and repr(text)[1:-1][:6] in str(err.value)
-    assert isinstance(err.value, ValueError)
+    assert isinstance(err.value, ProblemsError) and isinstance(err.value, ValueError)
+    [problem] = err.value.problems
+    assert problem.fix and problem.code == "bad_matcher"
+
+
+def test_matchers_stay_importable_from_config() -> None:
+    # dashboards/data.py and alerts/cli.py import parse_matcher from the config module.
+    assert config_module.parse_matcher is parse_matcher and config_module.MatcherError is MatcherError
+    assert config_module.parse_matchers is parse_matchers
 
 
 def test_parse_matchers_accepts_braces_and_commas() -> None:
@@ -67,33 +69,73 @@ def test_parse_matchers_accepts_braces_and_commas() -> None:
     assert parse_matchers("{}") == ()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("30s", 30), ("5m", 300), ("4h", 14400), ("1d", 86400), ("1h30m", 5400), ("1w", 604800), ("0", 0),
-    ("0s", 0), (0, 0), ("1y", 365 * 86400),
-])
-def test_parse_duration(text: str, seconds: int) -> None:
-    assert parse_duration(text) == seconds * NS
-
-
-def test_parse_duration_milliseconds() -> None:
-    assert parse_duration("1s250ms") == 1_250_000_000
-
-
-@pytest.mark.parametrize("text", ["", "5", "1m1h", "5 m", "-1m", "1.5h", "5min", 30, True])
-def test_bad_durations(text: Any) -> None:
-    with pytest.raises(ConfigError, match="is not a duration"):
-        parse_duration(text)
-
-
 def minimal(**route: Any) -> dict[str, Any]:
     return {"route": {"receiver": "a", **route}, "receivers": [{"name": "a"}]}
 
 
 def problems(doc: Any) -> list[str]:
+    """The problems ``config_from_dict`` raises, as the lines the user reads."""
     with pytest.raises(ConfigError) as err:
         config_from_dict(doc)
-    assert str(err.value).count("\n  - ") == len(err.value.problems)
-    return err.value.problems
+    got = [str(p) for p in err.value.problems]
+    assert all(isinstance(p, Problem) and p.path is not None for p in err.value.problems)
+    assert str(err.value).endswith(got[-1]) and all(line in str(err.value) for line in got)
+    return got
+
+
+# Prometheus' duration grammar (model.ParseDuration): units y w d h m s ms, largest first, each at most once.
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30), ("5m", 300), ("4h", 14400), ("1d", 86400), ("1h30m", 5400), ("90s", 90), ("1w", 604800),
+    ("1y", 365 * 86400), ("1s250ms", 1.25),
+])
+def test_durations_in_every_interval(text: str, seconds: float) -> None:
+    cfg, _ = config_from_dict(minimal(group_wait=text, group_interval=text, repeat_interval=text))
+    expected = int(seconds * 1000) * NS // 1000
+    assert cfg.route.group_wait_ns == cfg.route.group_interval_ns == cfg.route.repeat_interval_ns == expected
+
+
+@pytest.mark.parametrize("text", ["0", "0s", 0])
+def test_group_wait_may_be_zero(text: Any) -> None:
+    assert config_from_dict(minimal(group_wait=text))[0].route.group_wait_ns == 0
+
+
+# "5m5m" was read as 600 s by one of the old parsers; Prometheus (and now qfleet) rejects it.
+@pytest.mark.parametrize("text", ["", "5", "5m5m", "1m1h", "5 m", "-1m", "1.5h", "5min", 30, True])
+def test_bad_durations_name_the_key_the_value_and_the_fix(text: Any) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(minimal(group_wait=text))
+    [p] = err.value.problems
+    assert p.path == "route.group_wait" and repr(text) in p.message and p.code == "bad_duration"
+    assert "largest first" in p.fix or "write 1h30m" in p.fix
+
+
+# global.resolve_timeout: Alertmanager's default 5m; a positive duration (an unrefreshed alert resolves after it).
+@pytest.mark.parametrize(("text", "ns"), [("90s", 90 * NS), ("1h30m", 5400 * NS), ("5m", 300 * NS)])
+def test_resolve_timeout_is_carried_to_the_config(text: str, ns: int) -> None:
+    doc = minimal()
+    doc["global"] = {"resolve_timeout": text}
+    assert config_from_dict(doc)[0].resolve_timeout_ns == ns
+
+
+def test_the_model_refuses_a_non_positive_resolve_timeout_or_half_an_escalation() -> None:
+    route = Route(receiver="a")
+    assert AlertingConfig(route=route, receivers={}).resolve_timeout_ns == 300 * NS
+    for bad in (0, -NS):
+        with pytest.raises(ValueError, match=f"resolve_timeout_ns={bad} must be positive"):
+            AlertingConfig(route=route, receivers={}, resolve_timeout_ns=bad)
+    with pytest.raises(ValueError, match="go together"):
+        AlertingConfig(route=route, receivers={}, escalation_receiver="a")
+    with pytest.raises(ValueError, match="escalate_after_ns=0 must be positive"):
+        AlertingConfig(route=route, receivers={}, escalation_receiver="a", escalate_after_ns=0)
+
+
+@pytest.mark.parametrize(("text", "message"), [("0s", "cannot be zero"), ("5m5m", "is not valid"),
+                                               ("-5m", "is not valid"), (300, "is not text")])
+def test_resolve_timeout_must_be_a_positive_duration(text: Any, message: str) -> None:
+    doc = minimal()
+    doc["global"] = {"resolve_timeout": text}
+    [got] = problems(doc)
+    assert got.startswith("global.resolve_timeout: ") and message in got
 
 
 def test_defaults() -> None:
@@ -117,12 +159,12 @@ def test_every_problem_is_listed_with_its_key_path() -> None:
     }
     got = problems(doc)
     expected = [
-        "routs: unknown key; did you mean 'route'?",
+        "routs: unknown key (fix: did you mean 'route'?",
         "route.receiver: the root route must name a default receiver",
         "route: the root route must not have matchers",
         "route: the root route must not have mute_time_intervals",
-        "route.group_wait: '30 s' is not a duration",
-        "route.routes[0].recieve: unknown key; did you mean 'receiver'?",
+        "route.group_wait: duration '30 s' is not valid",
+        "route.routes[0].recieve: unknown key (fix: did you mean 'receiver'?",
         "route.routes[0].matchers[0]: matcher node=~'(qpu'",
         "route.routes[1].group_by: '...' (group by every label) must be the only entry",
         "route.routes[1].repeat_interval: cannot be zero",
@@ -148,7 +190,19 @@ def test_deprecated_match_and_match_re_become_matchers() -> None:
     rule = cfg.inhibit_rules[0]
     assert rule.source_matchers == (Matcher("severity", "=", "page"),)
     assert rule.target_matchers == (Matcher("severity", "=~", "ticket|info"),) and rule.equal == ("slo",)
-    assert sum("deprecated" in w for w in warnings) == 4
+    assert sum(w.code == "deprecated" for w in warnings) == 4
+    assert {w.path for w in warnings} == {"route.routes[0].match", "route.routes[0].match_re",
+                                          "inhibit_rules[0].source_match", "inhibit_rules[0].target_match_re"}
+
+
+def test_deprecated_matchers_are_checked_like_new_ones() -> None:
+    doc = minimal(routes=[{"match_re": {"node": "qpu-(", "bad-name": "x"}, "match": {"team": ["hw"]}}])
+    assert problems(doc) == [
+        "route.routes[0].match.team: expected a string value, got ['hw'] (fix: quote the value)",
+        "route.routes[0].match_re.bad-name: 'bad-name' is not a valid label name (fix: write [A-Za-z_][A-Za-z0-9_]*)",
+        "route.routes[0].match_re.node: matcher node=~'qpu-(': bad regex (missing ), unterminated subpattern) "
+        "(fix: use an RE2-style expression, e.g. qpu-.*)",
+    ]
 
 
 def test_known_but_unsupported_keys_are_warnings_typos_are_problems() -> None:
@@ -159,16 +213,17 @@ def test_known_but_unsupported_keys_are_warnings_typos_are_problems() -> None:
     doc["templates"] = ["/etc/am/*.tmpl"]
     cfg, warnings = config_from_dict(doc)
     assert cfg.resolve_timeout_ns == 600 * NS
-    text = "\n".join(warnings)
+    text = "\n".join(map(str, warnings))
     for needle in ("route.labels", "slack_configs: not delivered by qfleet", "http_config", "global.smtp_smarthost",
                    "templates"):
         assert needle in text, (needle, warnings)
     bad = minimal()
     bad["receivers"] = [{"name": "a", "webhook_config": [{"url": "http://x/"}]}]
-    assert problems(bad) == ["receivers[0](a).webhook_config: unknown key; did you mean 'webhook_configs'?"]
+    [got] = problems(bad)
+    assert got.startswith("receivers[0](a).webhook_config: unknown key (fix: did you mean 'webhook_configs'?")
     bad = minimal()
     bad["global"] = {"resolve_timout": "5m"}
-    assert problems(bad)[0].startswith("global.resolve_timout: unknown key; did you mean 'resolve_timeout'?")
+    assert problems(bad)[0].startswith("global.resolve_timout: unknown key (fix: did you mean 'resolve_timeout'?")
 
 
 # sre.md §18: "`webhook_config`: `send_resolved` (default true), `url` / `url_file`, ... `max_alerts` (0 = all)"
@@ -187,7 +242,7 @@ def test_webhook_configs(tmp_path: Path) -> None:
                                                                                            "max_alerts": -1}]
     with pytest.raises(ConfigError) as err:
         config_from_dict(doc, source=str(tmp_path / "am.yml"))
-    got = err.value.problems
+    got = [str(p) for p in err.value.problems]
     assert len(got) == 4 and "cannot read" in got[0] and "not an http(s) URL" in got[1]
     assert "exactly one of url and url_file" in got[2] and "max_alerts" in got[3]
 
@@ -204,12 +259,13 @@ def test_pagerduty_configs(tmp_path: Path) -> None:
     cfg, warnings = config_from_dict(doc)
     assert cfg.receivers["a"].pagerduty == (("r" * 32, True, PAGERDUTY_URL),
                                             ("k" * 32, False, "https://pd.example/v2/"))
-    assert any("severity" in w for w in warnings) and any("Events API v1" in w for w in warnings)
+    assert any("severity" in w.path for w in warnings) and any("Events API v1" in str(w) for w in warnings)
     doc["global"] = {"pagerduty_url": "https://pd.internal/enqueue"}
     doc["receivers"][0]["pagerduty_configs"] = [{"routing_key": "r" * 32}]
     assert config_from_dict(doc)[0].receivers["a"].pagerduty[0][2] == "https://pd.internal/enqueue"
     doc["receivers"][0]["pagerduty_configs"] = [{"url": "https://pd/"}]
-    assert problems(doc) == ["receivers[0](a).pagerduty_configs[0]: routing_key (or routing_key_file) is required"]
+    [got] = problems(doc)
+    assert got.startswith("receivers[0](a).pagerduty_configs[0]: routing_key (or routing_key_file) is required")
 
 
 def test_time_intervals_and_deprecated_mute_time_intervals() -> None:
@@ -221,7 +277,7 @@ def test_time_intervals_and_deprecated_mute_time_intervals() -> None:
     assert set(cfg.time_intervals) == {"new", "old"}
     assert cfg.time_intervals["old"][0].months == ((12, 12),) and cfg.time_intervals["old"][0].days_of_month == (
         (24, 26),)
-    assert any("mute_time_intervals (top level) is deprecated" in w for w in warnings)
+    assert any(w.path == "mute_time_intervals" and "deprecated" in w.message for w in warnings)
     doc["mute_time_intervals"][0]["name"] = "new"
     assert any("'new' is defined twice" in p for p in problems(doc))
 
@@ -236,7 +292,7 @@ def test_qfleet_escalation_key() -> None:
     assert any("qfleet.escalate: unknown key" in p for p in got)
     assert any("qfleet.escalation_receiver: receiver 'b' is not defined" in p for p in got)
     doc["qfleet"] = {"escalation_receiver": "a"}
-    assert problems(doc) == ["qfleet: escalation_receiver and escalate_after go together; give both or neither"]
+    assert problems(doc) == ["qfleet: escalation_receiver and escalate_after go together (fix: give both or neither)"]
 
 
 def test_read_errors_are_config_errors(tmp_path: Path) -> None:
@@ -397,12 +453,12 @@ def test_a_real_user_config_loads_unchanged(tmp_path: Path) -> None:
     assert cfg.route.repeat_interval_ns == 3 * 3600 * NS and len(cfg.route.routes) == 4
     assert cfg.route.routes[2].matchers == (Matcher("service", "=", "database"),)
     assert len(cfg.inhibit_rules) == 2 and cfg.time_intervals["offhours"][0].location == "America/New_York"
-    text = "\n".join(warnings)
+    text = "\n".join(map(str, warnings))
     for needle in ("email_configs: not delivered", "slack_configs: not delivered", "templates",
-                   "global.smtp_smarthost", "global.slack_api_url", "http_config", "match is deprecated",
+                   "global.smtp_smarthost", "global.slack_api_url", "http_config", "match: deprecated",
                    "pagerduty_configs[0].severity"):
         assert needle in text, (needle, warnings)
-    assert not any("unknown key" in w for w in warnings)
+    assert not any("unknown key" in str(w) for w in warnings)
     # ... and Alertmanager agrees the file is valid.
     out = amtool_check(tmp_path, yaml.safe_load(USER_CONFIG))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -420,17 +476,19 @@ BROKEN: list[tuple[str, Any, str]] = [
      "route.routes[0].receiver: receiver 'ghost' is not defined"),
     ("unknown time interval", lambda d: d["route"]["routes"][1].update(mute_time_intervals=["nope"]),
      "route.routes[1].mute_time_intervals: time interval 'nope' is not defined"),
-    ("bad duration", lambda d: d["route"].update(group_wait="30"), "route.group_wait: '30' is not a duration"),
+    ("bad duration", lambda d: d["route"].update(group_wait="30"), "route.group_wait: duration '30' is not valid"),
     ("compound duration out of order", lambda d: d["route"].update(repeat_interval="30m1h"),
-     "route.repeat_interval: '30m1h' is not a duration"),
+     "route.repeat_interval: duration '30m1h' is not valid"),
+    ("repeated unit", lambda d: d["route"].update(group_interval="5m5m"),
+     "route.group_interval: duration '5m5m' is not valid"),
     ("zero group_interval", lambda d: d["route"].update(group_interval="0s"),
      "route.group_interval: cannot be zero"),
     ("bad regex", lambda d: d["route"]["routes"][0].update(matchers=['node=~"qpu-("']),
      "route.routes[0].matchers[0]: matcher node=~'qpu-(': bad regex"),
     ("typo in a route key", lambda d: d["route"]["routes"][0].update(group_bye=["x"]),
-     "route.routes[0].group_bye: unknown key; did you mean 'group_by'?"),
+     "route.routes[0].group_bye: unknown key (fix: did you mean 'group_by'?"),
     ("typo in an inhibit rule", lambda d: d["inhibit_rules"][0].update(equals=["slo"]),
-     "inhibit_rules[0].equals: unknown key; did you mean 'equal'?"),
+     "inhibit_rules[0].equals: unknown key (fix: did you mean 'equal'?"),
     ("duplicate receiver", lambda d: d["receivers"].append({"name": "pages"}),
      "receivers[3](pages).name: receiver 'pages' is defined twice"),
     ("webhook without url", lambda d: d["receivers"][0]["webhook_configs"][0].pop("url"),
@@ -450,6 +508,7 @@ def test_broken_configs_are_rejected_like_alertmanager(tmp_path: Path, case: str
     breaks(bad)
     with pytest.raises(ConfigError) as err:
         config_from_dict(bad)
-    assert any(p.startswith(problem) or problem in p for p in err.value.problems), err.value.problems
+    got = [str(p) for p in err.value.problems]
+    assert any(p.startswith(problem) or problem in p for p in got), got
     out = amtool_check(tmp_path, bad)
     assert out.returncode != 0, f"amtool accepted the {case} config:\n{out.stdout}"

@@ -3,6 +3,10 @@
 The receiver records every request (headers and raw body) *before* answering, so an answer lost to a 503, a
 timeout or a SIGKILLed deliverer shows up as a duplicate; the tests check duplicates carry the same
 Idempotency-Key and body, and that nothing is lost.
+
+No test reads a clock: time is a FakeClock, a request the test wants in flight is held by the receiver until the
+test releases it (an event, not a delay), and signatures made by a subprocess are checked against the time they
+carry.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from qfleet.alerts.model import NS
 from qfleet.alerts.outbox import Backoff, Outbox, OutboxItem
 from qfleet.alerts.payloads import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
 from qfleet.alerts.webhook import Deliverer, DeliveryStats, SecretError, load_secret
 from qfleet.collector.migrate import upgrade
 from qfleet.collector.store import open_engine
+from qfleet.units import NS
 from tests.conftest import FakeClock
 
 SECRET = b"test-secret-0123456789"
@@ -47,19 +51,30 @@ class Received:
         return verify(SECRET, self.signature, self.body, now_s=self.now_s)
 
 
+def _signed_at(header: str) -> int:
+    """The Unix seconds a ``t=<s>,v1=<hex>`` signature header carries (0 when it carries none)."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    return int(fields.get("t", "0"))
+
+
 @dataclass
 class Receiver:
-    """A ThreadingHTTPServer that records requests and answers ``status`` after ``delay_s``; stoppable."""
+    """A ThreadingHTTPServer that records requests and answers ``status``; stoppable.
 
-    clock: Callable[[], int]
+    ``clock`` is the receiver's now for signature checks (None: the time the signature carries, for a sender
+    with its own clock). The ``hold_on``-th request (1-based) is recorded, then answered only once ``release``
+    is set: it stays in flight for as long as the test needs.
+    """
+
+    clock: Callable[[], int] | None = None
     status: int = 200
-    delay_s: float = 0.0
-    hang_on: int = 0                  # the n-th request (1-based) waits 2 s before answering
+    hold_on: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     got: list[Received] = field(default_factory=list)
     port: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> None:
         rec = self
@@ -67,12 +82,15 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                with rec._lock:
-                    rec.got.append(Received(self.headers.get(IDEMPOTENCY_HEADER, ""),
-                                            self.headers.get(SIGNATURE_HEADER, ""),
-                                            self.headers.get("Content-Type", ""), body, rec.clock() // NS))
-                    hang = len(rec.got) == rec.hang_on
-                time.sleep(2.0 if hang else rec.delay_s)
+                signature = self.headers.get(SIGNATURE_HEADER, "")
+                now_s = rec.clock() // NS if rec.clock is not None else _signed_at(signature)
+                with rec._arrived:
+                    rec.got.append(Received(self.headers.get(IDEMPOTENCY_HEADER, ""), signature,
+                                            self.headers.get("Content-Type", ""), body, now_s))
+                    hold = len(rec.got) == rec.hold_on
+                    rec._arrived.notify_all()
+                if hold:
+                    rec.release.wait()
                 self.send_response(rec.status)
                 for k, v in rec.headers.items():
                     self.send_header(k, v)
@@ -89,6 +107,7 @@ class Receiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.release.set()  # nothing stays held past the test
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -99,8 +118,13 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def keys(self) -> list[str]:
-        with self._lock:
+        with self._arrived:
             return [r.key for r in self.got]
+
+    def wait_for(self, n: int, bound_s: float = 120) -> bool:
+        """Whether ``n`` requests arrive (an event wait; ``bound_s`` only keeps a broken run from hanging)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.got) >= n, bound_s)
 
 
 @pytest.fixture
@@ -231,18 +255,16 @@ def test_retry_after_is_honoured(sqlite_engine: Engine, clock: FakeClock, receiv
 def test_timeout_per_attempt_is_honoured(sqlite_engine: Engine, clock: FakeClock, receiver: Receiver) -> None:
     ob = Outbox(sqlite_engine, clock=clock)
     d = Deliverer(ob, secret=SECRET, timeout_s=0.3, backoff=Backoff(jitter=0), clock=clock)
-    receiver.delay_s = 3.0
+    receiver.hold_on = 1                                # the first request is answered only when released
     ob.enqueue(items(receiver.url, 3, groups=3))
-    t = time.monotonic()
-    s = d.run_once()
-    elapsed = time.monotonic() - t
-    assert 0.25 <= elapsed < 1.5, elapsed               # one timeout, the other two deferred (same host)
-    assert (s.attempted, s.retried, s.deferred) == (1, 1, 2)
+    s = d.run_once()                                    # returns: the attempt gave up after timeout_s
+    assert (s.attempted, s.retried, s.deferred) == (1, 1, 2)   # one timeout, the other two deferred (same host)
     row = ob.get(items(receiver.url, 1)[0].id)
-    assert row is not None and "timed out" in row["last_error"] and row["attempts"] == 1
-    receiver.delay_s = 0.0
+    assert row is not None and "timed out after 0.3s" in row["last_error"] and row["attempts"] == 1
+    receiver.release.set()
     clock.advance(NS)
     assert d.run_once().delivered == 3
+    assert_at_least_once(receiver.got, {it.id for it in items(receiver.url, 3, groups=3)})
 
 
 def test_bad_url_is_dead_with_a_clear_error(sqlite_engine: Engine, clock: FakeClock) -> None:
@@ -296,7 +318,8 @@ from qfleet.alerts.outbox import Backoff, Outbox
 from qfleet.alerts.webhook import Deliverer, load_secret
 from qfleet.collector.store import open_engine
 ob = Outbox(open_engine(sys.argv[1]), clock=time.time_ns)
-d = Deliverer(ob, secret=load_secret(Path(sys.argv[2])), timeout_s=5, backoff=Backoff(base_s=0.05, max_s=0.2),
+# A long timeout: the request the test holds in flight must still be in flight when the test kills this process.
+d = Deliverer(ob, secret=load_secret(Path(sys.argv[2])), timeout_s=600, backoff=Backoff(base_s=0.05, max_s=0.2),
               clock=time.time_ns)
 d.run(poll_s=0.02)
 """
@@ -310,8 +333,8 @@ def test_sigkill_mid_dispatch_then_restart_loses_nothing(tmp_path: Path) -> None
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(SECRET)
     secret_file.chmod(0o600)
-    ob = Outbox(engine, clock=time.time_ns)
-    receiver = Receiver(clock=time.time_ns, delay_s=0.01, hang_on=10)
+    ob = Outbox(engine, clock=FakeClock(0))   # enqueued at the epoch: due at once for the deliverer's own clock
+    receiver = Receiver(hold_on=10)           # the 10th request stays in flight until released
     receiver.start()
     try:
         batch = items(receiver.url, 40, groups=40)
@@ -323,40 +346,36 @@ def test_sigkill_mid_dispatch_then_restart_loses_nothing(tmp_path: Path) -> None
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         first = spawn()
-        deadline = time.monotonic() + 20
-        while len(receiver.got) < 10:
-            assert first.poll() is None, first.stderr.read() if first.stderr else ""
-            assert time.monotonic() < deadline, "the deliverer did not start sending"
-            time.sleep(0.005)
+        assert receiver.wait_for(10), first.stderr.read() if first.poll() is not None and first.stderr else ""
         first.send_signal(signal.SIGKILL)         # the 10th request is in flight: received, not acknowledged
-        first.wait(10)
+        first.wait(60)
+        receiver.release.set()
         in_flight = receiver.keys()[9]
         assert ob.get(in_flight)["state"] == "pending"  # type: ignore[index]
         delivered_before = {it.id for it in batch if ob.get(it.id)["state"] == "delivered"}  # type: ignore[index]
         received_before = len(receiver.got)
-        assert 0 < len(delivered_before) < 40
+        assert len(delivered_before) == 9 and received_before == 10
         assert ob.stats()["dead"] == 0
 
         second = spawn()
         try:
-            deadline = time.monotonic() + 20
-            while ob.stats()["pending"]:
-                assert second.poll() is None, second.stderr.read() if second.stderr else ""
-                assert time.monotonic() < deadline, f"not drained: {ob.stats()}"
-                time.sleep(0.02)
+            assert receiver.wait_for(41), second.stderr.read() if second.poll() is not None and second.stderr else ""
+            for _ in range(600):                  # the last answer is being recorded: bounded retries
+                if not ob.stats()["pending"]:
+                    break
+                time.sleep(0.05)
         finally:
             second.send_signal(signal.SIGKILL)
-            second.wait(10)
+            second.wait(60)
 
         assert ob.stats() == {"pending": 0, "delivered": 40, "dead": 0}
         assert_at_least_once(receiver.got, {it.id for it in batch})
         counts = {k: receiver.keys().count(k) for k in set(receiver.keys())}
         # Acknowledged and marked delivered before the kill: never sent again.
         assert all(counts[k] == 1 for k in delivered_before)
-        # Only items in flight at the kill (received, not yet marked) can be duplicated.
         # Only the item in flight at the kill (received, not yet marked) is sent twice, with the same key and body.
         assert {k for k, c in counts.items() if c > 1} == {in_flight} and counts[in_flight] == 2
-        assert received_before == len(delivered_before) + 1 and len(receiver.got) == 41
+        assert len(receiver.got) == 41
     finally:
         receiver.stop()
         engine.dispose()

@@ -10,8 +10,8 @@ from qfleet.alerts.incidents import IncidentError, Incidents, incident_id
 from qfleet.alerts.model import Alert, Notification, labels_key
 from qfleet.alerts.rules import load_rules, sync_rules
 from qfleet.alerts.sources import AlertState
-from qfleet.simulator.engine import NS
 from qfleet.simulator.faults import Fault, FaultKind
+from qfleet.units import NS
 from tests.alerts.test_sources import simulate
 from tests.conftest import FakeClock
 
@@ -94,6 +94,29 @@ def test_acknowledge_stops_escalation_and_the_due_list(engine: Engine) -> None:
         inc.list(state="closed")
 
 
+def test_resolve_by_hand_and_the_open_list(engine: Engine) -> None:
+    inc = Incidents(engine, clock=FakeClock())
+    a = inc.on_notification(_note(10, "first notification", [_alert("qpu-a")]), 10)
+    b = inc.on_notification(_note(20, "first notification", [_alert("qpu-b")], group="g2"), 20)
+    assert [r["id"] for r in inc.open_at(15)] == [a] and [r["id"] for r in inc.open_at(30)] == [b, a]
+    assert [r["id"] for r in inc.list(limit=1)] == [b]
+    inc.resolve(a, "alice", 40)
+    inc.resolve(a, "bob", 50)  # twice: nothing changes
+    row = inc.get(a)
+    assert (row["state"], row["resolved_unix_nano"]) == ("resolved", 40)
+    assert inc.timeline(a)[-1] == {"seq": 3, "at_unix_nano": 40, "kind": "resolved",
+                                   "detail": {"by": "alice", "reason": "resolved by hand"}}
+    assert [r["id"] for r in inc.open_at(40)] == [b, a] and [r["id"] for r in inc.open_at(41)] == [b]
+    with pytest.raises(IncidentError, match="'by' is empty"):
+        inc.resolve(b, "", 60)
+    with pytest.raises(IncidentError, match="no incident 'nope'"):
+        inc.resolve("nope", "alice", 60)
+    with pytest.raises(IncidentError, match="limit=0"):
+        inc.list(limit=0)
+    # A group that notifies again after a manual resolution opens a new incident.
+    assert inc.on_notification(_note(70, "new alerts added", [_alert("qpu-a")]), 70) not in ("", a)
+
+
 def test_severity_is_the_most_urgent_alert_of_the_group(sqlite_engine: Engine) -> None:
     inc = Incidents(sqlite_engine, clock=FakeClock())
     iid = inc.on_notification(_note(0, "first notification", [_alert("qpu-a", "ticket")]), 0)
@@ -111,7 +134,7 @@ def test_rules_to_incident_to_ground_truth_fault(engine: Engine) -> None:
     sim = simulate(engine, faults, 30)
     t0 = sim.config.start_ns
     rules = [r for r in load_rules() if r.name in ("QfleetNodeHeartbeatMissing", "QfleetUnauthorizedCommands")]
-    state = AlertState(engine, clock=FakeClock())
+    state = AlertState(engine)
     fired: list[Alert] = []
     for m in range(5, 30):
         fired += [a for a in sync_rules(rules, engine, state, t0 + m * MIN) if a.ends_at is None]

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from qfleet.alerts.config import ConfigError, config_from_dict
 from qfleet.alerts.intervals import IntervalError, active_at, contains, muted, parse_time_intervals
-from qfleet.alerts.model import NS, TimeInterval, TimeRange
+from qfleet.alerts.model import TimeInterval, TimeRange
 from qfleet.alerts.routing import resolve
+from qfleet.units import NS
 
 
 def ns(iso: str) -> int:
@@ -26,7 +27,9 @@ def one(**fields: object) -> TimeInterval:
 
 
 def problems_of(**fields: object) -> list[str]:
-    return parse_time_intervals([fields], "t")[1]
+    got = parse_time_intervals([fields], "t")[1]
+    assert all(p.path.startswith("t[0]") and p.fix and p.code for p in got), got
+    return [str(p) for p in got]
 
 
 TUE_2_TO_4_AMS = {"weekdays": ["tuesday"], "times": [{"start_time": "02:00", "end_time": "04:00"}],
@@ -149,7 +152,9 @@ def test_bad_intervals_are_problems(fields: dict[str, object], needle: str) -> N
 
 def test_local_location_is_a_warning() -> None:
     intervals, problems, warnings = parse_time_intervals([{"location": "Local"}], "t")
-    assert problems == [] and "'Local'" in warnings[0] and intervals[0].location == "UTC"
+    assert problems == [] and intervals[0].location == "UTC"
+    [warning] = warnings
+    assert warning.path == "t[0].location" and "'Local'" in warning.message and "IANA" in warning.fix
 
 
 CONFIG = {

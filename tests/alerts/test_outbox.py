@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, select
 
-from qfleet.alerts.model import NS, Alert, Notification, Receiver
+from qfleet.alerts.model import Alert, Notification, Receiver
 from qfleet.alerts.outbox import (
     PAGERDUTY_URL,
     Backoff,
@@ -16,6 +16,7 @@ from qfleet.alerts.outbox import (
     items_for,
 )
 from qfleet.alerts.schema import AlertOutbox
+from qfleet.units import NS
 from tests.conftest import FakeClock
 
 NO_JITTER = Backoff(jitter=0)

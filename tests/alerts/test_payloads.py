@@ -9,18 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qfleet.alerts.model import NS, Alert, Notification, fingerprint
+from qfleet.alerts.model import Alert, Notification, fingerprint
 from qfleet.alerts.payloads import (
     PAGERDUTY_MAX_BYTES,
     ZERO_TIME,
     idempotency_key,
     pagerduty_event,
-    rfc3339,
     sign,
     signature_header,
     verify,
     webhook_body,
 )
+from qfleet.units import NS
 
 T0 = 1_800_000_000 * NS  # 2027-01-15T08:00:00Z
 GROUP_KEY = '{}/{severity="page"}:{alertname="QpuDown"}'
@@ -107,9 +107,11 @@ def test_webhook_rejects_negative_max_alerts() -> None:
         webhook_body(note((alert("a"),)), receiver_name="r", external_url="", max_alerts=-1)
 
 
-def test_rfc3339_nanoseconds_trimmed() -> None:
-    assert rfc3339(T0 + 120_000_000) == "2027-01-15T08:00:00.12Z"
-    assert rfc3339(T0) == "2027-01-15T08:00:00Z"
+def test_times_are_go_rfc3339nano_with_trailing_zeros_trimmed() -> None:
+    # Alertmanager marshals time.Time with RFC3339Nano: fractional seconds without trailing zeros.
+    a = alert("qpu-1", starts=T0 + 120_000_000, ends=T0 + 20 * NS)
+    [doc] = webhook_body(note((), (a,)), receiver_name="r", external_url="")["alerts"]
+    assert (doc["startsAt"], doc["endsAt"]) == ("2027-01-15T08:00:00.12Z", "2027-01-15T08:00:20Z")
 
 
 # -- PagerDuty v2 ------------------------------------------------------------------------------------------

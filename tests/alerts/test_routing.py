@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qfleet.alerts.config import config_from_dict, load_config
-from qfleet.alerts.model import NS, AlertingConfig, Matcher, Receiver, ResolvedRoute, Route
+from qfleet.alerts.model import AlertingConfig, Matcher, Receiver, ResolvedRoute, Route
 from qfleet.alerts.routing import (
     RoutingError,
     group_key,
@@ -21,6 +21,7 @@ from qfleet.alerts.routing import (
     resolve,
     routes_test,
 )
+from qfleet.units import NS
 from tests.conftest import require_tool
 
 SAMPLE = Path(__file__).resolve().parents[2] / "alerts" / "alerting.yaml"

@@ -1,5 +1,6 @@
 """The alerting loop in process with an injected clock: a simulated outage pages a real receiver, an unacknowledged
-page escalates, an acknowledged one does not, and calibration windows mute their node automatically."""
+page escalates, an acknowledged one does not, calibration windows mute their node automatically, and the alerts
+of a source that stops reporting resolve after ``global.resolve_timeout``."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ import pytest
 from sqlalchemy import Engine
 
 from qfleet.alerts.config import config_from_dict
+from qfleet.alerts.model import Alert, labels_key
 from qfleet.alerts.rules import load_rules
 from qfleet.alerts.service import AlertService
 from qfleet.collector import Store
-from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
 from qfleet.simulator.fleet import Calibration, builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
+from qfleet.slo.spec import builtin_specs_path, load_slos
+from qfleet.units import NS
 
 MIN = 60 * NS
 
@@ -67,8 +71,10 @@ def _fill(engine: Engine, faults: list[Fault], minutes: int, **fleet_changes: An
     return sim
 
 
-def _service(engine: Engine, sink: Sink, clock: list[int], *, escalate: bool = True) -> AlertService:
+def _service(engine: Engine, sink: Sink, clock: list[int], *, escalate: bool = True,
+             service: type[AlertService] = AlertService, **kw: Any) -> AlertService:
     doc: dict[str, Any] = {
+        "global": {"resolve_timeout": "3m"},
         "route": {"receiver": "pages", "group_by": ["alertname", "node"], "group_wait": "30s",
                   "group_interval": "5m", "repeat_interval": "4h"},
         "receivers": [{"name": "pages", "webhook_configs": [{"url": f"{sink.base}/pages"}]},
@@ -77,7 +83,8 @@ def _service(engine: Engine, sink: Sink, clock: list[int], *, escalate: bool = T
     if escalate:
         doc["qfleet"] = {"escalation_receiver": "lead", "escalate_after": "10m"}
     config, _ = config_from_dict(doc, source="test")
-    return AlertService(engine, config, slos=(), rules=load_rules(), secret=b"s3cret", clock=lambda: clock[0])
+    return service(engine, config, **{"slos": (), "rules": load_rules(), **kw}, secret=b"s3cret",
+                   clock=lambda: clock[0])
 
 
 def _run(svc: AlertService, clock: list[int], t0: int, t1: int, step: int = 30 * NS) -> None:
@@ -141,3 +148,53 @@ def test_calibration_windows_mute_their_node(tmp_path: Path, sink: Sink) -> None
         engine.dispose()
     assert "qpu-a" in pages["control"]
     assert "qpu-a" not in pages["calibrating"]
+
+
+def _heartbeat(svc: AlertService) -> list[Alert]:
+    return [a for a in svc.state.active() if a.label("alertname") == "QfleetNodeHeartbeatMissing"]
+
+
+def test_alerts_of_a_source_that_stops_reporting_resolve_after_resolve_timeout(sqlite_engine: Engine,
+                                                                               sink: Sink) -> None:
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
+    sim = _fill(sqlite_engine, [outage], 60)
+    t0 = sim.config.start_ns
+    clock = [t0]
+    svc = _service(sqlite_engine, sink, clock, escalate=False)
+    _run(svc, clock, t0 + 15 * MIN, t0 + 25 * MIN)
+    [page] = _heartbeat(svc)
+    last = t0 + 25 * MIN                # the rules' last report: the outage goes on, but they are removed
+    svc.rules = ()
+    _run(svc, clock, last + 30 * NS, last + 3 * MIN - 30 * NS)
+    assert _heartbeat(svc) == [page]    # still within resolve_timeout (3m)
+    _run(svc, clock, last + 3 * MIN, last + 9 * MIN)
+    assert _heartbeat(svc) == []
+    [ended] = [a for a in svc.state.resolved_since(t0) if a.fingerprint == page.fingerprint]
+    assert ended.ends_at == last + 3 * MIN
+    resolved = [b for p, b in sink.bodies if p == "/pages" and b["status"] == "resolved"]
+    assert resolved and resolved[-1]["alerts"][0]["labels"]["node"] == "qpu-d"
+
+
+class _SloStoreDown(AlertService):
+    """A service whose SLO source fails at every evaluation (its store is unreachable, say)."""
+
+    def _slo_source(self, at: int) -> list[Alert]:
+        raise RuntimeError("the SLI tables are unreachable")
+
+
+def test_a_failing_source_does_not_stop_the_others_and_its_alerts_time_out(sqlite_engine: Engine,
+                                                                          sink: Sink) -> None:
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
+    sim = _fill(sqlite_engine, [outage], 60)
+    t0 = sim.config.start_ns
+    clock = [t0 + 14 * MIN]
+    svc = _service(sqlite_engine, sink, clock, escalate=False, service=_SloStoreDown,
+                   slos=load_slos(builtin_specs_path())[:1])
+    burn = Alert(labels=labels_key({"alertname": "QfleetSLOBurnRate", "slo": "x", "severity": "page"}), starts_at=0)
+    svc.state.sync([burn], clock[0], source="slo")   # firing when the SLO source last worked
+    stats = svc.evaluate(t0 + 15 * MIN)
+    assert stats.failed_sources == ("slo",)
+    _run(svc, clock, t0 + 15 * MIN, t0 + 25 * MIN)
+    assert _heartbeat(svc)                            # the rules kept running
+    [ended] = [a for a in svc.state.resolved_since(t0) if a.fingerprint == burn.fingerprint]
+    assert ended.ends_at == t0 + 17 * MIN             # 3m after its last report

@@ -1,4 +1,5 @@
-"""Silences: matching, the inclusive active window, and the API v2 JSON shape (sre.md §17.3)."""
+"""Silences: matching, the inclusive active window, the API v2 JSON shape (sre.md §17.3), and the store that
+validates every silence before it writes it."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ from datetime import datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import Engine, func, insert, select
 
-from qfleet.alerts.model import NS, Silence
+from qfleet.alerts.model import Matcher, Silence
+from qfleet.alerts.schema import SilenceRecord
+from qfleet.alerts.silence_store import SilenceStore
 from qfleet.alerts.silences import (
     SilenceError,
-    format_rfc3339,
-    parse_rfc3339,
+    matcher_text,
     silence_active,
     silence_from_api,
+    silence_matchers,
     silence_matches,
     silence_state,
     silence_to_api,
     silenced,
 )
+from qfleet.problems import ProblemsError
+from qfleet.units import NS, format_rfc3339, parse_rfc3339
 
 T0 = parse_rfc3339("2026-12-01T10:00:00Z")
 
@@ -140,7 +146,18 @@ def test_from_api_rejects_what_alertmanager_rejects(d: object, needle: str) -> N
     with pytest.raises(SilenceError, match=None) as e:
         silence_from_api(d, id="s1")  # type: ignore[arg-type]
     assert needle in str(e.value)
-    assert isinstance(e.value, ValueError)
+    assert isinstance(e.value, ProblemsError) and isinstance(e.value, ValueError)
+    assert all(p.fix for p in e.value.problems)  # every problem says how to fix it
+
+
+def test_from_api_reports_every_problem_at_once() -> None:
+    bad = doc({"name": "no-de", "value": "x"}, {"name": "node", "value": "(", "isRegex": True},
+              starts="yesterday", createdBy="", comment="")
+    with pytest.raises(SilenceError) as e:
+        silence_from_api(bad, id="s1")
+    assert [p.path for p in e.value.problems] == ["matchers[0].name", "matchers[1].value", "startsAt", "createdBy",
+                                                  "comment"]
+    assert str(e.value).startswith("silence 's1': 5 problems")
 
 
 def test_missing_times_are_rejected() -> None:
@@ -153,3 +170,73 @@ def test_missing_times_are_rejected() -> None:
 def test_equal_start_and_end_is_allowed() -> None:
     s = silence_from_api(doc(starts=T0, ends=T0), id="x")
     assert silence_active(s, T0) and not silence_active(s, T0 + 1)
+
+
+def test_matchers_in_text_form_and_back() -> None:
+    ms = [Matcher("node", "=", "qpu-a"), Matcher("node", "!=", "qpu-b"), Matcher("slo", "=~", "fid.*"),
+          Matcher("slo", "!~", "lat.*")]
+    tuples = silence_matchers(ms)
+    assert tuples == (("node", "qpu-a", False, True), ("node", "qpu-b", False, False), ("slo", "fid.*", True, True),
+                      ("slo", "lat.*", True, False))
+    assert [matcher_text(t) for t in tuples] == [str(m) for m in ms]   # Alertmanager's own spelling
+
+
+# -- the store ---------------------------------------------------------------------------------------------------
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(SilenceRecord.__table__)).scalar_one())
+
+
+def test_store_adds_lists_and_expires(engine: Engine) -> None:
+    store = SilenceStore(engine)
+    s = store.add(['node="qpu-a"', 'slo!~"fid.*"'], starts_at=T0, ends_at=T0 + 3600 * NS, created_by="ana",
+                  comment="recalibration")
+    assert s.matchers == (("node", "qpu-a", False, True), ("slo", "fid.*", True, False))
+    assert store.get(s.id) == s and store.list() == [s]
+    assert store.active(T0) == [s] and store.active(T0 + 3600 * NS) == [s] and store.active(T0 + 3600 * NS + 1) == []
+    later = store.add(['node="qpu-b"'], starts_at=T0 + 7200 * NS, ends_at=T0 + 9000 * NS, created_by="ana",
+                      comment="later")
+    assert store.list() == [s, later] and silence_state(later, T0) == "pending"
+    # Expiring ends an active silence now; a pending one also starts now (nothing silenced in between).
+    assert store.expire(s.id, T0 + 60 * NS).ends_at == T0 + 60 * NS
+    gone = store.expire(later.id, T0 + 120 * NS)
+    assert (gone.starts_at, gone.ends_at) == (T0 + 120 * NS, T0 + 120 * NS)
+    with pytest.raises(SilenceError, match="no active silence with id"):
+        store.expire(s.id, T0 + 180 * NS)
+    with pytest.raises(SilenceError, match="'nope'"):
+        store.get("nope")
+    assert silence_to_api(store.get(s.id))["matchers"][1] == {"name": "slo", "value": "fid.*", "isRegex": True,
+                                                              "isEqual": False}
+
+
+@pytest.mark.parametrize(("matchers", "kw", "paths"), [
+    (["node: qpu-a"], {}, ["matchers[0]"]),
+    (['node=~"("'], {}, ["matchers[0]"]),
+    ([], {}, ["matchers"]),
+    (['node=~".*"'], {}, ["matchers"]),                       # would silence everything
+    (['node="a"'], {"ends_at": T0}, ["endsAt"]),              # a silence must last
+    (['node="a"'], {"created_by": " "}, ["createdBy"]),
+    (['node="a"'], {"comment": ""}, ["comment"]),
+    (["node: qpu-a", 'slo="x"'], {"created_by": "", "comment": ""}, ["matchers[0]", "createdBy", "comment"]),
+])
+def test_store_refuses_bad_silences_before_writing(sqlite_engine: Engine, matchers: list[str], kw: dict[str, object],
+                                                   paths: list[str]) -> None:
+    args: dict[str, object] = {"starts_at": T0, "ends_at": T0 + NS, "created_by": "ana", "comment": "why", **kw}
+    with pytest.raises(SilenceError) as e:
+        SilenceStore(sqlite_engine).add(matchers, **args)  # type: ignore[arg-type]
+    assert [p.path for p in e.value.problems] == paths
+    assert all(p.fix for p in e.value.problems)
+    assert _count(sqlite_engine) == 0
+
+
+def test_store_skips_a_stored_row_that_no_longer_validates(sqlite_engine: Engine) -> None:
+    """A row written before silences were validated on the way in (here: a bad regex) is left out, not fatal."""
+    with sqlite_engine.begin() as c:
+        c.execute(insert(SilenceRecord.__table__).values(
+            id="old", matchers={"matchers": [{"name": "node", "value": "(", "isRegex": True, "isEqual": True}]},
+            starts_at_unix_nano=0, ends_at_unix_nano=T0, created_by="x", comment="y", updated_unix_nano=0))
+    store = SilenceStore(sqlite_engine)
+    ok = store.add(['node="a"'], starts_at=0, ends_at=T0, created_by="ana", comment="why")
+    assert store.list() == [ok]

@@ -14,23 +14,20 @@ from sqlalchemy import Engine
 from qfleet.alerts.model import Alert, labels_key
 from qfleet.alerts.rules import (
     AlertRule,
-    RulesError,
     evaluate_rules,
     load_rules,
-    parse_duration_ns,
-    rules_from_dict,
     sync_rules,
 )
 from qfleet.alerts.sources import SLO_ALERT_NAME, AlertState, AlertStateError, slo_alerts
 from qfleet.collector import Store, open_engine, upgrade
-from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
 from qfleet.slo.evaluate import evaluate_store
 from qfleet.slo.model import SLO, AlertPolicy, GaugeThresholdIndicator, MetricRatioIndicator, Pair, Period
 from qfleet.slo.sli import SliSource
-from tests.conftest import FakeClock
+from qfleet.units import NS
 
 MIN, H, DAY = 60 * NS, 3600 * NS, 86400 * NS
 
@@ -135,7 +132,7 @@ def test_for_delays_firing_keeps_starts_at_and_resolves_with_ends_at(faulty: tup
     engine, sim = faulty
     rules = [r for r in load_rules() if r.name == "QfleetNodeHeartbeatMissing"]
     assert rules[0].for_ns == MIN
-    state = AlertState(engine, clock=FakeClock())
+    state = AlertState(engine)
     t0 = sim.config.start_ns
     events: list[tuple[int, str, int, int | None]] = []
     for m in range(40, 66):
@@ -156,42 +153,10 @@ def test_a_condition_shorter_than_for_never_fires(faulty: tuple[Engine, Simulati
     [rule] = [r for r in load_rules() if r.name == "QfleetUnauthorizedCommands"]
     slow = AlertRule(name=rule.name, kind=rule.kind, params=rule.params, for_ns=60 * MIN, labels=rule.labels,
                      annotations=rule.annotations)
-    state = AlertState(engine, clock=FakeClock())
+    state = AlertState(engine)
     changed = [a for m in range(15, 50) for a in sync_rules([slow], engine, state, sim.config.start_ns + m * MIN,
                                                                 source="slow-rules")]
     assert changed == [] and state.active() == [] and state.pending() == []
-
-
-def test_load_rules_reports_every_problem_with_its_field(tmp_path: Path) -> None:
-    doc = {"version": 1, "kind": "AlertRules", "rules": [
-        {"name": "A", "kind": "heartbeat_mising", "labels": {"severity": "page"}},
-        {"name": "B", "kind": "queue_age", "params": {"treshold": 3}, "for": "5 minutes"},
-        {"name": "B", "kind": "readout_drift", "params": {"threshold": -1}},
-    ]}
-    with pytest.raises(RulesError) as e:
-        rules_from_dict(doc, source="x.yaml")
-    text = str(e.value)
-    assert text.startswith("5 problems")
-    assert "x.yaml: rules[0].kind: unknown kind 'heartbeat_mising'; did you mean 'heartbeat_missing'?" in text
-    assert "rules[1].params.treshold: unknown parameter of queue_age; did you mean 'threshold'?" in text
-    assert "rules[1].for: duration '5 minutes' is not valid" in text
-    assert "rules[2].name: duplicate rule name 'B'" in text
-    assert "rules[2].params.threshold: must be a number >= 0, got -1" in text
-    bad = tmp_path / "r.yaml"
-    bad.write_text("version: 2\nkind: AlertRules\nrules: []\n")
-    with pytest.raises(RulesError, match=r"version: must be 1, got 2"):
-        load_rules(bad)
-    with pytest.raises(RulesError, match="cannot read"):
-        load_rules(tmp_path / "missing.yaml")
-
-
-def test_defaults_fill_missing_params_and_durations_parse() -> None:
-    [r] = rules_from_dict({"version": 1, "kind": "AlertRules",
-                           "rules": [{"name": "Q", "kind": "queue_age", "for": "1m30s"}]})
-    assert r.param("threshold") == 20.0 and r.param("lookback") == 5 * MIN and r.for_ns == 90 * NS
-    assert parse_duration_ns("250ms") == NS // 4
-    with pytest.raises(ValueError, match="Prometheus duration"):
-        parse_duration_ns("5")
 
 
 # -- AlertState ------------------------------------------------------------------------------------------------
@@ -202,8 +167,7 @@ def _a(**labels: str) -> Alert:
 
 
 def test_alert_state_continuity_resolution_refire_and_restart(engine: Engine) -> None:
-    clock = FakeClock()
-    state = AlertState(engine, clock=clock)
+    state = AlertState(engine)
     a, b = _a(node="qpu-a"), _a(node="qpu-b")
     assert [x.starts_at for x in state.sync([a, b], 100, source="rules")] == [100, 100]
     assert state.sync([a, b], 200, source="rules") == []  # unchanged: nothing to report
@@ -215,7 +179,7 @@ def test_alert_state_continuity_resolution_refire_and_restart(engine: Engine) ->
     state.sync([_a(node="qpu-z")], 300, source="slo")
     assert state.sync([a], 400, source="rules") == []
     # A restart (a new AlertState on the same store) keeps the original starts_at.
-    again = AlertState(engine, clock=clock)
+    again = AlertState(engine)
     assert sorted((x.label("node"), x.starts_at) for x in again.active()) == [("qpu-a", 100), ("qpu-z", 300)]
     # A resolved alert that fires again is a new alert: a fresh starts_at.
     [back] = again.sync([a, b], 500, source="rules")
@@ -228,11 +192,39 @@ def test_alert_state_continuity_resolution_refire_and_restart(engine: Engine) ->
 
 
 def test_alert_state_rejects_bad_arguments(sqlite_engine: Engine) -> None:
-    state = AlertState(sqlite_engine, clock=FakeClock())
+    state = AlertState(sqlite_engine)
     with pytest.raises(AlertStateError, match="source is empty"):
         state.sync([], 0, source="")
     with pytest.raises(AlertStateError, match="must be integer ns >= 0"):
         state.sync([_a()], 0, source="x", for_ns={"X": -1})
+    with pytest.raises(AlertStateError, match="timeout_ns=0 must be integer ns > 0"):
+        state.expire(0, 0)
+
+
+def test_alerts_a_source_stops_reporting_resolve_after_the_timeout(engine: Engine) -> None:
+    """Alertmanager's resolve_timeout: an alert its source no longer refreshes ends that long after its last
+    report. An alert that keeps being reported never times out; a pending one is dropped without firing."""
+    timeout = 5 * MIN
+    state = AlertState(engine)
+    a, b = _a(node="qpu-a"), _a(node="qpu-b")
+    state.sync([a, _a(alertname="P", node="qpu-p")], 0, source="slo", for_ns={"P": 10 * MIN})  # P is pending
+    state.sync([b], 0, source="rules")
+    assert len(state.pending()) == 1
+    for t in range(MIN, 5 * MIN, MIN):   # the rules keep reporting b; the SLO source has stopped
+        state.sync([b], t, source="rules")
+        assert state.expire(t, timeout) == []
+    [gone] = state.expire(5 * MIN, timeout)
+    assert gone.fingerprint == a.fingerprint and (gone.starts_at, gone.ends_at) == (0, 5 * MIN)
+    assert [x.fingerprint for x in state.active()] == [b.fingerprint]
+    assert state.pending() == []                       # the pending one was refreshed last at 0: dropped
+    assert [x.fingerprint for x in state.resolved_since(0)] == [a.fingerprint]
+    assert state.expire(6 * MIN, timeout) == []        # resolved once
+    # Expired late (the service was down): the alert still ends timeout after its last report.
+    [late] = state.expire(20 * MIN, timeout)
+    assert late.fingerprint == b.fingerprint and late.ends_at == 4 * MIN + timeout
+    # Reported again, it fires anew.
+    [back] = state.sync([a], 21 * MIN, source="slo")
+    assert back.starts_at == 21 * MIN and back.ends_at is None
 
 
 # -- SLO burn-rate alerts --------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qfleet.alerts.model import (
-    NS,
     Alert,
     AlertingConfig,
     InhibitRule,
@@ -34,6 +33,7 @@ from qfleet.alerts.timeline import (
     dedup_reason,
     replay,
 )
+from qfleet.units import NS
 
 H = 3600
 

@@ -12,12 +12,17 @@ from qfleet.cli import main as qfleet_main
 from qfleet.collector.cli import main
 from qfleet.collector.settings import Settings, SettingsError, load_token
 from qfleet.collector.store import Store, open_engine
+from qfleet.units import NS
 from tests.collector.test_store import spans_at
+from tests.conftest import FakeClock
+
+NOW = 1_800_000_000 * NS  # "now" for retention: a fixed instant, never the machine's clock
+DAY = 86_400 * NS
 
 
 def run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(argv, environ=environ or {}, stdout=out, stderr=err)
+    code = main(argv, environ=environ or {}, stdout=out, stderr=err, clock=FakeClock(NOW))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -45,15 +50,27 @@ def test_environment_chooses_the_database_and_the_flag_wins(tmp_path: Path) -> N
 def test_prune_command(sqlite_url: str) -> None:
     run(["db", "upgrade", "--db", sqlite_url])
     engine = open_engine(sqlite_url)
-    import time
-
-    now = time.time_ns()
-    Store(engine).write(spans_at([now - 30 * 86_400 * 10**9, now - 60 * 10**9], prefix=1))
+    Store(engine).write(spans_at([NOW - 30 * DAY, NOW - 13 * DAY, NOW - 60 * NS], prefix=1))
     code, out, _ = run(["db", "prune", "--older-than", "14d", "--db", sqlite_url])
+    assert code == 0 and out.startswith("pruned 1 spans") and out.rstrip().endswith("older than 14d")
+    assert Store(engine).count("spans") == 2
+    # Prometheus' grammar: several units, largest first (the old parser refused this).
+    code, out, _ = run(["db", "prune", "--older-than", "1w5d12h", "--db", sqlite_url])
     assert code == 0 and out.startswith("pruned 1 spans")
     assert Store(engine).count("spans") == 1
-    code, _, err = run(["db", "prune", "--older-than", "two weeks", "--db", sqlite_url])
-    assert code == 2 and "'two weeks' is not valid" in err and "14d" in err
+
+
+@pytest.mark.parametrize(("value", "fix"), [
+    ("two weeks", "1h30m"), ("14", "1h30m"), ("5m5m", "largest first, each once"), ("1.5d", "write 1d12h"),
+    ("0", "e.g. 14d"),
+], ids=["words", "no unit", "unit twice", "fraction", "zero"])
+def test_prune_refuses_a_bad_horizon_in_one_line_naming_value_and_fix(sqlite_url: str, value: str,
+                                                                       fix: str) -> None:
+    run(["db", "upgrade", "--db", sqlite_url])
+    code, out, err = run(["db", "prune", "--older-than", value, "--db", sqlite_url])
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("qfleet db prune: --older-than")
+    assert (f"{value!r}" in err or f" {value} " in err) and fix in err
 
 
 def test_bad_database_url_is_named_with_the_fix() -> None:
@@ -63,7 +80,7 @@ def test_bad_database_url_is_named_with_the_fix() -> None:
 
 def test_rollup_command(sqlite_url: str) -> None:
     run(["db", "upgrade", "--db", sqlite_url])
-    Store(open_engine(sqlite_url)).write(spans_at([10**18, 10**18 + 61 * 10**9], prefix=2))
+    Store(open_engine(sqlite_url)).write(spans_at([NOW, NOW + 61 * NS], prefix=2))
     assert run(["db", "rollup", "--db", sqlite_url])[1] == "recomputed 2 span and 0 metric minute buckets\n"
 
 

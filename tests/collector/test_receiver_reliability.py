@@ -42,6 +42,7 @@ from sqlalchemy import Engine
 
 from qfleet.collector.receiver import Receiver, ReceiverConfig
 from qfleet.collector.store import Store
+from qfleet.units import NS
 from tests.collector.otlp_payloads import (
     T0,
     gauge_request,
@@ -119,7 +120,7 @@ def test_sigkill_loses_no_acknowledged_span(tmp_path: Path) -> None:
     token_file.chmod(0o600)
     rng = random.Random(20)
     n_threads, per_thread, spans_per_request = 4, 100, 100
-    requests = [[trace_request(random_spans(rng, spans_per_request, start=T0 + (t * per_thread + i) * 10**9))
+    requests = [[trace_request(random_spans(rng, spans_per_request, start=T0 + (t * per_thread + i) * NS))
                  .SerializeToString() for i in range(per_thread)] for t in range(n_threads)]
     all_bodies = [b for chunk in requests for b in chunk]
     expected = set().union(*(span_keys(ExportTraceServiceRequest.FromString(b)) for b in all_bodies))
@@ -521,7 +522,7 @@ def test_fuzzed_requests_never_crash_or_corrupt(sqlite_engine: Engine) -> None:
 def test_backpressure_with_a_stalled_database(sqlite_engine: Engine) -> None:
     rng = random.Random(21)
     capacity, per_request, n_threads, per_thread = 1000, 50, 24, 8
-    bodies = [[trace_request(random_spans(rng, per_request, start=T0 + (t * per_thread + i) * 10**9))
+    bodies = [[trace_request(random_spans(rng, per_request, start=T0 + (t * per_thread + i) * NS))
                .SerializeToString() for i in range(per_thread)] for t in range(n_threads)]
     outcome: dict[tuple[int, int], int] = {}
     retry_after_ok = True

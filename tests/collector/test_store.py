@@ -10,10 +10,11 @@ from sqlalchemy import text
 from qfleet.collector.convert import SpanColumns, TelemetryBatch, from_metrics_request
 from qfleet.collector.schema import ROLLUP_STEP_NS
 from qfleet.collector.store import Store, StoreError, open_engine
+from qfleet.units import NS
 from tests.collector.test_convert import kv
 from tests.conftest import FakeClock
 
-DAY = 86_400 * 10**9
+DAY = 86_400 * NS
 MIN = ROLLUP_STEP_NS
 
 
@@ -74,11 +75,11 @@ def test_prune_computes_pending_rollups_first(store: Store, clock: FakeClock) ->
 
 def test_prune_samples(store: Store, clock: FakeClock) -> None:
     batch = TelemetryBatch()
-    from qfleet.collector.convert import _MetricSink, _resource  # the conversion's own sample builder
+    from qfleet.collector.convert import MetricSink, resource_row  # the conversion's own sample builder
     from qfleet.collector.schema import MetricType
 
-    res = _resource(batch, {"service.name": "agent"})
-    sink = _MetricSink(batch)
+    res = resource_row(batch, {"service.name": "agent"})
+    sink = MetricSink(batch)
     for i, t in enumerate([clock.now_ns - 20 * DAY, clock.now_ns - 15 * DAY, clock.now_ns - DAY]):
         sink.add(res, "qfleet_qubit_t1_seconds", MetricType.GAUGE, 0, False, "s", "", {}, t, float(i))
     store.write(batch)
@@ -101,7 +102,7 @@ def _rollups(store: Store) -> list[tuple[Any, ...]]:
 
 
 def test_span_rollups_match_hand_computed_values_and_late_data(store: Store) -> None:
-    b0 = 1_800_000_000 * 10**9 // MIN * MIN
+    b0 = 1_800_000_000 * NS // MIN * MIN
     store.write(spans_at([b0 + 1, b0 + 2, b0 + MIN + 3], prefix=1, status=[0, 2, 0],
                          durations=[10, 20, 30]))
     store.write(spans_at([b0 + 4], prefix=2, node="n2", durations=[7]))
@@ -126,7 +127,7 @@ def test_pending_rollups_survive_a_new_process(db_url: str) -> None:
 
     e1 = open_engine(db_url)
     upgrade(e1)
-    Store(e1).write(spans_at([1_800_000_000 * 10**9], prefix=4))
+    Store(e1).write(spans_at([1_800_000_000 * NS], prefix=4))
     e1.dispose()  # the writer "crashes" before any rollup ran
     e2 = open_engine(db_url)
     assert Store(e2).refresh_rollups().span_buckets == 1
@@ -138,7 +139,7 @@ def test_counter_rollup_increase_handles_resets(store: Store) -> None:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
     from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-    b0 = 1_800_000_000 * 10**9 // MIN * MIN
+    b0 = 1_800_000_000 * NS // MIN * MIN
     # Minute 0: 5, 8; minute 1: 11, 2 (reset), 6. Increase: m0 = 3; m1 = (11-8) + 2 + (6-2) = 9.
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
@@ -193,11 +194,11 @@ def test_bad_urls_and_tables_are_named() -> None:
 def test_live_buckets_are_rolled_up_once_settled(store: Store, clock: FakeClock) -> None:
     b0 = clock.now_ns // MIN * MIN
     store.write(spans_at([b0 + 1], prefix=1))
-    clock.advance(10**9)
+    clock.advance(NS)
     store.write(spans_at([b0 + 2], prefix=2))  # the live minute is written again
     # Not settled for 5 s yet: nothing rolled up, still pending.
-    assert store.refresh_rollups(settle_ns=5 * 10**9).span_buckets == 0
+    assert store.refresh_rollups(settle_ns=5 * NS).span_buckets == 0
     assert store.count("span_rollups") == 0 and store.count("rollup_pending") == 1
-    clock.advance(5 * 10**9)
-    assert store.refresh_rollups(settle_ns=5 * 10**9).span_buckets == 1
+    clock.advance(5 * NS)
+    assert store.refresh_rollups(settle_ns=5 * NS).span_buckets == 1
     assert _rollups(store)[0][4] == 2

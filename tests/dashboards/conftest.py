@@ -19,11 +19,12 @@ from qfleet.alerts.service import AlertService
 from qfleet.collector import Store
 from qfleet.collector.migrate import upgrade
 from qfleet.collector.store import open_engine
-from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
 from qfleet.slo.spec import builtin_specs_path, load_slos
+from qfleet.units import NS
 
 __all__ = ["SEED", "seed_database"]
 
@@ -31,8 +32,11 @@ __all__ = ["SEED", "seed_database"]
 SEED = 7
 MIN = 60 * NS
 
-# Receivers without integrations: notifications open incidents, nothing is delivered over the network.
+# Receivers without integrations: notifications open incidents, nothing is delivered over the network. SLOs are
+# evaluated every 10 minutes only, so their alerts must outlive that gap: resolve_timeout 15m (the default 5m
+# would resolve them between evaluations).
 _ALERTING = {
+    "global": {"resolve_timeout": "15m"},
     "route": {"receiver": "tickets", "group_by": ["alertname", "slo", "node", "link"], "group_wait": "30s",
               "group_interval": "5m", "repeat_interval": "4h",
               "routes": [{"matchers": ['severity=~"page|security"'], "receiver": "pages"}]},

@@ -1,7 +1,7 @@
 """The dashboards in a real browser: a headless Streamlit server on the seeded store, Debian's Chromium via
 Playwright. Clicks through the exec, on-call and debug views, checks the numbers shown against
-``dashboards.data``, acknowledges an incident and checks the store, saves full-page screenshots and asserts
-each page's first full render (warm server) takes < 2 s.
+``qfleet.dashboards.data``, acknowledges an incident and checks the store, and saves full-page screenshots.
+Render times are measured by ``bench/bench_dashboards.py``, not here (no clocks in tests).
 
 Screenshots go to ``test-artifacts/`` (git-ignored); with ``QFLEET_UPDATE_SCREENSHOTS=1`` also to ``docs/img/``.
 """
@@ -18,15 +18,14 @@ import pytest
 
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import data
-from tests.conftest import require_tool
+from qfleet.units import NS
+from tests.conftest import require, require_tool
 from tests.dashboards.browser import REPO, browser_available, chromium_page, render, streamlit_server
 
 pytestmark = pytest.mark.slow
 
-NS = 1_000_000_000
 ARTIFACTS = REPO / "test-artifacts"
 DOCS_IMG = REPO / "docs" / "img"
-RENDER_BUDGET_S = 2.0
 
 
 def _pct(v: float | None) -> str:
@@ -64,15 +63,13 @@ def _save(src: Path) -> None:
 
 
 def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
-    if not browser_available():
-        require_tool("chromium")
-        pytest.skip("python playwright is not installed")  # pragma: no cover - the venv has it
+    require_tool("chromium")
+    require(browser_available(), "the Python playwright package is not installed (pip install -e '.[test]')")
     # The session's store is shared read-only: acknowledge on a copy.
     db = tmp_path / "browser.db"
     shutil.copyfile(seeded_db_url.removeprefix("sqlite:///"), db)
     url = f"sqlite:///{db}"
     engine = open_engine(url)
-    times: dict[str, float] = {}
     try:
         with streamlit_server(url, log_path=ARTIFACTS / "streamlit-browser-test.log") as base, \
                 chromium_page() as page:
@@ -82,7 +79,6 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
             # Exec: the six KPIs equal the data module's on the sidebar's default window.
             r = render(page, name="exec", title="Fleet overview", url=f"{base}/",
                        screenshot=ARTIFACTS / "exec.png")
-            times["exec"] = r.seconds
             _save(ARTIFACTS / "exec.png")
             k = data.fleet_kpis(engine, _sidebar_filters(engine))
             cost = k["cost_per_successful_job"]
@@ -98,13 +94,12 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
             # On-call, by its sidebar link: the first active incident, its scope counts.
             r = render(page, name="oncall", title="On-call", nav_text="On-call",
                        screenshot=ARTIFACTS / "oncall.png")
-            times["oncall"] = r.seconds
             _save(ARTIFACTS / "oncall.png")
             iid = _query(page.url, "incident")
             assert iid is not None, page.url
-            scope = data.incident_scope(engine, iid)
-            assert r.metrics == {f"Impacted {n}": str(len(scope.get(n, [])))
-                                 for n in ("nodes", "links", "tenants", "jobs")}
+            impact = data.incident_impact(engine, iid)
+            assert impact is not None
+            assert r.metrics == {f"Impacted {n}": str(c) for n, c in impact.counts().items()}
             before = data.incidents(engine, limit=500).set_index("id").loc[iid]
             assert before["state"] == "open", before
 
@@ -122,7 +117,6 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
             # Debug, by its sidebar link: the most recent failed job's trace.
             r = render(page, name="debug", title="Debug a job", nav_text="Debug a job",
                        screenshot=ARTIFACTS / "debug.png")
-            times["debug"] = r.seconds
             _save(ARTIFACTS / "debug.png")
             tid = _query(page.url, "trace")
             assert tid is not None, page.url
@@ -137,6 +131,3 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
             assert root.get("qfleet.outcome") != "success"
     finally:
         engine.dispose()
-    print("first full render (warm server):", {p: round(s, 3) for p, s in times.items()})
-    slow = {p: round(s, 3) for p, s in times.items() if s >= RENDER_BUDGET_S}
-    assert not slow, f"pages over the {RENDER_BUDGET_S} s render budget: {slow}"

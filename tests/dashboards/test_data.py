@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
-from qfleet.alerts.config import MatcherError
 from qfleet.alerts.incidents import IncidentError
+from qfleet.alerts.silences import SilenceError
 from qfleet.collector import Store
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import data
 from qfleet.dashboards.data import Filters
-from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
+from qfleet.units import NS
 
 MIN = 60 * NS
 DAY = 86400 * NS
@@ -219,22 +220,36 @@ def test_incidents_list_and_timeline(eng: Engine, seeded_facts: dict[str, Any]) 
     assert data.incident_timeline(eng, "nope").empty
 
 
-def test_incident_scope_names_the_link_its_nodes_and_failed_jobs(eng: Engine, seeded_facts: dict[str, Any]) -> None:
+def test_incident_impact_names_the_link_its_nodes_and_failed_jobs(eng: Engine, seeded_facts: dict[str, Any]) -> None:
     iid = seeded_facts["incident_id"]
     [labels] = data.incidents(eng).set_index("id").loc[[iid], "labels"]
-    scope = data.incident_scope(eng, iid)
+    impact = data.incident_impact(eng, iid)
+    assert impact is not None and impact.scope == "place"
     link = labels["link"]
-    assert scope["links"] == [link]
-    assert set(link.split("~")) <= set(scope["nodes"])
-    assert scope["jobs"] and scope["tenants"]
-    failed = {r[0] for r in sql(eng, "SELECT job_id FROM spans WHERE name = 'qfleet.job' AND status_code = 2")}
-    assert set(scope["jobs"]) <= failed
-    on_link = {r[0] for r in sql(eng, "SELECT job_id FROM spans WHERE name = 'qfleet.entanglement.request' "
-                                      "AND link_id = :l", l=link)}
-    ends = link.split("~")
-    node_of = dict(sql(eng, "SELECT job_id, node_id FROM spans WHERE name = 'qfleet.job'"))
-    assert all(j in on_link or node_of[j] in ends for j in scope["jobs"])
-    assert data.incident_scope(eng, "nope") == {"nodes": [], "links": [], "tenants": [], "jobs": []}
+    assert impact.links == (link,)
+    assert set(link.split("~")) <= set(impact.nodes)
+    assert impact.failed_job_ids and impact.tenants and impact.jobs_failed >= len(impact.failed_job_ids)
+    # The oracle: every job started in the window whose first node is an end of the link, that sent an
+    # entanglement request over the link in the window, or that never reached a node, straight from the raw spans.
+    lo, hi = impact.start_ns, impact.end_ns
+    in_window = "start_time_unix_nano >= :lo AND start_time_unix_nano <= :hi"
+    ends = ", ".join(f"'{n}'" for n in sorted(impact.nodes))
+    jobs = sql(eng, f"SELECT job_id, status_code, attributes FROM spans WHERE name = 'qfleet.job' AND {in_window} "
+                    f"AND (node_id IN ({ends}) OR node_id IS NULL OR job_id IN (SELECT job_id FROM spans "
+                    f"WHERE name = 'qfleet.entanglement.request' AND link_id = :l AND {in_window}))",
+               lo=lo, hi=hi, l=link)
+    failed = [(j, json.loads(a)) for j, code, a in jobs if code == 2]
+    assert (impact.jobs_total, impact.jobs_failed) == (len(jobs), len(failed))
+    assert set(impact.failed_job_ids) <= {j for j, _ in failed}
+    assert sum(n for _, n in impact.tenants) == len(failed)
+    assert dict(impact.tenants) == {t: sum(1 for _, a in failed if a.get("qfleet.tenant") == t)
+                                    for t in {a.get("qfleet.tenant") for _, a in failed}}
+    # The window: 15 minutes before the first alert, to 15 minutes after the latest event (the incident is open).
+    tl = data.incident_timeline(eng, iid)
+    opened = int(data.incidents(eng).set_index("id").loc[iid, "opened"])
+    first = min([opened] + [d["starts_at"] for k, d in zip(tl["kind"], tl["detail"], strict=True) if k == "fired"])
+    assert (lo, hi) == (first - 15 * MIN, int(tl["at"].max()) + 15 * MIN)
+    assert data.incident_impact(eng, "nope") is None
 
 
 # -- on-call and debug views ----------------------------------------------------------------------------------------------
@@ -292,6 +307,15 @@ def test_recent_jobs_by_outcome_and_link(eng: Engine, whole: Filters) -> None:
     sc = data.recent_jobs(eng, Filters(start_ns=whole.start_ns, end_ns=whole.end_ns, link="sc-e~sc-f"), limit=500)
     assert len(sc) == 500 and sc["nodes"].str.contains("sc-").all()
     assert data.recent_jobs(eng, whole, outcome="no-such-outcome").empty
+
+
+def test_failed_jobs_are_filtered_before_the_limit(eng: Engine, whole: Filters) -> None:
+    """The debug page's "failed only" list: the newest failed jobs, even when the newest jobs all succeeded."""
+    failed = data.recent_jobs(eng, whole, failed_only=True, limit=30)
+    expect = [r[0] for r in sql(eng, "SELECT trace_id FROM spans WHERE name = 'qfleet.job' AND status_code = 2 "
+                                     "ORDER BY start_time_unix_nano DESC LIMIT 30")]
+    assert failed["trace_id"].tolist() == expect and len(expect) == 30
+    assert "success" not in set(failed["outcome"])
 
 
 def test_node_series_from_samples_and_from_rollups(eng: Engine, whole: Filters) -> None:
@@ -412,12 +436,14 @@ def test_silence_writes_an_alertmanager_silence(rw_engine: Engine, seeded_facts:
         {"name": "node", "value": "nv-d", "isRegex": False, "isEqual": True},
         {"name": "alertname", "value": "Qfleet.*", "isRegex": True, "isEqual": True}]
     assert (row[1], row[2], row[3], row[4]) == (at, at + 3600 * NS, "alice", "maintenance")
-    with pytest.raises(MatcherError):
+    with pytest.raises(SilenceError, match="node: nv-d"):
         data.silence(rw_engine, ["node: nv-d"], 60, "alice", "x", at)
-    with pytest.raises(ValueError, match="matcher"):
+    with pytest.raises(SilenceError, match="at least one matcher"):
         data.silence(rw_engine, [], 60, "alice", "x", at)
-    with pytest.raises(ValueError, match="author and comment"):
+    with pytest.raises(SilenceError, match="createdBy"):
         data.silence(rw_engine, ['node="x"'], 60, "", "x", at)
+    with pytest.raises(SilenceError, match="endsAt"):
+        data.silence(rw_engine, ['node="x"'], 0, "alice", "x", at)
     assert scalar(rw_engine, "SELECT count(*) FROM silences") == 1
 
 

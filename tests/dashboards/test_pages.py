@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
+from qfleet.alerts.postmortem import build_postmortem
 from qfleet.collector.migrate import upgrade
 from qfleet.collector.settings import ENV_DATABASE_URL
 from qfleet.collector.store import open_engine
@@ -77,7 +78,7 @@ def _qp(at: AppTest, name: str) -> str:
 
 def _shown_filters(at: AppTest, **kw: str | None) -> data.Filters:
     """The window the page used, read back from the query params it wrote."""
-    start, end = ui.parse_time(_qp(at, "start")), ui.parse_time(_qp(at, "end"))
+    start, end = ui.time_from_param(_qp(at, "start")), ui.time_from_param(_qp(at, "end"))
     assert start is not None and end is not None
     return data.Filters(start_ns=start, end_ns=end, **kw)
 
@@ -167,10 +168,13 @@ def test_oncall_selects_the_incident_of_the_query_param(seeded_db_url: str, seed
     assert at.selectbox(key="oncall_incident").value == iid
     inc = data.incidents(engine, limit=500).set_index("id").loc[iid]
     assert at.subheader[0].value == inc["title"]
-    scope = data.incident_scope(engine, iid)
+    # The impact shown is the postmortem's (one definition, alerts.impact).
+    impact = build_postmortem(engine, iid).doc["impact"]
     m = _metrics(at)
-    for name in ("nodes", "links", "tenants", "jobs"):
-        assert m[f"Impacted {name}"] == str(len(scope.get(name, [])))
+    assert {k: m[f"Impacted {k}"] for k in ("nodes", "links", "tenants", "jobs")} == {
+        "nodes": str(len(impact["nodes"])), "links": str(len(impact["links"])),
+        "tenants": str(len(impact["tenants"])), "jobs": str(impact["jobs_failed"])}
+    assert any(impact["window"]["from"] in c.value for c in at.caption)
     timeline = [d.value for d in at.dataframe if list(d.value.columns) == ["at", "kind", "detail"]]
     assert len(timeline) == 1 and len(timeline[0]) == len(data.incident_timeline(engine, iid)) > 0
     assert _qp(at, "incident") == iid

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -136,11 +135,9 @@ def test_same_seed_same_result_other_seed_differs() -> None:
     assert (a.pairs_delivered, a.mean_fidelity) != (b.pairs_delivered, b.mean_fidelity)
 
 
-def test_eight_nodes_run_in_well_under_a_second() -> None:
-    run_chain(ChainConfig(nodes=8), seed=0)  # warm caches (circuit template, numpy) as a long-lived CLI would
-    tick = time.perf_counter()
+def test_eight_nodes_deliver_pairs_in_the_default_window() -> None:
+    # Its wall time is bench/bench_chain_peer.py's business (budget: well under a second).
     result = run_chain(ChainConfig(nodes=8), seed=0)
-    assert time.perf_counter() - tick < 1.0
     assert result.pairs_delivered > 1_000
 
 

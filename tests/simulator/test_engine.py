@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from qfleet.simulator.engine import NS, RunConfig, Simulation
+from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
 from qfleet.simulator.fleet import Calibration, Tenant, builtin_fleet_path, load_fleet
 from qfleet.simulator.telemetry import SPAN_NAMES
+from qfleet.units import NS
 
 MIN = 60 * NS
 T_ON, T_OFF = 10 * MIN, 30 * MIN  # every fault below is active over [10 min, 30 min) of a 40 min run
@@ -350,6 +351,65 @@ def test_canary_fidelity_matches_the_closed_form(line: Any) -> None:
     predicted = _canary_oracle(node.gate_error_2q, r)
     assert shots >= 100_000
     assert abs(f - predicted) < 4 * math.sqrt(predicted * (1 - predicted) / shots) + 1e-4, (f, predicted)
+
+
+def _with_1q_gate_time(fleet: Any, seconds: float) -> Any:
+    return replace(fleet, nodes=tuple(replace(n, gate_time_1q_s=seconds) for n in fleet.nodes))
+
+
+@pytest.mark.parametrize("gate_time_1q_s", [26.6e-6, 1e-3])
+def test_single_qubit_gate_time_lengthens_canary_shots_as_the_formula_says(line: Any, gate_time_1q_s: float) -> None:
+    # A canary shot makes a local Bell pair (Hadamard, CNOT) and reads both halves; a job that did not queue lasts
+    # one orchestrator decision (service at its capacity plus processing) and its shots, back to back.
+    tenants = (Tenant(id="canary", weight=1.0, priority=0, rate_per_s=2.0, fidelity_target=0.5,
+                      mix={"canary": 1.0}, shots=64),)
+    fleet = _with_1q_gate_time(_one_link_fleet(line, tenants), gate_time_1q_s)
+    run = Run(fleet, minutes=5)
+    node, cl = fleet.node("qpu-a"), fleet.classical
+    orch = round(NS / cl.orchestrator_capacity_per_s) + round(cl.orchestrator_processing_s * NS)
+    shot = round((gate_time_1q_s + node.gate_time_2q_s + 2 * node.readout_time_s) * NS)
+    durations = Counter(j["end"] - j["start"] for j in run.jobs() if j["attrs"]["qfleet.queue.wait_s"] == 0)
+    assert sum(durations.values()) > 100
+    assert durations.most_common(1)[0][0] == orch + 64 * shot  # the rest waited for a busy orchestrator
+    assert min(durations) == orch + 64 * shot
+
+
+def test_single_qubit_gate_time_lengthens_teleports_by_one_gate_per_shot(line: Any) -> None:
+    # The sender's Bell-state measurement is CNOT, Hadamard, readout: each shot holds the nodes one more gate time.
+    # Jobs start in arrival order in both runs, so each draws the same pairs and latencies; compare those that did
+    # not queue (the job index is the trace id's second half).
+    tenants = (Tenant(id="t", weight=1.0, priority=0, rate_per_s=0.5, fidelity_target=0.5, mix={"teleport": 1.0},
+                      shots=32),)
+    slow, fast = (Run(_with_1q_gate_time(_one_link_fleet(line, tenants), g1), minutes=5) for g1 in (1e-3, 1e-6))
+    node = line.node("qpu-a")
+
+    def ops(g1: float) -> int:
+        return round((node.gate_time_2q_s + g1 + node.readout_time_s) * NS)
+
+    a, b = ({j["trace"][16:]: j["end"] - j["start"] for j in r.jobs() if j["attrs"]["qfleet.queue.wait_s"] == 0}
+            for r in (slow, fast))
+    both = a.keys() & b.keys()
+    assert len(both) > 100
+    assert {a[i] - b[i] for i in both} == {32 * (ops(1e-3) - ops(1e-6))}
+
+
+def test_single_qubit_gate_time_lengthens_every_swap(line: Any) -> None:
+    # A swap is a Bell-state measurement at the node between two segments: CNOT, Hadamard, readout.
+    fleet = _with_1q_gate_time(line, 2e-3)
+    run = Run(fleet, minutes=5)
+    swaps = [s for s in run.spans if s["name"] == SPAN_NAMES["swap"]]
+    assert swaps
+    for s in swaps:
+        n = fleet.node(s["node"])
+        assert s["end"] - s["start"] == round((n.gate_time_2q_s + 2e-3 + n.readout_time_s) * NS)
+
+
+def test_queued_jobs_that_fail_over_say_so(line: Any, baseline: Run) -> None:
+    run = Run(line, [_fault(FaultKind.F5, "qpu-d")], load=3.0)
+    moved = [j for j in run.jobs() if j["attrs"].get("qfleet.failover")]
+    assert moved and all("qpu-d" not in j["attrs"]["qfleet.nodes"].split(",") for j in moved)
+    assert all(T_ON <= j["end"] - run.t0 for j in moved)  # they moved when the node went down, not before
+    assert not [j for j in baseline.jobs() if j["attrs"].get("qfleet.failover")]
 
 
 def test_job_spans_form_one_trace_per_job_with_promoted_columns(baseline: Run) -> None:

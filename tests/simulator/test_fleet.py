@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from qfleet.problems import Problem, ProblemsError
 from qfleet.simulator.fleet import (
     BUILTIN_FLEETS,
     HARDWARE_TYPES,
@@ -179,8 +180,10 @@ def test_spec_example_message_for_a_negative_t2() -> None:
     doc["nodes"][2]["t2_s"] = -1.0
     with pytest.raises(FleetError) as info:
         fleet_from_dict(doc, source="line.yaml")
-    assert str(info.value) == "line.yaml: nodes[2].t2_s: must be > 0, got -1.0 (seconds; e.g. t2_s: 0.5)"
-    assert info.value.items == (("nodes[2].t2_s", "must be > 0, got -1.0 (seconds; e.g. t2_s: 0.5)"),)
+    assert str(info.value) == "line.yaml: nodes[2].t2_s: must be > 0, got -1.0 (fix: seconds, e.g. t2_s: 0.5)"
+    assert info.value.problems == (Problem("nodes[2].t2_s", "must be > 0, got -1.0", "seconds, e.g. t2_s: 0.5",
+                                           "out_of_range"),)
+    assert isinstance(info.value, ProblemsError) and info.value.source == "line.yaml"
 
 
 def _set(path: str, value: Any) -> Any:
@@ -203,27 +206,28 @@ def _append(path: str, value: Any) -> Any:
 
 
 CASES = [
-    ("wrong version", _set("version", 2), "t.yaml: version: must be 1, got 2 (add version: 1)"),
-    ("wrong kind", _set("kind", "Fleets"), "kind: must be 'Fleet', got 'Fleets' (add kind: Fleet)"),
-    ("unknown top-level key", _set("tennants", []), "tennants: unknown key 'tennants'; did you mean 'tenants'?"),
-    ("typo in a node key", _set("nodes/0/t2", 1.0), "nodes[0].t2: unknown key 't2'; did you mean 't2_s'?"),
+    ("wrong version", _set("version", 2), "t.yaml: version: must be 1, got 2 (fix: add version: 1)"),
+    ("wrong kind", _set("kind", "Fleets"), "kind: must be 'Fleet', got 'Fleets' (fix: add kind: Fleet)"),
+    ("unknown top-level key", _set("tennants", []), "tennants: unknown key 'tennants' (fix: did you mean 'tenants'?"),
+    ("typo in a node key", _set("nodes/0/t2", 1.0), "nodes[0].t2: unknown key 't2' (fix: did you mean 't2_s'?"),
     ("typo lists the allowed keys", _set("nodes/0/t2", 1.0), "allowed keys: id, profile, hardware_type"),
-    ("wrong type", _set("nodes/0/t2_s", "fast"), "nodes[0].t2_s: must be a number, got 'fast' (seconds; e.g. t2_s:"),
+    ("wrong type", _set("nodes/0/t2_s", "fast"), "nodes[0].t2_s: must be a number, got 'fast' (fix: seconds, e.g. t2_s:"),
     ("bool is not an int", _set("nodes/0/comm_qubits", True), "nodes[0].comm_qubits: must be an integer, got True"),
     ("NaN", _set("nodes/0/t1_s", float("nan")), "nodes[0].t1_s: must be a number, not NaN"),
     ("inf only where allowed", _set("nodes/0/gate_time_2q_s", math.inf), "nodes[0].gate_time_2q_s: must be finite"),
     ("T2 above 2 T1", _set("nodes/2/t1_s", 0.1),
-     "nodes[2].t2_s: must satisfy t2_s <= 2 * t1_s (physics.md §1.3), got t2_s=0.5 with t1_s=0.1 (lower t2_s to at "
-     "most 0.2 or raise t1_s)"),
+     "nodes[2].t2_s: must satisfy t2_s <= 2 * t1_s (physics.md §1.3), got t2_s=0.5 with t1_s=0.1 (fix: lower t2_s "
+     "to at most 0.2 or raise t1_s)"),
     ("readout above one half", _set("nodes/1/readout_error_1", 0.6),
-     "nodes[1].readout_error_1: must be in [0, 0.5], got 0.6 (P(read 0 | prepared 1); e.g. readout_error_1: 0.001)"),
+     "nodes[1].readout_error_1: must be in [0, 0.5], got 0.6 (fix: P(read 0 | prepared 1), e.g. readout_error_1: "
+     "0.001)"),
     ("2q error above full depolarising", _set("nodes/1/gate_error_2q", 0.95), "must be in [0, 0.9375]"),
     ("unknown profile", _set("nodes/1/profile", "ion"),
      "nodes[1].profile: must be one of ion-photonic, nv, sc-microwave, got 'ion'"),
     ("unknown role", _set("nodes/1/role", "router"), "nodes[1].role: must be one of processor, repeater"),
     ("bad node id", _set("nodes/1/id", "b~x"), "nodes[1].id: must start with a letter or digit"),
-    ("duplicate node id", _set("nodes/2/id", "a"), "nodes[2].id: duplicate node id 'a' (give each node a unique id)"),
-    ("link to an unknown node", _set("links/1/b", "cc"), "links[1].b: unknown node 'cc'; did you mean 'c'? known nodes"),
+    ("duplicate node id", _set("nodes/2/id", "a"), "nodes[2].id: duplicate node id 'a' (fix: give each node a unique id)"),
+    ("link to an unknown node", _set("links/1/b", "cc"), "links[1].b: unknown node 'cc' (fix: did you mean 'c'? known nodes"),
     ("link to itself", _set("links/1/b", "b"), "links[1].b: a link needs two different endpoints"),
     ("negative length", _set("links/0/length_km", -2), "links[0].length_km: must be > 0, got -2"),
     ("efficiency zero", _set("links/0/detector_efficiency", 0), "links[0].detector_efficiency: must be in (0, 1]"),
@@ -236,14 +240,14 @@ CASES = [
     ("repeater is a processor", _set("links/1/repeaters", ["a"]),
      "links[1].repeaters[0]: node 'a' has role 'processor'; a link's repeaters must be role: repeater nodes"),
     ("missing nodes", _set("nodes", None), "nodes: is required"),
-    ("scheduler typo", _set("scheduler/cutoff", 0.9), "scheduler.cutoff: unknown key 'cutoff'; did you mean "
+    ("scheduler typo", _set("scheduler/cutoff", 0.9), "scheduler.cutoff: unknown key 'cutoff' (fix: did you mean "
                                                       "'cutoff_fidelity'?"),
     ("cutoff out of range", _set("scheduler/cutoff_fidelity", 1.0), "scheduler.cutoff_fidelity: must be in [0.25, 1)"),
     ("maintenance longer than the interval", _set("calibration/duration_s", 30000),
      "calibration.duration_s: must be < interval_s (21600.0), got 30000.0"),
     ("classical capacity zero", _set("classical/orchestrator_capacity_per_s", 0),
      "classical.orchestrator_capacity_per_s: must be > 0"),
-    ("defaults typo", _set("defaults/nodes", {}), "defaults.nodes: unknown key 'nodes'; did you mean 'node'?"),
+    ("defaults typo", _set("defaults/nodes", {}), "defaults.nodes: unknown key 'nodes' (fix: did you mean 'node'?"),
 ]
 
 
@@ -264,16 +268,17 @@ TENANT_CASES = [
     ("mix does not sum to 1", _tenant(mix={"teleport": 0.5, "ghz": 0.4}),
      "tenants[0].mix: probabilities must sum to 1 (within 1e-09), got sum 0.9"),
     ("unknown job kind", _tenant(mix={"teleport": 0.5, "qkd": 0.5}),
-     "tenants[0].mix: unknown job kind(s) 'qkd'; allowed: teleport, teleported_cnot, ghz, pair_delivery, canary"),
+     "tenants[0].mix: unknown job kind(s) 'qkd' (fix: rename or remove them; allowed: teleport, teleported_cnot, ghz, "
+     "pair_delivery, canary)"),
     ("ghz size below 2", _tenant(ghz_nodes=[1, 3]), "tenants[0].ghz_nodes: must be a non-empty list of GHZ sizes, each >= 2"),
     ("ghz larger than the fleet", _tenant(mix={"ghz": 1.0}, ghz_nodes=[5]),
-     "tenants[0].ghz_nodes: GHZ size 5 exceeds the 3 eligible processors (use sizes <= 3)"),
+     "tenants[0].ghz_nodes: GHZ size 5 exceeds the 3 eligible processors (fix: use sizes <= 3)"),
     ("no eligible processors", _tenant(hardware_types=["superconducting"]),
      "tenants[0].hardware_types: only 0 processor(s) of types ['superconducting']"),
     ("unknown hardware type", _tenant(hardware_types=["ion"]), "tenants[0].hardware_types: must list distinct types"),
     ("missing rate", {"id": "t1", "fidelity_target": 0.8, "mix": {"teleport": 1.0}},
-     "tenants[0].rate_per_s: is required (Poisson job arrivals per second; e.g. rate_per_s: 2.0)"),
-    ("tenant typo", _tenant(rate=2), "tenants[0].rate: unknown key 'rate'; did you mean 'rate_per_s'?"),
+     "tenants[0].rate_per_s: is required (fix: Poisson job arrivals per second, e.g. rate_per_s: 2.0)"),
+    ("tenant typo", _tenant(rate=2), "tenants[0].rate: unknown key 'rate' (fix: did you mean 'rate_per_s'?"),
 ]
 
 
@@ -292,10 +297,11 @@ def test_every_problem_is_reported_at_once() -> None:
     doc["links"][1]["b"] = "zz"
     doc["tenants"] = [_tenant(mix={"teleport": 0.2})]
     message = _problems(doc)
-    assert message.startswith("4 problems (fix all of them):\n")
+    assert message.startswith("t.yaml: 4 problems (fix all of them):\n")
     lines = message.splitlines()[1:]
-    assert len(lines) == 4 and all(line.startswith("t.yaml: ") for line in lines)
-    assert [line.split(": ")[1] for line in lines] == ["version", "nodes[0].t2_s", "tenants[0].mix", "links[1].b"]
+    assert len(lines) == 4 and all(line.startswith("  ") for line in lines)
+    assert [line.split(": ")[0].strip() for line in lines] == ["version", "nodes[0].t2_s", "tenants[0].mix",
+                                                               "links[1].b"]
 
 
 def test_repeater_needs_two_comm_qubits() -> None:
@@ -319,7 +325,7 @@ def test_not_a_mapping() -> None:
 def test_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("version: 1\nnodes: [\n")
-    with pytest.raises(FleetError, match=r"^broken.yaml: not valid YAML"):
+    with pytest.raises(FleetError, match=r"broken.yaml: not valid YAML"):
         load_fleet(path)
 
 

@@ -23,7 +23,6 @@ from qfleet.slo.budget import (
     report_json,
 )
 from qfleet.slo.model import (
-    NS,
     SLO,
     AlertPolicy,
     BudgetStep,
@@ -36,7 +35,7 @@ from qfleet.slo.model import (
     SLOReport,
     StandardWindows,
 )
-from qfleet.slo.periods import parse_rfc3339
+from qfleet.units import NS, parse_rfc3339
 
 MIN = 60 * NS
 H = 60 * MIN
@@ -469,7 +468,7 @@ def test_pair_windows_outside_the_standard_set_are_reported() -> None:
         minutes(5 * 1440, lambda i: at_rate(15)),
         NOW,
     )
-    assert list(report.windows) == [*StandardWindows, "4d", "4w"]
+    assert list(report.windows) == [*StandardWindows, "4d", "28d"]  # the period's key, as its rule: rate28d
     assert report.windows["4d"].burn_rate == Fraction(3, 2) and firing(report) == {"slow"}
 
 

@@ -10,9 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import (
+    Gauge,
+    Metric,
+    MetricExportResult,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from sqlalchemy import Engine, text
 
 from qfleet.collector import Store
+from qfleet.collector.exporters import SqlMetricExporter
 from qfleet.simulator.engine import NS, RunConfig, Simulation
 from qfleet.simulator.faults import Fault, FaultKind, FaultSchedule
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
@@ -23,6 +35,7 @@ from qfleet.slo.evaluate import evaluate_store, record, window_starts
 from qfleet.slo.model import (
     SLO,
     AlertPolicy,
+    Counts,
     GaugeThresholdIndicator,
     HistogramIndicator,
     MetricRatioIndicator,
@@ -111,9 +124,9 @@ def _naive_spans(engine: Engine, slo: SLO, at: int) -> dict[tuple[str, int], tup
 
 
 def _window_start(name: str, at: int) -> int:
-    from qfleet.slo.model import parse_window_ns
+    from qfleet.units import parse_duration
 
-    return at - (parse_window_ns(name) if name in ("5m", "30m", "1h", "2h", "6h", "1d", "3d") else 30 * DAY)
+    return at - (parse_duration(name) if name in ("5m", "30m", "1h", "2h", "6h", "1d", "3d") else 30 * DAY)
 
 
 def test_span_slo_counts_from_rollups_equal_a_naive_scan(faulty: tuple[Engine, Simulation]) -> None:
@@ -193,3 +206,38 @@ spec:
     # Every window holds the same 100 bad of 200: burn 0.5 / 0.1 = 5 — below both page thresholds (14.4, 6),
     # above ticket_fast's 3 on both its windows.
     assert doc["alerts"]["severities"] == {"page": False, "ticket": True}
+
+
+def _node_up(points: list[tuple[int, float]]) -> MetricsData:
+    """``qfleet.node.up`` of one node, as the OpenTelemetry SDK hands it to an exporter."""
+    dps = [NumberDataPoint(attributes={"qfleet.node.id": "qpu-a"}, start_time_unix_nano=0, time_unix_nano=t,
+                           value=v) for t, v in points]
+    metric = Metric(name="qfleet.node.up", description="", unit="", data=Gauge(data_points=dps))
+    return MetricsData(resource_metrics=[ResourceMetrics(
+        resource=Resource({"service.name": "qpu-agent"}),
+        scope_metrics=[ScopeMetrics(scope=InstrumentationScope("t"), metrics=[metric], schema_url="")],
+        schema_url="")])
+
+
+def test_gauge_counts_and_window_sums_read_the_same_on_every_backend(engine: Engine) -> None:
+    """A minute whose samples are partly good is counted sample by sample (from the raw samples, as the rollup
+    keeps only min and max), and the interval sums an evaluation reads match the minutes, on SQLite and
+    PostgreSQL."""
+    t0, s = 1_767_225_600 * NS, NS  # 2026-01-01T00:00:00Z
+    store = Store(engine)
+    exporter = SqlMetricExporter(store)
+    # minute 0: 1, 1 (all good); minute 1: 1, 0, 1 (mixed); minute 2: 0.
+    points = [(t0 + 10 * s, 1.0), (t0 + 40 * s, 1.0), (t0 + 70 * s, 1.0), (t0 + 100 * s, 0.0),
+              (t0 + 110 * s, 1.0), (t0 + 130 * s, 0.0)]
+    assert exporter.export(_node_up(points)) is MetricExportResult.SUCCESS
+    store.refresh_rollups()
+    slo = _slo("up", GaugeThresholdIndicator(metric="qfleet_node_up", op="gte", threshold=Fraction(1)))
+    at = t0 + 3 * MIN
+    source = SliSource(engine)
+    assert source.refresh([slo], at, since_ns=t0) == 3
+    # Oracle: the samples above, counted by hand (good = value >= 1); a minute's step ends a minute after it.
+    assert source.minute_counts(slo, t0 - MIN, at) == {
+        "": [(t0 + MIN, Counts(2, 2)), (t0 + 2 * MIN, Counts(2, 3)), (t0 + 3 * MIN, Counts(0, 1))]}
+    intervals = source.interval_counts(slo, at, [at - MIN, at - 2 * MIN, at - 100 * MIN])
+    assert sorted(intervals[""]) == [(at - 2 * MIN, Counts(2, 2)), (at - MIN, Counts(2, 3)), (at, Counts(0, 1))]
+    assert source.interval_counts(slo, at, [at]) == {}  # no window reaches back before `at`

@@ -19,7 +19,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qfleet.slo.model import (
-    NS,
     SLO,
     AlertPolicy,
     Calendar,
@@ -33,7 +32,7 @@ from qfleet.slo.model import (
 )
 from qfleet.slo.rules import (
     ALERT_NAME,
-    RulesError,
+    RuleExportError,
     le_value,
     prometheus_label,
     prometheus_rules,
@@ -42,6 +41,7 @@ from qfleet.slo.rules import (
     rules_yaml,
     skipped,
 )
+from qfleet.units import NS
 from tests.conftest import require_tool
 
 M, H, D = 60 * NS, 3600 * NS, 86400 * NS
@@ -562,7 +562,7 @@ def _span_slo(name: str = "swaps") -> SLO:
 ], ids=["span ratio", "span threshold", "threshold off the buckets", "dotted metric name", "target 1",
         "group_by on a rule label", "reserved label"])
 def test_rules_error_names_the_slo_the_rule_and_the_fix(slo: SLO, rule: str) -> None:
-    with pytest.raises(RulesError) as info:
+    with pytest.raises(RuleExportError) as info:
         prometheus_rules([slo])
     assert info.value.rule == rule and info.value.slo == slo.name
     assert isinstance(info.value, ValueError)
@@ -572,7 +572,7 @@ def test_rules_error_names_the_slo_the_rule_and_the_fix(slo: SLO, rule: str) -> 
 
 def test_strict_false_leaves_out_and_skipped_lists_them() -> None:
     slos = [_span_slo("a"), _slo("b"), _span_slo("c")]
-    with pytest.raises(RulesError):
+    with pytest.raises(RuleExportError):
         rules_yaml(slos)
     assert [g["name"] for g in prometheus_rules(slos, strict=False)["groups"]] == ["qfleet-slo-b"]
     assert [name for name, _ in skipped(slos)] == ["a", "c"]
@@ -580,7 +580,7 @@ def test_strict_false_leaves_out_and_skipped_lists_them() -> None:
 
 
 def test_duplicate_names_are_always_an_error() -> None:
-    with pytest.raises(RulesError, match="duplicate_slo_name"):
+    with pytest.raises(RuleExportError, match="duplicate_slo_name"):
         prometheus_rules([_slo(), _slo()], strict=False)
 
 

@@ -63,6 +63,19 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
     code, _, err = _run("eval", "default", "--samples", str(csv), "--at", "2026-01-01T00:00:00Z")
     assert code == 2 and "yesterday" in err and "line 2" in err
     code, _, err = _run("eval", "default", "--samples", str(csv), "--at", "noon")
-    assert code == 2 and "--at 'noon'" in err
+    assert code == 2 and "--at 'noon'" in err and "RFC 3339" in err
+    code, _, err = _run("eval", "default", "--samples", str(csv), "--at", "2026-01-01T00:00:00")
+    assert code == 2 and "RFC 3339" in err  # a time without a zone is not an instant
     code, _, err = _run("validate", "nowhere.yaml")
     assert code == 2 and "nowhere.yaml" in err
+
+
+def test_eval_at_takes_rfc3339_with_an_offset_and_fraction(tmp_path: Path) -> None:
+    csv = tmp_path / "s.csv"
+    csv.write_text("ts,good,total\n2026-01-01T00:59:00Z,90,100\n2026-01-01T01:00:00Z,10,100\n")
+    # 02:00:00.5+01:00 is 01:00:00.5Z: both rows are within every window; the report names the instant in UTC.
+    code, out, err = _run("eval", "default", "--samples", str(csv), "--at", "2026-01-01T02:00:00.5+01:00", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {d["at"] for d in doc["slos"]} == {"2026-01-01T01:00:00.5Z"}
+    assert {d["windows"]["5m"]["total"] for d in doc["slos"]} == {200}

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qfleet.problems import Problem, ProblemsError
 from qfleet.slo.model import (
-    NS,
     SLO,
     Calendar,
     GaugeThresholdIndicator,
@@ -26,11 +26,9 @@ from qfleet.slo.model import (
     Period,
     SpanRatioIndicator,
     SpanThresholdIndicator,
-    parse_window_ns,
 )
 from qfleet.slo.spec import (
     BUILTIN_POLICIES,
-    Problem,
     SpecError,
     Validation,
     builtin_specs_path,
@@ -41,6 +39,7 @@ from qfleet.slo.spec import (
     validate_file,
     validate_text,
 )
+from qfleet.units import NS, parse_duration
 
 DAY = 86400 * NS
 EXT = "qfleet.dev/v1"
@@ -163,9 +162,9 @@ def test_workbook_thresholds_rescale_with_the_period(days: int, expected: list[F
     policy = load_policy("sre_workbook_30d")
     assert [p.name for p in policy.pairs] == ["page_fast", "page_slow", "ticket_fast", "ticket_slow"]
     assert [(p.severity, p.long_ns, p.short_ns) for p in policy.pairs] == [
-        ("page", parse_window_ns("1h"), parse_window_ns("5m")), ("page", parse_window_ns("6h"), parse_window_ns("30m")),
-        ("ticket", parse_window_ns("1d"), parse_window_ns("2h")),
-        ("ticket", parse_window_ns("3d"), parse_window_ns("6h"))]
+        ("page", parse_duration("1h"), parse_duration("5m")), ("page", parse_duration("6h"), parse_duration("30m")),
+        ("ticket", parse_duration("1d"), parse_duration("2h")),
+        ("ticket", parse_duration("3d"), parse_duration("6h"))]
     assert [p.threshold(days * DAY) for p in policy.pairs] == expected
 
 
@@ -354,6 +353,11 @@ def test_unknown_keys_name_the_allowed_ones() -> None:
     assert "displayName" in _only(_check(doc), X + "metadata.title").fix
 
 
+def test_an_unknown_key_suggests_the_closest_allowed_one() -> None:
+    p = _only(_check(_slo(ext={"alertpolicy": "pyrra_28d"})), X + 'spec."qfleet.dev/v1".alertpolicy')
+    assert p.fix.startswith("did you mean 'alertPolicy'? ")
+
+
 @pytest.mark.parametrize("name", ["Job-Success", "job_success", "-jobs", "jobs-", "a" * 64, ""],
                          ids=["upper case", "underscore", "leading dash", "trailing dash", "64 characters", "empty"])
 def test_names_must_be_rfc_1123(name: str) -> None:
@@ -446,10 +450,57 @@ def test_bad_start_time() -> None:
     assert "2025-01-01 00:00:00" in p.fix
 
 
-@pytest.mark.parametrize("duration", ["30 days", "0d", "30s", "d", 30, "1.5d"])
+@pytest.mark.parametrize("duration", ["30 days", "0d", "30s", "d", 30, "1.5d", "5m5m", "30m1h"])
 def test_bad_duration(duration: Any) -> None:
     p = _only(_check(_slo(timeWindow=[{"duration": duration, "isRolling": True}])), X + "spec.timeWindow[0].duration")
     assert p.code == "bad_duration" and "30d" in p.fix
+
+
+@pytest.mark.parametrize(("duration", "ns"), [("30d", 30 * DAY), ("4w", 28 * DAY), ("1h30m", 90 * 60 * NS),
+                                              ("1w2d", 9 * DAY), ("1y", 365 * DAY)],
+                         ids=["days", "weeks", "hours and minutes", "weeks and days", "a Prometheus year"])
+def test_rolling_windows_are_prometheus_durations(duration: str, ns: int) -> None:
+    (slo,) = _check(_slo(timeWindow=[{"duration": duration, "isRolling": True}])).slos
+    assert slo.period == Period(rolling_ns=ns)
+
+
+def test_a_zero_or_fractional_window_says_how_to_write_it() -> None:
+    p = _only(_check(_slo(timeWindow=[{"duration": "0d", "isRolling": True}])), X + "spec.timeWindow[0].duration")
+    assert "must be > 0" in p.message
+    p = _only(_check(_slo(timeWindow=[{"duration": "1.5d", "isRolling": True}])), X + "spec.timeWindow[0].duration")
+    assert "write 1d12h" in p.message  # qfleet.units' whole spelling of the fraction
+
+
+@pytest.mark.parametrize(("duration", "count", "unit"), [("1d", 1, "d"), ("2w", 2, "w"), ("1w2d", 9, "d"),
+                                                          ("3M", 3, "M"), ("1Q", 1, "Q"), ("1Y", 1, "Y")])
+def test_calendar_windows_step_in_days_weeks_months_quarters_or_years(duration: str, count: int, unit: str) -> None:
+    tw = [{"duration": duration, "isRolling": False, "calendar": {"startTime": "2025-01-06 00:00:00",
+                                                                 "timeZone": "UTC"}}]
+    (slo,) = _check(_slo(timeWindow=tw)).slos
+    assert slo.period.calendar is not None
+    assert (slo.period.calendar.count, slo.period.calendar.unit) == (count, unit)
+
+
+@pytest.mark.parametrize("duration", ["12h", "1d12h", "1y", "0M", "M", "1.5M", "0d"])
+def test_calendar_windows_refuse_other_steps(duration: str) -> None:
+    tw = [{"duration": duration, "isRolling": False, "calendar": {"startTime": "2025-01-06 00:00:00",
+                                                                 "timeZone": "UTC"}}]
+    p = _only(_check(_slo(timeWindow=tw)), X + "spec.timeWindow[0].duration")
+    assert p.code == "bad_duration" and ("1M" in p.fix or "30d" in p.fix)
+
+
+def test_pair_windows_are_positive_whole_minutes() -> None:
+    def pair(long: str, short: str) -> dict[str, Any]:
+        return {"alertPolicy": {"name": "p", "pairs": [{"name": "a", "severity": "page", "long": long, "short": short,
+                                                         "budgetPercent": 2}]}}
+    where = X + 'spec."qfleet.dev/v1".alertPolicy.pairs[0].'
+    (slo,) = _check(_slo(ext=pair("1h30m", "7m"))).slos
+    assert (slo.policy.pairs[0].long_ns, slo.policy.pairs[0].short_ns) == (90 * 60 * NS, 7 * 60 * NS)
+    assert "must be > 0" in _only(_check(_slo(ext=pair("1h", "0"))), where + "short").message
+    assert "whole number of minutes" in _only(_check(_slo(ext=pair("1h", "90s"))), where + "short").message
+    # long/12 is 7m30s here: the suggestion is a duration too (it used to fail on windows that are not whole minutes)
+    p = _only(_check(_slo(ext=pair("90m", "90m"))), where + "short")
+    assert p.code == "short_not_shorter_than_long:a" and "7m30s" in p.fix
 
 
 def test_time_window_shape() -> None:
@@ -674,11 +725,12 @@ def test_several_problems_are_reported_together(tmp_path: Path) -> None:
         X + 'spec."qfleet.dev/v1".minEvents', "slos/y: spec.timeWindow[0].duration"]
     with pytest.raises(SpecError) as err:
         load_slos(path)
-    assert err.value.problems == list(v.problems)
+    assert err.value.problems == v.problems
     lines = str(err.value).splitlines()
-    assert lines[0] == f"{path}: 5 problems" and len(lines) == 6
+    assert lines[0] == f"{path}: 5 problems (fix all of them):" and len(lines) == 6
     assert all(str(p) in str(err.value) for p in v.problems)
-    assert isinstance(err.value, ValueError)
+    assert isinstance(err.value, ProblemsError) and isinstance(err.value, ValueError)
+    assert err.value.source == str(path) and err.value.to_json()["problems"][0]["path"] == X + "spec.budgetingMethod"
 
 
 def test_yaml_syntax_errors_are_problems_with_a_line(tmp_path: Path) -> None:

@@ -1,0 +1,355 @@
+"""Spans into store rows, from each of the three inputs: OTLP requests, SDK spans, columns.
+
+Every input is validated the same way (16-byte trace id, 8-byte span id, ``0 < start <=
+end < 2**63``); an invalid span is counted and described in the batch, never raised, so the
+receiver can answer with OTLP partial success. Nothing here touches I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+
+from qfleet.collector.otlp import attributes
+from qfleet.collector.rows import (
+    MAX_NS,
+    PROMOTED_KEYS,
+    ResourceRow,
+    TelemetryBatch,
+    fingerprint,
+    finite,
+    promoted,
+    resource_row,
+)
+
+__all__ = [
+    "SdkSpanConverter",
+    "SdkSpanRows",
+    "SpanColumns",
+    "from_readable_spans",
+    "from_trace_request",
+    "sdk_attributes",
+]
+
+
+def _span_tuple(
+    res: ResourceRow,
+    scope_name: str,
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str | None,
+    name: str,
+    kind: int,
+    start: int,
+    end: int,
+    status_code: int,
+    status_message: str,
+    trace_state: str,
+    flags: int,
+    attrs: dict[str, Any],
+    dropped: tuple[int, int, int],
+) -> tuple[Any, ...] | str:
+    """The span's row in :data:`~qfleet.collector.rows.SPAN_COLUMNS` order, or why it is invalid."""
+    if len(trace_id) != 32 or trace_id == "0" * 32:
+        return f"span {name!r}: invalid trace_id {trace_id!r} (need 16 non-zero bytes)"
+    if len(span_id) != 16 or span_id == "0" * 16:
+        return f"span {name!r}: invalid span_id {span_id!r} (need 8 non-zero bytes)"
+    if parent_span_id is not None and len(parent_span_id) != 16:
+        return f"span {name!r}: invalid parent_span_id {parent_span_id!r}"
+    if start <= 0 or end < start or end > MAX_NS:
+        return (f"span {name!r} ({trace_id}/{span_id}): start_time_unix_nano={start} "
+                f"end_time_unix_nano={end}; need 0 < start <= end < 2**63")
+    ra = res.attributes
+    return (
+        trace_id,
+        span_id,
+        parent_span_id,
+        res.fingerprint,
+        res.service_name,
+        scope_name,
+        name,
+        kind,
+        start,
+        end,
+        end - start,
+        status_code,
+        status_message,
+        trace_state,
+        flags,
+        attrs,
+        dropped[0],
+        dropped[1],
+        dropped[2],
+        *[promoted(attrs, ra, k) for k in PROMOTED_KEYS],
+    )
+
+
+# ---------------------------------------------------------------------------
+# OTLP protobuf
+
+
+def from_trace_request(req: ExportTraceServiceRequest) -> TelemetryBatch:
+    """Convert a decoded OTLP traces request to store rows."""
+    batch = TelemetryBatch()
+    for rs in req.resource_spans:
+        res = resource_row(batch, attributes(rs.resource.attributes))
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                _add_otlp_span(batch, res, ss.scope.name, sp)
+    return batch
+
+
+def _add_otlp_span(batch: TelemetryBatch, res: ResourceRow, scope: str, sp: OtlpSpan) -> None:
+    trace_id = sp.trace_id.hex()
+    span_id = sp.span_id.hex()
+    row = _span_tuple(
+        res,
+        scope,
+        trace_id,
+        span_id,
+        sp.parent_span_id.hex() or None,
+        sp.name,
+        sp.kind,
+        sp.start_time_unix_nano,
+        sp.end_time_unix_nano,
+        sp.status.code,
+        sp.status.message,
+        sp.trace_state,
+        sp.flags,
+        attributes(sp.attributes),
+        (sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count),
+    )
+    if isinstance(row, str):
+        batch.reject_span(row)
+        return
+    batch.spans.append(row)
+    batch.events.extend(
+        (trace_id, span_id, seq, ev.time_unix_nano, ev.name, attributes(ev.attributes),
+         ev.dropped_attributes_count)
+        for seq, ev in enumerate(sp.events))
+    batch.links.extend(
+        (trace_id, span_id, seq, ln.trace_id.hex(), ln.span_id.hex(), ln.trace_state,
+         attributes(ln.attributes))
+        for seq, ln in enumerate(sp.links))
+
+
+# ---------------------------------------------------------------------------
+# The OpenTelemetry SDK's ReadableSpan
+
+
+def sdk_attributes(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """SDK attributes as a JSON-storable dict (non-finite floats as text).
+
+    >>> sdk_attributes({"f": float("nan"), "xs": (1.0, float("inf")), "s": "x"})
+    {'f': 'nan', 'xs': [1.0, 'inf'], 's': 'x'}
+    """
+    if not attrs:
+        return {}
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        if isinstance(v, float):
+            out[k] = finite(v)
+        elif isinstance(v, (tuple, list)):
+            out[k] = [finite(x) if isinstance(x, float) else x for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+#: One converted SDK span: its resource, its row (or why it is invalid), events and links.
+SdkSpanRows = tuple[ResourceRow, "tuple[Any, ...] | str", "Sequence[tuple[Any, ...]]", "Sequence[tuple[Any, ...]]"]
+
+
+class SdkSpanConverter:
+    """Converts SDK ``ReadableSpan`` objects one at a time, remembering resource rows.
+
+    Converting each span as it ends (see ``qfleet.collector.exporters.SqlSpanProcessor``)
+    lets a queue hold compact rows instead of SDK span objects; :meth:`collect` then gathers
+    the converted spans into one batch. Safe to share between threads: a race at worst
+    fingerprints a resource twice.
+
+    Args:
+        max_resources: resource objects remembered before the cache starts over.
+    """
+
+    def __init__(self, max_resources: int = 1024) -> None:
+        self._max = max_resources
+        # id(resource) -> (resource, row): holding the resource keeps its id from reuse.
+        self._resources: dict[int, tuple[Any, ResourceRow]] = {}
+
+    def _resource(self, res: Any) -> ResourceRow:
+        hit = self._resources.get(id(res))
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        attrs = sdk_attributes(res.attributes)
+        fp = fingerprint(attrs)
+        name = attrs.get("service.name")
+        row = ResourceRow(fp, str(name) if name is not None else "unknown_service", attrs)
+        if len(self._resources) >= self._max:
+            self._resources = {}
+        self._resources[id(res)] = (res, row)
+        return row
+
+    def convert(self, sp: Any) -> SdkSpanRows:
+        """Convert one finished span."""
+        r = self._resource(sp.resource)
+        ctx = sp.context
+        trace_id = format(ctx.trace_id, "032x")
+        span_id = format(ctx.span_id, "016x")
+        scope = sp.instrumentation_scope
+        parent = sp.parent
+        status = sp.status
+        ts = ctx.trace_state
+        row = _span_tuple(
+            r,
+            scope.name if scope else "",
+            trace_id,
+            span_id,
+            format(parent.span_id, "016x") if parent is not None else None,
+            sp.name,
+            sp.kind.value + 1,  # the Python API counts from INTERNAL=0, OTLP from INTERNAL=1
+            sp.start_time or 0,
+            sp.end_time or 0,
+            status.status_code.value,
+            status.description or "",
+            ts.to_header() if ts else "",
+            int(ctx.trace_flags),
+            sdk_attributes(sp.attributes),
+            (sp.dropped_attributes, sp.dropped_events, sp.dropped_links),
+        )
+        if isinstance(row, str):
+            return r, row, (), ()
+        events = [
+            (trace_id, span_id, seq, ev.timestamp, ev.name, sdk_attributes(ev.attributes),
+             getattr(ev, "dropped_attributes", 0))
+            for seq, ev in enumerate(sp.events)
+        ]
+        links = [
+            (trace_id, span_id, seq, format(ln.context.trace_id, "032x"),
+             format(ln.context.span_id, "016x"),
+             ln.context.trace_state.to_header() if ln.context.trace_state else "",
+             sdk_attributes(ln.attributes))
+            for seq, ln in enumerate(sp.links)
+        ]
+        return r, row, events or (), links or ()
+
+    @staticmethod
+    def collect(converted: Iterable[SdkSpanRows]) -> TelemetryBatch:
+        """Gather converted spans into one batch (invalid ones counted as rejected)."""
+        batch = TelemetryBatch()
+        resources, spans = batch.resources, batch.spans
+        for res, row, events, links in converted:
+            if isinstance(row, str):
+                batch.reject_span(row)
+                continue
+            resources[res.fingerprint] = res
+            spans.append(row)
+            if events:
+                batch.events.extend(events)
+            if links:
+                batch.links.extend(links)
+        return batch
+
+
+def from_readable_spans(spans: Sequence[Any]) -> TelemetryBatch:
+    """Convert OpenTelemetry SDK ``ReadableSpan`` objects to store rows."""
+    conv = SdkSpanConverter()
+    return conv.collect([conv.convert(sp) for sp in spans])
+
+
+# ---------------------------------------------------------------------------
+# Columns (bulk producers)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanColumns:
+    """A columnar batch of spans for bulk producers (the simulator's fast path).
+
+    Every column is a sequence of the same length. Optional columns may be left as
+    ``None`` (all rows empty). Ids are lowercase hex; times are integer ns.
+
+    Raises:
+        ValueError: columns of different lengths (names the column and both lengths).
+
+    Examples:
+        >>> cols = SpanColumns(trace_id=["ab" * 16], span_id=["cd" * 8], name=["job.run"],
+        ...                    start_time_unix_nano=[10], end_time_unix_nano=[15])
+        >>> batch = cols.to_batch(service_name="sim")
+        >>> batch.spans[0][6], batch.spans[0][10]  # name, duration_ns
+        ('job.run', 5)
+    """
+
+    trace_id: Sequence[str]
+    span_id: Sequence[str]
+    name: Sequence[str]
+    start_time_unix_nano: Sequence[int]
+    end_time_unix_nano: Sequence[int]
+    parent_span_id: Sequence[str | None] | None = None
+    kind: Sequence[int] | None = None
+    status_code: Sequence[int] | None = None
+    status_message: Sequence[str] | None = None
+    attributes: Sequence[dict[str, Any]] | None = None
+    node_id: Sequence[str | None] | None = None
+    link_id: Sequence[str | None] | None = None
+    job_id: Sequence[str | None] | None = None
+    run_id: Sequence[str | None] | None = None
+    hardware_type: Sequence[str | None] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.trace_id)
+        for f in self.__dataclass_fields__:
+            col = getattr(self, f)
+            if col is not None and len(col) != n:
+                raise ValueError(
+                    f"SpanColumns.{f} has {len(col)} values but trace_id has {n}; "
+                    "every column must have one value per span"
+                )
+
+    def __len__(self) -> int:
+        return len(self.trace_id)
+
+    def to_batch(
+        self, *, service_name: str, resource_attributes: Mapping[str, Any] | None = None,
+        scope_name: str = "",
+    ) -> TelemetryBatch:
+        """Rows for the store, validated like every other input."""
+        batch = TelemetryBatch()
+        attrs = dict(resource_attributes or {})
+        attrs.setdefault("service.name", service_name)
+        res = resource_row(batch, attrs)
+        n = len(self)
+        none = [None] * n
+
+        def col(c: Sequence[Any] | None, default: Any) -> Sequence[Any]:
+            return c if c is not None else [default] * n
+
+        kinds = col(self.kind, 1)
+        codes = col(self.status_code, 0)
+        msgs = col(self.status_message, "")
+        attrs_c = col(self.attributes, None)
+        parents = self.parent_span_id or none
+        promoted_cols = [self.node_id or none, self.link_id or none, self.job_id or none,
+                         self.run_id or none, self.hardware_type or none]
+        fp, svc = res.fingerprint, res.service_name
+        spans = batch.spans
+        for i, (tid, sid, nm, st, en) in enumerate(
+            zip(self.trace_id, self.span_id, self.name, self.start_time_unix_nano,
+                self.end_time_unix_nano, strict=True)
+        ):
+            if len(tid) != 32 or len(sid) != 16 or st <= 0 or en < st or en > MAX_NS:
+                batch.reject_span(
+                    f"row {i} ({tid!r}/{sid!r}, {nm!r}): need 32+16 hex ids and 0 < start <= end"
+                )
+                continue
+            a = attrs_c[i]
+            spans.append(
+                (tid, sid, parents[i], fp, svc, scope_name, nm, kinds[i], st, en, en - st,
+                 codes[i], msgs[i], "", 0, a if a is not None else {}, 0, 0, 0,
+                 promoted_cols[0][i], promoted_cols[1][i], promoted_cols[2][i], promoted_cols[3][i],
+                 promoted_cols[4][i])
+            )
+        return batch

@@ -1,0 +1,152 @@
+"""The receiver's store writer: one thread drains the :class:`BatchQueue` into the store.
+
+It coalesces queued batches into one :meth:`Store.write_many` transaction and answers
+every ticket after the commit (ack after commit), so a client hears 200 only for rows
+that survive a crash. When a coalesced transaction fails, each batch is retried alone, so
+one bad request cannot fail the others; a batch the database refuses for its data
+(resending cannot help) is answered ``unstorable``, any other failure ``write_error``
+(retry). Between writes it gives the :class:`RollupScheduler` its turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from qfleet.collector.batcher import BatchQueue, Ticket
+from qfleet.collector.consumer import COMMITTED, Outcome
+from qfleet.collector.decode import clip
+from qfleet.collector.exposition import ReceiverMetrics
+from qfleet.collector.rollups import RollupScheduler
+from qfleet.collector.rows import TelemetryBatch
+from qfleet.collector.store import Store
+from qfleet.units import NS
+
+__all__ = ["StoreWriter", "is_data_error"]
+
+logger = logging.getLogger(__name__)
+
+# After an unexpected error in the loop, pause before the next turn (no hot loop).
+_ERROR_PAUSE_S = 0.05
+
+
+def is_data_error(err: BaseException) -> bool:
+    """Whether ``err`` blames the rows rather than the database (retrying cannot help).
+
+    DB-API drivers raise ``DataError`` for values out of range (SQLAlchemy wraps it under
+    the same name); binding a Python int beyond 64 bits or a string with lone surrogates
+    raises ``OverflowError`` / ``UnicodeEncodeError`` (a ``ValueError``) before any SQL runs.
+
+    >>> is_data_error(OverflowError("int too big")), is_data_error(ConnectionError("gone"))
+    (True, False)
+    """
+    if isinstance(err, (OverflowError, ValueError)):
+        return True
+    return any(c.__name__ == "DataError" for c in type(err).__mro__)
+
+
+class StoreWriter:
+    """The thread that commits queued batches and answers their tickets.
+
+    Args:
+        store: the only writer of ``store`` while the receiver runs.
+        queue: where the tickets come from.
+        rollups: refreshed between writes and once at the end.
+        metrics: counts stored items, failed transactions and write durations.
+        max_batch_items: the most items coalesced into one transaction.
+        clock: monotonic ns, for write durations.
+    """
+
+    def __init__(self, store: Store, queue: BatchQueue, rollups: RollupScheduler, metrics: ReceiverMetrics, *,
+                 max_batch_items: int, clock: Callable[[], int]) -> None:
+        self._store = store
+        self._queue = queue
+        self._rollups = rollups
+        self._metrics = metrics
+        self._max_items = max_batch_items
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread; it runs until the queue is closed and drained."""
+        self._thread = threading.Thread(target=self._run, name="qfleet-writer", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the thread to end; ``True`` once it has."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        return not self.alive
+
+    def _run(self) -> None:
+        while True:
+            take: list[Ticket] = []
+            try:
+                got = self._queue.take(self._max_items, wait_s=self._rollups.idle_wait())
+                if got is None:
+                    break
+                take = got
+                if take:
+                    self._write(take)
+                self._rollups.maybe_refresh(force=False)
+            except Exception:  # the writer must outlive any single failure
+                logger.exception("writer loop error; continuing")
+                for t in take:
+                    if not t.done.is_set():
+                        self._queue.resolve(t, Outcome("write_error"))
+                time.sleep(_ERROR_PAUSE_S)
+        try:
+            self._rollups.maybe_refresh(force=True)
+        except Exception:
+            logger.exception("final rollup refresh failed")
+
+    def _write(self, take: list[Ticket]) -> None:
+        try:
+            self._commit([t.batch for t in take])
+        except Exception as err:
+            self._metrics.write_failed()
+            if len(take) == 1:
+                self._failed(take[0], err)
+                return
+            # One bad batch must not fail the others: retry them one by one.
+            logger.warning("coalesced write of %d requests failed (%s); retrying one by one", len(take), err)
+            for t in take:
+                try:
+                    self._commit([t.batch])
+                except Exception as one_err:
+                    self._metrics.write_failed()
+                    self._failed(t, one_err)
+                else:
+                    self._committed(t)
+            return
+        for t in take:
+            self._committed(t)
+
+    def _committed(self, t: Ticket) -> None:
+        self._metrics.stored(t.signal, t.items)
+        self._queue.resolve(t, COMMITTED)
+
+    def _failed(self, t: Ticket, err: Exception) -> None:
+        if is_data_error(err):
+            logger.warning("write of %d %s refused by the database (answered 400): %s", t.items, t.signal, err)
+            self._queue.resolve(t, Outcome("unstorable", "the database refused this request's data (resending "
+                                                         f"cannot help): {clip(f'{type(err).__name__}: {err}')}"))
+        else:
+            logger.warning("write of %d %s failed (answered 503): %s", t.items, t.signal, err)
+            self._queue.resolve(t, Outcome("write_error"))
+
+    def _commit(self, batches: list[TelemetryBatch]) -> None:
+        t0 = self._clock()
+        if len(batches) == 1:
+            self._store.write(batches[0])
+        else:
+            self._store.write_many(batches)
+        self._metrics.observe_write((self._clock() - t0) / NS)
+        self._rollups.mark_dirty()

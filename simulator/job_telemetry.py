@@ -1,0 +1,246 @@
+"""What a run emits: each finished job as one trace (job, entanglement requests, swaps, feedforward, measurement)
+with its metrics, node and queue gauges per step, calibrations, audited commands and ground-truth spans.
+
+Trace ids are the run id plus a per-job or per-event hash, so the same run always writes the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricsData
+
+from qfleet.collector import SpanColumns
+from qfleet.simulator.faults import FaultKind, FaultSchedule
+from qfleet.simulator.fleet import Fleet, Tenant
+from qfleet.simulator.runstate import Job, NodeState, RunConfig, Segment
+from qfleet.simulator.telemetry import SPAN_NAMES, MetricsAccumulator, SpanBuffer, labels, run_hash
+from qfleet.units import NS
+
+__all__ = ["RunTelemetry"]
+
+_ROOT = "0000000000000001"
+Labels = tuple[tuple[str, Any], ...]
+
+
+class RunTelemetry:
+    """The spans and metrics of one run, built from its jobs and events in simulated time.
+
+    Args:
+        run_id: the run's id (the first half of every trace id).
+        fleet: the fleet (its name labels the resource; node ids give hardware types).
+        start_ns: the run's start: the start time of every cumulative metric.
+    """
+
+    def __init__(self, run_id: str, fleet: Fleet, start_ns: int) -> None:
+        self.run_id = run_id
+        self.spans = SpanBuffer()
+        self.metrics = MetricsAccumulator({"service.name": "qfleet-simulator", "qfleet.run.id": run_id,
+                                           "qfleet.fleet": fleet.name}, start_ns)
+        self._hardware = {n.id: n.hardware_type for n in fleet.nodes}
+        # An entanglement swap at a node: a Bell-state measurement, CNOT, Hadamard and the readout of both qubits.
+        self._swap_ns = {n.id: max(1, round((n.gate_time_2q_s + n.gate_time_1q_s + n.readout_time_s) * NS))
+                         for n in fleet.nodes}
+        self._labels: dict[Labels, Labels] = {}
+
+    def take(self, t_ns: int) -> tuple[SpanColumns, MetricsData]:
+        """The spans since the last call and a snapshot of every metric due at ``t_ns``."""
+        metrics = self.metrics.snapshot(t_ns)
+        return self.spans.take(), metrics
+
+    def _lab(self, **kv: Any) -> Labels:
+        key = tuple(kv.items())
+        hit = self._labels.get(key)
+        if hit is None:
+            hit = self._labels[key] = labels(**kv)
+        return hit
+
+    def trace(self, key: Any) -> str:
+        """The trace id of an event keyed by ``key``."""
+        return self.run_id + run_hash(repr(key))
+
+    @staticmethod
+    def span_id(t: int, salt: Any) -> str:
+        """A span id from a time and a salt."""
+        return run_hash(repr((t, salt)))
+
+    # -- events -------------------------------------------------------------------------------------------------
+
+    def annotate(self, what: str, start: int, end: int, *, node: str | None = None, link: str | None = None,
+                 attrs: dict[str, Any]) -> None:
+        """A ground-truth or announcement span (``run``, ``fault``, ``maintenance``)."""
+        self.spans.add(self.trace((what, node, link, start)), self.span_id(start, what), None, SPAN_NAMES[what],
+                       start, max(end, start + 1), attrs, node=node, link=link, run=self.run_id,
+                       hardware=self._hardware[node] if node else None)
+
+    def ground_truth(self, fleet: Fleet, faults: FaultSchedule, config: RunConfig) -> None:
+        """The run's span and one span per fault that starts inside it (clipped to the run)."""
+        t0, end = config.start_ns, config.start_ns + config.duration_ns
+        self.annotate("run", t0, end, attrs={
+            "qfleet.fleet": fleet.name, "qfleet.seed": config.seed, "qfleet.faults": len(faults.faults),
+            "qfleet.load": config.load})
+        for f in faults.faults:
+            start = t0 + f.start_ns
+            if start >= end:
+                continue
+            is_link = f.kind in (FaultKind.F1,) or (f.kind is FaultKind.F3 and f.target != "orchestrator")
+            attrs: dict[str, Any] = {"qfleet.fault.id": f.id, "qfleet.fault.kind": f.kind.value,
+                                     "qfleet.fault.title": f.kind.title, "qfleet.fault.target": f.target,
+                                     "qfleet.fault.magnitude": f.magnitude}
+            if f.principal:
+                attrs["qfleet.principal"] = f.principal
+            node = None if is_link or f.target == "orchestrator" else f.target
+            self.annotate("fault", start, min(start + f.duration_ns, end), node=node,
+                          link=f.target if is_link else None, attrs=attrs)
+
+    def audit(self, node: str, principal: str, authorized: bool, t: int) -> None:
+        """A control command on ``node``: an audit event and a command span (an error when unauthorized)."""
+        self.metrics.add("qfleet.audit.events", labels(node=node) + (("qfleet.principal", principal),
+                                                                    ("qfleet.authorized", authorized)))
+        self.spans.add(self.trace(("cmd", node, principal, t)), self.span_id(t, principal), None,
+                       SPAN_NAMES["command"], t, t + 1000,
+                       {"qfleet.principal": principal, "qfleet.authorized": authorized,
+                        "qfleet.command": "calibrate" if authorized else "x_gate"},
+                       node=node, run=self.run_id, hardware=self._hardware[node],
+                       error="" if authorized else f"unauthorized control command from {principal!r}")
+
+    def calibrated(self, node: str, t: int, duration_ns: int) -> None:
+        """A calibration of ``node`` that ended at ``t``: its count, its authorized command and its span."""
+        self.metrics.add("qfleet.calibrations", labels(node=node))
+        self.audit(node, "calibration-service", True, t)
+        self.spans.add(self.trace(("cal", node, t)), self.span_id(t, node), None, SPAN_NAMES["calibration"],
+                       t - duration_ns, t, {"qfleet.calibration.duration_s": duration_ns / NS}, node=node,
+                       run=self.run_id, hardware=self._hardware[node])
+
+    # -- per step -----------------------------------------------------------------------------------------------
+
+    def node_metrics(self, nodes: Mapping[str, NodeState], segments: Mapping[str, Sequence[Segment]],
+                     tenants: Sequence[Tenant], queues: Sequence[deque[Job]], step_s: float, t1: int) -> None:
+        """Heartbeats and device gauges of every node, link heralding, queue depth and age, at step end ``t1``."""
+        m = self.metrics
+        for nid, st in nodes.items():
+            n = st.node
+            lab = labels(node=nid, hardware=n.hardware_type)
+            if st.up:
+                m.add("qfleet.node.heartbeats", lab, step_s / n.heartbeat_s)
+            m.set("qfleet.node.up", lab, 1.0 if st.up else 0.0)
+            if st.up:  # a node that sends no heartbeat reports no device telemetry either
+                self._device_gauges(st, lab)
+        for lid, segs in segments.items():
+            m.set("qfleet.link.heralding_probability", labels(link=lid), min(s.p for s in segs))
+        for ten, q in zip(tenants, queues, strict=True):
+            lab = labels(tenant=ten.id)
+            m.set("qfleet.scheduler.queue.depth", lab, float(len(q)))
+            m.set("qfleet.scheduler.queue.age", lab, (t1 - q[0].arrival) / NS if q else 0.0)
+
+    def _device_gauges(self, st: NodeState, lab: Labels) -> None:
+        m = self.metrics
+        m.set("qfleet.node.t1", lab, st.t1 if math.isfinite(st.t1) else 1e9)
+        m.set("qfleet.node.t2", lab, st.t2)
+        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 1),), st.g1)
+        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 2),), st.g2)
+        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 0),), st.ro0)
+        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 1),), st.ro1)
+        if st.canary_n:
+            f = st.canary_bits / st.canary_n
+            m.set("qfleet.measurement.variance", lab, f * (1 - f))
+            st.canary_bits = st.canary_n = 0
+
+    # -- jobs ---------------------------------------------------------------------------------------------------
+
+    def job(self, job: Job, tenant: Tenant) -> None:
+        """A finished job: its root span and metrics, then a child span per stage it reached."""
+        trace = f"{self.run_id}{job.idx:016x}"
+        jid = f"{self.run_id[:8]}-{job.idx}"
+        hw = self._hardware[job.nodes[0]] if job.nodes else None
+        end = max(job.end, job.arrival + 1)
+        self._root(job, tenant, trace, jid, hw, end)
+        seq = self._entanglement(job, trace, jid, 1)
+        if job.segs and not job.window_ns:
+            return  # the job never reached its swaps and feedforward
+        seq = self._swaps(job, trace, jid, seq)
+        seq = self._feedforward(job, trace, jid, hw, seq)
+        if not math.isnan(job.fidelity):
+            self._measurement(job, trace, jid, hw, seq + 1, end)
+
+    def _root(self, job: Job, tenant: Tenant, trace: str, jid: str, hw: str | None, end: int) -> None:
+        outcome = job.outcome
+        attrs: dict[str, Any] = {"qfleet.tenant": tenant.id, "qfleet.job.kind": job.kind, "qfleet.outcome": outcome,
+                                 "qfleet.shots": job.shots, "qfleet.fidelity.target": tenant.fidelity_target,
+                                 "qfleet.queue.wait_s": job.wait_ns / NS}
+        if job.kind == "ghz":
+            attrs["qfleet.ghz.nodes"] = job.k
+        if job.nodes:
+            # Every node the job touched, in route order (repeaters and swapping processors included).
+            route = (job.segs[0].left, *(s.right for s in job.segs)) if job.segs else job.nodes
+            attrs["qfleet.nodes"] = ",".join(route)
+        if not math.isnan(job.fidelity):
+            attrs["qfleet.fidelity"] = job.fidelity
+        if job.failover:
+            attrs["qfleet.failover"] = True
+        self.spans.add(trace, _ROOT, None, SPAN_NAMES["job"], job.arrival, end, attrs,
+                       node=job.nodes[0] if job.nodes else None, job=jid, run=self.run_id, hardware=hw,
+                       error="" if outcome == "success" else outcome, kind=2)
+        self.metrics.add("qfleet.jobs", self._lab(tenant=tenant.id, kind=job.kind, outcome=outcome, hardware=hw or ""))
+        if job.orch_ns:
+            self.metrics.observe("qfleet.orchestrator.latency", (), job.orch_ns / NS)
+
+    def _entanglement(self, job: Job, trace: str, jid: str, seq: int) -> int:
+        """One span per segment's pair requests (all the job's shots), and the link metrics; the last sequence."""
+        m = self.metrics
+        for i, s in enumerate(job.segs if job.gen_ns else ()):
+            seq += 1
+            ok = job.seg_ok[i] if job.seg_ok else False
+            lid = s.link.id
+            gen = job.gen_ns[i] if job.gen_ns else 0.0
+            attempts = job.attempts[i] if job.attempts else 0
+            hw = self._hardware[s.left]
+            self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["entanglement"], job.start,
+                           job.start + max(1, int(gen * job.shots)),
+                           {"qfleet.attempts": attempts, "qfleet.pairs": job.shots if ok else 0,
+                            "qfleet.latency_s": gen / NS},
+                           node=s.left, link=lid, job=jid, run=self.run_id, hardware=hw,
+                           error="" if ok else "entanglement_timeout")
+            m.add("qfleet.entanglement.attempts", self._lab(link=lid), attempts)
+            # One request per job and segment (all its shots' pairs); the pairs are counted separately.
+            m.add("qfleet.entanglement.requests", self._lab(link=lid, hardware=hw,
+                                                            outcome="success" if ok else "timeout"))
+            if ok:
+                m.add("qfleet.entanglement.pairs", self._lab(link=lid), job.shots)
+                m.observe("qfleet.entanglement.latency", self._lab(hardware=hw), gen / NS)
+        return seq
+
+    def _swaps(self, job: Job, trace: str, jid: str, seq: int) -> int:
+        if job.kind != "pair_delivery" or len(job.segs) < 2:
+            return seq
+        for s in job.segs[:-1]:
+            seq += 1
+            rn = s.right
+            self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["swap"], job.ready,
+                           job.ready + self._swap_ns[rn], {}, node=rn, link=s.link.id, job=jid,
+                           run=self.run_id, hardware=self._hardware[rn])
+        return seq
+
+    def _feedforward(self, job: Job, trace: str, jid: str, hw: str | None, seq: int) -> int:
+        if not job.segs:
+            return seq
+        seq += 1
+        self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["feedforward"], job.ready,
+                       job.ready + max(1, job.ff_ns),
+                       {"qfleet.feedforward.latency_s": job.ff_ns / NS, "qfleet.coherence_window_s": job.window_ns / NS,
+                        "qfleet.coherence_window.usage": job.usage}, node=job.nodes[0], link=job.segs[0].link.id,
+                       job=jid, run=self.run_id, hardware=hw,
+                       error="coherence_window_exceeded" if job.outcome == "coherence_window_exceeded" else "")
+        self.metrics.observe("qfleet.feedforward.latency", self._lab(hardware=hw), job.ff_ns / NS)
+        self.metrics.observe("qfleet.coherence_window.usage", self._lab(hardware=hw), min(job.usage, 1e6))
+        return seq
+
+    def _measurement(self, job: Job, trace: str, jid: str, hw: str | None, seq: int, end: int) -> None:
+        last = job.nodes[-1]
+        self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["measurement"], max(job.start, end - 1000), end,
+                       {"qfleet.passed": job.passed, "qfleet.fidelity": job.fidelity},
+                       node=last, job=jid, run=self.run_id, hardware=self._hardware[last])
+        self.metrics.observe("qfleet.job.fidelity", self._lab(hardware=hw, kind=job.kind), job.fidelity)

@@ -1,0 +1,305 @@
+"""What one fleet run holds: its configuration, the mutable state of nodes, fibre segments and jobs, and the
+primitives every layer of the engine uses (the event heap, routes, link refresh, job ends).
+
+The state classes are plain slotted classes, not dataclasses: the hot loop touches them millions of times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qfleet.simulator import circuits, physics
+from qfleet.simulator.faults import FaultSchedule
+from qfleet.simulator.fleet import Fleet, Link, Node
+from qfleet.simulator.telemetry import run_hash
+from qfleet.units import NS
+
+__all__ = ["DEFAULT_START_NS", "OUTCOMES", "Job", "NodeState", "Noise", "RunConfig", "RunState", "Segment"]
+
+#: 2026-01-01T00:00:00Z: the default simulated start, so that runs are reproducible by default.
+DEFAULT_START_NS = 1_767_225_600 * NS
+#: Every job outcome: ``success`` or why not.
+OUTCOMES = ("success", "low_fidelity", "entanglement_timeout", "coherence_window_exceeded", "node_down",
+            "queue_timeout", "unschedulable")
+
+# Kinds of heap event (ties at one time are broken by push order).
+JOB_END, FAULT, CALIBRATION = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """What to simulate besides the fleet and its faults.
+
+    Args:
+        duration_ns: simulated time to cover (> 0).
+        start_ns: simulated wall time of the start (Unix ns).
+        seed: seeds every random draw of the run.
+        step_ns: simulated time per ``SimStep`` (telemetry flush and metric snapshot).
+        load: multiplies every tenant's arrival rate.
+        shots: overrides every tenant's shots per job.
+    """
+
+    duration_ns: int
+    start_ns: int = DEFAULT_START_NS
+    seed: int = 7
+    step_ns: int = 60 * NS
+    load: float = 1.0
+    shots: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = [f"{name}={getattr(self, name)!r} must be a positive integer number of nanoseconds"
+                    for name in ("duration_ns", "start_ns", "step_ns") if not _positive_int(getattr(self, name))]
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            problems.append(f"seed={self.seed!r} must be an integer >= 0")
+        if not (isinstance(self.load, (int, float)) and math.isfinite(self.load) and self.load >= 0):
+            problems.append(f"load={self.load!r} must be a finite number >= 0 (1 = the tenants' own rates)")
+        if self.shots is not None and not _positive_int(self.shots):
+            problems.append(f"shots={self.shots!r} must be an integer >= 1 or None (the tenants' own)")
+        if problems:
+            raise ValueError("RunConfig: " + "; ".join(problems))
+
+
+def _positive_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+class NodeState:
+    """One node now: availability, free comm qubits, drift walks, active fault effects, derived T1/T2/errors."""
+
+    __slots__ = ("node", "up", "maintenance", "free", "held", "t2_walk", "ro_walk", "t2_div", "ro_add",
+                 "crosstalk", "stray_rate", "principal", "deadlocked", "t1", "t2", "ro0", "ro1", "ro",
+                 "g1", "g2", "canary_bits", "canary_n", "inflight")
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.up = True
+        self.maintenance = False
+        self.free = node.comm_qubits
+        self.held = 0  # comm qubits frozen by a scheduler deadlock (F7)
+        self.t2_walk = 1.0
+        self.ro_walk = 0.0
+        self.t2_div = 1.0
+        self.ro_add = 0.0
+        self.crosstalk = 0.0
+        self.stray_rate = 0.0
+        self.principal = ""
+        self.deadlocked = False
+        self.canary_bits = 0  # passed canary shots this step
+        self.canary_n = 0
+        self.inflight: set[Job] = set()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the derived parameters from the profile, the drift walks and the fault effects."""
+        n = self.node
+        self.t1 = n.t1_s / self.t2_div
+        self.t2 = min(n.t2_s * self.t2_walk / self.t2_div, 2 * self.t1)
+        self.ro0 = min(0.5, n.readout_error_0 + self.ro_walk + self.ro_add)
+        self.ro1 = min(0.5, n.readout_error_1 + self.ro_walk + self.ro_add)
+        # Checks read both eigenstates equally often, so the symmetric flip is the mean of the two.
+        self.ro = (self.ro0 + self.ro1) / 2
+        self.g1 = n.gate_error_1q
+        self.g2 = n.gate_error_2q
+
+    @property
+    def available(self) -> bool:
+        """Up and not in a maintenance window."""
+        return self.up and not self.maintenance
+
+
+class Segment:
+    """One heralded fibre segment: a whole link, or the part of one between two repeaters."""
+
+    __slots__ = ("link", "index", "left", "right", "km", "p0", "cycle_ns", "pair_pauli", "q", "p", "cutoff_ns",
+                 "eff_walk", "f1", "f3_s", "fid0")
+
+    def __init__(self, link: Link, index: int, left: str, right: str) -> None:
+        self.link = link
+        self.index = index
+        self.left = left
+        self.right = right
+        self.km = link.segment_km
+        self.p0 = float(physics.heralding_probability(
+            scheme=link.scheme, length_km=self.km, attenuation_db_per_km=link.attenuation_db_per_km,
+            emission_efficiency=link.emission_efficiency, collection_efficiency=link.collection_efficiency,
+            detector_efficiency=link.detector_efficiency, bright_state_population=link.bright_state_population))
+        self.cycle_ns = max(1, round(physics.attempt_cycle_s(prep_time_s=link.prep_time_s, length_km=self.km) * NS))
+        px, py, pz = physics.heralded_pauli_probabilities(
+            scheme=link.scheme, visibility=link.visibility, bright_state_population=link.bright_state_population)
+        self.pair_pauli = (float(px), float(py), float(pz))
+        self.fid0 = 1.0 - sum(self.pair_pauli)
+        self.eff_walk = 1.0
+        self.f1 = 1.0
+        self.f3_s = 0.0
+        self.q = self.p = 0.0
+        self.cutoff_ns = 0
+
+
+@dataclass(slots=True)
+class Noise:
+    """Per-job inputs to the Stim instances of its shots (arrays are per slot, rows = slot qubits)."""
+
+    circuit: circuits.SlottedCircuit
+    pair: list[Any]             # n0 x (px, py, pz) heralded-pair error (0 for qubits without one)
+    wait0: np.ndarray           # (n0, shots) storage seconds after generation
+    t0: list[Any]               # n0 x (T1, T2) of each slot-0 qubit's node
+    gate1: list[Any]            # n1 x (px, py, pz) gate-error marginals before measurement
+    depol1: list[float] | None  # n1 // 2 two-qubit depolarising of consecutive slot-1 pairs, or None
+    flip1: list[Any]            # n1 x (X, Z) readout flip probabilities as errors before measurement
+    wait2: list[float]          # n2 storage seconds during feedforward
+    t2: list[Any]               # n2 x (T1, T2)
+    hit0: list[bool]            # n0: slot-0 qubits exposed to crosstalk
+    stray0: int                 # slot-0 qubit hit by stray commands, or -1
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Job:
+    """One job from arrival to outcome: placement, resources held, timing, noise and measured fidelity."""
+
+    __slots__ = ("idx", "tenant", "kind", "k", "arrival", "nodes", "segs", "dispatch", "start", "end", "outcome",
+                 "shots", "orch_ns", "ff_ns", "window_ns", "usage", "attempts", "gen_ns", "regens", "ready",
+                 "noise", "fidelity", "passed", "failover", "seg_ok", "cancelled", "hold", "stray", "xtalk",
+                 "wait_ns", "need", "links", "epoch", "hold_nodes")
+
+    def __init__(self, idx: int, tenant: int, kind: str, k: int, arrival: int, shots: int) -> None:
+        self.idx = idx
+        self.tenant = tenant
+        self.kind = kind
+        self.k = k
+        self.arrival = arrival
+        self.shots = shots
+        self.nodes: tuple[str, ...] = ()
+        self.segs: tuple[Segment, ...] = ()
+        self.dispatch = self.start = self.end = 0
+        self.outcome = ""
+        self.orch_ns = self.ff_ns = self.window_ns = self.wait_ns = 0
+        self.usage = 0.0
+        self.attempts: list[int] = []
+        self.gen_ns: list[float] = []
+        self.regens = 0
+        self.ready = 0
+        self.noise: Noise | None = None
+        self.fidelity = math.nan
+        self.passed = 0
+        self.failover = False
+        self.seg_ok: list[bool] = []
+        self.cancelled = False
+        self.hold: dict[str, int] = {}
+        self.stray = 0.0
+        self.xtalk = 0.0
+        self.need: dict[str, int] = {}
+        self.links: frozenset[str] = frozenset()
+        self.epoch = -1
+        self.hold_nodes: frozenset[str] = frozenset()
+
+
+class RunState:
+    """The shared state of one seeded run and the primitives every layer uses.
+
+    Args:
+        fleet: the validated fleet.
+        faults: the fault schedule (offsets from the run start); ``None`` for none.
+        config: duration, start, seed, step, load.
+    """
+
+    def __init__(self, fleet: Fleet, faults: FaultSchedule | None, config: RunConfig) -> None:
+        self.fleet = fleet
+        self.faults = faults or FaultSchedule(())
+        self.config = config
+        self.run_id = run_hash(repr((fleet.to_dict(), self.faults.to_dict(), config.duration_ns, config.start_ns,
+                                     config.seed, config.load, config.shots)))
+        # Independent streams, so that a fault changes the draws of what it touches and nothing else: the
+        # calibration drift of every node, for one, is the same with and without a fault elsewhere.
+        seeds = np.random.SeedSequence(config.seed).generate_state(6, dtype=np.uint64)
+        self._rng = np.random.default_rng(int(seeds[0]))        # job timing
+        self._py = random.Random(int(seeds[1]))                  # control-plane choices
+        self._stim_seed = int(seeds[2]) % (2**62)
+        self._drift_rng = np.random.default_rng(int(seeds[3]))  # calibration drift
+        self._arrival_rng = np.random.default_rng(int(seeds[4]))  # job arrivals and their kinds
+        self._mask_rng = np.random.default_rng(int(seeds[5]))    # per-instance Pauli noise
+        self._audit_rng = random.Random(int(seeds[5]) ^ 0x5EED)  # unauthorized-command arrivals
+        self._t0 = config.start_ns
+        self._end = config.start_ns + config.duration_ns
+        self._nodes = {n.id: NodeState(n) for n in fleet.nodes}
+        self._segments: dict[str, tuple[Segment, ...]] = {}
+        for link in fleet.links:
+            chain = (link.a, *link.repeaters, link.b)
+            self._segments[link.id] = tuple(Segment(link, i, chain[i], chain[i + 1]) for i in range(len(chain) - 1))
+        self._all_segments = [s for ss in self._segments.values() for s in ss]
+        self._memories = np.array([float(s.link.memories) for s in self._all_segments])
+        self._link_busy: dict[str, bool] = {lk.id: False for lk in fleet.links}
+        self._tenants = fleet.tenants
+        self._queues: list[deque[Job]] = [deque() for _ in fleet.tenants]
+        self._served = [0.0] * len(fleet.tenants)
+        self._heap: list[tuple[int, int, int, Any]] = []
+        self._seq = 0
+        self._orch_free = self._t0
+        self._orch_extra_s = 0.0
+        self._drift_at = self._t0
+        self._avail_epoch = 0  # bumped whenever a node's availability changes
+        self._link_epoch = 0  # bumped whenever link parameters change
+        self._finished: list[Job] = []
+        self._job_idx = 0
+        self._paths: dict[tuple[str, str], tuple[Segment, ...]] = {}
+
+    def _push(self, t: int, kind: int, payload: Any) -> None:
+        """Schedule an event (:data:`JOB_END`, :data:`FAULT` or :data:`CALIBRATION`) at simulated time ``t``."""
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, payload))
+
+    def _route(self, a: str, b: str) -> tuple[Segment, ...]:
+        """The fibre segments from ``a`` to ``b`` along the fleet's fewest-hop path, oriented, cached."""
+        key = (a, b)
+        segs = self._paths.get(key)
+        if segs is None:
+            out: list[Segment] = []
+            here = a
+            for link in self.fleet.path(a, b):
+                ls = self._segments[link.id]
+                if link.a == here:
+                    out.extend(ls)
+                    here = link.b
+                else:
+                    out.extend(reversed(ls))
+                    here = link.a
+            segs = self._paths[key] = tuple(out)
+        return segs
+
+    def _refresh_links(self) -> None:
+        """Recompute every segment's heralding success and coherence cut-off from the current parameters."""
+        self._link_epoch += 1
+        segs_all = self._all_segments
+        p = np.minimum(1.0, np.array([s.p0 * s.eff_walk * s.f1 for s in segs_all]))
+        q = physics.multiplexed_success(p, self._memories).tolist()
+        for s, ps, qs in zip(segs_all, p.tolist(), q, strict=True):
+            s.p = ps
+            s.q = qs
+        for segs in self._segments.values():
+            for s in segs:
+                a, b = self._nodes[s.left], self._nodes[s.right]
+                # Both halves dephase: the pair sees 1/T2a + 1/T2b, i.e. e^{-2t/T2pair}.
+                t2pair = 2.0 / (1.0 / a.t2 + 1.0 / b.t2)
+                cut = physics.coherence_cutoff_s(max(0.25, s.fid0), self.fleet.scheduler.cutoff_fidelity, t2pair)
+                s.cutoff_ns = int(min(cut, 1e6) * NS)
+
+    def _finish_at(self, job: Job, t: int, outcome: str = "") -> None:
+        """End ``job`` at ``t`` (not before its start); an empty outcome is decided by its physics."""
+        job.outcome = outcome
+        job.end = max(t, job.start)
+        self._push(job.end, JOB_END, job)
+
+    def _fail(self, job: Job, t: int, outcome: str) -> None:
+        """``job`` ends at ``t`` without running (queue timeout, no placement, lost node)."""
+        job.outcome = outcome
+        job.end = t
+        if not job.dispatch:
+            job.dispatch = job.start = t
+            job.wait_ns = t - job.arrival
+        self._finished.append(job)

@@ -1,0 +1,192 @@
+"""One job's timeline once it has its nodes: orchestrator decision, pair generation on every segment (vectorised
+over shots), regeneration of pairs that would fall below the cut-off, feedforward, and the end time and outcome.
+
+Each shot's pair on each fibre segment takes a geometric number of attempt cycles, drawn in one numpy call per job;
+early pairs wait in memory for the slowest one and are discarded and regenerated when they would drop below the
+cut-off fidelity; the classical feedforward that follows is storage time too (physics.md 4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from qfleet.simulator.faults import FaultSchedule
+from qfleet.simulator.fleet import Fleet
+from qfleet.simulator.runstate import Job, RunConfig, RunState, Segment
+from qfleet.simulator.shots import canary_noise, link_noise
+from qfleet.units import NS
+
+__all__ = ["JobTimeline", "single_qubit_gates"]
+
+
+class JobTimeline(RunState):
+    """Times a started job: when its pairs are ready, how long its feedforward takes, when and how it ends."""
+
+    def __init__(self, fleet: Fleet, faults: FaultSchedule | None, config: RunConfig) -> None:
+        super().__init__(fleet, faults, config)
+        # Route arrays by id(route), with the route itself so that a reused id never hits.
+        self._route_cache: dict[int, tuple[int, tuple[np.ndarray, ...], tuple[Segment, ...]]] = {}
+
+    def _start(self, job: Job, now: int) -> None:
+        """Start ``job`` at ``now``: pass the orchestrator, generate its pairs and schedule its end."""
+        start = self._orchestrate(job, now)
+        if not job.segs:
+            self._start_canary(job, start)
+            return
+        budget = round(self.fleet.scheduler.max_attempt_time_s * NS)
+        q, inv_logq, cyc, cut, mem = self._route_arrays(job.segs)
+        if not q.all():
+            # A dead segment (F1 drop): every attempt fails until the retry budget runs out.
+            job.attempts = [int(budget / c * m) for c, m in zip(cyc.tolist(), mem.tolist(), strict=True)]
+            job.gen_ns = [float(budget)] * len(job.segs)
+            job.seg_ok = [bool(x) for x in q]
+            self._finish_at(job, start + budget, "entanglement_timeout")
+            return
+        gen, last, waits = self._generate(job, inv_logq, cyc, cut, mem)
+        if gen.max() > budget:
+            over = np.asarray((gen > budget).any(axis=0))
+            job.seg_ok = [not o for o in over]
+            self._finish_at(job, start + budget, "entanglement_timeout")
+            return
+        job.seg_ok = [True] * len(job.segs)
+        job.ready = start + int(last[0])
+        if waits is not None and (waits > cut).any():
+            # Still stale after max_regenerations: the pairs cannot be had inside the coherence window.
+            self._finish_at(job, start + int(min(float(last.max()), budget)), "coherence_window_exceeded")
+            return
+        self._deliver(job, start, last, waits, cut)
+
+    def _orchestrate(self, job: Job, now: int) -> int:
+        """The orchestrator's decision for ``job`` (queued behind earlier ones at its capacity); the job's start."""
+        cl = self.fleet.classical
+        service = round(NS / cl.orchestrator_capacity_per_s)
+        self._orch_free = max(self._orch_free, now) + service
+        orch = self._orch_free - now + round((cl.orchestrator_processing_s + self._orch_extra_s) * NS)
+        job.dispatch = now
+        job.orch_ns = orch
+        job.wait_ns = now - job.arrival
+        job.start = now + orch
+        self._served[job.tenant] += 1.0
+        return job.start
+
+    def _start_canary(self, job: Job, start: int) -> None:
+        st = self._nodes[job.nodes[0]]
+        # Each shot: the Hadamard and CNOT that make the local Bell pair, then the readout of both halves.
+        n = st.node
+        shot_ns = round((n.gate_time_1q_s + n.gate_time_2q_s + 2 * n.readout_time_s) * NS)
+        job.ready = start
+        job.noise = canary_noise(job, st, self._nodes)
+        self._finish_at(job, start + job.shots * shot_ns)
+
+    def _generate(self, job: Job, inv_logq: np.ndarray, cyc: np.ndarray, cut: np.ndarray, mem: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Every shot's pair on every segment: (first-generation times, each shot's ready time, per-segment waits
+        for the slowest pair or None with one segment). Sets the job's attempts, mean generation time and regens."""
+        shots, nseg, rng = job.shots, len(job.segs), self._rng
+        # Geometric cycles from uniforms: floor(ln(1-u) / ln(1-q)) + 1, for every shot and segment at once.
+        gen = (np.floor(np.log1p(-rng.random((shots, nseg))) * inv_logq) + 1.0) * cyc
+        spent = gen
+        regens = 0
+        waits = None
+        if nseg > 1:
+            # Early pairs wait for the slowest; one that would fall below the cut-off is regenerated.
+            ready = gen
+            for _ in range(self.fleet.scheduler.max_regenerations):
+                stale = (ready.max(axis=1, keepdims=True) - ready) > cut
+                if not stale.any():
+                    break
+                regens += int(stale.sum())
+                more = (np.floor(np.log1p(-rng.random(stale.shape)) * inv_logq) + 1.0) * cyc
+                ready = np.where(stale, ready + cut + more, ready)
+                spent = spent + np.where(stale, more, 0.0)
+            last = ready.max(axis=1)
+            waits = last[:, None] - ready  # (shots, nseg)
+        else:
+            last = gen[:, 0]
+        job.regens = regens
+        tot = spent.sum(axis=0)
+        job.attempts = [int(x) for x in (tot / cyc * mem).tolist()]
+        job.gen_ns = (tot / shots).tolist()
+        return gen, last, waits
+
+    def _deliver(self, job: Job, start: int, last: np.ndarray, waits: np.ndarray | None, cut: np.ndarray) -> None:
+        """Feedforward and use of the pairs: the job's noise and end, or its loss to the coherence window."""
+        ff_s, slot2_wait = self._feedforward(job)
+        job.ff_ns = round(ff_s * NS)
+        window = float(cut.min())
+        use = ((float(waits.max()) if waits is not None else 0.0) + job.ff_ns) / window if window > 0 else math.inf
+        job.window_ns = int(window)
+        job.usage = use
+        end = start + int(last.sum()) + job.shots * (self._ops_ns(job) + job.ff_ns)
+        if use > 1.0:
+            # The pairs would be below the cut-off when used: the scheduler gives the job up.
+            self._finish_at(job, start + int(last[0]) + job.ff_ns, "coherence_window_exceeded")
+            return
+        job.noise = link_noise(job, None if waits is None else waits / NS, slot2_wait, self._nodes)
+        self._finish_at(job, end)
+
+    def _route_arrays(self, segs: tuple[Segment, ...]) -> tuple[np.ndarray, ...]:
+        """(q, 1/ln(1-q), cycle ns, cut-off ns, memories) of a route, cached until link parameters change."""
+        hit = self._route_cache.get(id(segs))
+        if hit is not None and hit[0] == self._link_epoch and hit[2] is segs:
+            return hit[1]
+        q = np.array([s.q for s in segs])
+        with np.errstate(divide="ignore"):
+            inv = np.where(q > 0, 1.0 / np.log1p(-np.minimum(q, 1 - 1e-15)), 0.0)
+        arrays = (q, inv, np.array([float(s.cycle_ns) for s in segs]), np.array([float(s.cutoff_ns) for s in segs]),
+                  np.array([float(s.link.memories) for s in segs]))
+        self._route_cache[id(segs)] = (self._link_epoch, arrays, segs)
+        return arrays
+
+    def _latency_s(self, segs: tuple[Segment, ...]) -> float:
+        """One classical message over ``segs``: fibre, processing, jitter, F3 delays."""
+        km = sum(s.km for s in segs)
+        link = segs[0].link if segs else None
+        proc = link.classical_processing_s if link else 0.0
+        jitter = abs(self._py.gauss(0.0, link.classical_jitter_s)) if link and link.classical_jitter_s else 0.0
+        extra = max((s.f3_s for s in segs), default=0.0)
+        # Feedforward bits are relayed by the orchestrator, so its overload (F3) delays every message.
+        return km * self.fleet.classical.fibre_s_per_km + proc + jitter + extra + self._orch_extra_s
+
+    def _feedforward(self, job: Job) -> tuple[float, list[float]]:
+        """(feedforward seconds, storage seconds of each slot-2 qubit while it waits for the classical bits)."""
+        segs, kind = job.segs, job.kind
+        if kind == "teleport":
+            lat = self._latency_s(segs)
+            return lat, [lat]
+        if kind == "teleported_cnot":
+            lat = self._latency_s(segs)
+            return 2 * lat, [2 * lat, lat]  # the control waits the round trip, the target one way
+        if kind == "ghz":
+            lat = sum(self._latency_s((s,)) for s in segs[:len(job.nodes) - 1])
+            return lat, [lat] * job.k
+        # pair_delivery: the far end waits for the slowest swap outcome to arrive.
+        worst = 0.0
+        for i in range(1, len(segs)):
+            worst = max(worst, self._latency_s(segs[i:]))
+        if len(segs) == 1:
+            worst = self._latency_s(segs)  # the herald reaches both ends
+        return worst, [worst, worst]
+
+    def _ops_ns(self, job: Job) -> int:
+        """Local operations per shot at the first node: its two-qubit gate, the single-qubit gates on the shot's
+        critical path (:func:`single_qubit_gates`) and its readout."""
+        n = self._nodes[job.nodes[0]].node
+        return round((n.gate_time_2q_s + single_qubit_gates(job) * n.gate_time_1q_s + n.readout_time_s) * NS)
+
+
+def single_qubit_gates(job: Job) -> int:
+    """Single-qubit gates on one shot's critical path after its pairs are ready.
+
+    A Bell-state measurement is CNOT, Hadamard, readout: one for the sender of a teleport and one per swap of a
+    pair delivery over repeaters (the swaps run in parallel, at different nodes). A teleported CNOT reads one
+    side in the X basis, a basis change first. GHZ fusion reads in the Z basis and its corrections are Pauli-frame
+    updates, so none; neither has a pair delivered over one segment, which needs no swap.
+    """
+    if job.kind in ("teleport", "teleported_cnot"):
+        return 1
+    if job.kind == "pair_delivery":
+        return 1 if len(job.segs) > 1 else 0
+    return 0
