@@ -10,6 +10,9 @@
 * :mod:`qfleet.alerts.rules` (the rule files) / :mod:`qfleet.alerts.rule_queries` (their store queries) /
   :mod:`qfleet.alerts.sources` / :mod:`qfleet.alerts.incidents`: what fires, and what it becomes.
 * :mod:`qfleet.alerts.service`: the loop that ties them together (run by ``qfleet serve``).
+* The repositories of the alerts' tables (:mod:`qfleet.alerts.schema`), their only writers: :class:`SilenceStore`,
+  :class:`Incidents` (open, acknowledge, escalate, resolve), the outbox; and :func:`incident_impact`, the one
+  impact the postmortem and the on-call page both show.
 
 The names below load on first use (lazy_loader), so ``qfleet alerts routes test`` imports the config and the
 routing tree, not the store, the outbox or HTTP delivery.
@@ -21,7 +24,8 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "config": ["ConfigError", "config_from_dict", "load_config"],
-    "incidents": ["Incidents"],
+    "impact": ["IncidentImpact", "incident_impact"],
+    "incidents": ["IncidentError", "Incidents"],
     "matchers": ["MatcherError", "parse_matcher"],
     "model": ["Alert", "AlertingConfig", "Matcher", "Notification", "Receiver", "Route", "Silence"],
     "outbox": ["Outbox", "OutboxItem"],
@@ -29,6 +33,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "routing": ["resolve", "routes_test"],
     "rules": ["AlertRulesError", "load_rules"],
     "service": ["AlertService"],
+    "silence_store": ["SilenceStore"],
+    "silences": ["SilenceError"],
     "timeline": ["Dispatcher", "replay"],
     "webhook": ["Deliverer"],
 })
@@ -37,6 +43,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.alerts.config import ConfigError as ConfigError
     from qfleet.alerts.config import config_from_dict as config_from_dict
     from qfleet.alerts.config import load_config as load_config
+    from qfleet.alerts.impact import IncidentImpact as IncidentImpact
+    from qfleet.alerts.impact import incident_impact as incident_impact
+    from qfleet.alerts.incidents import IncidentError as IncidentError
     from qfleet.alerts.incidents import Incidents as Incidents
     from qfleet.alerts.matchers import MatcherError as MatcherError
     from qfleet.alerts.matchers import parse_matcher as parse_matcher
@@ -58,6 +67,8 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.alerts.rules import AlertRulesError as AlertRulesError
     from qfleet.alerts.rules import load_rules as load_rules
     from qfleet.alerts.service import AlertService as AlertService
+    from qfleet.alerts.silence_store import SilenceStore as SilenceStore
+    from qfleet.alerts.silences import SilenceError as SilenceError
     from qfleet.alerts.timeline import Dispatcher as Dispatcher
     from qfleet.alerts.timeline import replay as replay
     from qfleet.alerts.webhook import Deliverer as Deliverer

@@ -15,7 +15,8 @@ with a degraded 3-hour stretch on day 20; node gauges (up, T1, T2, gate and read
 every 15 simulated minutes over the last two days (the pages read gauges over their default 24-hour window and
 around one job; 30 days of them would make the collector's metric rollup pass the bottleneck); then the collector's
 rollups, the built-in SLO specs evaluated and recorded (every 6 h, hourly on the second-to-last day, every 10 min
-on the last), and a few incidents opened through ``alerts.incidents.Incidents``.
+on the last), and 15 incidents recorded through ``qfleet.alerts.incidents.Incidents`` (5 resolved link pages on day 20, 10 open
+node tickets at the end).
 
     .venv/bin/python bench/bench_dashboards.py [--days 30] [--spans 10000000] [--db URL] [--db-day URL]
 """
@@ -192,14 +193,34 @@ def _metrics(store: Store, hw: dict[str, str], span_ns: int, rng: random.Random)
 
 
 def _incidents(engine: Any, end_ns: int, bad_ns: int, nodes: list[str], links: list[str]) -> int:
-    """A few incidents through the alerting loop's incident store (best effort: skipped if its API differs)."""
-    try:
-        from qfleet.alerts.incidents import Incidents
-        from qfleet.alerts.model import Alert, Notification  # noqa: F401
-    except ImportError:
-        return 0
-    _ = (Incidents, end_ns, bad_ns, nodes, links)
-    return 0
+    """Incidents as the alerting loop records them (``Incidents.on_notification``): a page per degraded link
+    during the day-20 stretch (resolved 3 h later), and a ticket per node still open at the end, so the on-call
+    page renders a real incident list, timeline and impact."""
+    from qfleet.alerts.incidents import Incidents
+    from qfleet.alerts.model import Alert, Notification
+
+    incidents = Incidents(engine, clock=lambda: end_ns)
+
+    def notify(receiver: str, labels: dict[str, str], at: int, resolved: bool) -> None:
+        alert = Alert(labels=tuple(sorted(labels.items())), starts_at=at - 5 * MIN,
+                      ends_at=at if resolved else None)
+        key = f"{{}}/{{severity={labels['severity']!r}}}:{{alertname={labels['alertname']!r}}}"
+        incidents.on_notification(Notification(
+            at=at, receiver=receiver, group_key=key + labels.get("link", labels.get("node", "")),
+            group_labels=(("alertname", labels["alertname"]),), reason="new_alert" if not resolved else "resolved",
+            firing=() if resolved else (alert,), resolved=(alert,) if resolved else ()), at)
+
+    opened = 0
+    for link in links[:5]:
+        labels = {"alertname": "QfleetEntanglementCollapse", "severity": "page", "link": link}
+        notify("pages", labels, bad_ns + 10 * MIN, resolved=False)
+        notify("pages", labels, bad_ns + 3 * HOUR, resolved=True)
+        opened += 1
+    for node in nodes[:10]:
+        labels = {"alertname": "QfleetReadoutDrift", "severity": "ticket", "node": node}
+        notify("tickets", labels, end_ns - 2 * HOUR, resolved=False)
+        opened += 1
+    return opened
 
 
 #: The settling pause inside ``wait_rendered`` (a rerun may follow the first one), not counted as render time.

@@ -147,7 +147,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def read_yaml(path: Path, *, what: str, error: type[E]) -> Any:
-    """The parsed YAML document at ``path`` (``safe_load``), or ``error`` naming the file and the fix.
+    """The parsed YAML document at ``path`` (safe loading only), or ``error`` naming the file and the fix.
 
     Args:
         path: the file.
@@ -160,7 +160,9 @@ def read_yaml(path: Path, *, what: str, error: type[E]) -> Any:
         raise error([Problem("", f"cannot read the {what} file ({err.strerror})", f"check the path {str(path)!r}",
                              "unreadable")], source=str(path)) from err
     try:
-        return yaml.safe_load(text)
+        # libyaml's safe loader when PyYAML was built with it: the same safe subset, ~10x faster to parse (it is
+        # most of `qfleet alerts routes test`'s own time).
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise error([Problem("", f"not valid YAML: {err}".replace("\n", " "), "fix the YAML syntax at that line",
                              "bad_yaml")], source=str(path)) from err
