@@ -515,10 +515,10 @@ class Store:
     # -- reads -------------------------------------------------------------------
 
     def count(self, table: str) -> int:
-        """Row count of one qfleet table (by name).
+        """Row count of one of the collector's tables (by name).
 
         Raises:
-            StoreError: ``table`` is not a qfleet table.
+            StoreError: ``table`` is not one of the collector's tables.
         """
         if table not in Base.metadata.tables:
             raise StoreError(f"unknown table {table!r}; known: {sorted(Base.metadata.tables)}")

@@ -187,12 +187,15 @@ def sql_ownership_violations(src: str, package: str, owners: dict[str, str]) -> 
     the package that owns every table it names."""
     tree = ast.parse(src)
     names = _schema_names(tree)
+    text_names = {"text"} | {a.asname for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                             and n.module == "sqlalchemy" for a in n.names if a.name == "text" and a.asname}
     bad = []
     for n in ast.walk(tree):
         if not isinstance(n, ast.Call):
             continue
         f = n.func
         fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        fname = "text" if fname in text_names else fname
         if fname in ("insert", "update", "delete"):
             target = n.args[0] if n.args and isinstance(f, ast.Name) else f.value if isinstance(
                 f, ast.Attribute) else None
@@ -400,6 +403,8 @@ PLANTED = [
     ("text outside owner", lambda: sql_ownership_violations(
         "from sqlalchemy import text\nq = text('SELECT * FROM spans WHERE job_id = :j')\n", "alerts",
         _table_owners())),
+    ("aliased text", lambda: sql_ownership_violations(
+        "from sqlalchemy import text as t\nq = t('SELECT 1 FROM spans')\n", "dashboards", _table_owners())),
     ("raw foreign write", lambda: sql_ownership_violations(
         "SQL = 'DELETE FROM incidents WHERE id = %s'\n", "runbooks", _table_owners())),
     ("NS copy", lambda: unit_copies("NS = 1_000_000_000\n")),
