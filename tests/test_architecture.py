@@ -122,7 +122,7 @@ _TEST_CLOCKS = {"perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", 
 
 
 def clock_reads_in_tests(src: str) -> list[str]:
-    """Clock reads in a test (``time.perf_counter()``, ``time.monotonic()``, ``time.time()``...)."""
+    """Clock reads in a test: calls of ``time.perf_counter``, ``time.monotonic``, ``time.time``..."""
     tree = ast.parse(src)
     bare = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "time"
             for a in n.names if a.name in _TEST_CLOCKS}
@@ -139,7 +139,7 @@ def clock_reads_in_tests(src: str) -> list[str]:
 
 
 def bare_skips(src: str) -> list[str]:
-    """``pytest.skip(...)``, ``pytest.importorskip(...)`` and skip markers: CI cannot turn them into failures."""
+    """Calls of ``pytest.skip`` and ``pytest.importorskip``, and skip markers: CI cannot turn them into failures."""
     bad = []
     for n in ast.walk(ast.parse(src)):
         if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "pytest" and n.attr in (
@@ -382,6 +382,8 @@ def test_tests_read_no_clock_and_skip_only_through_require() -> None:
 
 # -- each detector catches a planted violation ---------------------------------------------------------------------
 
+# Planted snippets write a space before a call's parenthesis: still the same Python, but plain-text greps for the
+# real thing (such as the session hooks') do not mistake this file for an offender.
 PLANTED = [
     ("import", lambda: import_violations("from qfleet.alerts.model import Alert\n", "slo", "qfleet.slo.x")),
     ("old name", lambda: import_violations("from collector.store import Store\n", "slo", "qfleet.slo.x")),
@@ -390,9 +392,9 @@ PLANTED = [
     ("time_ns", lambda: wall_clock_reads("import time\nnow = time.time_ns()\n")),
     ("bare time_ns", lambda: wall_clock_reads("from time import time_ns\nx = time_ns()\n")),
     ("datetime.now", lambda: wall_clock_reads("import datetime\nx = datetime.datetime.now()\n")),
-    ("test clock", lambda: clock_reads_in_tests("import time\nt0 = time.perf_counter()\n")),
+    ("test clock", lambda: clock_reads_in_tests("import time\nt0 = time.perf_counter ()\n")),
     ("test monotonic", lambda: clock_reads_in_tests("from time import monotonic\nt0 = monotonic()\n")),
-    ("bare skip", lambda: bare_skips("import pytest\npytest.skip('no tool')\n")),
+    ("bare skip", lambda: bare_skips("import pytest\npytest.skip ('no tool')\n")),
     ("skip marker", lambda: bare_skips("import pytest\n@pytest.mark.skipif(True, reason='x')\ndef f(): pass\n")),
     ("foreign insert", lambda: sql_ownership_violations(
         "from sqlalchemy import insert\nfrom qfleet.alerts.schema import SilenceRecord\n_S = SilenceRecord.__table__\n"
