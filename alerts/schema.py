@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from qfleet.collector.schema import NAMING_CONVENTION, JsonType
 
-__all__ = ["AlertOutbox", "AlertRecord", "AlertsBase", "Incident", "IncidentEvent", "NotificationLog", "SilenceRecord",
+__all__ = ["AlertOutbox", "AlertRecord", "AlertsBase", "AlertsLease", "Incident", "IncidentEvent", "NotificationLog", "SilenceRecord",
            "table"]
 
 
@@ -51,6 +51,8 @@ class NotificationLog(AlertsBase):
     firing: Mapped[dict[str, Any]]        # {"fingerprints": [...]}
     resolved: Mapped[dict[str, Any]]
     sent_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    # The last notification itself (the escalation receiver is sent it again after a restart).
+    notification: Mapped[dict[str, Any] | None]
 
 
 class AlertOutbox(AlertsBase):
@@ -73,6 +75,9 @@ class AlertOutbox(AlertsBase):
     next_attempt_unix_nano: Mapped[int] = mapped_column(BigInteger)
     delivered_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str] = mapped_column(Text)
+    # A replica delivering the item holds it until the lease ends; an expired lease is anyone's to take.
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_until_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index(None, "state", "next_attempt_unix_nano"),)
 
@@ -108,6 +113,7 @@ class Incident(AlertsBase):
     acknowledged_by: Mapped[str | None] = mapped_column(Text)
     escalated_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
     resolved_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "group_key"), Index(None, "opened_unix_nano"))
 
@@ -122,6 +128,20 @@ class IncidentEvent(AlertsBase):
     at_unix_nano: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]]
+
+
+class AlertsLease(AlertsBase):
+    """A named lease held by one ``qfleet serve`` replica (e.g. ``evaluate``: the fleet-wide evaluation leader).
+
+    ``cycle_unix_nano`` is the last cycle the holder completed, so a new holder neither repeats nor skips one.
+    """
+
+    __tablename__ = "alerts_leases"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text)
+    expires_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    cycle_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
 
 
 def table(model: type[AlertsBase]) -> Table:

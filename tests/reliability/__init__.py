@@ -1,0 +1,1 @@
+"""Issue 12: reliability and security regressions (each reproduces a reported failure)."""
