@@ -264,7 +264,7 @@ class Incidents:
             if self._row(conn, incident_id).state == "resolved":
                 return
             conn.execute(update(self._i).where(self._i.c.id == incident_id)
-                         .values(state="resolved", resolved_unix_nano=at_ns))
+                         .values(state="resolved", resolved_unix_nano=at_ns, resolved_by=by))
             self._append(conn, incident_id, at_ns, "resolved", {"by": by, "reason": "resolved by hand"})
 
     def link_faults(self, incident_id: str, *, slack_ns: int = 15 * 60 * NS) -> int:

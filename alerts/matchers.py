@@ -2,8 +2,8 @@
 
 As Alertmanager's classic parser (``pkg/labels/parse.go``): values may be unquoted (then without ``, { } "``),
 label names may be double-quoted to hold other characters, inside quotes ``\\"``, ``\\\\`` and ``\\n`` are
-unescaped and every other backslash is kept (so regexes such as ``"qpu-\\d+"`` survive); regexes are fully
-anchored (see :class:`qfleet.alerts.model.Matcher`). Used by the alerting config, ``qfleet alerts silence``
+unescaped and every other backslash is kept (so regexes such as ``"qpu-\\d+"`` survive); regexes are RE2, fully
+anchored (see :mod:`qfleet.alerts.regex`). Used by the alerting config, ``qfleet alerts silence``
 and the on-call page.
 """
 
@@ -14,12 +14,13 @@ from typing import Literal
 
 from qfleet.alerts.fields import LABEL_NAME_RULE, is_label_name
 from qfleet.alerts.model import Matcher
+from qfleet.alerts.regex import RegexError, compile_regex
 from qfleet.problems import Problem, ProblemsError
 
 __all__ = ["MatcherError", "matcher", "parse_matcher", "parse_matchers"]
 
-_MATCHER = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^\s=!~"]+)\s*(=~|!~|!=|=)\s*(.*?)\s*\Z', re.S)
-_UNESCAPED_QUOTE = re.compile(r'(?<!\\)(?:\\\\)*"')
+# Matched against the stripped text: no trailing `\s*` after a lazy group, so no backtracking on long input.
+_MATCHER = re.compile(r'("(?:[^"\\]|\\.)*"|[^\s=!~"]+)\s*(=~|!~|!=|=)\s*(.*)\Z', re.S)
 _OPS: dict[str, Literal["=", "!=", "=~", "!~"]] = {"=": "=", "!=": "!=", "=~": "=~", "!~": "!~"}
 _SYNTAX_FIX = 'write e.g. severity="page" (operators =, !=, =~, !~)'
 
@@ -50,6 +51,16 @@ def _unquote(text: str) -> str:
     return "".join(out)
 
 
+def _has_unescaped_quote(body: str) -> bool:
+    """A ``"`` not escaped by a backslash in ``body`` (a scan: linear, unlike a lookbehind regex)."""
+    i = 0
+    while i < len(body):
+        if body[i] == '"':
+            return True
+        i += 2 if body[i] == "\\" else 1
+    return False
+
+
 def _name(text: str, name: str) -> str:
     if name.startswith('"'):
         name = _unquote(name)
@@ -63,7 +74,7 @@ def _name(text: str, name: str) -> str:
 
 def _value(text: str, name: str, op: str, value: str) -> str:
     if value.startswith('"'):
-        if len(value) < 2 or not value.endswith('"') or _UNESCAPED_QUOTE.search(value[1:-1]):
+        if len(value) < 2 or not value.endswith('"') or _has_unescaped_quote(value[1:-1]):
             raise _fail(f"matcher {text!r} has an unterminated or extra quote in the value",
                         'escape inner quotes as \\"')
         return _unquote(value)
@@ -91,7 +102,7 @@ def parse_matcher(text: str) -> Matcher:
     """
     if not isinstance(text, str):
         raise _fail(f"matcher {text!r} is not a string")
-    m = _MATCHER.match(text)
+    m = _MATCHER.match(text.strip())
     if m is None:
         raise _fail(f'matcher {text!r} is not name="value"')
     raw_name, op, raw_value = m.groups()
@@ -100,22 +111,20 @@ def parse_matcher(text: str) -> Matcher:
 
 
 def matcher(name: str, op: Literal["=", "!=", "=~", "!~"], value: str) -> Matcher:
-    """:class:`~qfleet.alerts.model.Matcher` ``name op value``, a regex that does not compile reported as a
-    :class:`MatcherError` (the model raises a plain ``ValueError``).
+    """:class:`~qfleet.alerts.model.Matcher` ``name op value``, a regex RE2 rejects reported as a
+    :class:`MatcherError` (the model raises a plain :class:`~qfleet.alerts.regex.RegexError`).
 
     Examples:
-        >>> matcher("node", "=~", "qpu-(")
+        >>> matcher("node", "=~", "qpu-(?!7)")
         Traceback (most recent call last):
         ...
-        qfleet.alerts.matchers.MatcherError: matcher node=~'qpu-(': bad regex (missing ), unterminated subpattern) (fix: use an RE2-style expression, e.g. qpu-.*)
+        qfleet.alerts.matchers.MatcherError: matcher node=~'qpu-(?!7)': bad regex, not RE2 syntax (invalid perl operator: (?!) (fix: RE2 has no lookahead; add a !~ matcher for what must not match)
     """
     if op in ("=~", "!~"):
         try:
-            re.compile(f"(?:{value})\\Z")
-        except re.error as err:
-            # err.msg without its position: the position counts the anchoring group around the value.
-            raise _fail(f"matcher {name}{op}{value!r}: bad regex ({err.msg})",
-                        "use an RE2-style expression, e.g. qpu-.*") from err
+            compile_regex(value)
+        except RegexError as err:
+            raise _fail(f"matcher {name}{op}{value!r}: bad regex, not RE2 syntax ({err.reason})", err.fix) from err
     return Matcher(name, op, value)
 
 

@@ -9,9 +9,10 @@ over these values; I/O (the outbox, HTTP) at the edges.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from qfleet.alerts.regex import UserRegex, compile_regex
 
 # NS is re-exported for older ``from qfleet.alerts.model import NS``; new code imports it from qfleet.units.
 from qfleet.units import NS
@@ -69,20 +70,20 @@ def fingerprint(labels: dict[str, str] | Labels) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """``name op value`` with op ``=``, ``!=``, ``=~``, ``!~``; regexes are fully anchored."""
+    """``name op value`` with op ``=``, ``!=``, ``=~``, ``!~``; regexes are RE2, fully anchored as in Alertmanager.
+
+    Raises:
+        qfleet.alerts.regex.RegexError: (a ``ValueError``) the value of ``=~``/``!~`` is not a valid RE2 pattern.
+    """
 
     name: str
     op: Literal["=", "!=", "=~", "!~"]
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _regex: UserRegex | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.op in ("=~", "!~"):
-            try:
-                object.__setattr__(self, "_regex", re.compile(f"(?:{self.value})\\Z"))
-            except re.error as e:
-                raise ValueError(f"matcher {self.name}{self.op}{self.value!r}: bad regex ({e}); "
-                                 "use an RE2-style expression, e.g. qpu-.*") from e
+            object.__setattr__(self, "_regex", compile_regex(self.value))
 
     def matches(self, labels: dict[str, str]) -> bool:
         """Whether ``labels`` satisfy the matcher (a missing label is the empty string).
@@ -98,7 +99,7 @@ class Matcher:
         if self.op == "!=":
             return v != self.value
         assert self._regex is not None
-        hit = self._regex.match(v) is not None
+        hit = self._regex.matches(v)
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:

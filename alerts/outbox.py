@@ -2,7 +2,7 @@
 
 A notification is *enqueued* in the same transaction that records the alert state that caused it (pass
 ``conn=``), so a crash can neither lose it nor send it without the state. :class:`qfleet.alerts.webhook.Deliverer` reads
-:meth:`Outbox.due` items and reports back with :meth:`Outbox.mark_delivered` / :meth:`Outbox.mark_failed`; an item is
+:meth:`Outbox.claim` items (leased to one replica) and reports back with :meth:`Outbox.mark_delivered` / :meth:`Outbox.mark_failed`; an item is
 ``pending`` until ``delivered`` or ``dead`` (dead letters are counted in :meth:`Outbox.stats`).
 
 Delivery is FIFO per stream (receiver, url, group key): only the oldest pending item of a stream is due, so a
@@ -11,12 +11,15 @@ PagerDuty ``resolve`` never overtakes the ``trigger`` it follows while that one 
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Callable, Sequence
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -28,6 +31,7 @@ from qfleet.units import NS
 __all__ = [
     "Backoff",
     "BackoffError",
+    "LeaseLost",
     "OutboxError",
     "OutboxItem",
     "Outbox",
@@ -43,6 +47,16 @@ _ERROR_MAX = 1000
 
 class OutboxError(ValueError):
     """A bad outbox item or an unknown id."""
+
+
+class LeaseLost(OutboxError):
+    """A mark by an owner that does not hold the item's lease (another replica took it, or it is no longer
+    pending): nothing was changed; ``state`` is the item's current state."""
+
+    def __init__(self, id: str, state: str, owner: str) -> None:
+        super().__init__(f"outbox item {id!r} ({state}) is not leased to {owner!r}; another replica owns it now")
+        self.id = id
+        self.state = state
 
 
 class BackoffError(ValueError):
@@ -147,6 +161,14 @@ def items_for(n: Notification, receiver: Receiver, *, external_url: str,
     return out
 
 
+_COLS = (_T.c.id, _T.c.receiver, _T.c.integration, _T.c.url, _T.c.group_key, _T.c.payload, _T.c.attempts)
+
+
+def _item(r: Any) -> OutboxItem:
+    return OutboxItem(id=r.id, receiver=r.receiver, integration=r.integration, url=r.url, group_key=r.group_key,
+                      payload=r.payload, attempts=r.attempts)
+
+
 def _firing_only(n: Notification) -> Notification | None:
     if not n.firing:
         return None
@@ -155,11 +177,19 @@ def _firing_only(n: Notification) -> Notification | None:
 
 
 class Outbox:
-    """SQLAlchemy Core access to ``alert_outbox`` (SQLite and PostgreSQL), times from ``clock`` (Unix ns)."""
+    """SQLAlchemy Core access to ``alert_outbox`` (SQLite and PostgreSQL), times from ``clock`` (Unix ns).
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], int]) -> None:
+    Several replicas share one table: :meth:`claim` leases due items to ``owner`` (``SELECT ... FOR UPDATE SKIP
+    LOCKED`` on PostgreSQL, plus a conditional UPDATE on both backends), and a mark takes effect only while that
+    owner holds the lease. A crashed owner's items are claimable again once the lease ends (same id, same key).
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], int], owner: str | None = None) -> None:
+        if owner is not None and not 0 < len(owner) <= 200:
+            raise OutboxError(f"owner {owner!r} must be 1-200 characters, e.g. host:pid")
         self._engine = engine
         self._clock = clock
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def enqueue(self, items: Sequence[OutboxItem], *, conn: Connection | None = None) -> int:
         """Record ``items`` as pending, due now; returns how many were new (an existing id is left unchanged).
@@ -181,52 +211,108 @@ class Outbox:
             added += len(conn.execute(stmt).all())
         return added
 
-    def due(self, limit: int) -> list[OutboxItem]:
-        """Up to ``limit`` pending items with ``next_attempt <= now``, oldest first, one per stream (FIFO)."""
-        if limit < 1:
-            raise OutboxError(f"limit={limit} must be at least 1")
+    def _due_filter(self, now: int) -> list[ColumnElement[bool]]:
+        """Pending, due, lease free or expired, and the oldest pending item of its stream (FIFO)."""
         older = _T.alias("older")
         blocked = exists().where(
             older.c.state == "pending", older.c.receiver == _T.c.receiver, older.c.url == _T.c.url,
             older.c.group_key == _T.c.group_key,
             or_(older.c.created_unix_nano < _T.c.created_unix_nano,
                 and_(older.c.created_unix_nano == _T.c.created_unix_nano, older.c.id < _T.c.id)))
-        q = (select(_T.c.id, _T.c.receiver, _T.c.integration, _T.c.url, _T.c.group_key, _T.c.payload,
-                    _T.c.attempts)
-             .where(_T.c.state == "pending", _T.c.next_attempt_unix_nano <= self._clock(), ~blocked)
+        free = or_(_T.c.lease_owner.is_(None), _T.c.lease_until_unix_nano.is_(None),
+                   _T.c.lease_until_unix_nano <= now)
+        return [_T.c.state == "pending", _T.c.next_attempt_unix_nano <= now, free, ~blocked]
+
+    def due(self, limit: int) -> list[OutboxItem]:
+        """Up to ``limit`` claimable items, oldest first, one per stream (FIFO); read-only (see :meth:`claim`)."""
+        if limit < 1:
+            raise OutboxError(f"limit={limit} must be at least 1")
+        q = (select(*_COLS).where(*self._due_filter(self._clock()))
              .order_by(_T.c.created_unix_nano, _T.c.id).limit(limit))
         with self._engine.connect() as c:
-            return [OutboxItem(id=r.id, receiver=r.receiver, integration=r.integration, url=r.url,
-                               group_key=r.group_key, payload=r.payload, attempts=r.attempts)
-                    for r in c.execute(q)]
+            return [_item(r) for r in c.execute(q)]
+
+    def claim(self, limit: int, *, lease_ns: int) -> list[OutboxItem]:
+        """Lease up to ``limit`` due items (as :meth:`due`) to this owner for ``lease_ns``; no two owners ever
+        get the same item while its lease runs."""
+        if limit < 1:
+            raise OutboxError(f"limit={limit} must be at least 1")
+        if lease_ns < 1:
+            raise OutboxError(f"lease_ns={lease_ns} must be positive")
+        now = self._clock()
+        q = select(*_COLS).where(*self._due_filter(now)).order_by(_T.c.created_unix_nano, _T.c.id).limit(limit)
+        with self._engine.begin() as c:
+            if c.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True, of=_T)
+            rows = c.execute(q).all()
+            if not rows:
+                return []
+            # The conditional UPDATE re-checks the lease at write time: safe even where the SELECT locked nothing.
+            got = set(c.execute(
+                update(_T).where(_T.c.id.in_([r.id for r in rows]), *self._due_filter(now))
+                .values(lease_owner=self.owner, lease_until_unix_nano=now + lease_ns)
+                .returning(_T.c.id)).scalars())
+        return [_item(r) for r in rows if r.id in got]
+
+    def release(self, ids: Iterable[str]) -> int:
+        """Give back this owner's leases on ``ids`` without an attempt (e.g. deferred items); returns how many."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self._engine.begin() as c:
+            return c.execute(update(_T).where(_T.c.id.in_(ids), _T.c.lease_owner == self.owner,
+                                              _T.c.state == "pending")
+                             .values(lease_owner=None, lease_until_unix_nano=None)).rowcount
+
+    def prune(self, *, older_than_ns: int) -> int:
+        """Delete delivered and dead items older than now - ``older_than_ns`` (delivery time, else creation);
+        returns how many. Pending items are never pruned."""
+        if older_than_ns < 1:
+            raise OutboxError(f"older_than_ns={older_than_ns} must be positive, e.g. 14 days")
+        cutoff = self._clock() - older_than_ns
+        with self._engine.begin() as c:
+            return c.execute(delete(_T).where(
+                _T.c.state.in_(("delivered", "dead")),
+                func.coalesce(_T.c.delivered_unix_nano, _T.c.created_unix_nano) < cutoff)).rowcount
 
     def mark_delivered(self, id: str) -> str:
-        """Record a 2xx answer for ``id``; returns the new state (a dead or delivered item is left as it is)."""
+        """Record a 2xx answer for ``id`` and end the lease; returns ``"delivered"``.
+
+        Raises:
+            LeaseLost: this owner does not hold the lease of a pending ``id``; nothing changed.
+        """
         with self._engine.begin() as c:
-            c.execute(update(_T).where(_T.c.id == id, _T.c.state == "pending")
-                      .values(state="delivered", delivered_unix_nano=self._clock(), last_error=""))
-            return self._state(c, id)
+            done = c.execute(update(_T).where(_T.c.id == id, _T.c.state == "pending", _T.c.lease_owner == self.owner)
+                             .values(state="delivered", delivered_unix_nano=self._clock(), last_error="",
+                                     lease_owner=None, lease_until_unix_nano=None)).rowcount
+            state = self._state(c, id)
+        if not done:
+            raise LeaseLost(id, state, self.owner)
+        return state
 
     def mark_failed(self, id: str, error: str, *, max_attempts: int, backoff: Backoff, permanent: bool = False,
                     retry_after_s: float = 0.0) -> str:
         """Record a failed attempt: ``dead`` when ``permanent`` or after ``max_attempts``, else retried after
-        ``backoff`` (or ``retry_after_s``, a receiver's ``Retry-After``, if longer). Returns the new state."""
+        ``backoff`` (or ``retry_after_s``, a receiver's ``Retry-After``, if longer); ends the lease. Returns the
+        new state; raises :class:`LeaseLost` (nothing changed) when this owner does not hold the lease."""
         if max_attempts < 1:
             raise OutboxError(f"max_attempts={max_attempts} must be at least 1")
         with self._engine.begin() as c:
-            row = c.execute(select(_T.c.state, _T.c.attempts).where(_T.c.id == id).with_for_update()).first()
+            row = c.execute(select(_T.c.state, _T.c.attempts, _T.c.lease_owner).where(_T.c.id == id)
+                            .with_for_update()).first()
             if row is None:
-                raise OutboxError(f"no outbox item {id!r}; pass an id returned by Outbox.due()")
-            if row.state != "pending":
-                return str(row.state)
+                raise OutboxError(f"no outbox item {id!r}; pass an id returned by Outbox.claim()")
+            if row.state != "pending" or row.lease_owner != self.owner:
+                raise LeaseLost(id, str(row.state), self.owner)
             attempts = row.attempts + 1
             now = self._clock()
-            values: dict[str, Any] = {"attempts": attempts, "last_error": error[:_ERROR_MAX]}
+            values: dict[str, Any] = {"attempts": attempts, "last_error": error[:_ERROR_MAX], "lease_owner": None,
+                                      "lease_until_unix_nano": None}
             if permanent or attempts >= max_attempts:
                 values["state"] = "dead"
             else:
                 values["next_attempt_unix_nano"] = now + max(backoff.delay_ns(attempts), int(retry_after_s * NS))
-            c.execute(update(_T).where(_T.c.id == id).values(**values))
+            c.execute(update(_T).where(_T.c.id == id, _T.c.lease_owner == self.owner).values(**values))
             return self._state(c, id)
 
     def stats(self) -> dict[str, int]:
@@ -247,5 +333,5 @@ class Outbox:
     def _state(c: Connection, id: str) -> str:
         state = c.execute(select(_T.c.state).where(_T.c.id == id)).scalar()
         if state is None:
-            raise OutboxError(f"no outbox item {id!r}; pass an id returned by Outbox.due()")
+            raise OutboxError(f"no outbox item {id!r}; pass an id returned by Outbox.claim()")
         return str(state)

@@ -186,47 +186,50 @@ def idempotency_key(n: Notification, receiver: str, integration_index: int) -> s
     return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
 
 
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """Hex HMAC-SHA256 of ``f"{timestamp}.".encode() + body`` under ``secret`` (``timestamp`` in Unix seconds).
+def sign(secret: bytes, timestamp: int, key: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``f"{timestamp}.{key}.".encode() + body`` under ``secret`` (``timestamp`` in Unix
+    seconds, ``key`` the request's ``Idempotency-Key``): a captured request cannot be replayed under another key.
 
-    >>> sign(b"k", 1, b"{}") == sign(b"k", 1, b"{}") != sign(b"k", 2, b"{}")
+    >>> sign(b"k", 1, "a", b"{}") == sign(b"k", 1, "a", b"{}") != sign(b"k", 2, "a", b"{}") != sign(b"k", 1, "b", b"{}")
     True
     """
-    return hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.new(secret, f"{timestamp}.{key}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def signature_header(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The ``X-Qfleet-Signature`` value ``t=<unix seconds>,v1=<hex>``.
+def signature_header(secret: bytes, timestamp: int, key: str, body: bytes) -> str:
+    """The ``X-Qfleet-Signature`` value ``t=<unix seconds>,v2=<hex>`` (v2: the key is signed too).
 
-    >>> signature_header(b"k", 1, b"{}").startswith("t=1,v1=")
+    >>> signature_header(b"k", 1, "a", b"{}").startswith("t=1,v2=")
     True
     """
-    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
+    return f"t={timestamp},v2={sign(secret, timestamp, key, body)}"
 
 
-def verify(secret: bytes, header_value: str, body: bytes, *, now_s: int, tolerance_s: int = 300) -> bool:
-    """Whether ``header_value`` signs ``body`` under ``secret`` within ``tolerance_s`` of ``now_s``.
+def verify(secret: bytes, header_value: str, body: bytes, *, key: str, now_s: int, tolerance_s: int = 300) -> bool:
+    """Whether ``header_value`` signs ``key`` and ``body`` under ``secret`` within ``tolerance_s`` of ``now_s``.
 
-    Several ``v1=`` entries are allowed (secret rotation: any match suffices); a malformed header is False.
-    Comparison is constant-time.
+    Several ``v2=`` entries are allowed (secret rotation: any match suffices); a malformed header is False, and
+    so is an entry of another version. Comparison is constant-time.
 
-    >>> h = signature_header(b"k", 100, b"{}")
-    >>> verify(b"k", h, b"{}", now_s=100), verify(b"k", h, b"{} ", now_s=100), verify(b"k", h, b"{}", now_s=401)
-    (True, False, False)
+    >>> h = signature_header(b"k", 100, "a", b"{}")
+    >>> verify(b"k", h, b"{}", key="a", now_s=100), verify(b"k", h, b"{}", key="b", now_s=100)
+    (True, False)
+    >>> verify(b"k", h, b"{} ", key="a", now_s=100), verify(b"k", h, b"{}", key="a", now_s=401)
+    (False, False)
     """
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header_value.split(","):
-        key, sep, value = part.strip().partition("=")
+        name, sep, value = part.strip().partition("=")
         if not sep:
             return False
-        if key == "t":
-            if not value.isdigit():
+        if name == "t":
+            if not value.isdigit() or timestamp is not None:
                 return False
             timestamp = int(value)
-        elif key == "v1":
+        elif name == "v2":
             candidates.append(value)
     if timestamp is None or not candidates or abs(now_s - timestamp) > tolerance_s:
         return False
-    expected = sign(secret, timestamp, body)
+    expected = sign(secret, timestamp, key, body)
     return any(hmac.compare_digest(expected, c) for c in candidates)

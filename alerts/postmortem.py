@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, func, or_, select
 
@@ -31,6 +31,7 @@ from qfleet.alerts.impact import JOB_SPAN, IncidentImpact, incident_impact
 from qfleet.alerts.incidents import FAULT_SPAN, Incidents
 from qfleet.collector.schema import Span, SpanRollup
 from qfleet.slo.schema import SloEvaluation
+from qfleet.text import markdown_literal
 from qfleet.units import NS, format_rfc3339
 
 __all__ = ["Postmortem", "build_postmortem", "render"]
@@ -249,6 +250,31 @@ def _png(fig: Any, ax: Any) -> bytes:
 
 
 # -- rendering ----------------------------------------------------------------------------------------------------
+# The document is laid out once as blocks; Markdown and HTML are two renderings of the same blocks (HTML is never
+# parsed back out of Markdown). Text from the telemetry — titles, labels, node and link ids, tenants, span names
+# and messages, fault details, SLO segments — is a _Text piece: `markdown_literal` in Markdown, `html.escape` in
+# HTML, so a newline, `![x](http://...)`, `<script>` or `{}` in a label stays text and cannot break the layout.
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """Untrusted text (from the telemetry), optionally emphasised."""
+
+    text: str
+    strong: bool = False
+
+
+_Piece = str | _Text          # str: this module's own wording, free of markup characters
+_Line = tuple[_Piece, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A heading (``h1``, ``h2``), paragraph, list item, table (header row first) or chart (``img``, its name)."""
+
+    kind: Literal["h1", "h2", "p", "li", "table", "img"]
+    line: _Line = ()
+    rows: tuple[tuple[_Line, ...], ...] = ()
 
 
 def render(pm: Postmortem, fmt: str, *, chart_dir: str = "") -> str:
@@ -257,29 +283,39 @@ def render(pm: Postmortem, fmt: str, *, chart_dir: str = "") -> str:
         return json.dumps(pm.doc, indent=2, default=str)
     if fmt not in ("md", "html"):
         raise ValueError(f"--format {fmt!r} is not one of md, json, html")
-    md = "\n".join([*_md_summary(pm.doc), *_md_timeline(pm.doc), *_md_impact(pm.doc), *_md_budget(pm.doc),
-                    *_md_factors(pm.doc), *_md_charts(pm.doc, chart_dir), *_MD_ACTIONS])
-    return md if fmt == "md" else _html(md, pm)
+    d = pm.doc
+    blocks = [*_summary(d), *_timeline(d), *_impact(d), *_budget(d), *_factors_blocks(d), *_charts_blocks(d),
+              *_ACTIONS]
+    return _md(blocks, chart_dir) if fmt == "md" else _html(blocks, pm)
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} s"
 
 
-def _md_summary(d: dict[str, Any]) -> list[str]:
+def _join(items: Sequence[_Piece], empty: str = "-") -> _Line:
+    """``items`` separated by commas (``empty`` when there are none)."""
+    out: list[_Piece] = []
+    for i, item in enumerate(items):
+        out += [", ", item] if i else [item]
+    return tuple(out) or (empty,)
+
+
+def _summary(d: dict[str, Any]) -> list[_Block]:
     inc = d["incident"]
-    return [f"# Postmortem: {inc['title']}", "",
-            f"Incident `{inc['id']}`, severity **{inc['severity']}**, state {inc['state']}; opened {inc['opened']}, "
-            f"resolved {inc['resolved'] or '-'}. Time to detect {_seconds(d['time_to_detect_s'])}, time to resolve "
-            f"{_seconds(d['time_to_resolve_s'])}.", ""]
+    return [_Block("h1", ("Postmortem: ", _Text(str(inc["title"])))),
+            _Block("p", (f"Incident {inc['id']}, severity ", _Text(str(inc["severity"]), strong=True),
+                         f", state {inc['state']}; opened {inc['opened']}, resolved {inc['resolved'] or '-'}. "
+                         f"Time to detect {_seconds(d['time_to_detect_s'])}, time to resolve "
+                         f"{_seconds(d['time_to_resolve_s'])}."))]
 
 
-def _md_timeline(d: dict[str, Any]) -> list[str]:
-    lines = ["## Timeline", "", "| time (UTC) | event | detail |", "|---|---|---|"]
+def _timeline(d: dict[str, Any]) -> list[_Block]:
+    rows: list[tuple[_Line, ...]] = [(("time (UTC)",), ("event",), ("detail",))]
     for e in d["timeline"]:
         detail = ", ".join(f"{k}={v}" for k, v in (e["detail"] or {}).items() if v not in (None, "", [], {}))
-        lines.append(f"| {e['at']} | {e['kind']} | {detail[:160]} |")
-    return lines
+        rows.append(((str(e["at"]),), (_Text(str(e["kind"])),), (_Text(detail[:160]),)))
+    return [_Block("h2", ("Timeline",)), _Block("table", rows=tuple(rows))]
 
 
 _SCOPES = {"place": "jobs on these nodes and links, and jobs that failed before reaching a node",
@@ -287,57 +323,95 @@ _SCOPES = {"place": "jobs on these nodes and links, and jobs that failed before 
            "fleet": "every job of the fleet (the incident names no node, link or hardware type)"}
 
 
-def _md_impact(d: dict[str, Any]) -> list[str]:
+def _impact(d: dict[str, Any]) -> list[_Block]:
     imp = d["impact"]
-    examples = f" (e.g. {', '.join(imp['failed_job_ids'][:5])})" if imp["failed_job_ids"] else ""
-    return ["", "## Impact", "",
-            f"- Nodes: {', '.join(imp['nodes']) or '-'}; links: {', '.join(imp['links']) or '-'}",
-            f"- Jobs failed: {imp['jobs_failed']} of {imp['jobs_total']} during the incident{examples}",
-            f"- Tenants: {', '.join(f'{t} ({n})' for t, n in imp['tenants'].items()) or '-'}",
-            f"- Counted: {_SCOPES[imp['scope']]}, {imp['window']['from']} to {imp['window']['to']}"]
+    ids = [_Text(str(j)) for j in imp["failed_job_ids"][:5]]
+    examples: _Line = (" (e.g. ", *_join(ids), ")") if ids else ()
+    tenants = [_Text(f"{t} ({n})") for t, n in imp["tenants"].items()]
+    return [_Block("h2", ("Impact",)),
+            _Block("li", ("Nodes: ", *_join([_Text(str(n)) for n in imp["nodes"]]), "; links: ",
+                          *_join([_Text(str(x)) for x in imp["links"]]))),
+            _Block("li", (f"Jobs failed: {imp['jobs_failed']} of {imp['jobs_total']} during the incident",
+                          *examples)),
+            _Block("li", ("Tenants: ", *_join(tenants))),
+            _Block("li", (f"Counted: {_SCOPES[imp['scope']]}, {imp['window']['from']} to {imp['window']['to']}",))]
 
 
-def _md_budget(d: dict[str, Any]) -> list[str]:
-    lines = [f"- {b['slo']} {b['segment']}: {100 * b['burned']:.1f} points (remaining "
-             f"{100 * b['remaining_before']:.1f}% → {100 * b['remaining_after']:.1f}%)" for b in d["budget"]]
-    return ["", "## Error budget burned", "", *(lines or ["- none recorded"])]
+def _budget(d: dict[str, Any]) -> list[_Block]:
+    lines = [_Block("li", (_Text(f"{b['slo']} {b['segment']}"), f": {100 * b['burned']:.1f} points (remaining "
+                           f"{100 * b['remaining_before']:.1f}% → {100 * b['remaining_after']:.1f}%)"))
+             for b in d["budget"]]
+    return [_Block("h2", ("Error budget burned",)), *(lines or [_Block("li", ("none recorded",))])]
 
 
-def _md_factors(d: dict[str, Any]) -> list[str]:
-    lines = [f"- {f}" for f in d["contributing_factors"]]
-    return ["", "## Contributing factors (from the telemetry)", "", *(lines or ["- none found"])]
+def _factors_blocks(d: dict[str, Any]) -> list[_Block]:
+    lines = [_Block("li", (_Text(str(f)),)) for f in d["contributing_factors"]]
+    return [_Block("h2", ("Contributing factors (from the telemetry)",)),
+            *(lines or [_Block("li", ("none found",))])]
 
 
-def _md_charts(d: dict[str, Any], chart_dir: str) -> list[str]:
-    lines = [f"![{c}]({Path(chart_dir, c).as_posix() if chart_dir else c})" for c in d["charts"]]
-    return ["", "## Charts", "", *(lines or ["- no data"])]
+def _charts_blocks(d: dict[str, Any]) -> list[_Block]:
+    lines = [_Block("img", (str(c),)) for c in d["charts"]]
+    return [_Block("h2", ("Charts",)), *(lines or [_Block("li", ("no data",))])]
 
 
-_MD_ACTIONS = ["", "## Action items", "", "| action | owner | due |", "|---|---|---|", "| | | |", ""]
+_ACTIONS = [_Block("h2", ("Action items",)), _Block("table", rows=((("action",), ("owner",), ("due",)),
+                                                                   (("",), ("",), ("",))))]
+
+
+def _md_line(line: _Line) -> str:
+    return "".join(p if isinstance(p, str) else f"**{markdown_literal(p.text)}**" if p.strong
+                   else markdown_literal(p.text) for p in line)
+
+
+def _md(blocks: Sequence[_Block], chart_dir: str) -> str:
+    """The blocks as CommonMark (GitHub tables); a blank line between blocks of different kinds."""
+    out: list[str] = []
+    prev = ""
+    for b in blocks:
+        if out and (b.kind in ("h1", "h2", "p", "table") or b.kind != prev):
+            out.append("")
+        prev = b.kind
+        if b.kind == "table":
+            rows = ["| " + " | ".join(_md_line(c) for c in row) + " |" for row in b.rows]
+            out += [rows[0], "|" + "---|" * len(b.rows[0]), *rows[1:]]
+        elif b.kind == "img":
+            name = str(b.line[0])
+            out.append(f"![{name}]({Path(chart_dir, name).as_posix() if chart_dir else name})")
+        else:
+            out.append({"h1": "# ", "h2": "## ", "li": "- ", "p": ""}[b.kind] + _md_line(b.line))
+    return "\n".join([*out, ""])
+
 
 _HTML_HEAD = ("<!doctype html><meta charset='utf-8'><title>{title}</title><style>"
               "body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#111}}"
-              "td{{border-bottom:1px solid #ddd;padding:.2rem .5rem}}img{{max-width:100%}}</style><body>")
+              "td,th{{border-bottom:1px solid #ddd;padding:.2rem .5rem;text-align:left}}img{{max-width:100%}}"
+              "</style><body>")
 
 
-def _html(md: str, pm: Postmortem) -> str:
-    """The Markdown as a self-contained HTML page, charts embedded as data URLs."""
-    body = [h for h in (_html_line(line, pm.charts) for line in md.splitlines()) if h]
-    return _HTML_HEAD.format(title=html.escape(pm.doc["incident"]["title"])) + "\n".join(body) + "</body>"
+def _html_line(line: _Line) -> str:
+    return "".join(html.escape(p) if isinstance(p, str) else f"<strong>{html.escape(p.text)}</strong>"
+                   if p.strong else html.escape(p.text) for p in line)
 
 
-def _html_line(line: str, charts: dict[str, bytes]) -> str:
-    """One Markdown line of the document as HTML ('' for blank lines and table rules)."""
-    if line.startswith("![") and "](" in line:
-        name = line[2:line.index("]")]
-        return (f'<img alt="{html.escape(name)}" src="data:image/png;base64,'
-                f'{base64.b64encode(charts[name]).decode()}">')
-    if line.startswith("|"):
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if all(set(c) <= {"-"} for c in cells):
-            return ""
-        return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-    for prefix, tag in (("# ", "h1"), ("## ", "h2"), ("- ", "li")):
-        if line.startswith(prefix):
-            return f"<{tag}>{html.escape(line[len(prefix):])}</{tag}>"
-    return f"<p>{html.escape(line)}</p>" if line else ""
+def _html_block(b: _Block, charts: dict[str, bytes]) -> str:
+    if b.kind == "table":
+        head, *rows = b.rows
+        return ("<table><tr>" + "".join(f"<th>{_html_line(c)}</th>" for c in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{_html_line(c)}</td>" for c in r) + "</tr>" for r in rows)
+                + "</table>")
+    if b.kind == "img":
+        name = str(b.line[0])
+        png = charts.get(name, b"")
+        return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    return f"<{b.kind}>{_html_line(b.line)}</{b.kind}>"
+
+
+def _html(blocks: Sequence[_Block], pm: Postmortem) -> str:
+    """The blocks as a self-contained HTML page, charts embedded as data URLs, list items in lists."""
+    body: list[str] = []
+    for i, b in enumerate(blocks):
+        opens = b.kind == "li" and (i == 0 or blocks[i - 1].kind != "li")
+        closes = b.kind == "li" and (i + 1 == len(blocks) or blocks[i + 1].kind != "li")
+        body.append(("<ul>" if opens else "") + _html_block(b, pm.charts) + ("</ul>" if closes else ""))
+    return _HTML_HEAD.format(title=html.escape(str(pm.doc["incident"]["title"]))) + "\n".join(body) + "</body>"

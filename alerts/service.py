@@ -16,10 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qfleet.alerts.incidents import Incidents
+from qfleet.alerts.leases import Lease, LeaseLost
 from qfleet.alerts.model import Alert, AlertingConfig, Notification, Silence
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
 from qfleet.alerts.rules import AlertRule, sync_rules
@@ -42,6 +46,8 @@ logger = logging.getLogger(__name__)
 Log = dict[tuple[str, str], tuple[frozenset[str], frozenset[str], int]]
 _MAINTENANCE_SPAN = "qfleet.maintenance"
 _MAINTENANCE_LOOKBACK_NS = 10 * 86_400 * NS  # calibration windows older than this cannot matter any more
+#: A leader that finds more missed cycles than this skips to now instead of replaying them one by one.
+_MAX_BACKLOG = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +60,24 @@ class CycleStats:
     delivered: int = 0
     escalated: int = 0
     failed_sources: tuple[str, ...] = ()
+    cycles: int = 0
+    invalid_silences: int = 0
+
+    def __add__(self, other: CycleStats) -> CycleStats:
+        return CycleStats(
+            changed_alerts=self.changed_alerts + other.changed_alerts,
+            notifications=self.notifications + other.notifications, enqueued=self.enqueued + other.enqueued,
+            delivered=self.delivered + other.delivered, escalated=self.escalated + other.escalated,
+            failed_sources=tuple(dict.fromkeys(self.failed_sources + other.failed_sources)),
+            cycles=self.cycles + other.cycles, invalid_silences=max(self.invalid_silences, other.invalid_silences))
 
 
 class AlertService:
     """SLO conditions and direct rules in, signed notifications out, with a clock injected.
+
+    Single process: call :meth:`evaluate` and :meth:`dispatch` (tests, game days). Several replicas on one
+    database: every replica calls :meth:`lead` once per tick (only the holder of the ``evaluate`` lease runs the
+    cycle) and :meth:`deliver` on its own schedule (every replica delivers, each item leased to one of them).
 
     Args:
         engine: a migrated store.
@@ -67,44 +87,82 @@ class AlertService:
         secret: the HMAC key requests are signed with.
         clock: returns now in Unix ns.
         external_url: qfleet's own URL, for payloads' ``externalURL``.
+        holder: this replica's name in leases (outbox items, the evaluation leader); None: a single process.
     """
 
     def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
-                 secret: bytes, clock: Callable[[], int], external_url: str = "http://127.0.0.1:8501") -> None:
+                 secret: bytes, clock: Callable[[], int], external_url: str = "http://127.0.0.1:8501",
+                 holder: str | None = None) -> None:
         self.engine = engine
         self.config = config
         self.slos = tuple(slos)
         self.rules = tuple(rules)
         self.clock = clock
         self.external_url = external_url
+        self.holder = holder
         self.state = AlertState(engine)
-        self.outbox = Outbox(engine, clock=clock)
+        self.outbox = Outbox(engine, clock=clock, owner=holder)
         self.deliverer = Deliverer(self.outbox, secret=secret, clock=clock)
         self.incidents = Incidents(engine, clock=clock)
         self.silences = SilenceStore(engine)
-        self.dispatcher = Dispatcher(config, silences=self._silences(), log=self._load_log())
-        self._last: dict[str, Notification] = {}  # last notification per group, for escalations
-        now = clock()
-        for alert in self.state.active():
-            self.dispatcher.update(alert, now)  # rebuild the groups of a restarted service
+        self._saved: Log = {}
+        self._last: dict[tuple[str, str], Notification] = {}  # this cycle's notifications, not yet committed
+        # (last recorded cycle,) our dispatcher is in step with; None: stale (not leading, or never led).
+        self._synced: tuple[int | None] | None = None
+        self.dispatcher = self._rebuild(clock())
 
     # -- persistence of the notification log ----------------------------------------------------------------------
+
+    def _rebuild(self, at: int) -> Dispatcher:
+        """A dispatcher from the database: the notification log, the firing alerts, and the alerts resolved since
+        the log last told a receiver they fired (their resolution is still to be sent)."""
+        log = self._load_log()
+        self._saved = dict(log)
+        self._last = {}
+        d = Dispatcher(self.config, silences=self._silences(), log=log)
+        told = {fp for f, _, _ in log.values() for fp in f}
+        since = min((sent for f, _, sent in log.values() if f), default=at)
+        alerts = self.state.active() + [a for a in self.state.resolved_since(since) if a.fingerprint in told]
+        for alert in sorted(alerts, key=lambda a: (a.starts_at, a.fingerprint)):
+            d.update(alert, at)
+        return d
 
     def _load_log(self) -> Log:
         t = table(NotificationLog)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t)).all()
+            rows = conn.execute(select(t.c.receiver, t.c.group_key, t.c.firing, t.c.resolved,
+                                       t.c.sent_unix_nano)).all()
         return {(r.receiver, r.group_key): (frozenset(r.firing["fingerprints"]), frozenset(r.resolved["fingerprints"]),
                                             r.sent_unix_nano) for r in rows}
 
-    def _save_log(self, conn: Connection) -> None:
+    def _save_log(self, conn: Connection) -> int:
+        """Upsert the log entries that changed since the last save (never delete and rewrite: other replicas'
+        and older rows stay as they are), each with its last notification; returns how many were written."""
         t = table(NotificationLog)
-        conn.execute(delete(t))
-        rows = [{"receiver": rcv, "group_key": key, "firing": {"fingerprints": sorted(f)},
-                 "resolved": {"fingerprints": sorted(r)}, "sent_unix_nano": sent}
-                for (rcv, key), (f, r, sent) in self.dispatcher.log.items()]
-        if rows:
-            conn.execute(insert(t), rows)
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        log = self.dispatcher.log
+        changed = {k: v for k, v in log.items() if self._saved.get(k) != v}
+        for (rcv, key), (f, r, sent) in sorted(changed.items()):
+            values: dict[str, Any] = {"firing": {"fingerprints": sorted(f)}, "resolved": {"fingerprints": sorted(r)},
+                                      "sent_unix_nano": sent}
+            note = self._last.get((rcv, key))
+            if note is not None:
+                values["notification"] = notification_doc(note)
+            stmt = insert(t).values(receiver=rcv, group_key=key, **values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["receiver", "group_key"], set_=values))
+        self._saved = log
+        return len(changed)
+
+    def _last_notification(self, receiver: str, group_key: str) -> Notification | None:
+        """The last notification ``receiver`` got for ``group_key``: this cycle's, else the stored one."""
+        note = self._last.get((receiver, group_key))
+        if note is not None:
+            return note
+        t = table(NotificationLog)
+        with self.engine.connect() as conn:
+            doc = conn.execute(select(t.c.notification).where(t.c.receiver == receiver,
+                                                              t.c.group_key == group_key)).scalar()
+        return notification_from_doc(doc) if doc else None
 
     def _silences(self) -> list[Silence]:
         """Stored silences, plus one per calibration window the simulator announced (maintenance mutes)."""
@@ -114,7 +172,7 @@ class AlertService:
                                           s.c.end_time_unix_nano).where(
                 s.c.name == _MAINTENANCE_SPAN,
                 s.c.end_time_unix_nano >= self.clock() - _MAINTENANCE_LOOKBACK_NS)).all()
-        out = self.silences.list()
+        out = self.silences.list()   # a stored row that no longer validates is skipped and counted there
         for trace, node, start, end in windows:
             if not node:
                 continue
@@ -159,25 +217,121 @@ class AlertService:
         record(self.engine, reports)
         return self.state.sync(slo_alerts(reports, self.slos, at), at, source="slo")
 
-    def dispatch(self, at_ns: int | None = None) -> CycleStats:
-        """Flush due groups into the outbox (with the log, in one transaction), escalate, then deliver."""
-        at = self.clock() if at_ns is None else at_ns
+    def _flush(self, at: int) -> tuple[list[Notification], list[OutboxItem], int]:
+        """Run the flushes due by ``at``: their notifications, the outbox items for them and for escalations."""
         self.dispatcher.silences = self._silences()
         notes = self.dispatcher.advance(at)
         items: list[OutboxItem] = []
         for n in notes:
             items.extend(self._items(n))
-            self._last[n.group_key] = n
+            self._last[(n.receiver, n.group_key)] = n
             incident = self.incidents.on_notification(n, at)
             if incident:
                 self.incidents.link_faults(incident)
-        escalated = self._escalate(at, items)
+        return notes, items, self._escalate(at, items)
+
+    def _commit(self, conn: Connection, items: list[OutboxItem]) -> int:
+        enqueued = self.outbox.enqueue(items, conn=conn)
+        self._save_log(conn)
+        return enqueued
+
+    def dispatch(self, at_ns: int | None = None) -> CycleStats:
+        """Flush due groups into the outbox (with the log, in one transaction), escalate, then deliver."""
+        at = self.clock() if at_ns is None else at_ns
+        notes, items, escalated = self._flush(at)
         with self.engine.begin() as conn:
-            enqueued = self.outbox.enqueue(items, conn=conn)
-            self._save_log(conn)
-        delivered = self.deliverer.run_once()
-        return CycleStats(notifications=len(notes), enqueued=enqueued, delivered=delivered.delivered,
-                          escalated=escalated)
+            enqueued = self._commit(conn, items)
+        self._last = {}
+        delivered = self.deliver()
+        return CycleStats(notifications=len(notes), enqueued=enqueued, delivered=delivered,
+                          escalated=escalated, invalid_silences=len(self.silences.invalid()))
+
+    def deliver(self) -> int:
+        """Deliver the due outbox items this replica can claim; how many were delivered."""
+        return self.deliverer.run_once().delivered
+
+    def lead(self, lease: Lease, interval_ns: int, *, max_cycles: int = 10) -> CycleStats | None:
+        """One tick of the evaluation leader: when ``lease`` is ours (taken or renewed), run every cycle that is
+        due (the instants ``last + interval_ns`` up to now, at most ``max_cycles`` per tick), each evaluated,
+        flushed and recorded with its outbox items and log in one transaction; with no cycle due, flush the
+        groups due by now (group_wait and group_interval run at the tick's pace, not the evaluation's). None when
+        another replica leads.
+
+        A replica that gains the lease, or finds that another recorded cycles since its own last one, first
+        rebuilds its dispatcher from the database (its memory is stale).
+        """
+        if interval_ns <= 0:
+            raise ValueError(f"interval_ns={interval_ns} must be positive, e.g. 30 s")
+        held = lease.claim()
+        if held is None:
+            self._synced = None
+            return None
+        now = self.clock()
+        last = held.cycle_ns
+        nxt = now if last is None else last + interval_ns
+        if nxt + _MAX_BACKLOG * interval_ns <= now:
+            # The fleet was down for long: evaluating every missed instant would only replay stale history.
+            skipped = (now - nxt) // interval_ns
+            logger.warning("evaluation resumes %d cycles after the last recorded one (%s); skipping to now",
+                           skipped, last)
+            nxt += skipped * interval_ns
+        if held.gained or self._synced != (last,):
+            self.dispatcher = self._rebuild(min(nxt, now))
+        total = CycleStats()
+        for _ in range(max_cycles):
+            if nxt > now:
+                break
+            stats = self._step(lease, nxt, last, evaluate=True)
+            if stats is None:
+                return total
+            total += stats
+            last, nxt = nxt, nxt + interval_ns
+            if lease.claim() is None:   # renew between catch-up cycles
+                self._synced = None
+                return total
+        if not total.cycles:
+            total += self._step(lease, now, last, evaluate=False) or CycleStats()
+        return total
+
+    def _step(self, lease: Lease, at: int, previous: int | None, *, evaluate: bool) -> CycleStats | None:
+        """Evaluate (a cycle) or only flush at ``at``, and commit it while ``lease`` is still ours; None when it
+        is not (nothing committed, the dispatcher marked stale)."""
+        stats = self.evaluate(at) if evaluate else CycleStats()
+        notes, items, escalated = self._flush(at)
+        try:
+            with self.engine.begin() as conn:
+                enqueued = self._commit(conn, items)
+                # A flush between cycles re-records the same cycle: it still proves the lease is ours.
+                lease.complete(conn, at if evaluate else previous, previous)
+        except LeaseLost as e:
+            logger.warning("%s", e)
+            self._last = {}
+            self._synced = None
+            return None
+        self._last = {}
+        self._synced = (at if evaluate else previous,)
+        if evaluate:
+            logger.info("evaluation cycle %d completed by %s", at, lease.holder)
+        return replace(stats, notifications=len(notes), enqueued=enqueued, escalated=escalated,
+                       cycles=int(evaluate), invalid_silences=len(self.silences.invalid()))
+
+    def prune(self, *, older_than_ns: int) -> tuple[int, int]:
+        """Delete what no receiver or restart needs any more: delivered and dead outbox items older than
+        ``older_than_ns``, and notification log entries last sent that long ago with nothing firing (their
+        groups resolved). Returns (outbox items, log entries) deleted."""
+        if older_than_ns <= 0:
+            raise ValueError(f"older_than_ns={older_than_ns} must be positive, e.g. 14 days")
+        items = self.outbox.prune(older_than_ns=older_than_ns)
+        t = table(NotificationLog)
+        cutoff = self.clock() - older_than_ns
+        with self.engine.begin() as conn:
+            old = conn.execute(select(t.c.receiver, t.c.group_key, t.c.firing).where(
+                t.c.sent_unix_nano < cutoff)).all()
+            gone = [(r.receiver, r.group_key) for r in old if not r.firing["fingerprints"]]
+            for receiver, key in gone:
+                conn.execute(delete(t).where(t.c.receiver == receiver, t.c.group_key == key,
+                                             t.c.sent_unix_nano < cutoff))
+        return items, len(gone)
 
     def _items(self, n: Notification, receiver: str | None = None) -> list[OutboxItem]:
         name = receiver or n.receiver
@@ -196,10 +350,50 @@ class AlertService:
         count = 0
         for incident_id in self.incidents.due_for_escalation(at, cfg.escalate_after_ns):
             self.incidents.escalate(incident_id, cfg.escalation_receiver, at)
-            last = self._last.get(self.incidents.get(incident_id)["group_key"])
+            incident = self.incidents.get(incident_id)
+            last = self._last_notification(incident["receiver"], incident["group_key"])
             if last is not None:
                 # The unacknowledged page goes to the escalation receiver as well, under its own key.
                 items.extend(self._items(replace(last, at=at, reason="escalated: not acknowledged"),
                                          receiver=cfg.escalation_receiver))
+            else:
+                logger.error("incident %s escalated, but no notification of group %r is stored to send to %r",
+                             incident_id, incident["group_key"], cfg.escalation_receiver)
             count += 1
         return count
+
+
+# -- the last notification per group, as JSON in notification_log.notification ------------------------------------
+
+
+def _alert_doc(a: Alert) -> dict[str, Any]:
+    return {"labels": [list(p) for p in a.labels], "annotations": [list(p) for p in a.annotations],
+            "starts_at": a.starts_at, "ends_at": a.ends_at, "generator_url": a.generator_url}
+
+
+def _alert(doc: dict[str, Any]) -> Alert:
+    return Alert(labels=tuple((str(k), str(v)) for k, v in doc["labels"]),
+                 annotations=tuple((str(k), str(v)) for k, v in doc["annotations"]),
+                 starts_at=int(doc["starts_at"]), ends_at=None if doc["ends_at"] is None else int(doc["ends_at"]),
+                 generator_url=str(doc.get("generator_url", "")))
+
+
+def notification_doc(n: Notification) -> dict[str, Any]:
+    """``n`` as JSON (what ``notification_log.notification`` stores); :func:`notification_from_doc` reverses it.
+
+    >>> n = Notification(at=5, receiver="r", group_key="g", group_labels=(("a", "b"),), reason="first notification",
+    ...                  firing=(Alert(labels=(("alertname", "X"),), starts_at=1),), resolved=())
+    >>> notification_from_doc(notification_doc(n)) == n
+    True
+    """
+    return {"at": n.at, "receiver": n.receiver, "group_key": n.group_key,
+            "group_labels": [list(p) for p in n.group_labels], "reason": n.reason,
+            "firing": [_alert_doc(a) for a in n.firing], "resolved": [_alert_doc(a) for a in n.resolved]}
+
+
+def notification_from_doc(doc: dict[str, Any]) -> Notification:
+    """The :class:`Notification` :func:`notification_doc` stored."""
+    return Notification(at=int(doc["at"]), receiver=str(doc["receiver"]), group_key=str(doc["group_key"]),
+                        group_labels=tuple((str(k), str(v)) for k, v in doc["group_labels"]),
+                        reason=str(doc["reason"]), firing=tuple(_alert(a) for a in doc["firing"]),
+                        resolved=tuple(_alert(a) for a in doc["resolved"]))

@@ -45,6 +45,12 @@ class SilenceStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._invalid: tuple[str, ...] = ()
+
+    def invalid(self) -> tuple[str, ...]:
+        """Ids of the stored rows the last :meth:`list` skipped because they no longer validate (e.g. a regex RE2
+        rejects); they silence nothing, and alerting carries on without them."""
+        return self._invalid
 
     def add(self, matchers: Sequence[str], *, starts_at: int, ends_at: int, created_by: str,
             comment: str) -> Silence:
@@ -118,12 +124,16 @@ class SilenceStore:
         """Every stored silence, by start (rows that no longer validate are logged and left out)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(_T).order_by(_T.c.starts_at_unix_nano, _T.c.id)).all()
-        out = []
+        out, invalid = [], []
         for row in rows:
             try:
                 out.append(_silence(row))
-            except SilenceError as e:  # written before silences were validated on the way in
+            except (SilenceError, ValueError, KeyError, TypeError) as e:
+                # Written before silences were validated on the way in, or by hand: one bad row must not stop
+                # alerting, so it is skipped, logged and counted (CycleStats.invalid_silences).
+                invalid.append(str(row.id))
                 logger.warning("stored silence %s is invalid and ignored: %s", row.id, e)
+        self._invalid = tuple(invalid)
         return out
 
 

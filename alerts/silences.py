@@ -1,8 +1,9 @@
 """Alertmanager API v2 silences: matching, activity, and the JSON shape (sre.md §17.3).
 
 A silence holds ``(name, value, isRegex, isEqual)`` matchers; it silences an alert whose labels satisfy every
-matcher while ``startsAt <= t <= endsAt`` (both ends inclusive). Regexes are fully anchored, a missing label is the
-empty string, and ``isEqual: false`` negates the matcher (``!=`` / ``!~``).
+matcher while ``startsAt <= t <= endsAt`` (both ends inclusive). Regexes are RE2, fully anchored as Alertmanager's
+(:mod:`qfleet.alerts.regex`), a missing label is the empty string, and ``isEqual: false`` negates the matcher
+(``!=`` / ``!~``).
 
 >>> s = silence_from_api({"matchers": [{"name": "site", "value": "delft", "isRegex": False},
 ...                                    {"name": "slo", "value": "fidelity", "isRegex": False, "isEqual": False}],
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any, Literal
 
 from qfleet.alerts.model import Labels, Matcher, Silence
+from qfleet.alerts.regex import RegexError, UserRegex, compile_regex
 from qfleet.problems import Problem, Problems, ProblemsError
 from qfleet.units import TimestampError, format_rfc3339, parse_rfc3339
 
@@ -40,6 +41,7 @@ __all__ = [
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _MATCHER_KEYS = ("name", "value", "isRegex", "isEqual")
 _EXAMPLE = '{"name": "site", "value": "delft", "isRegex": false}'
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1   # times are stored as signed 64-bit Unix ns
 _OPS = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
 
 
@@ -48,19 +50,17 @@ class SilenceError(ProblemsError):
     names every one with its field and fix."""
 
 
-@lru_cache(maxsize=1024)
-def _regex(value: str) -> re.Pattern[str]:
+def _regex(value: str) -> UserRegex:
     try:
-        return re.compile(f"(?:{value})\\Z")
-    except re.error as e:
-        raise SilenceError([Problem("matchers", f"regex {value!r} is invalid ({e})",
-                                    "use an RE2-style expression, e.g. qpu-.*", "bad_regex")]) from e
+        return compile_regex(value)
+    except RegexError as e:
+        raise SilenceError([Problem("matchers", e.message, e.fix, "bad_regex")]) from e
 
 
 def _matcher_holds(matcher: tuple[str, str, bool, bool], labels: Mapping[str, str]) -> bool:
     name, value, is_regex, is_equal = matcher
     v = labels.get(name, "")
-    hit = _regex(value).match(v) is not None if is_regex else v == value
+    hit = _regex(value).matches(v) if is_regex else v == value
     return hit if is_equal else not hit
 
 
@@ -130,12 +130,18 @@ def _time(doc: Mapping[str, Any], key: str, found: Problems) -> int | None:
         return None
     v = doc[key]
     if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    try:
-        return parse_rfc3339(v)
-    except TimestampError as e:
-        found.add(key, str(e), "give RFC 3339 text or integer Unix ns", "bad_time")
+        t = v
+    else:
+        try:
+            t = parse_rfc3339(v)
+        except TimestampError as e:
+            found.add(key, str(e), "give RFC 3339 text or integer Unix ns", "bad_time")
+            return None
+    if not _INT64_MIN <= t <= _INT64_MAX:
+        found.add(key, f"{v!r} is outside the times the store holds (1677-09-21 to 2262-04-11)",
+                  "give a time in that range, e.g. a silence of days, not centuries", "bad_time")
         return None
+    return t
 
 
 def _matcher(where: str, m: Any, found: Problems) -> tuple[str, str, bool, bool] | None:

@@ -8,6 +8,9 @@ Then checks the database count and the collector's own counters (dropped must be
 
     .venv/bin/python bench/bench_otlp_http.py                 # 200k spans, 4 client threads
     .venv/bin/python bench/bench_otlp_http.py --spans 50000 --clients 2 --runs 3
+
+Prints the load average and cores with the result. To compare with another checkout, run the
+same script with that checkout first on ``PYTHONPATH`` (the collector subprocess inherits it).
 """
 
 from __future__ import annotations
@@ -197,6 +200,7 @@ def main() -> int:
     args = ap.parse_args()
     extra = [] if args.queue_items is None else ["--queue-items", str(args.queue_items)]
 
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} cores", file=sys.stderr)
     t = time.perf_counter()
     bodies = build_requests(args.spans, args.per_request)
     size = sum(map(len, bodies))
@@ -217,7 +221,8 @@ def main() -> int:
     median = sorted(r["spans_per_s"] for r in results)[len(results) // 2]
     print(json.dumps({"bench": "otlp_http_sqlite", "spans": args.spans, "per_request": args.per_request,
                       "clients": args.clients, "runs": len(results), "median_spans_per_s": median,
-                      "best_spans_per_s": best, "target": args.target, "verified": ok}))
+                      "best_spans_per_s": best, "target": args.target, "verified": ok,
+                      "load_average": os.getloadavg(), "cores": os.cpu_count()}))
     if not ok:
         print("FAILED: stored count or dropped counter wrong", file=sys.stderr)
         return 2

@@ -14,17 +14,22 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "rows": ["TelemetryBatch"],
     "span_rows": ["SpanColumns"],
-    "migrate": ["current_revisions", "downgrade", "head_revisions", "upgrade"],
+    "migrate": ["current_revisions", "downgrade", "head_revisions", "open_existing", "upgrade"],
+    "receiver": ["Receiver", "ReceiverConfig"],
     "schema": ["PROMOTED_ATTRIBUTES", "ROLLUP_STEP_NS"],
     "settings": ["Settings", "SettingsError", "load_token"],
     "store": ["GaugeValue", "PruneResult", "RollupResult", "Store", "StoreError", "WriteResult", "open_engine"],
+    "transport": ["ListenError"],
 })
 
 if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getattr__)
     from qfleet.collector.migrate import current_revisions as current_revisions
     from qfleet.collector.migrate import downgrade as downgrade
     from qfleet.collector.migrate import head_revisions as head_revisions
+    from qfleet.collector.migrate import open_existing as open_existing
     from qfleet.collector.migrate import upgrade as upgrade
+    from qfleet.collector.receiver import Receiver as Receiver
+    from qfleet.collector.receiver import ReceiverConfig as ReceiverConfig
     from qfleet.collector.rows import TelemetryBatch as TelemetryBatch
     from qfleet.collector.schema import PROMOTED_ATTRIBUTES as PROMOTED_ATTRIBUTES
     from qfleet.collector.schema import ROLLUP_STEP_NS as ROLLUP_STEP_NS
@@ -39,3 +44,4 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.collector.store import StoreError as StoreError
     from qfleet.collector.store import WriteResult as WriteResult
     from qfleet.collector.store import open_engine as open_engine
+    from qfleet.collector.transport import ListenError as ListenError

@@ -6,7 +6,8 @@ or ``ack_timeout_s`` passed. The queue is bounded in items (spans plus points), 
 what bounds memory: when a batch does not fit, the client is told to retry (503) instead of
 the receiver buffering without limit. The writer takes tickets in order with
 :meth:`BatchQueue.take`, coalescing them up to a size, and answers each with
-:meth:`BatchQueue.resolve`.
+:meth:`BatchQueue.resolve`. The transport may instead :meth:`BatchQueue.submit` a batch and be
+notified of the answer, so that no thread waits for the commit (the HTTP event loop does).
 """
 
 from __future__ import annotations
@@ -27,18 +28,27 @@ __all__ = ["BatchQueue", "Ticket"]
 logger = logging.getLogger(__name__)
 
 
+def _nothing() -> None:
+    pass
+
+
 class Ticket:
-    """One queued batch, and the writer's answer once :attr:`done` is set."""
+    """One queued batch, and the writer's answer once :attr:`done` is set (then ``notify`` is called)."""
 
-    __slots__ = ("abandoned", "batch", "done", "items", "outcome", "signal")
+    __slots__ = ("abandoned", "batch", "done", "items", "notify", "outcome", "signal")
 
-    def __init__(self, batch: TelemetryBatch, signal: SignalName) -> None:
+    def __init__(self, batch: TelemetryBatch, signal: SignalName, notify: Callable[[], None] = _nothing) -> None:
         self.batch = batch
         self.signal = signal
         self.items = batch.item_count
         self.done = threading.Event()
+        self.notify = notify
         self.outcome = Outcome("write_error")
         self.abandoned = False  # the client stopped waiting (ack_timeout)
+
+    def result(self) -> Outcome | None:
+        """The writer's answer, or ``None`` while there is none."""
+        return self.outcome if self.done.is_set() else None
 
 
 class BatchQueue:
@@ -73,7 +83,18 @@ class BatchQueue:
 
     def consume(self, batch: TelemetryBatch, signal: SignalName) -> Outcome:
         """Queue ``batch`` and wait for its commit; see :class:`~qfleet.collector.consumer.Consumer`."""
-        ticket = Ticket(batch, signal)
+        ticket = self.submit(batch, signal)
+        if isinstance(ticket, Outcome):
+            return ticket
+        if not ticket.done.wait(self.ack_timeout_s):
+            return self.abandon(ticket)
+        return ticket.outcome
+
+    def submit(self, batch: TelemetryBatch, signal: SignalName, notify: Callable[[], None] = _nothing,
+               ) -> Ticket | Outcome:
+        """Queue ``batch`` without waiting; ``notify`` is called from the writer's thread once it is
+        answered (:meth:`Ticket.result`). A refusal is returned at once as an :class:`Outcome`."""
+        ticket = Ticket(batch, signal, notify)
         if ticket.items > self.capacity_items:
             return Outcome("too_large", f"request holds {ticket.items} {signal}, more than the receiver's "
                                         f"whole queue (queue_items={self.capacity_items}); send smaller batches")
@@ -87,13 +108,17 @@ class BatchQueue:
             self._items += ticket.items
             self._queue.append(ticket)
             self._cond.notify_all()
-        if not ticket.done.wait(self.ack_timeout_s):
-            with self._lock:
-                if not ticket.done.is_set():
-                    ticket.abandoned = True  # may still commit later; resending is safe
-                    return Outcome("ack_timeout", f"not committed within {self.ack_timeout_s} s; retry later "
-                                                  "(resending is safe)")
-        return ticket.outcome
+        return ticket
+
+    def abandon(self, ticket: Ticket) -> Outcome:
+        """The client stops waiting for ``ticket`` (``ack_timeout_s`` passed): its answer if it came
+        meanwhile, else ``ack_timeout`` (the batch may still commit later; resending is safe)."""
+        with self._lock:
+            if ticket.done.is_set():
+                return ticket.outcome
+            ticket.abandoned = True
+        return Outcome("ack_timeout", f"not committed within {self.ack_timeout_s} s; retry later "
+                                      "(resending is safe)")
 
     # -- the writer side -------------------------------------------------------------
 
@@ -125,6 +150,7 @@ class BatchQueue:
             self._items -= ticket.items
             ticket.outcome = outcome
             ticket.done.set()
+            ticket.notify()
             if not outcome.committed and ticket.abandoned:
                 logger.warning("%d %s were not committed and their client had stopped waiting "
                                "(it was told to retry)", ticket.items, ticket.signal)
@@ -146,6 +172,7 @@ class BatchQueue:
             self._metrics.dropped(t.signal, t.items)
             t.outcome = Outcome("stopping")
             t.done.set()
+            t.notify()
         logger.error("stop: database did not take the queue in time; discarded the rest "
                      "(see qfleet_collector_dropped_total)")
 

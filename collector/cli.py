@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 if TYPE_CHECKING:  # imported where used, so that `qfleet --help` stays fast
     from sqlalchemy import Engine
@@ -19,8 +19,15 @@ if TYPE_CHECKING:  # imported where used, so that `qfleet --help` stays fast
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qfleet", description="qfleet telemetry store and collector")
+    p = _Parser(prog="qfleet", description="qfleet telemetry store and collector")
     groups = p.add_subparsers(dest="group", required=True)
 
     def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -36,7 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     with_db(dbc.add_parser("current", help="print the schema revision of the database"))
     pr = with_db(dbc.add_parser("prune", help="delete raw spans and samples older than a horizon"))
     pr.add_argument("--older-than", required=True,
-                    help="horizon as a Prometheus duration, e.g. 14d or 1w12h (rollups are kept)")
+                    help="horizon as a Prometheus duration, e.g. 14d or 1w12h, before the newest stored data "
+                         "(rollups are kept)")
+    pr.add_argument("--relative-to", choices=("newest", "now"), default="newest",
+                    help="measure --older-than back from the newest span or sample in the store (default: right "
+                         "for simulated data, which lie in the past or the future) or from the clock ('now')")
     pr.add_argument("--batch-size", type=int, default=10_000, help="rows per delete transaction")
     with_db(dbc.add_parser("rollup", help="compute pending per-minute rollups now"))
 
@@ -59,12 +70,12 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
          clock: Callable[[], int] = time.time_ns) -> int:
     """Run a `db` or `collector` command; returns the exit status.
 
-    ``clock`` (wall time in ns) is what retention measures ``--older-than`` from.
+    ``clock`` (wall time in ns) is what ``db prune --relative-to now`` measures ``--older-than`` from.
     """
     import os
 
     from qfleet.collector.settings import Settings, SettingsError
-    from qfleet.collector.store import StoreError, open_engine
+    from qfleet.collector.store import StoreError
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
@@ -72,20 +83,49 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         settings = Settings.from_env(os.environ if environ is None else environ, database_url=args.db,
                                      host=getattr(args, "host", None),
                                      token_file=getattr(args, "token_file", None))
-        engine = open_engine(settings.database_url)
+        if args.group == "db":
+            return _db(args, settings.database_url, out, clock)
+        return _serve(args, settings, out, err)
     except (SettingsError, StoreError) as e:
-        print(f"qfleet: {e}", file=err)
+        print(f"qfleet {args.group} {args.cmd}: {e}", file=err)
         return 2
-    if args.group == "db":
-        return _db(args, engine, out, err, clock)
-    return _serve(args, settings, engine, out, err)
 
 
-def _db(args: argparse.Namespace, engine: Engine, out: TextIO, err: TextIO, clock: Callable[[], int]) -> int:
-    from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
+def _engine(url: str, cmd: str) -> Engine:
+    """The engine a `db` command needs: only `upgrade` may create a database; `prune` and `rollup` need the
+    schema at head."""
+    from qfleet.collector.migrate import open_existing, require_existing
+    from qfleet.collector.store import open_engine
+
+    if cmd in ("prune", "rollup"):
+        return open_existing(url)
+    engine = open_engine(url)
+    if cmd != "upgrade":
+        require_existing(engine)
+    return engine
+
+
+def _db(args: argparse.Namespace, url: str, out: TextIO, clock: Callable[[], int]) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from qfleet.collector.migrate import is_connection_error, unreachable
+
+    engine = _engine(url, args.cmd)
+    try:
+        return _db_command(args, engine, out, clock)
+    except DBAPIError as e:
+        if is_connection_error(e):
+            raise unreachable(engine, e) from None
+        raise
+    finally:
+        engine.dispose()
+
+
+def _db_command(args: argparse.Namespace, engine: Engine, out: TextIO, clock: Callable[[], int]) -> int:
+    from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, shown_url, upgrade
     from qfleet.collector.store import Store
 
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = shown_url(engine)
     if args.cmd == "upgrade":
         upgrade(engine, args.revision)
         print(f"{shown}: at revision {', '.join(current_revisions(engine))}", file=out)
@@ -97,60 +137,74 @@ def _db(args: argparse.Namespace, engine: Engine, out: TextIO, err: TextIO, cloc
         state = "up to date" if set(cur) == set(heads) else f"behind head {', '.join(heads)}"
         print(f"{', '.join(cur) or 'base (empty)'} ({state})", file=out)
     elif args.cmd == "prune":
-        return _prune(args, Store(engine, clock=clock), out, err)
+        return _prune(args, Store(engine, clock=clock), out)
     elif args.cmd == "rollup":
         r = Store(engine).refresh_rollups()
         print(f"recomputed {r.span_buckets} span and {r.metric_buckets} metric minute buckets", file=out)
     return 0
 
 
-def _prune(args: argparse.Namespace, store: Store, out: TextIO, err: TextIO) -> int:
+def _prune(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     from qfleet.collector.store import StoreError
-    from qfleet.units import DurationError, parse_duration
+    from qfleet.units import DurationError, format_rfc3339, parse_duration
 
     try:
         horizon = parse_duration(args.older_than)
     except DurationError as e:
-        print(f"qfleet db prune: --older-than: {e}", file=err)
-        return 2
+        raise StoreError(f"--older-than: {e}") from None
     if horizon == 0:
-        print("qfleet db prune: --older-than 0 would delete every raw span and sample; "
-              "give a positive horizon, e.g. 14d", file=err)
-        return 2
-    try:
-        res = store.prune(older_than_ns=horizon, batch_size=args.batch_size)
-    except StoreError as e:
-        print(f"qfleet db prune: {e}", file=err)
-        return 2
+        raise StoreError("--older-than 0 would delete every raw span and sample; give a positive horizon, e.g. 14d")
+    res = store.prune(older_than_ns=horizon, relative_to=args.relative_to, batch_size=args.batch_size)
+    if res.horizon_unix_nano is None:
+        print("nothing to prune: the store holds no spans or samples", file=out)
+        return 0
+    reference = "the newest data" if args.relative_to == "newest" else "now"
     print(f"pruned {res.spans} spans, {res.span_events} span events, {res.span_links} span links, "
-          f"{res.samples} samples older than {args.older_than}", file=out)
+          f"{res.samples} samples older than {format_rfc3339(res.horizon_unix_nano)} "
+          f"({args.older_than} before {reference})", file=out)
     return 0
 
 
-def _serve(args: argparse.Namespace, settings: Settings, engine: Engine, out: TextIO, err: TextIO) -> int:
-    from qfleet.collector.migrate import upgrade
+def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from qfleet.collector.migrate import is_connection_error, open_existing, unreachable, upgrade
     from qfleet.collector.receiver import Receiver, ReceiverConfig
     from qfleet.collector.settings import SettingsError, load_token
-    from qfleet.collector.store import Store
+    from qfleet.collector.store import Store, StoreError, open_engine
 
     try:
         token = load_token(settings.token_file)
         config = ReceiverConfig(host=settings.host, port=args.port, token=token,
                                 max_body_bytes=args.max_body_bytes, queue_items=args.queue_items)
     except (SettingsError, ValueError) as e:
-        print(f"qfleet collector serve: {e}", file=err)
-        return 2
-    if not args.no_upgrade:
+        raise SettingsError(str(e)) from None
+    if args.no_upgrade:
+        engine = open_existing(settings.database_url)
+    else:
+        engine = open_engine(settings.database_url)
         upgrade(engine)
-    receiver = Receiver(Store(engine), config)
+    try:
+        receiver = Receiver(Store(engine), config)
+        receiver.start()  # binds first: a taken port fails before any thread starts
+    except DBAPIError as e:
+        engine.dispose()
+        if is_connection_error(e):
+            raise unreachable(engine, e) from None
+        raise
+    except (OSError, ValueError) as e:
+        engine.dispose()
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
+        raise StoreError(f"cannot listen on {settings.host}:{args.port} ({reason}); stop what holds the port, "
+                         "or pass another --port (0 picks a free one)") from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    receiver.start()
     host, port = receiver.address
     print(f"qfleet collector listening on http://{host}:{port} "
           f"(token in {settings.token_file}; OTLP at /v1/traces and /v1/metrics, health at /healthz, "
           "Prometheus at /metrics)", file=out, flush=True)
     stop.wait()
     receiver.stop()
+    engine.dispose()
     return 0

@@ -13,8 +13,9 @@ terms the transport is the receiver and the consumer is the rest of the pipeline
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from qfleet.collector.rows import TelemetryBatch
 
@@ -28,6 +29,8 @@ __all__ = [
     "Consumer",
     "MemoryConsumer",
     "Outcome",
+    "Pending",
+    "QueueingConsumer",
     "Reason",
     "SignalName",
 ]
@@ -42,8 +45,10 @@ SIGNALS: tuple[SignalName, SignalName] = (SPANS, POINTS)
 #: ``stopping`` are retryable (503); ``unstorable`` means the database refused the data itself
 #: (400); ``too_large`` means the batch can never fit (413).
 Reason = Literal["committed", "queue_full", "write_error", "ack_timeout", "stopping", "unstorable", "too_large"]
-#: Retryable refusals (503), plus ``inflight``, which the transport itself answers.
-REFUSE_REASONS = ("queue_full", "inflight", "write_error", "ack_timeout", "stopping")
+#: Retryable refusals (503), plus what the transport itself answers: ``inflight`` (requests in flight),
+#: ``inflight_bytes`` (request bytes in flight) and ``body_timeout`` (408: the body came too slowly).
+REFUSE_REASONS = ("queue_full", "inflight", "inflight_bytes", "body_timeout", "write_error", "ack_timeout",
+                  "stopping")
 #: Refusals for good, plus ``invalid`` (partial success) and ``malformed`` (the transport's).
 REJECT_REASONS = ("invalid", "malformed", "too_large", "unstorable")
 
@@ -87,6 +92,32 @@ class Consumer(Protocol):
 
         Must not raise: a failure is an :class:`Outcome` (``write_error`` when retrying may help).
         """
+        ...
+
+
+class Pending(Protocol):
+    """A batch handed to a :class:`QueueingConsumer`, waiting for its answer."""
+
+    def result(self) -> Outcome | None:
+        """The answer, or ``None`` while there is none."""
+        ...
+
+
+@runtime_checkable
+class QueueingConsumer(Consumer, Protocol):
+    """A :class:`Consumer` that can also queue a batch and call back once it is answered, so
+    that the caller need not block a thread while the batch waits for its commit."""
+
+    #: How long a caller waits for the answer before :meth:`abandon`.
+    ack_timeout_s: float
+
+    def submit(self, batch: TelemetryBatch, signal: SignalName, notify: Callable[[], None]) -> Pending | Outcome:
+        """Queue ``batch``; ``notify()`` (from any thread) once :meth:`Pending.result` is set. A
+        refusal comes back at once as an :class:`Outcome`. Must not raise."""
+        ...
+
+    def abandon(self, pending: Pending) -> Outcome:
+        """The caller stops waiting: the answer if it came, else ``ack_timeout``."""
         ...
 
 

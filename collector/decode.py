@@ -2,8 +2,9 @@
 
 :func:`decode_body` undoes ``Content-Encoding: gzip`` within a byte limit (so a small
 compressed body cannot inflate past it), parses protobuf or OTLP/JSON and converts it to
-store rows. :func:`export_response` encodes the answer to a request, with
-``partial_success`` when invalid items were dropped; :func:`status_body` encodes the
+store rows within :class:`~qfleet.collector.limits.Limits`. :func:`export_response` encodes
+the answer to a request, with ``partial_success`` when invalid items were rejected (or, with
+none rejected, to warn of what limits cut); :func:`status_body` encodes the
 ``google.rpc.Status`` of an error answer. Nothing here touches I/O.
 """
 
@@ -16,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from qfleet.collector.consumer import SPANS, SignalName
+from qfleet.collector.limits import Limits
 from qfleet.collector.metric_rows import from_metrics_request
 from qfleet.collector.otlp import DecodeFailure, decode_metrics_request, decode_trace_request
 from qfleet.collector.rows import TelemetryBatch
@@ -36,6 +38,7 @@ __all__ = [
 # google.rpc.Code of each HTTP status answered on the OTLP paths.
 _RPC_CODE = {400: 3, 401: 16, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}
 _MAX_MESSAGE = 1000
+_DEFAULT_LIMITS = Limits()
 
 
 class BodyTooLarge(Exception):
@@ -83,8 +86,12 @@ def gunzip(data: bytes, cap: int) -> bytes:
 
 
 def decode_body(signal: SignalName, body: bytes, content_type: str, *, gzipped: bool,
-                max_bytes: int) -> TelemetryBatch:
+                max_bytes: int, limits: Limits = _DEFAULT_LIMITS) -> TelemetryBatch:
     """Store rows of one OTLP/HTTP request body; invalid items are counted in the batch.
+
+    ``limits`` bound what one request may build (attributes, value lengths, events, links):
+    what exceeds them is cut and counted (``batch.adjusted``), or rejected for metric points.
+    An OTLP/JSON span that fails to parse is rejected alone, as an invalid protobuf span is.
 
     Raises:
         BodyTooLarge: the gzip body inflates beyond ``max_bytes``.
@@ -95,8 +102,12 @@ def decode_body(signal: SignalName, body: bytes, content_type: str, *, gzipped: 
         body = gunzip(body, max_bytes)
     try:
         if signal == SPANS:
-            return from_trace_request(decode_trace_request(body, content_type))
-        return from_metrics_request(decode_metrics_request(body, content_type))
+            rejects: list[str] = []
+            cut: dict[str, int] = {}
+            req = decode_trace_request(body, content_type, rejects=rejects, limits=limits, cut=cut)
+            del body  # the parsed message holds what is needed: let the raw bytes go
+            return from_trace_request(req, limits, rejected=rejects, cut=cut)
+        return from_metrics_request(decode_metrics_request(body, content_type), limits)
     except RecursionError:
         raise DecodeFailure("body is nested too deeply to decode") from None
 
@@ -116,18 +127,36 @@ def clip(message: str) -> str:
 
 
 def rejection_message(batch: TelemetryBatch, signal: SignalName) -> str:
-    """The partial-success ``error_message``: how many items were rejected and the first reasons.
+    """The partial-success ``error_message``: what was rejected and why, and what was cut.
+
+    Empty when nothing was rejected or changed. OTLP lets a server send a message with zero
+    rejected items as a warning: limits applied (attributes, events, links dropped and
+    counted in the stored ``dropped_*_count``), values truncated, counts clipped, NULs replaced.
 
     >>> b = TelemetryBatch()
     >>> b.reject_span("span 'a': bad id")
     >>> rejection_message(b, "spans")
     "1 invalid spans rejected: span 'a': bad id"
+    >>> b = TelemetryBatch()
+    >>> b.adjust("attributes", 872)
+    >>> rejection_message(b, "spans")
+    'stored within limits: 872 attributes dropped'
     """
     rejected = rejected_items(batch, signal)
-    shown = batch.errors[:5]
-    more = f" (first {len(shown)} shown)" if rejected > len(shown) else ""
-    what = "spans" if signal == SPANS else "data points"
-    return clip(f"{rejected} invalid {what} rejected{more}: " + "; ".join(shown))
+    parts = []
+    if rejected:
+        shown = batch.errors[:5]
+        more = f" (first {len(shown)} shown)" if rejected > len(shown) else ""
+        what = "spans" if signal == SPANS else "data points"
+        parts.append(f"{rejected} invalid {what} rejected{more}: " + "; ".join(shown))
+    if batch.adjusted:
+        changes = ", ".join(f"{n} {what}" + (" dropped" if what in _DROPPABLE else "")
+                            for what, n in sorted(batch.adjusted.items()))
+        parts.append(f"stored within limits: {changes}")
+    return clip("; ".join(parts))
+
+
+_DROPPABLE = ("attributes", "events", "links")
 
 
 def _varint(n: int) -> bytes:
@@ -160,27 +189,30 @@ def status_body(http_code: int, message: str, as_json: bool) -> bytes:
 
 
 def export_response(signal: SignalName, as_json: bool, rejected: int, message: str) -> bytes:
-    """An ``Export*ServiceResponse``; ``partial_success`` only when something was rejected.
+    """An ``Export*ServiceResponse``; ``partial_success`` when something was rejected or ``message`` warns.
 
     >>> export_response("spans", True, 0, "")
     b'{}'
+    >>> export_response("spans", True, 0, "stored within limits: 3 events dropped")
+    b'{"partialSuccess": {"errorMessage": "stored within limits: 3 events dropped"}}'
     >>> export_response("metric_points", True, 2, "2 invalid data points rejected")
     b'{"partialSuccess": {"rejectedDataPoints": "2", "errorMessage": "2 invalid data points rejected"}}'
     """
     if as_json:
-        if not rejected:
+        if not rejected and not message:
             return b"{}"
         key = "rejectedSpans" if signal == SPANS else "rejectedDataPoints"
-        # OTLP/JSON writes 64-bit integers as strings.
-        return json.dumps({"partialSuccess": {key: str(rejected), "errorMessage": message}}).encode()
+        # OTLP/JSON writes 64-bit integers as strings, and omits zero values.
+        partial = {key: str(rejected)} if rejected else {}
+        return json.dumps({"partialSuccess": {**partial, "errorMessage": message}}).encode()
     if signal == SPANS:
         tr = ExportTraceServiceResponse()
-        if rejected:
+        if rejected or message:
             tr.partial_success.rejected_spans = rejected
             tr.partial_success.error_message = message
         return tr.SerializeToString()
     mr = ExportMetricsServiceResponse()
-    if rejected:
+    if rejected or message:
         mr.partial_success.rejected_data_points = rejected
         mr.partial_success.error_message = message
     return mr.SerializeToString()

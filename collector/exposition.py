@@ -67,13 +67,17 @@ class ReceiverMetrics:
                            "refused (400), too_large items over the queue size or requests over the "
                            "decompression limit, malformed whole requests answered 400",
                            ["signal", "reason"], registry=reg)
-        refused = Counter("qfleet_collector_refused_total", "Items answered 503 for the client to "
-                          "retry (reason=inflight and stopping count requests: refused before decoding)",
+        refused = Counter("qfleet_collector_refused_total", "Items answered 503 (408 for "
+                          "reason=body_timeout) for the client to retry; reason=inflight, inflight_bytes, "
+                          "body_timeout and stopping count requests (refused before decoding)",
                           ["signal", "reason"], registry=reg)
         dropped = Counter("qfleet_collector_dropped_total", "Queued items discarded without a commit "
                           "when the receiver stopped (should stay 0)", ["signal"], registry=reg)
         self._requests = Counter("qfleet_collector_requests_total", "HTTP requests by path and "
                                  "status code", ["path", "code"], registry=reg)
+        self._unparsable = Counter("qfleet_collector_unparsable_requests_total", "Requests whose request "
+                                   "line or headers did not parse (answered 400 by the HTTP server, "
+                                   "e.g. a malformed Content-Length)", registry=reg)
         self._write_failures = Counter("qfleet_collector_write_failures_total",
                                        "Failed write transactions", registry=reg)
         self._rollup_failures = Counter("qfleet_collector_rollup_failures_total",
@@ -110,6 +114,10 @@ class ReceiverMetrics:
     def request(self, path: str, code: int) -> None:
         """One HTTP answer."""
         self._requests.labels(path, str(code)).inc()
+
+    def unparsable(self) -> None:
+        """One request the HTTP parser refused (400 before the application saw it)."""
+        self._unparsable.inc()
 
     def write_failed(self) -> None:
         """One failed write transaction."""

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric as OtlpMetric
 
-from qfleet.collector.otlp import attributes
+from qfleet.collector.limits import Limits
+from qfleet.collector.otlp import AttributeReader
 from qfleet.collector.rows import (
     MAX_NS,
     ResourceRow,
@@ -32,6 +34,8 @@ from qfleet.collector.schema import PROMOTED_ATTRIBUTES, MetricType, Temporality
 from qfleet.collector.span_rows import sdk_attributes
 
 __all__ = ["MetricSink", "from_metrics_data", "from_metrics_request", "prometheus_name"]
+
+_DEFAULT_LIMITS = Limits()
 
 _NODE_KEY, _LINK_KEY, _HW_KEY = (
     PROMOTED_ATTRIBUTES["node_id"],
@@ -105,8 +109,29 @@ class MetricSink:
         (1, (1000000000000000000, 0.93))
     """
 
-    def __init__(self, batch: TelemetryBatch) -> None:
+    def __init__(self, batch: TelemetryBatch, reader: AttributeReader | None = None) -> None:
         self.batch = batch
+        self.reader = reader if reader is not None else AttributeReader(_DEFAULT_LIMITS)
+
+    def labels(self, name: str, kvs: Sequence[KeyValue]) -> dict[str, Any] | None:
+        """A data point's OTLP attributes as labels, or None (rejected) when a limit would cut them.
+
+        Dropping or truncating labels would merge distinct series: the point is refused instead.
+        """
+        r = self.reader
+        before = r.truncated
+        labels, dropped = r.read(kvs)
+        if dropped or r.truncated != before:
+            r.truncated = before
+            lim = r.limits
+            self.batch.reject_point(
+                f"metric {name[:100]!r}: a data point with {len(kvs)} attributes exceeds "
+                f"max_attributes_per_item={lim.max_attributes_per_item}, "
+                f"max_attribute_value_length={lim.max_attribute_value_length} or what is left of "
+                f"max_attributes_per_request={lim.max_attributes_per_request}; split the request "
+                "or shorten the labels")
+            return None
+        return labels
 
     def add(
         self, res: ResourceRow, name: str, mtype: MetricType, temporality: int, monotonic: bool,
@@ -158,19 +183,35 @@ class MetricSink:
 # OTLP protobuf
 
 
-def from_metrics_request(req: ExportMetricsServiceRequest) -> TelemetryBatch:
-    """Convert a decoded OTLP metrics request to store rows (histograms Prometheus-style)."""
+def from_metrics_request(req: ExportMetricsServiceRequest, limits: Limits | None = None) -> TelemetryBatch:
+    """Convert a decoded OTLP metrics request to store rows (histograms Prometheus-style).
+
+    Data points whose labels exceed ``limits`` (default :class:`Limits`), or of a metric with
+    an aggregation temporality outside OTLP's (0..2), are rejected and described.
+    """
     batch = TelemetryBatch()
-    sink = MetricSink(batch)
+    reader = AttributeReader(limits or _DEFAULT_LIMITS)
+    sink = MetricSink(batch, reader)
     for rm in req.resource_metrics:
-        res = resource_row(batch, attributes(rm.resource.attributes))
+        attrs, dropped = reader.read(rm.resource.attributes)
+        batch.adjust("attributes", dropped)
+        res = resource_row(batch, attrs)
         for sm in rm.scope_metrics:
             for m in sm.metrics:
-                convert = _OTLP_KINDS.get(m.WhichOneof("data") or "")
+                kind = m.WhichOneof("data") or ""
+                convert = _OTLP_KINDS.get(kind)
                 if convert is None:
-                    batch.reject_point(f"metric {m.name!r}: no data (gauge, sum, histogram or summary)")
-                else:
-                    convert(sink, res, m)
+                    batch.reject_point(f"metric {m.name[:100]!r}: no data (gauge, sum, histogram or summary)")
+                    continue
+                temporality = getattr(m, kind).aggregation_temporality if kind in _TEMPORAL else 0
+                if not 0 <= temporality <= _MAX_TEMPORALITY:
+                    for _ in getattr(m, kind).data_points:
+                        batch.reject_point(f"metric {m.name[:100]!r}: aggregation_temporality="
+                                           f"{temporality} is not OTLP's (0..2)")
+                    continue
+                convert(sink, res, m)
+    batch.adjust("values truncated", reader.truncated)
+    batch.adjust("NULs replaced", reader.nuls)
     return batch
 
 
@@ -179,42 +220,52 @@ def _otlp_number(sink: MetricSink, res: ResourceRow, m: OtlpMetric) -> None:
     data = m.sum if is_sum else m.gauge
     temp = m.sum.aggregation_temporality if is_sum else 0
     mono = bool(is_sum and m.sum.is_monotonic)
-    name = prometheus_name(m.name, m.unit, counter=mono, gauge=not is_sum)
+    unit, desc = sink.reader.text(m.unit), sink.reader.text(m.description)
+    name = prometheus_name(m.name, unit, counter=mono, gauge=not is_sum)
     mtype = MetricType.SUM if is_sum else MetricType.GAUGE
     for dp in data.data_points:
         which = dp.WhichOneof("value")
         if which is None or dp.flags & 1:  # flag 1: no recorded value
-            sink.batch.reject_point(f"metric {m.name!r}: data point without a value")
+            sink.batch.reject_point(f"metric {m.name[:100]!r}: data point without a value")
+            continue
+        labels = sink.labels(m.name, dp.attributes)
+        if labels is None:
             continue
         v = dp.as_double if which == "as_double" else dp.as_int
-        sink.add(res, name, mtype, temp, mono, m.unit, m.description, attributes(dp.attributes),
-                 dp.time_unix_nano, v)
+        sink.add(res, name, mtype, temp, mono, unit, desc, labels, dp.time_unix_nano, v)
 
 
 def _otlp_histogram(sink: MetricSink, res: ResourceRow, m: OtlpMetric) -> None:
-    base = prometheus_name(m.name, m.unit, counter=False, gauge=False)
+    unit, desc = sink.reader.text(m.unit), sink.reader.text(m.description)
+    base = prometheus_name(m.name, unit, counter=False, gauge=False)
     temp = m.histogram.aggregation_temporality
     for dp in m.histogram.data_points:
-        sink.histogram(res, base, temp, m.unit, m.description, attributes(dp.attributes),
-                       dp.time_unix_nano, dp.count, dp.sum if dp.HasField("sum") else None,
-                       dp.explicit_bounds, dp.bucket_counts)
+        labels = sink.labels(m.name, dp.attributes)
+        if labels is not None:
+            sink.histogram(res, base, temp, unit, desc, labels, dp.time_unix_nano, dp.count,
+                           dp.sum if dp.HasField("sum") else None, dp.explicit_bounds, dp.bucket_counts)
 
 
 def _otlp_exponential_histogram(sink: MetricSink, res: ResourceRow, m: OtlpMetric) -> None:
     # Stored as count and sum only; the exponential buckets are not kept.
-    base = prometheus_name(m.name, m.unit, counter=False, gauge=False)
+    unit, desc = sink.reader.text(m.unit), sink.reader.text(m.description)
+    base = prometheus_name(m.name, unit, counter=False, gauge=False)
     temp = m.exponential_histogram.aggregation_temporality
     for dp in m.exponential_histogram.data_points:
-        sink.histogram(res, base, temp, m.unit, m.description, attributes(dp.attributes),
-                       dp.time_unix_nano, dp.count, dp.sum if dp.HasField("sum") else None, (), ())
+        labels = sink.labels(m.name, dp.attributes)
+        if labels is not None:
+            sink.histogram(res, base, temp, unit, desc, labels, dp.time_unix_nano, dp.count,
+                           dp.sum if dp.HasField("sum") else None, (), ())
 
 
 def _otlp_summary(sink: MetricSink, res: ResourceRow, m: OtlpMetric) -> None:
-    base = prometheus_name(m.name, m.unit, counter=False, gauge=False)
+    unit, desc = sink.reader.text(m.unit), sink.reader.text(m.description)
+    base = prometheus_name(m.name, unit, counter=False, gauge=False)
     s, c = MetricType.SUMMARY, Temporality.CUMULATIVE
-    unit, desc = m.unit, m.description
     for dp in m.summary.data_points:
-        labels = attributes(dp.attributes)
+        labels = sink.labels(m.name, dp.attributes)
+        if labels is None:
+            continue
         t = dp.time_unix_nano
         for q in dp.quantile_values:
             sink.add(res, base, s, c, False, unit, desc, {**labels, "quantile": repr(q.quantile)}, t, q.value)
@@ -222,6 +273,8 @@ def _otlp_summary(sink: MetricSink, res: ResourceRow, m: OtlpMetric) -> None:
         sink.add(res, base + "_count", s, c, True, unit, desc, labels, t, dp.count)
 
 
+_TEMPORAL = ("sum", "histogram", "exponential_histogram")
+_MAX_TEMPORALITY = 2
 _OTLP_KINDS: dict[str, Callable[[MetricSink, ResourceRow, OtlpMetric], None]] = {
     "gauge": _otlp_number,
     "sum": _otlp_number,

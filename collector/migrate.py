@@ -1,18 +1,39 @@
-"""Schema migrations through Alembic, with the history shipped in the ``migrations`` package."""
+"""Schema migrations through Alembic, with the history shipped in the ``migrations`` package.
+
+:func:`open_existing` is how read-only commands open a store: it never creates a database and turns a missing
+file, an unreachable server or an unmigrated schema into one :class:`StoreError` line that says the fix.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-__all__ = ["alembic_config", "current_revisions", "downgrade", "head_revisions", "upgrade"]
+from qfleet.collector.store import StoreError, open_engine
+
+__all__ = [
+    "alembic_config",
+    "current_revisions",
+    "downgrade",
+    "head_revisions",
+    "is_connection_error",
+    "open_existing",
+    "require_existing",
+    "shown_url",
+    "unreachable",
+    "upgrade",
+]
 
 
 def _script_location() -> str:
@@ -31,20 +52,85 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return cfg
 
 
+def shown_url(url: URL | Engine) -> str:
+    """The URL as it may be printed: the password masked as ``***``."""
+    return (url.url if isinstance(url, Engine) else url).render_as_string(hide_password=True)
+
+
+def unreachable(engine: Engine, err: DBAPIError) -> StoreError:
+    """One-line :class:`StoreError` for a database that refused a connection (down, wrong port, no database).
+
+    Examples:
+        >>> from sqlalchemy.exc import OperationalError
+        >>> e = open_engine("postgresql+psycopg://u:secret@127.0.0.1:1/x")
+        >>> str(unreachable(e, OperationalError("connect", {}, Exception("connection refused\\nmore"))))
+        "cannot reach database 'postgresql+psycopg://u:***@127.0.0.1:1/x' (connection refused): start the server, check host, port, user and database name (create it with createdb), or pass another --db"
+    """
+    reason = str(err.orig if err.orig is not None else err).strip().splitlines()
+    detail = f" ({reason[0].strip()})" if reason else ""
+    return StoreError(f"cannot reach database {shown_url(engine)!r}{detail}: start the server, check host, port, "
+                      "user and database name (create it with createdb), or pass another --db")
+
+
+def _revision_error(engine: Engine, revision: str, err: CommandError) -> StoreError:
+    reason = (str(err).strip().splitlines() or ["unknown revision"])[0]
+    return StoreError(f"{shown_url(engine)}: revision {revision!r} cannot be used ({reason}); give a revision "
+                      "from `qfleet db current`, 'head', 'base' or a relative one such as -1")
+
+
 def _run(engine: Engine, fn: Callable[[Config, str], None], revision: str) -> None:
     cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        fn(cfg, revision)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            fn(cfg, revision)
+    except CommandError as err:  # an unknown or ambiguous revision: the transaction rolled back
+        raise _revision_error(engine, revision, err) from None
+    except DBAPIError as err:
+        if is_connection_error(err):
+            raise unreachable(engine, err) from None
+        raise
+
+
+def is_connection_error(err: DBAPIError) -> bool:
+    """Whether ``err`` is a failure to connect (server down, wrong port, missing database), not a bad statement."""
+    # Connection failures happen before any statement, so SQLAlchemy records no statement text for them.
+    return err.connection_invalidated or (isinstance(err, OperationalError) and not err.statement)
+
+
+def _sqlite_parent_missing(engine: Engine) -> StoreError | None:
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    parent = Path(database).expanduser().parent
+    if parent.is_dir():
+        return None
+    return StoreError(f"SQLite database {database!r}: directory {str(parent)!r} does not exist; "
+                      "create it (mkdir -p) or pass another --db")
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database up to ``revision`` (default: the latest)."""
+    """Migrate the database up to ``revision`` (default: the latest).
+
+    Raises:
+        StoreError: the SQLite file's directory is missing, the server cannot be reached, or the revision is
+            unknown.
+    """
+    missing = _sqlite_parent_missing(engine)
+    if missing is not None:
+        raise missing
     _run(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    """Migrate the database down to ``revision`` (``base`` removes every table)."""
+    """Migrate the database down to ``revision`` (``base`` removes every table).
+
+    Raises:
+        StoreError: as :func:`upgrade`.
+    """
+    missing = _sqlite_parent_missing(engine)
+    if missing is not None:
+        raise missing
     _run(engine, command.downgrade, revision)
 
 
@@ -57,3 +143,59 @@ def current_revisions(engine: Engine) -> tuple[str, ...]:
 def head_revisions() -> tuple[str, ...]:
     """The head revisions of the shipped history (exactly one when the history is sound)."""
     return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names, or ``None`` for in-memory and ``file:`` URI databases."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or str(url.query.get("uri", "")).lower() in ("true", "1"):
+        return None  # SQLite opens URI databases itself (mode=ro/rw refuse to create)
+    return Path(database).expanduser()
+
+
+def require_existing(engine: Engine) -> None:
+    """Check that a SQLite URL names an existing file (connecting would create an empty one).
+
+    Raises:
+        StoreError: the file does not exist; the message names it and how to create a store there.
+    """
+    path = _sqlite_file(engine.url)
+    if path is not None and not path.is_file():
+        engine.dispose()
+        raise StoreError(f"SQLite database {str(path)!r} does not exist; check --db (or $QFLEET_DATABASE_URL), "
+                         f"or create it with `qfleet db upgrade --db {shown_url(engine)}`")
+
+
+def open_existing(url: str, **kwargs: Any) -> Engine:
+    """An engine on an existing qfleet store whose schema is at head; creates nothing.
+
+    For read-only commands (``incidents list``, the dashboards, ``alerts`` readers): SQLite would create an
+    empty file on connect, and an unmigrated database fails later with ``no such table``/``UndefinedTable``.
+
+    Raises:
+        StoreError: the URL is invalid, the SQLite file does not exist, the server cannot be reached (the URL is
+            shown with its password masked), or the schema is not at head (the message says
+            ``run `qfleet db upgrade --db URL```).
+    """
+    engine = open_engine(url, **kwargs)
+    shown = shown_url(engine)
+    require_existing(engine)
+    try:
+        current = current_revisions(engine)
+    except DBAPIError as err:
+        engine.dispose()
+        raise unreachable(engine, err) from None
+    heads = head_revisions()
+    if set(current) != set(heads):
+        engine.dispose()
+        script = ScriptDirectory.from_config(alembic_config())
+        known = {r.revision for r in script.walk_revisions()}
+        if any(rev not in known for rev in current):
+            raise StoreError(f"database {shown!r} is at revision {', '.join(current)}, which this qfleet does "
+                             "not know (written by a newer version?); upgrade qfleet or use another --db")
+        state = f"at revision {', '.join(current)}" if current else "has no qfleet schema"
+        raise StoreError(f"database {shown!r} {state}, not at head {', '.join(heads)}; "
+                         f"run `qfleet db upgrade --db {shown}`")
+    return engine

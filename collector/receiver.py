@@ -11,8 +11,14 @@ A pipeline in the OpenTelemetry Collector's shape, each stage in its own module:
 
 The transport talks to the queue only through the :class:`~qfleet.collector.consumer.Consumer`
 protocol. A request is acknowledged with 200 **only after its rows are committed**; when
-the queue or the number of requests in flight is full, or the write fails, the client gets
-503 with ``Retry-After`` and resends (writes are idempotent).
+the queue, the requests or the request bytes in flight are at their limit, or the write
+fails, the client gets 503 with ``Retry-After`` and resends (writes are idempotent).
+
+``/healthz`` (:meth:`Receiver.health`) says whether the receiver can do its job: 503 while
+the writer thread is down or the last write failed for a reason other than its data (the
+database unreachable, read-only, its schema missing). ``/readyz`` (:meth:`Receiver.readiness`)
+says whether to send it traffic now: 503 unless started, healthy, the database answers and
+the queue is below its high-water mark (:data:`READY_QUEUE_FRACTION` of ``queue_items``).
 """
 
 from __future__ import annotations
@@ -20,30 +26,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from qfleet.collector.batcher import BatchQueue
 from qfleet.collector.exposition import ReceiverMetrics
+from qfleet.collector.limits import Limits
 from qfleet.collector.rollups import RollupScheduler
 from qfleet.collector.store import Store
 from qfleet.collector.transport import (
+    MIB,
     HttpTransport,
     TransportConfig,
+    check_budget,
     check_count,
     check_listen,
     check_seconds,
 )
-from qfleet.collector.writer import StoreWriter
+from qfleet.collector.writer import StoreWriter, describe_error
 
-__all__ = ["Receiver", "ReceiverConfig"]
+__all__ = ["READY_QUEUE_FRACTION", "Receiver", "ReceiverConfig"]
 
 logger = logging.getLogger(__name__)
 
 # Beyond the drain deadline, how long stop() still waits for a writer stuck in one transaction.
 _WRITER_GRACE_S = 5.0
+#: ``/readyz`` answers 503 once the queue holds this fraction of ``queue_items``: a load
+#: balancer sends elsewhere before clients start getting 503 for a full queue.
+READY_QUEUE_FRACTION = 0.8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,12 +70,23 @@ class ReceiverConfig:
         queue_items: spans plus points waiting for (or being written to) the database;
             a request that would exceed it gets 503 with ``Retry-After``.
         max_inflight: requests being read, decoded or waiting for their commit at once.
+        max_inflight_bytes: request-body bytes (decompressed once known) those requests hold at
+            once; decoding costs up to ~20 times the body, so this bounds memory (503 beyond it).
+            At least ``max_body_bytes``.
+        max_connections: HTTP connections served at once (a request on one more gets 503).
+        body_timeout_s: a request's whole body must arrive within this (else 408).
+        header_timeout_s: a request head must arrive within this after the connection opens or
+            the previous answer (else the connection closes).
+        keep_alive_s: idle keep-alive connections are closed after this (whole seconds).
+        ready_timeout_s: the longest ``/readyz`` waits for the database.
         max_batch_items: the writer coalesces queued requests into one transaction up to this.
         ack_timeout_s: how long a request waits for its commit before answering 503.
         retry_after_s: the ``Retry-After`` value of 503 answers.
         rollup_interval_s: least time between two rollup refreshes by the writer.
         rollup_settle_s: a minute bucket is rolled up once no write touched it for this
             long (at stop: all of them), so live minutes are not rescanned per request.
+        limits: what one request may make the receiver build (attributes per item and per
+            request, value lengths, events and links per span); see :class:`Limits`.
 
     Raises:
         ValueError: a field is out of range; the message names it and the fix.
@@ -81,19 +104,29 @@ class ReceiverConfig:
     max_body_bytes: int = 20 * 1024 * 1024
     queue_items: int = 200_000
     max_inflight: int = 64
+    max_inflight_bytes: int = 32 * MIB
+    max_connections: int = 512
+    body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    keep_alive_s: int = 5
+    ready_timeout_s: float = 2.0
     max_batch_items: int = 20_000
     ack_timeout_s: float = 30.0
     retry_after_s: int = 1
     rollup_interval_s: float = 1.0
     rollup_settle_s: float = 2.0
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         owner = "ReceiverConfig"
         check_listen(owner, self.host, self.port, self.token)
         for name, least in (("max_body_bytes", 1), ("queue_items", 1), ("max_inflight", 1),
+                            ("max_inflight_bytes", 1), ("max_connections", 1), ("keep_alive_s", 1),
                             ("max_batch_items", 1), ("retry_after_s", 0)):
             check_count(owner, name, getattr(self, name), least)
-        check_seconds(owner, "ack_timeout_s", self.ack_timeout_s, positive=True)
+        for name in ("ack_timeout_s", "body_timeout_s", "header_timeout_s", "ready_timeout_s"):
+            check_seconds(owner, name, getattr(self, name), positive=True)
+        check_budget(owner, self.max_body_bytes, self.max_inflight_bytes)
         check_seconds(owner, "rollup_interval_s", self.rollup_interval_s, positive=False)
         check_seconds(owner, "rollup_settle_s", self.rollup_settle_s, positive=False)
 
@@ -102,7 +135,10 @@ class ReceiverConfig:
         """The part of this configuration the HTTP transport uses."""
         return TransportConfig(host=self.host, port=self.port, token=self.token,
                                max_body_bytes=self.max_body_bytes, max_inflight=self.max_inflight,
-                               retry_after_s=self.retry_after_s)
+                               max_inflight_bytes=self.max_inflight_bytes, max_connections=self.max_connections,
+                               body_timeout_s=self.body_timeout_s, header_timeout_s=self.header_timeout_s,
+                               keep_alive_s=self.keep_alive_s, ready_timeout_s=self.ready_timeout_s,
+                               retry_after_s=self.retry_after_s, limits=self.limits)
 
 
 class Receiver:
@@ -128,7 +164,8 @@ class Receiver:
                                  metrics=self.metrics, writer_alive=lambda: self._writer.alive)
         self._writer = StoreWriter(store, self._queue, self._rollups, self.metrics,
                                    max_batch_items=config.max_batch_items, clock=clock)
-        self._transport = HttpTransport(self._queue, config.transport, metrics=self.metrics, health=self.health)
+        self._transport = HttpTransport(self._queue, config.transport, metrics=self.metrics, health=self.health,
+                                        ready=self.readiness)
         self._stopped = False
         m = self.metrics
         m.gauge("qfleet_collector_queue_items", "Spans and points queued for or being written to the database",
@@ -137,6 +174,9 @@ class Receiver:
                    config.queue_items)
         m.gauge("qfleet_collector_writer_up", "1 while the writer thread is alive",
                 lambda: 1.0 if self._writer.alive else 0.0)
+        m.gauge("qfleet_collector_writer_consecutive_failures", "Write transactions failed for a reason "
+                "other than their data since the last commit (0 when healthy)",
+                lambda: self._writer.state.consecutive_failures)
         m.add_fleet_gauges(store)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -146,7 +186,8 @@ class Receiver:
 
         Raises:
             RuntimeError: already started.
-            OSError: the address cannot be bound (e.g. the port is in use).
+            ListenError: the address cannot be bound (e.g. the port is in use); an ``OSError``
+                whose message is one line naming host:port and the fix.
         """
         if self._transport.started:
             raise RuntimeError("Receiver.start() called twice; create a new Receiver instead")
@@ -187,12 +228,51 @@ class Receiver:
         logger.info("OTLP/HTTP receiver stopped")
 
     def health(self) -> dict[str, Any]:
-        """What ``/healthz`` answers: status ("ok" or "unavailable"), writer and queue state."""
-        alive = self._writer.alive
-        return {
-            "status": "ok" if alive else "unavailable",
-            "writer_alive": alive,
+        """What ``/healthz`` answers: ``status`` ``ok``, or ``unavailable`` with the ``reason``.
+
+        Unavailable while the writer thread is down or the last write failed for a reason other
+        than its data (e.g. the database is unreachable); ``ok`` again once a write commits.
+        """
+        w = self._writer.state
+        reason = ""
+        if not w.alive:
+            reason = "the writer thread is not running" + ("" if self._stopped else " (see the log)")
+        elif w.consecutive_failures:
+            reason = (f"the last {w.consecutive_failures} write(s) failed: {w.last_error}; clients are "
+                      "told to retry")
+        out: dict[str, Any] = {
+            "status": "unavailable" if reason else "ok",
+            "writer_alive": w.alive,
+            "consecutive_write_failures": w.consecutive_failures,
             "queue_items": self._queue.items,
             "queue_capacity_items": self.config.queue_items,
             "inflight_requests": self._transport.inflight,
+            "inflight_bytes": self._transport.inflight_bytes,
         }
+        if reason:
+            out["reason"] = reason
+        if w.last_error:
+            out["last_write_error"] = w.last_error
+        return out
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` answers: ``ok`` only when started, healthy, the database answers
+        ``SELECT 1`` and the queue is below ``READY_QUEUE_FRACTION`` of its capacity; else
+        ``unavailable`` with the ``reasons``. Asks the database: call it off the event loop."""
+        reasons: list[str] = []
+        if not self._transport.started or self._stopped:
+            reasons.append("not started" if not self._stopped else "stopped")
+        health = self.health()
+        if health["status"] != "ok":
+            reasons.append(health["reason"])
+        high_water = int(self.config.queue_items * READY_QUEUE_FRACTION)
+        if self._queue.items >= high_water:
+            reasons.append(f"queue holds {self._queue.items} items, at or above its high-water mark "
+                           f"{high_water} ({READY_QUEUE_FRACTION:.0%} of queue_items={self.config.queue_items})")
+        try:
+            with self.store.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as err:  # any failure means: not ready
+            reasons.append(f"the database does not answer: {describe_error(err)}")
+        return {"status": "unavailable" if reasons else "ok", "reasons": reasons,
+                "queue_items": self._queue.items, "queue_high_water_items": high_water}

@@ -126,7 +126,8 @@ class TelemetryBatch:
 
     ``samples`` hold ``(series_fingerprint, time_unix_nano, value)``; the store maps the
     fingerprint to the series id. ``rejected_*`` count invalid items and ``errors``
-    describes the first few of them.
+    describes the first few of them. ``adjusted`` counts what was stored changed, by what
+    (attributes dropped by a limit, values truncated, counts clipped, NULs replaced).
 
     Examples:
         >>> b = TelemetryBatch()
@@ -144,6 +145,7 @@ class TelemetryBatch:
     rejected_spans: int = 0
     rejected_points: int = 0
     errors: list[str] = field(default_factory=list)
+    adjusted: dict[str, int] = field(default_factory=dict)
 
     @property
     def item_count(self) -> int:
@@ -161,12 +163,19 @@ class TelemetryBatch:
         self.rejected_spans += other.rejected_spans
         self.rejected_points += other.rejected_points
         self.errors.extend(other.errors)
+        for what, n in other.adjusted.items():
+            self.adjust(what, n)
 
     def reject_span(self, why: str) -> None:
         """Count one invalid span; ``why`` is kept among the first few errors."""
         self.rejected_spans += 1
         if len(self.errors) < _MAX_ERRORS:
             self.errors.append(why)
+
+    def adjust(self, what: str, n: int = 1) -> None:
+        """Count ``n`` changes of kind ``what`` made to stored data (a limit, a clip)."""
+        if n:
+            self.adjusted[what] = self.adjusted.get(what, 0) + n
 
     def reject_point(self, why: str) -> None:
         """Count one invalid metric point; ``why`` is kept among the first few errors."""

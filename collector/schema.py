@@ -47,6 +47,8 @@ __all__ = [
     "SpanLink",
     "SpanRollup",
     "Temporality",
+    "TouchedBucket",
+    "WriteSequence",
 ]
 
 #: Width of a rollup bucket: one minute.
@@ -78,7 +80,7 @@ SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Signal(enum.IntEnum):
-    """Kind of data a pending rollup bucket refers to."""
+    """Kind of data a pending or touched minute bucket refers to."""
 
     SPANS = 1
     METRICS = 2
@@ -296,3 +298,35 @@ class RollupPending(Base):
     signal: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     touched_unix_nano: Mapped[int] = mapped_column(BigInteger)
+
+
+class TouchedBucket(Base):
+    """Minute buckets whose stored data changed, each with the write sequence number of its latest change.
+
+    Unlike ``rollup_pending`` (deleted once rolled up) these rows stay, so that readers of data derived from a
+    minute (the SLO engine's per-minute counts) can ask which minutes changed since they last looked
+    (:meth:`qfleet.collector.store.Store.touched_since`). A write touches the buckets of its rows; a rollup pass
+    touches the buckets it recomputed, since rollups are what most derived data read.
+    """
+
+    __tablename__ = "touched_buckets"
+
+    signal: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "seq"),)
+
+
+class WriteSequence(Base):
+    """The store's write sequence: one row (``id`` 1), incremented by every transaction that touches buckets.
+
+    The increment comes at the end of such a transaction and its row lock is held until the commit, so these
+    transactions commit in sequence order, on every backend and with any number of writers (on PostgreSQL they
+    queue on this row for the length of a commit).
+    """
+
+    __tablename__ = "write_sequence"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)

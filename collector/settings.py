@@ -91,22 +91,44 @@ def load_token(path: Path, *, create: bool = True) -> str:
     """The bearer token stored in ``path``; creates it (mode 0600, random) when missing.
 
     Raises:
-        SettingsError: the file is missing (and ``create`` is false), empty, or readable
-            by other users.
+        SettingsError: the file is missing (and ``create`` is false), cannot be created or read (its directory
+            is missing, a permission), empty, or readable by other users.
     """
     if not path.exists():
         if not create:
             raise SettingsError(f"token file {str(path)!r} does not exist; create it or omit --token-file")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SettingsError(
-            f"token file {str(path)!r} is readable by other users (mode {oct(mode & 0o777)}); "
-            f"run: chmod 600 {path}"
-        )
-    token = path.read_text().strip()
+        _create_token(path)
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SettingsError(
+                f"token file {str(path)!r} is readable by other users (mode {oct(mode & 0o777)}); "
+                f"run: chmod 600 {path}"
+            )
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingsError(f"token file {str(path)!r} cannot be read ({_reason(err)}); "
+                            "fix its permissions or pass another --token-file") from None
     if not token:
         raise SettingsError(f"token file {str(path)!r} is empty; put a token in it or delete it to get a new one")
     return token
+
+
+def _reason(err: Exception) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+
+
+def _create_token(path: Path) -> None:
+    """A new random token in ``path``, mode 0600 from the start; no half-written file is left behind."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as err:
+        raise SettingsError(f"token file {str(path)!r} cannot be created ({_reason(err)}); create its directory "
+                            "(mkdir -p) or pass another --token-file") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        raise SettingsError(f"token file {str(path)!r} cannot be written ({_reason(err)}); "
+                            "free some space or pass another --token-file") from None

@@ -1,7 +1,9 @@
 """Spans into store rows, from each of the three inputs: OTLP requests, SDK spans, columns.
 
 Every input is validated the same way (16-byte trace id, 8-byte span id, ``0 < start <=
-end < 2**63``); an invalid span is counted and described in the batch, never raised, so the
+end < 2**63``, OTLP's span kinds and status codes); OTLP requests also within
+:class:`~qfleet.collector.limits.Limits` (attributes, events, links cut and counted), events
+and links checked, NUL characters replaced, dropped counts clipped. An invalid span is counted and described in the batch, never raised, so the
 receiver can answer with OTLP partial success. Nothing here touches I/O.
 """
 
@@ -14,7 +16,8 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
-from qfleet.collector.otlp import attributes
+from qfleet.collector.limits import INT32_MAX, Limits
+from qfleet.collector.otlp import AttributeReader
 from qfleet.collector.rows import (
     MAX_NS,
     PROMOTED_KEYS,
@@ -35,6 +38,36 @@ __all__ = [
     "sdk_attributes",
 ]
 
+_DEFAULT_LIMITS = Limits()
+
+
+# OTLP's enums: SpanKind 0 (unspecified) .. 5 (consumer), Status.StatusCode 0 (unset) .. 2 (error).
+# Protobuf enums are open (any int32 parses); stored as SMALLINT, an unknown value would wrap
+# on PostgreSQL and be stored as sent on SQLite: rejected on both.
+_MAX_KIND = 5
+_MAX_STATUS = 2
+
+
+def _span_problem(name: str, trace_id: str, span_id: str, parent_span_id: str | None, kind: int,
+                  start: int, end: int, status_code: int) -> str | None:
+    """Why a span cannot be stored, or None."""
+    name = name[:100]
+    if len(trace_id) != 32 or trace_id == "0" * 32:
+        return f"span {name!r}: invalid trace_id {trace_id[:100]!r} (need 16 non-zero bytes)"
+    if len(span_id) != 16 or span_id == "0" * 16:
+        return f"span {name!r}: invalid span_id {span_id[:100]!r} (need 8 non-zero bytes)"
+    if parent_span_id is not None and len(parent_span_id) != 16:
+        return f"span {name!r}: invalid parent_span_id {parent_span_id[:100]!r} (need 8 bytes)"
+    if start <= 0 or end < start or end > MAX_NS:
+        return (f"span {name!r} ({trace_id}/{span_id}): start_time_unix_nano={start} "
+                f"end_time_unix_nano={end}; need 0 < start <= end < 2**63")
+    if not 0 <= kind <= _MAX_KIND:
+        return f"span {name!r} ({trace_id}/{span_id}): kind={kind} is not an OTLP SpanKind (0..5)"
+    if not 0 <= status_code <= _MAX_STATUS:
+        return (f"span {name!r} ({trace_id}/{span_id}): status.code={status_code} is not an OTLP "
+                "StatusCode (0 unset, 1 ok, 2 error)")
+    return None
+
 
 def _span_tuple(
     res: ResourceRow,
@@ -53,16 +86,13 @@ def _span_tuple(
     attrs: dict[str, Any],
     dropped: tuple[int, int, int],
 ) -> tuple[Any, ...] | str:
-    """The span's row in :data:`~qfleet.collector.rows.SPAN_COLUMNS` order, or why it is invalid."""
-    if len(trace_id) != 32 or trace_id == "0" * 32:
-        return f"span {name!r}: invalid trace_id {trace_id!r} (need 16 non-zero bytes)"
-    if len(span_id) != 16 or span_id == "0" * 16:
-        return f"span {name!r}: invalid span_id {span_id!r} (need 8 non-zero bytes)"
-    if parent_span_id is not None and len(parent_span_id) != 16:
-        return f"span {name!r}: invalid parent_span_id {parent_span_id!r}"
-    if start <= 0 or end < start or end > MAX_NS:
-        return (f"span {name!r} ({trace_id}/{span_id}): start_time_unix_nano={start} "
-                f"end_time_unix_nano={end}; need 0 < start <= end < 2**63")
+    """The span's row in :data:`~qfleet.collector.rows.SPAN_COLUMNS` order, or why it is invalid.
+
+    Dropped counts are clipped to the INTEGER columns (:data:`INT32_MAX`), never wrapped.
+    """
+    why = _span_problem(name, trace_id, span_id, parent_span_id, kind, start, end, status_code)
+    if why is not None:
+        return why
     ra = res.attributes
     return (
         trace_id,
@@ -81,9 +111,9 @@ def _span_tuple(
         trace_state,
         flags,
         attrs,
-        dropped[0],
-        dropped[1],
-        dropped[2],
+        min(dropped[0], INT32_MAX),
+        min(dropped[1], INT32_MAX),
+        min(dropped[2], INT32_MAX),
         *[promoted(attrs, ra, k) for k in PROMOTED_KEYS],
     )
 
@@ -92,49 +122,96 @@ def _span_tuple(
 # OTLP protobuf
 
 
-def from_trace_request(req: ExportTraceServiceRequest) -> TelemetryBatch:
-    """Convert a decoded OTLP traces request to store rows."""
+def from_trace_request(req: ExportTraceServiceRequest, limits: Limits = _DEFAULT_LIMITS, *,
+                       rejected: Sequence[str] = (), cut: Mapping[str, int] | None = None) -> TelemetryBatch:
+    """Convert a decoded OTLP traces request to store rows, within ``limits``.
+
+    Args:
+        rejected: spans already refused while parsing (described, counted as rejected).
+        cut: what parsing already cut by the limits (counted in ``adjusted``).
+    """
     batch = TelemetryBatch()
+    for why in rejected:
+        batch.reject_span(why)
+    for what, n in (cut or {}).items():
+        batch.adjust(what, n)
+    reader = AttributeReader(limits)
     for rs in req.resource_spans:
-        res = resource_row(batch, attributes(rs.resource.attributes))
+        attrs, dropped = reader.read(rs.resource.attributes)
+        batch.adjust("attributes", dropped)  # resources store no dropped count: reported only
+        res = resource_row(batch, attrs)
         for ss in rs.scope_spans:
+            scope = reader.text(ss.scope.name)
             for sp in ss.spans:
-                _add_otlp_span(batch, res, ss.scope.name, sp)
+                _add_otlp_span(batch, res, scope, sp, reader)
+    batch.adjust("values truncated", reader.truncated)
+    batch.adjust("NULs replaced", reader.nuls)
     return batch
 
 
-def _add_otlp_span(batch: TelemetryBatch, res: ResourceRow, scope: str, sp: OtlpSpan) -> None:
+def _parts_problem(sp: OtlpSpan, events: Sequence[OtlpSpan.Event], links: Sequence[OtlpSpan.Link]) -> str | None:
+    """Why the kept events or links of a span cannot be stored, or None."""
+    for i, ev in enumerate(events):
+        if ev.time_unix_nano > MAX_NS:
+            return (f"span {sp.name[:100]!r}: events[{i}].time_unix_nano={ev.time_unix_nano} "
+                    "does not fit (need < 2**63)")
+    for i, ln in enumerate(links):
+        if len(ln.trace_id) != 16 or len(ln.span_id) != 8:
+            return (f"span {sp.name[:100]!r}: links[{i}] has a {len(ln.trace_id)}-byte trace_id and a "
+                    f"{len(ln.span_id)}-byte span_id (need 16 and 8)")
+    return None
+
+
+def _count(batch: TelemetryBatch, n: int) -> int:
+    """``n`` clipped to the INTEGER columns, counting a clip."""
+    if n > INT32_MAX:
+        batch.adjust("counts clipped to 2**31-1")
+        return INT32_MAX
+    return n
+
+
+def _add_otlp_span(batch: TelemetryBatch, res: ResourceRow, scope: str, sp: OtlpSpan,
+                   reader: AttributeReader) -> None:
     trace_id = sp.trace_id.hex()
     span_id = sp.span_id.hex()
-    row = _span_tuple(
-        res,
-        scope,
-        trace_id,
-        span_id,
-        sp.parent_span_id.hex() or None,
-        sp.name,
-        sp.kind,
-        sp.start_time_unix_nano,
-        sp.end_time_unix_nano,
-        sp.status.code,
-        sp.status.message,
-        sp.trace_state,
-        sp.flags,
-        attributes(sp.attributes),
-        (sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count),
-    )
-    if isinstance(row, str):
-        batch.reject_span(row)
+    parent = sp.parent_span_id.hex() or None
+    name = reader.text(sp.name)
+    why = _span_problem(name, trace_id, span_id, parent, sp.kind, sp.start_time_unix_nano,
+                        sp.end_time_unix_nano, sp.status.code)
+    lim = reader.limits
+    n_ev, n_ln = len(sp.events), len(sp.links)
+    # Only the kept events and links are ever looked at: the rest cost nothing.
+    events = sp.events if n_ev <= lim.max_events_per_span else sp.events[:lim.max_events_per_span]
+    links = sp.links if n_ln <= lim.max_links_per_span else sp.links[:lim.max_links_per_span]
+    if why is None:
+        why = _parts_problem(sp, events, links)
+    if why is not None:
+        batch.reject_span(why)
         return
+    attrs, dropped = reader.read(sp.attributes)
+    counts = (sp.dropped_attributes_count + dropped, sp.dropped_events_count + n_ev - len(events),
+              sp.dropped_links_count + n_ln - len(links))
+    if dropped or n_ev > len(events) or n_ln > len(links) or max(counts) > INT32_MAX:  # rare: count it
+        batch.adjust("attributes", dropped)
+        batch.adjust("events", n_ev - len(events))
+        batch.adjust("links", n_ln - len(links))
+        counts = (_count(batch, counts[0]), _count(batch, counts[1]), _count(batch, counts[2]))
+    row = _span_tuple(res, scope, trace_id, span_id, parent, name, sp.kind, sp.start_time_unix_nano,
+                      sp.end_time_unix_nano, sp.status.code, reader.text(sp.status.message),
+                      reader.text(sp.trace_state), sp.flags, attrs, counts)
+    assert not isinstance(row, str)  # checked above
     batch.spans.append(row)
-    batch.events.extend(
-        (trace_id, span_id, seq, ev.time_unix_nano, ev.name, attributes(ev.attributes),
-         ev.dropped_attributes_count)
-        for seq, ev in enumerate(sp.events))
-    batch.links.extend(
-        (trace_id, span_id, seq, ln.trace_id.hex(), ln.span_id.hex(), ln.trace_state,
-         attributes(ln.attributes))
-        for seq, ln in enumerate(sp.links))
+    for seq, ev in enumerate(events):
+        ea, ed = reader.read(ev.attributes)
+        if ed:
+            batch.adjust("attributes", ed)
+        batch.events.append((trace_id, span_id, seq, ev.time_unix_nano, reader.text(ev.name), ea,
+                             _count(batch, ev.dropped_attributes_count + ed)))
+    for seq, ln in enumerate(links):
+        la, ld = reader.read(ln.attributes)
+        batch.adjust("attributes", ld)  # span_links store no dropped count: reported only
+        batch.links.append((trace_id, span_id, seq, ln.trace_id.hex(), ln.span_id.hex(),
+                            reader.text(ln.trace_state), la))
 
 
 # ---------------------------------------------------------------------------

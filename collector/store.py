@@ -5,6 +5,13 @@ Every ingestion path (OTLP/HTTP, in-process exporters, the columnar bulk API) en
 NOTHING`` on natural keys), so a re-delivered batch changes nothing. Each backend gets
 its fastest correct method: ``executemany`` inside one transaction on SQLite, binary
 ``COPY`` on PostgreSQL (falling back to a staging table when a batch holds duplicates).
+
+Every transaction that changes minute buckets (a write, a rollup pass) records them in
+``touched_buckets`` under the next write sequence number, which :meth:`Store.touched_since`
+hands to readers of derived data, so that late data reach them too.
+
+Why one module: writes, rollups and retention share the per-dialect insert machinery and
+the transaction boundaries that the touched-bucket sequence relies on.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -30,6 +37,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     select,
     text,
 )
@@ -59,6 +67,8 @@ from qfleet.collector.schema import (
     SpanEvent,
     SpanLink,
     Temporality,
+    TouchedBucket,
+    WriteSequence,
 )
 
 __all__ = [
@@ -67,6 +77,7 @@ __all__ = [
     "RollupResult",
     "Store",
     "StoreError",
+    "Touched",
     "WriteResult",
     "open_engine",
 ]
@@ -142,12 +153,27 @@ class RollupResult:
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """Raw rows deleted by retention."""
+    """Raw rows deleted by retention, and the horizon they were older than (``None``: the store held no data)."""
 
     spans: int
     span_events: int
     span_links: int
     samples: int
+    horizon_unix_nano: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """Minute buckets whose data changed since a marker, and the marker to pass next time.
+
+    Args:
+        buckets: bucket starts (Unix ns), ascending, each once.
+        marker: every change numbered below it is committed and its bucket was reported by this call or an
+            earlier one with a smaller marker.
+    """
+
+    buckets: tuple[int, ...]
+    marker: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +291,44 @@ class Store:
                 pending.add((int(Signal.METRICS), b))
                 pending.add((int(Signal.METRICS), b + step))
         if pending:
+            touched = sorted(pending)
             self._upsert(conn, _table(RollupPending),
                          [{"signal": sig, "bucket_start_unix_nano": b, "touched_unix_nano": now}
-                          for sig, b in sorted(pending)], ("signal", "bucket_start_unix_nano"))
+                          for sig, b in touched], ("signal", "bucket_start_unix_nano"))
+            self._touch(conn, touched)
+
+    def _touch(self, conn: Connection, buckets: Iterable[tuple[int, int]]) -> None:
+        """Record ``(signal, bucket)`` pairs as changed by this transaction; call it last, just before the commit:
+        the sequence row stays locked until then (see :class:`WriteSequence`)."""
+        # The first touch creates the row; each later one increments it and holds its lock until the commit.
+        seq = conn.execute(text(
+            "INSERT INTO write_sequence (id, seq) VALUES (1, 1) "
+            "ON CONFLICT (id) DO UPDATE SET seq = write_sequence.seq + 1 RETURNING seq")).scalar_one()
+        self._upsert(conn, _table(TouchedBucket), [{"signal": sig, "bucket_start_unix_nano": b, "seq": seq}
+                                                   for sig, b in buckets], ("signal", "bucket_start_unix_nano"))
+
+    def touched_since(self, marker: int, *, signal: Signal | None = None, lo_ns: int | None = None,
+                      hi_ns: int | None = None) -> Touched:
+        """Minute buckets (of ``signal``, starting in ``[lo_ns, hi_ns)``; default all) whose raw rows or rollups
+        changed in a transaction numbered ``marker`` or later (0: ever), and the marker to pass next time.
+
+        Exact with any number of writers: transactions that touch buckets commit in sequence order (see
+        :class:`WriteSequence`), and the sequence is read before the buckets, so every change numbered below the
+        returned marker was committed before the buckets were read. A change committed meanwhile may be reported
+        twice (now and next time); none is missed. Readers that recompute the reported minutes are idempotent.
+        """
+        t, w = _table(TouchedBucket), _table(WriteSequence)
+        q = select(t.c.bucket_start_unix_nano).distinct().where(t.c.seq >= marker)
+        if signal is not None:
+            q = q.where(t.c.signal == int(signal))
+        if lo_ns is not None:
+            q = q.where(t.c.bucket_start_unix_nano >= lo_ns)
+        if hi_ns is not None:
+            q = q.where(t.c.bucket_start_unix_nano < hi_ns)
+        with self.engine.connect() as conn:
+            head = conn.execute(select(w.c.seq).where(w.c.id == 1)).scalar()  # first: see the docstring
+            buckets = conn.execute(q.order_by(t.c.bucket_start_unix_nano)).scalars().all()
+        return Touched(tuple(buckets), max(marker, (head or 0) + 1))
 
     def _series_id_map(self, conn: Connection, batch: TelemetryBatch,
                        new_ids: dict[str, int]) -> dict[str, int]:
@@ -376,7 +437,7 @@ class Store:
 
     def _refresh_rollups_once(self, max_buckets: int, cutoff: int) -> RollupResult:
         p = _table(RollupPending)
-        done = {Signal.SPANS: 0, Signal.METRICS: 0}
+        done: dict[Signal, list[int]] = {Signal.SPANS: [], Signal.METRICS: []}
         with self.engine.begin() as conn:
             for sig in (Signal.SPANS, Signal.METRICS):
                 settled = (p.c.signal == int(sig), p.c.touched_unix_nano <= cutoff)
@@ -392,8 +453,11 @@ class Store:
                         self._rollup_spans(conn, lo, hi)
                     else:
                         self._rollup_metrics(conn, lo, hi)
-                done[sig] = len(buckets)
-        return RollupResult(done[Signal.SPANS], done[Signal.METRICS])
+                done[sig] = buckets
+            if done[Signal.SPANS] or done[Signal.METRICS]:
+                # New rollups are changed data for whoever derives from them (the SLO counts).
+                self._touch(conn, [(int(sig), b) for sig, bs in done.items() for b in bs])
+        return RollupResult(len(done[Signal.SPANS]), len(done[Signal.METRICS]))
 
     def _rollup_spans(self, conn: Connection, lo: int, hi: int) -> None:
         conflict = "bucket_start_unix_nano, name, status_code, node_id, link_id, hardware_type"
@@ -466,21 +530,36 @@ class Store:
 
     # -- retention ---------------------------------------------------------------
 
-    def prune(self, *, older_than_ns: int, batch_size: int = 10_000) -> PruneResult:
-        """Delete raw spans (with their events and links) and samples older than
-        ``now - older_than_ns``, in transactions of at most ``batch_size`` rows.
+    def newest_unix_nano(self) -> int | None:
+        """The newest raw timestamp stored (span start or sample time); ``None`` when there is none."""
+        s, m = _table(Span), _table(MetricSample)
+        with self.engine.connect() as conn:
+            found = [conn.execute(select(func.max(c))).scalar() for c in (s.c.start_time_unix_nano,
+                                                                           m.c.time_unix_nano)]
+        return max((t for t in found if t is not None), default=None)
+
+    def prune(self, *, older_than_ns: int, relative_to: Literal["newest", "now"] = "newest",
+              batch_size: int = 10_000) -> PruneResult:
+        """Delete raw spans (with their events and links) and samples older than a horizon, in transactions of at
+        most ``batch_size`` rows; the horizon is ``older_than_ns`` before the newest stored data (``"newest"``:
+        right for simulated stores, whose data lie in the past or the future) or before the store clock (``"now"``).
 
         Pending rollups are computed first, so the rollups keep the history.
 
         Raises:
-            StoreError: a non-positive horizon or batch size.
+            StoreError: a non-positive horizon or batch size, or an unknown ``relative_to``.
         """
         if older_than_ns <= 0:
             raise StoreError(f"older_than_ns={older_than_ns}: retention horizon must be positive")
         if batch_size <= 0:
             raise StoreError(f"batch_size={batch_size}: must be positive")
+        if relative_to not in ("newest", "now"):
+            raise StoreError(f"relative_to={relative_to!r}: use 'newest' (the newest stored data) or 'now'")
         self.refresh_rollups()
-        horizon = self.clock() - older_than_ns
+        newest = self.newest_unix_nano() if relative_to == "newest" else self.clock()
+        if newest is None:
+            return PruneResult(0, 0, 0, 0, None)
+        horizon = newest - older_than_ns
         keys = ("SELECT trace_id, span_id FROM spans WHERE start_time_unix_nano < :h "
                 "ORDER BY start_time_unix_nano, trace_id, span_id LIMIT :n")
         totals = [0, 0, 0, 0]
@@ -510,7 +589,8 @@ class Store:
         if self.dialect == "sqlite":
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        return PruneResult(*totals)
+        spans, events, links, samples = totals
+        return PruneResult(spans, events, links, samples, horizon)
 
     # -- reads -------------------------------------------------------------------
 

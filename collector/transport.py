@@ -1,67 +1,51 @@
-"""The receiver's HTTP transport: OTLP/HTTP in, decoded batches out to a :class:`Consumer`.
+"""The receiver's HTTP transport: OTLP/HTTP in on uvicorn, decoded batches out to a :class:`Consumer`.
 
-Handler threads (stdlib :class:`~http.server.ThreadingHTTPServer`, HTTP/1.1 keep-alive)
-check the bearer token (constant-time), the body size (on ``Content-Length`` and again
-after gzip decompression), the media type and encoding, then decode the body
-(:mod:`qfleet.collector.decode`) and hand the batch to the consumer. The client hears 200
-(with ``partial_success`` when invalid items were dropped) only when the consumer says the
-batch is committed; 503 with ``Retry-After`` when it refused for now (or when too many
-requests are in flight); 400/413 when resending cannot help. A request is refused on its
-headers alone, before its body is read, whenever that is enough (also for
-``Expect: 100-continue``).
+uvicorn (HTTP/1.1 parsing by h11, keep-alive, a connection cap) serves the Starlette
+application of :mod:`qfleet.collector.http_app` on its own event loop in a background
+thread. What each request goes through (token, size limits, media types, budgets, the body
+deadline, ack after commit) is described there. This module owns the listening socket and
+the lifecycle, and bounds connections in number and time:
 
-Also served, without authentication: ``GET /healthz`` (JSON from the ``health`` callback;
-503 unless its ``status`` is ``ok``) and ``GET /metrics`` (Prometheus text of
+* at most ``max_connections`` connections are served; a request on one more is answered
+  503 and its connection closed (uvicorn's ``limit_concurrency``);
+* a connection must deliver a complete request head within ``header_timeout_s`` of opening
+  or of its previous answer (else it is closed: a slow or silent client cannot hold it);
+* an idle keep-alive connection is closed after ``keep_alive_s``.
+
+Also served, without authentication: ``GET /healthz``, ``GET /readyz`` (JSON; 503 unless
+``status`` is ``ok``) and ``GET /metrics`` (Prometheus text of
 :class:`~qfleet.collector.exposition.ReceiverMetrics`).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
+import asyncio
+import errno
 import logging
 import math
 import socket
-import socketserver
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from qfleet.collector.consumer import POINTS, SPANS, Consumer, Outcome, SignalName
-from qfleet.collector.decode import (
-    BodyTooLarge,
-    DecodeFailure,
-    clip,
-    decode_body,
-    export_response,
-    rejected_items,
-    rejection_message,
-    status_body,
-)
-from qfleet.collector.exposition import CONTENT_TYPE, ReceiverMetrics
-from qfleet.collector.otlp import MEDIA_JSON, MEDIA_PROTOBUF, media_type
-from qfleet.collector.rows import TelemetryBatch
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HttpTransport", "TransportConfig", "check_count", "check_listen", "check_seconds"]
+from qfleet.collector.consumer import Consumer
+from qfleet.collector.exposition import ReceiverMetrics
+from qfleet.collector.http_app import OtlpApp
+from qfleet.collector.limits import Limits
+
+__all__ = ["HttpTransport", "ListenError", "TransportConfig", "check_count", "check_listen", "check_seconds"]
 
 logger = logging.getLogger(__name__)
 
-_PATHS: dict[str, SignalName] = {"/v1/traces": SPANS, "/v1/metrics": POINTS}
-_GET_PATHS = ("/healthz", "/metrics")
-_CHUNK = 64 * 1024
-# What the client is told when the consumer gives no message of its own.
-_DEFAULT_MESSAGES = {
-    "queue_full": "ingest queue is full (database behind); retry later",
-    "write_error": "database write failed; retry later",
-    "ack_timeout": "not committed in time; retry later (resending is safe)",
-    "stopping": "the collector is shutting down; retry later",
-    "unstorable": "the data of this request cannot be stored (resending cannot help)",
-    "too_large": "request holds more items than the collector can ever queue; send smaller batches",
-}
+MIB = 1024 * 1024
+# How long start() waits for the server thread to listen, and disconnect() for it to end.
+_START_S = 30.0
+_END_S = 10.0
 
 
 def _int_at_least(v: object, least: int) -> bool:
@@ -114,6 +98,22 @@ def check_seconds(owner: str, name: str, value: object, *, positive: bool) -> No
                          f"{'> 0' if positive else '>= 0'}")
 
 
+def check_budget(owner: str, max_body_bytes: int, max_inflight_bytes: int) -> None:
+    """A request of the largest allowed size must fit the byte budget on its own.
+
+    Raises:
+        ValueError: naming both fields and the fix.
+    """
+    if max_inflight_bytes < max_body_bytes:
+        raise ValueError(f"{owner}.max_inflight_bytes={max_inflight_bytes} is below max_body_bytes="
+                         f"{max_body_bytes}: a request of the largest size could never be accepted; "
+                         "raise max_inflight_bytes or lower max_body_bytes")
+
+
+class ListenError(OSError):
+    """The listen address cannot be bound; the message names host:port and the fix (one line)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportConfig:
     """Address, credentials and limits of one :class:`HttpTransport`.
@@ -123,9 +123,20 @@ class TransportConfig:
         token: the bearer token clients must send (``Authorization: Bearer <token>``).
         max_body_bytes: largest request body, enforced on Content-Length and again after
             gzip decompression (413 beyond it).
-        max_inflight: requests being read, decoded or waiting for their commit at once
-            (503 beyond it).
+        max_inflight: OTLP requests being read, decoded or waiting for their commit at once
+            (503 beyond it); also the number of worker threads.
+        max_inflight_bytes: request-body bytes (decompressed once known) those requests hold at
+            once (503 beyond it); decoding costs up to ~20 times the body in memory, so this
+            bounds the receiver's memory. At least ``max_body_bytes``.
+        max_connections: connections served at once; a request on one more gets 503.
+        body_timeout_s: the whole body must arrive within this after the headers (else 408).
+        header_timeout_s: a request head must arrive within this after the connection opens
+            or the previous answer (else the connection is closed).
+        keep_alive_s: an idle keep-alive connection is closed after this (whole seconds).
+        ready_timeout_s: the longest ``/readyz`` waits for its check (the database) before 503.
         retry_after_s: the ``Retry-After`` value of 503 answers.
+        limits: what one request may make the receiver build (attributes per item and per
+            request, value lengths, events and links per span); see :class:`Limits`.
 
     Raises:
         ValueError: a field is out of range; the message names it and the fix.
@@ -134,14 +145,115 @@ class TransportConfig:
     host: str = "127.0.0.1"
     port: int = 4318
     token: str
-    max_body_bytes: int = 20 * 1024 * 1024
+    max_body_bytes: int = 20 * MIB
     max_inflight: int = 64
+    max_inflight_bytes: int = 32 * MIB
+    max_connections: int = 512
+    body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    keep_alive_s: int = 5
+    ready_timeout_s: float = 2.0
     retry_after_s: int = 1
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        check_listen("TransportConfig", self.host, self.port, self.token)
-        for name, least in (("max_body_bytes", 1), ("max_inflight", 1), ("retry_after_s", 0)):
-            check_count("TransportConfig", name, getattr(self, name), least)
+        owner = "TransportConfig"
+        check_listen(owner, self.host, self.port, self.token)
+        for name, least in (("max_body_bytes", 1), ("max_inflight", 1), ("max_inflight_bytes", 1),
+                            ("max_connections", 1), ("keep_alive_s", 1), ("retry_after_s", 0)):
+            check_count(owner, name, getattr(self, name), least)
+        for name in ("body_timeout_s", "header_timeout_s", "ready_timeout_s"):
+            check_seconds(owner, name, getattr(self, name), positive=True)
+        check_budget(owner, self.max_body_bytes, self.max_inflight_bytes)
+
+
+def _protocol(head_timeout_s: float, bad_request: Callable[[], None]) -> type[H11Protocol]:
+    """uvicorn's h11 protocol plus a deadline on request heads (uvicorn has none of its own:
+    a client that connects and sends nothing, or drips its headers, would hold a connection)."""
+
+    class HeadDeadlineProtocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(head_timeout_s, self._head_expired)
+
+        def _head_expired(self) -> None:
+            self._head_timer = None
+            serving = self.cycle is not None and not self.cycle.response_complete
+            if not serving and not self.transport.is_closing():
+                self.transport.close()  # no request being served: nothing to answer
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            bad_request()  # the request line or headers did not parse (e.g. Content-Length: ²)
+            super().send_400_response(msg)
+
+    return HeadDeadlineProtocol
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the starting thread when it listens (or failed to)."""
+
+    def __init__(self, config: uvicorn.Config, started: threading.Event) -> None:
+        super().__init__(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._started_event = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self._started_event.set()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port.
+
+    Raises:
+        ListenError: one line naming host:port and the fix.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except OSError as err:
+        raise ListenError(f"cannot listen on {where}: the host does not resolve ({err}); "
+                          "give an address such as 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            fix = "another process listens there; stop it or choose another port (0 picks a free one)"
+        elif err.errno == errno.EACCES:
+            fix = "permission denied; use a port above 1023"
+        else:
+            fix = f"{err.strerror or err}; use an address of this machine, e.g. 127.0.0.1"
+        failure = ListenError(f"cannot listen on {where}: {fix}")
+        failure.errno = err.errno
+        raise failure from None
+    sock.setblocking(False)
+    return sock
 
 
 class HttpTransport:
@@ -153,421 +265,134 @@ class HttpTransport:
         metrics: where requests, decoded, rejected and refused items are counted (and what
             ``/metrics`` serves); a new :class:`ReceiverMetrics` by default.
         health: what ``/healthz`` answers; by default ``status`` ``ok`` and the requests in flight.
+        ready: what ``/readyz`` answers (on a worker thread; it may ask the database); by
+            default the same as ``health``.
     """
 
     def __init__(self, consumer: Consumer, config: TransportConfig, *, metrics: ReceiverMetrics | None = None,
-                 health: Callable[[], Mapping[str, Any]] | None = None) -> None:
+                 health: Callable[[], Mapping[str, Any]] | None = None,
+                 ready: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.consumer = consumer
         self.config = config
         self.metrics = metrics if metrics is not None else ReceiverMetrics()
-        self.health: Callable[[], Mapping[str, Any]] = health or self._own_health
-        self.retry_after = (("Retry-After", str(config.retry_after_s)),)
-        self._token = config.token.encode()
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._inflight = 0
-        self._closing = False
-        self._conns: set[socket.socket] = set()
+        health_fn = health or self._own_health
+        self.app = OtlpApp(consumer, config, self.metrics, health=health_fn, ready=ready or health_fn)
+        self._sock: socket.socket | None = None
+        self._address: tuple[str, int] | None = None
         self._server: _Server | None = None
-        self._serve_thread: threading.Thread | None = None
-        self.metrics.gauge("qfleet_collector_inflight_requests", "Requests being read, decoded or waiting "
-                           "for their commit", lambda: self._inflight)
+        self._thread: threading.Thread | None = None
+        m = self.metrics
+        m.gauge("qfleet_collector_inflight_requests", "OTLP requests being read, decoded or waiting for "
+                "their commit", lambda: self.app.admission.requests)
+        m.gauge("qfleet_collector_inflight_bytes", "Request-body bytes held by those requests (decompressed "
+                "once known)", lambda: self.app.admission.bytes)
+        m.constant("qfleet_collector_inflight_bytes_limit", "max_inflight_bytes (beyond it: 503)",
+                   config.max_inflight_bytes)
+        m.gauge("qfleet_collector_connections", "Open HTTP connections",
+                lambda: len(self._server.server_state.connections) if self._server is not None else 0)
 
     @property
     def inflight(self) -> int:
-        """Requests being read, decoded or waiting for their commit."""
-        return self._inflight
+        """OTLP requests being read, decoded or waiting for their commit."""
+        return self.app.admission.requests
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Request-body bytes those requests hold."""
+        return self.app.admission.bytes
 
     def _own_health(self) -> dict[str, Any]:
-        return {"status": "ok", "inflight_requests": self._inflight}
+        return {"status": "ok", "inflight_requests": self.inflight}
 
     # -- lifecycle ---------------------------------------------------------------
 
     def bind(self) -> None:
-        """Bind the listen address (requests wait in the backlog until :meth:`start`).
+        """Bind the listen address (connections wait in the backlog until :meth:`start`).
 
         Raises:
             RuntimeError: already bound.
-            OSError: the address cannot be bound (e.g. the port is in use).
+            ListenError: the address cannot be bound (e.g. the port is in use); one line.
         """
-        if self._server is not None:
+        if self._sock is not None:
             raise RuntimeError("start() called twice; create a new receiver instead")
-        server_cls = type("_BoundServer", (_Server,), {
-            "address_family": socket.AF_INET6 if ":" in self.config.host else socket.AF_INET})
-        server = server_cls((self.config.host, self.config.port), _Handler)
-        server.transport = self
-        self._server = server
+        self._sock = _bind(self.config.host, self.config.port)
+        host, port = self._sock.getsockname()[:2]
+        self._address = (str(host), int(port))
 
     def start(self) -> None:
         """Bind (unless :meth:`bind` did) and serve on a background thread; returns once listening.
 
         Raises:
-            RuntimeError: already started.
-            OSError: the address cannot be bound (e.g. the port is in use).
+            RuntimeError: already started, or the server did not start.
+            ListenError: the address cannot be bound (e.g. the port is in use).
         """
-        if self._serve_thread is not None:
+        if self._thread is not None:
             raise RuntimeError("start() called twice; create a new receiver instead")
-        if self._server is None:
+        if self._sock is None:
             self.bind()
-        assert self._server is not None
-        self._serve_thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                              name="qfleet-http", daemon=True)
-        self._serve_thread.start()
+        c = self.config
+        config = uvicorn.Config(
+            self.app.asgi, http=_protocol(c.header_timeout_s, self.metrics.unparsable), loop="asyncio",
+            lifespan="off", ws="none", interface="asgi3", log_config=None, access_log=False,
+            proxy_headers=False, server_header=False, headers=[("server", "qfleet-collector")],
+            # uvicorn counts the connection asking among the open ones: +1 serves max_connections.
+            limit_concurrency=c.max_connections + 1, timeout_keep_alive=c.keep_alive_s,
+            timeout_graceful_shutdown=math.ceil(_END_S))
+        started = threading.Event()
+        server = self._server = _Server(config, started)
+        sock = self._sock
+        assert sock is not None
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="qfleet-http",
+                                        daemon=True)
+        self._thread.start()
+        if not started.wait(_START_S) or not server.started:
+            raise RuntimeError("the HTTP server did not start (see the log)")
 
     @property
     def started(self) -> bool:
         """Whether the address is bound (by :meth:`bind` or :meth:`start`)."""
-        return self._server is not None
+        return self._sock is not None
 
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); the real port when configured with port 0."""
-        if self._server is None:
+        if self._address is None:
             raise RuntimeError("the address is known after start()")
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._address
 
     def close(self) -> None:
-        """Stop accepting: new requests on open connections get 503, the socket closes."""
-        with self._lock:
-            self._closing = True
-        if self._server is not None:
-            if self._serve_thread is not None:
-                self._server.shutdown()  # waits for serve_forever, which only runs once started
-            self._server.server_close()
+        """Stop accepting: new requests on open connections get 503, the listening socket closes."""
+        self.app.admission.close()
+        server = self._server
+        if server is None or server.loop is None:
+            if self._sock is not None:
+                self._sock.close()
+            return
+
+        async def stop_listening() -> None:
+            for s in server.servers:
+                s.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(stop_listening(), server.loop).result(_END_S)
+        except RuntimeError:
+            pass  # the loop has ended already
 
     def wait_idle(self, deadline: float) -> bool:
         """Wait until no request is in flight or ``time.monotonic()`` passes ``deadline``; ``True`` if idle."""
-        with self._idle:
-            while self._inflight and time.monotonic() < deadline:
-                self._idle.wait(0.05)
-            return not self._inflight
+        return self.app.admission.wait_idle(deadline)
 
     def disconnect(self) -> None:
-        """Close idle keep-alive connections (waking their handler threads)."""
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        """Close the connections (those serving a request after its answer) and end the server thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(_END_S + 5.0)
+            if self._thread.is_alive():
+                logger.error("HTTP server thread still running after stop; abandoning it")
 
     def stop(self, *, timeout_s: float = 30.0) -> None:
         """:meth:`close`, let requests in flight finish (up to ``timeout_s``), :meth:`disconnect`."""
         self.close()
         self.wait_idle(time.monotonic() + timeout_s)
         self.disconnect()
-
-    # -- what the handler threads call ----------------------------------------------
-
-    def authorized(self, header: str | None) -> bool:
-        """Whether an ``Authorization`` header carries the bearer token (constant-time compare)."""
-        if not header:
-            return False
-        scheme, _, credentials = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(credentials.strip().encode("latin-1", "replace"), self._token)
-
-    def enter(self) -> str | None:
-        """Count a request in flight; or why not (``stopping``, ``inflight``)."""
-        with self._lock:
-            if self._closing:
-                return "stopping"
-            if self._inflight >= self.config.max_inflight:
-                return "inflight"
-            self._inflight += 1
-            return None
-
-    def leave(self) -> None:
-        """A request in flight is answered."""
-        with self._idle:
-            self._inflight -= 1
-            if self._closing:
-                self._idle.notify_all()
-
-    def track(self, conn: socket.socket, *, add: bool) -> None:
-        """Remember open connections, so that :meth:`disconnect` can close idle ones."""
-        with self._lock:
-            if add:
-                self._conns.add(conn)
-            else:
-                self._conns.discard(conn)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-    transport: HttpTransport
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup we do not need.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        err = sys.exc_info()[1]
-        if isinstance(err, OSError):  # the client went away; nothing to answer
-            logger.debug("connection from %s ended: %s", client_address, err)
-        else:
-            logger.exception("unexpected error serving %s", client_address)
-
-
-_Headers = tuple[tuple[str, str], ...]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "qfleet-collector"
-    sys_version = ""
-    # Headers and body go out in separate writes: without NODELAY, Nagle plus the
-    # client's delayed ACK would add ~40 ms to every response.
-    disable_nagle_algorithm = True
-    # Idle keep-alive connections and stalled uploads are closed after this long.
-    timeout = 120.0
-    server: _Server
-    _path = ""
-    _as_json = False
-    _responded = False
-
-    # -- plumbing ----------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.transport.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.transport.track(self.connection, add=False)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # every request is counted in qfleet_collector_requests_total instead
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s", self.client_address[0], format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
-
-    def _begin(self) -> None:
-        self._responded = False
-        self._path = self.path.split("?", 1)[0]
-        self._as_json = False
-
-    def _dispatch(self) -> None:
-        self._begin()
-        try:
-            self._route()
-        except OSError:
-            self.close_connection = True  # the client went away mid-request
-        except Exception:
-            logger.exception("error handling %s %s", self.command, self._path)
-            if not self._responded:
-                self._status(500, "internal error in the qfleet collector (see its log)", close=True)
-            else:
-                self.close_connection = True
-
-    def _route(self) -> None:
-        if self._path in _PATHS:
-            if self.command == "POST":
-                self._export(_PATHS[self._path])
-            else:
-                self._refuse(405, "use POST", extra=(("Allow", "POST"),))
-        elif self._path in _GET_PATHS:
-            if self.command != "GET":
-                self._refuse(405, "use GET", extra=(("Allow", "GET"),))
-            elif self._path == "/healthz":
-                self._healthz()
-            else:
-                self._reply(200, self.server.transport.metrics.exposition(), CONTENT_TYPE)
-        else:
-            self._refuse(404, "unknown path; OTLP is at /v1/traces and /v1/metrics, "
-                              "health at /healthz, Prometheus at /metrics")
-
-    def _reply(self, code: int, body: bytes, content_type: str, *, close: bool = False,
-               extra: Iterable[tuple[str, str]] = ()) -> None:
-        self._responded = True
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        if close:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body and self.command != "HEAD":
-            self.wfile.write(body)
-        path = self._path if self._path in _PATHS or self._path in _GET_PATHS else "other"
-        self.server.transport.metrics.request(path, code)
-
-    def _status(self, code: int, message: str, *, close: bool = False,
-                extra: Iterable[tuple[str, str]] = ()) -> None:
-        if self._path in _PATHS:
-            ctype = MEDIA_JSON if self._as_json else MEDIA_PROTOBUF[0]
-            body = status_body(code, clip(message), self._as_json)
-        else:
-            ctype, body = "text/plain; charset=utf-8", (message + "\n").encode()
-        self._reply(code, body, ctype, close=close, extra=extra)
-
-    def _refuse(self, code: int, message: str, extra: Iterable[tuple[str, str]] = ()) -> None:
-        """Answer without reading the body: discard it when small, else close the connection."""
-        n = self._declared_length()
-        keep = n is not None and n <= self.server.transport.config.max_body_bytes and self._discard(n)
-        self._status(code, message, close=not keep, extra=extra)
-        if not keep:
-            self._linger()
-
-    def _declared_length(self) -> int | None:
-        if self.headers.get("Transfer-Encoding"):
-            return None
-        cl = self.headers.get("Content-Length")
-        if cl is None:
-            return 0 if self.command in ("GET", "HEAD", "DELETE", "OPTIONS") else None
-        cl = cl.strip()
-        return int(cl) if cl.isdigit() else None
-
-    def _discard(self, n: int) -> bool:
-        while n > 0:
-            chunk = self.rfile.read(min(n, _CHUNK))
-            if not chunk:
-                return False
-            n -= len(chunk)
-        return True
-
-    def _linger(self) -> None:
-        # We answered before reading the body. Closing with unread data would reset the
-        # connection, and the client could lose our answer: half-close, then discard what
-        # still arrives for a bounded time.
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(0.5)
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and self.connection.recv(_CHUNK):
-                pass
-        except OSError:
-            pass
-
-    def _healthz(self) -> None:
-        h = self.server.transport.health()
-        self._reply(200 if h.get("status") == "ok" else 503, json.dumps(h).encode() + b"\n", MEDIA_JSON)
-
-    # -- OTLP --------------------------------------------------------------------------
-
-    def handle_expect_100(self) -> bool:
-        # Answer a request we will refuse before the client uploads its body.
-        self._begin()
-        if self.command == "POST" and self._path in _PATHS:
-            problem = self._header_problem()
-            if problem is not None:
-                code, message, extra = problem
-                self._status(code, message, close=True, extra=extra)
-                return False
-        return super().handle_expect_100()
-
-    def _header_problem(self) -> tuple[int, str, _Headers] | None:
-        """Why an OTLP POST must be refused on its headers alone, or None."""
-        t = self.server.transport
-        content_type = self.headers.get("Content-Type", "")
-        media = media_type(content_type)
-        self._as_json = media == MEDIA_JSON
-        if not t.authorized(self.headers.get("Authorization")):
-            return 401, "missing or wrong bearer token (send Authorization: Bearer <token>)", (
-                ("WWW-Authenticate", 'Bearer realm="qfleet"'),)
-        if self.headers.get("Transfer-Encoding"):
-            return 411, "chunked uploads are not supported; send Content-Length", ()
-        cl = self.headers.get("Content-Length")
-        if cl is None:
-            return 411, "Content-Length is required", ()
-        if not cl.strip().isdigit():
-            return 400, f"Content-Length {cl!r} is not a non-negative integer", ()
-        if int(cl) > t.config.max_body_bytes:
-            return 413, f"body of {int(cl)} bytes exceeds max_body_bytes={t.config.max_body_bytes}", ()
-        if self._encoding() not in ("identity", "gzip", "x-gzip"):
-            return 415, f"Content-Encoding {self._encoding()!r} is not supported; use gzip or none", ()
-        if not self._as_json and media not in MEDIA_PROTOBUF:
-            return 415, (f"unsupported Content-Type {content_type!r}: send application/x-protobuf "
-                         "or application/json"), ()
-        return None
-
-    def _encoding(self) -> str:
-        return (self.headers.get("Content-Encoding") or "identity").strip().lower()
-
-    def _export(self, signal: SignalName) -> None:
-        t = self.server.transport
-        problem = self._header_problem()
-        if problem is not None:
-            code, message, extra = problem
-            self._refuse(code, message, extra=extra)
-            return
-        refusal = t.enter()
-        if refusal is not None:
-            t.metrics.refused(signal, refusal, 1)  # before decoding: counted as one request
-            self._refuse(503, "too many requests in flight; retry later" if refusal == "inflight"
-                         else _DEFAULT_MESSAGES["stopping"], extra=t.retry_after)
-            return
-        try:
-            self._receive(signal)
-        finally:
-            t.leave()
-
-    def _receive(self, signal: SignalName) -> None:
-        t = self.server.transport
-        batch = self._read_batch(signal)
-        if batch is None:
-            return  # answered already
-        items = batch.item_count
-        rejected = rejected_items(batch, signal)
-        t.metrics.received(signal, items)
-        message = ""
-        if rejected:
-            t.metrics.rejected(signal, "invalid", rejected)
-            message = rejection_message(batch, signal)
-        if items:
-            outcome = t.consumer.consume(batch, signal)
-            if not outcome.committed:
-                self._not_committed(signal, items, outcome)
-                return
-        ctype = MEDIA_JSON if self._as_json else MEDIA_PROTOBUF[0]
-        self._reply(200, export_response(signal, self._as_json, rejected, message), ctype)
-
-    def _read_batch(self, signal: SignalName) -> TelemetryBatch | None:
-        """The request's rows, or None once a 400/413 answer is sent."""
-        t = self.server.transport
-        n = int(self.headers["Content-Length"])
-        body = self.rfile.read(n) if n else b""
-        if len(body) != n:
-            self._status(400, f"body ended after {len(body)} of {n} bytes (Content-Length)", close=True)
-            return None
-        limit = t.config.max_body_bytes
-        try:
-            return decode_body(signal, body, self.headers.get("Content-Type", ""),
-                               gzipped=self._encoding() != "identity", max_bytes=limit)
-        except BodyTooLarge:
-            t.metrics.rejected(signal, "too_large")
-            self._status(413, f"decompressed body exceeds max_body_bytes={limit}")
-        except DecodeFailure as err:
-            t.metrics.rejected(signal, "malformed")
-            self._status(400, str(err))
-        return None
-
-    def _not_committed(self, signal: SignalName, items: int, outcome: Outcome) -> None:
-        t = self.server.transport
-        message = outcome.message or _DEFAULT_MESSAGES[outcome.reason]
-        if outcome.retryable:
-            t.metrics.refused(signal, outcome.reason, items)
-            self._status(503, message, extra=t.retry_after)
-        elif outcome.reason == "too_large":
-            t.metrics.rejected(signal, "too_large", items)
-            self._status(413, message)
-        else:
-            t.metrics.rejected(signal, "unstorable", items)
-            self._status(400, message)

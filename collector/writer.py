@@ -6,6 +6,10 @@ that survive a crash. When a coalesced transaction fails, each batch is retried 
 one bad request cannot fail the others; a batch the database refuses for its data
 (resending cannot help) is answered ``unstorable``, any other failure ``write_error``
 (retry). Between writes it gives the :class:`RollupScheduler` its turn.
+
+It remembers how the last writes went (:attr:`StoreWriter.state`): failures that blame the
+database rather than the data, counted until a write succeeds, and the last error, which
+the receiver's ``/healthz`` reports.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from qfleet.collector.batcher import BatchQueue, Ticket
 from qfleet.collector.consumer import COMMITTED, Outcome
@@ -24,7 +29,7 @@ from qfleet.collector.rows import TelemetryBatch
 from qfleet.collector.store import Store
 from qfleet.units import NS
 
-__all__ = ["StoreWriter", "is_data_error"]
+__all__ = ["StoreWriter", "WriterState", "describe_error", "is_data_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,44 @@ def is_data_error(err: BaseException) -> bool:
     if isinstance(err, (OverflowError, ValueError)):
         return True
     return any(c.__name__ == "DataError" for c in type(err).__mro__)
+
+
+def describe_error(err: BaseException) -> str:
+    """``Type: first line`` of the driver's error, for health answers (which need no token).
+
+    SQLAlchemy's own text adds the statement and its parameters (telemetry of other clients):
+    only the wrapped driver error's first line is shown.
+
+    >>> describe_error(OSError("disk full\\nmore detail"))
+    'OSError: disk full'
+    """
+    orig = getattr(err, "orig", None)
+    e = orig if isinstance(orig, BaseException) else err
+    lines = str(e).strip().splitlines()
+    return clip(f"{type(e).__name__}: {lines[0] if lines else ''}")
+
+
+@dataclass(frozen=True, slots=True)
+class WriterState:
+    """How the writer is doing.
+
+    Args:
+        alive: the writer thread runs.
+        consecutive_failures: write transactions that failed for a reason other than their data
+            (database unreachable, read-only, schema missing...) since the last one that committed.
+        last_error: the last such failure (``Type: message``), kept after a success for the record.
+        last_error_ns: when it happened, on the writer's clock (monotonic ns); 0 if never.
+    """
+
+    alive: bool
+    consecutive_failures: int
+    last_error: str
+    last_error_ns: int
+
+    @property
+    def healthy(self) -> bool:
+        """Alive, and the last write that did not fail for its data committed."""
+        return self.alive and self.consecutive_failures == 0
 
 
 class StoreWriter:
@@ -68,11 +111,24 @@ class StoreWriter:
         self._max_items = max_batch_items
         self._clock = clock
         self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._last_error = ""
+        self._last_error_ns = 0
 
     @property
     def alive(self) -> bool:
         """Whether the writer thread runs."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def state(self) -> WriterState:
+        """Alive, consecutive failures and the last error (see :class:`WriterState`)."""
+        return WriterState(self.alive, self._failures, self._last_error, self._last_error_ns)
+
+    def _failed_write(self, err: BaseException) -> None:
+        self._failures += 1
+        self._last_error = describe_error(err)
+        self._last_error_ns = self._clock()
 
     def start(self) -> None:
         """Start the thread; it runs until the queue is closed and drained."""
@@ -96,8 +152,9 @@ class StoreWriter:
                 if take:
                     self._write(take)
                 self._rollups.maybe_refresh(force=False)
-            except Exception:  # the writer must outlive any single failure
+            except Exception as err:  # the writer must outlive any single failure
                 logger.exception("writer loop error; continuing")
+                self._failed_write(err)
                 for t in take:
                     if not t.done.is_set():
                         self._queue.resolve(t, Outcome("write_error"))
@@ -130,6 +187,7 @@ class StoreWriter:
             self._committed(t)
 
     def _committed(self, t: Ticket) -> None:
+        self._failures = 0
         self._metrics.stored(t.signal, t.items)
         self._queue.resolve(t, COMMITTED)
 
@@ -139,6 +197,7 @@ class StoreWriter:
             self._queue.resolve(t, Outcome("unstorable", "the database refused this request's data (resending "
                                                          f"cannot help): {clip(f'{type(err).__name__}: {err}')}"))
         else:
+            self._failed_write(err)
             logger.warning("write of %d %s failed (answered 503): %s", t.items, t.signal, err)
             self._queue.resolve(t, Outcome("write_error"))
 

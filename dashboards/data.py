@@ -22,13 +22,16 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, and_, func, literal, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from qfleet.alerts.impact import IncidentImpact
 from qfleet.alerts.impact import incident_impact as _incident_impact
 from qfleet.alerts.incidents import IncidentError, Incidents, place_of
 from qfleet.alerts.silence_store import SilenceStore
+from qfleet.collector.migrate import open_existing
 from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
+from qfleet.collector.store import StoreError
 from qfleet.slo.schema import SloEvaluation
 from qfleet.units import NS
 
@@ -48,6 +51,7 @@ __all__ = [
     "job_trace",
     "link_fidelity",
     "node_series",
+    "open_store",
     "options",
     "recent_jobs",
     "resolve",
@@ -135,6 +139,23 @@ def _frame(rows: Any, columns: list[str]) -> pd.DataFrame:
 
 def _doc(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+# -- the store ------------------------------------------------------------------------------------------------------
+
+
+def open_store(url: str) -> Engine:
+    """An engine on the existing, migrated store ``url``; never creates a SQLite file.
+
+    Raises:
+        StoreError: a missing SQLite file, a database whose schema is not at head (the message names
+            ``qfleet db upgrade``), or a database that cannot be reached; one line, password hidden.
+    """
+    try:
+        return open_existing(url)
+    except SQLAlchemyError as e:  # open_existing names unreachable servers; anything else still gets one line
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise StoreError(f"cannot open the database: {reason}") from None
 
 
 # -- ranges and options --------------------------------------------------------------------------------------------

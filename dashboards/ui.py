@@ -7,6 +7,7 @@ The filters live in ``st.query_params`` (``start``, ``end``, ``hardware_type``, 
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -20,8 +21,9 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from qfleet.collector.settings import DEFAULT_DATABASE_URL, ENV_DATABASE_URL
-from qfleet.collector.store import open_engine
-from qfleet.dashboards import data
+from qfleet.collector.store import StoreError
+from qfleet.dashboards import auth, data
+from qfleet.text import markdown_literal
 from qfleet.units import NS, TimestampError, format_rfc3339, parse_rfc3339
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "engine",
     "fmt_ns",
     "hardware_scale",
+    "identity",
     "incident_runbook_url",
     "labels_of",
     "live_refresh",
@@ -77,12 +80,99 @@ def database_url(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
 
 @st.cache_resource(show_spinner=False)
 def _engine_for(url: str) -> Engine:
-    return open_engine(url)
+    return data.open_store(url)  # a failure is not cached: the next run tries again
 
 
 def engine() -> Engine:
-    """The process-wide engine of :func:`database_url` (``st.cache_resource``)."""
-    return _engine_for(database_url())
+    """The process-wide engine of :func:`database_url` (``st.cache_resource``); a store that is missing, not
+    migrated or unreachable stops the page with its one-line message instead of a traceback."""
+    try:
+        return _engine_for(database_url())
+    except StoreError as e:
+        st.error(markdown_literal(e))
+        st.stop()
+
+
+# -- who is using the page --------------------------------------------------------------------------------------
+
+_USER_KEY = "_qfleet_user"
+
+
+def _request_headers() -> Mapping[str, str]:
+    """The headers of the browser's connection (a seam for tests: AppTest has no request)."""
+    return st.context.headers
+
+
+def _peer_ip() -> str | None:
+    """The browser's address (the TCP peer, as uvicorn reports it), None on loopback; AppTest has no peer."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) else None
+
+
+def _local_account() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry (a bare container)
+        return f"uid{os.getuid()}"
+
+
+def _login_form(cfg: auth.AuthConfig) -> str | None:
+    """The sign-in form of ``--auth users``; the user's name once the password checks out."""
+    assert cfg.users_file is not None
+    st.title("Sign in")
+    with st.form("auth_login"):
+        name = st.text_input("User name", key="auth_name")
+        password = st.text_input("Password", type="password", key="auth_password")
+        submitted = st.form_submit_button("Sign in", key="auth_submit")
+    if not submitted:
+        return None
+    try:
+        users = auth.read_users(cfg.users_file)
+    except auth.AuthError as e:
+        st.error(markdown_literal(e))
+        return None
+    if not auth.verify(users, name, password):
+        st.error("Wrong user name or password")
+        return None
+    return name
+
+
+def identity() -> str:
+    """The name the page's actions record, by the auth mode the CLI chose (:mod:`qfleet.dashboards.auth`).
+
+    ``users``: shows the sign-in form and stops the page until a user signs in; ``proxy``: the proxy's header,
+    and the page stops without it; ``none``: ``local:<account>``, and the page stops for a non-loopback client.
+    """
+    try:
+        cfg = auth.AuthConfig.from_env(os.environ)
+    except auth.AuthError as e:
+        st.error(markdown_literal(e))
+        st.stop()
+    if cfg.mode == "none":
+        if _peer_ip() is not None:
+            st.error("These dashboards run without authentication and answer on loopback only; restart them "
+                     "with --auth users or --auth proxy to serve other machines")
+            st.stop()
+        return f"local:{_local_account()}"
+    if cfg.mode == "proxy":
+        assert cfg.proxy_header is not None
+        who = auth.proxy_identity(_request_headers(), cfg.proxy_header)
+        if who is None:
+            st.error(f"No user name in the {cfg.proxy_header} header: open the dashboards through the "
+                     "authenticating reverse proxy")
+            st.stop()
+        return who
+    who = st.session_state.get(_USER_KEY)
+    if not who:
+        who = _login_form(cfg)
+        if who is None:
+            st.stop()
+        st.session_state[_USER_KEY] = who  # the password widget is not drawn again, so Streamlit drops it
+    st.sidebar.caption(f"Signed in as {markdown_literal(who)}")
+    if st.sidebar.button("Sign out", key="auth_logout"):
+        st.session_state.pop(_USER_KEY, None)
+        st.rerun()
+    return str(who)
 
 
 def _encode(v: Any) -> Any:
@@ -145,11 +235,9 @@ def time_from_param(text: str | None) -> int | None:
     if not text:
         return None
     text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
     try:
-        return parse_rfc3339(text)
-    except TimestampError:
+        return int(text) if text.lstrip("-").isascii() and text.lstrip("-").isdigit() else parse_rfc3339(text)
+    except (TimestampError, ValueError, OverflowError):
         return None
 
 
@@ -217,6 +305,8 @@ def sidebar_filters(eng: Engine | None = None) -> data.Filters | None:
         end = time_from_param(param("end"))
         start = default.start_ns if start is None else start
         end = default.end_ns if end is None or (live and param("end") is None) else end
+        # Into the data's span first: a hand-edited ?end=9999-12-31T23:59:59Z is beyond what datetime holds.
+        start, end = min(max(start, lo), hi), min(max(end, lo), hi)
         s_dt = min(max(ns_to_datetime(start).replace(second=0, microsecond=0), lo_dt), hi_dt)
         e_dt = min(max(ns_to_datetime(end).replace(second=0, microsecond=0) + timedelta(minutes=1), s_dt), hi_dt)
         if key not in st.session_state or st.session_state[key] != (s_dt, e_dt):
@@ -236,7 +326,7 @@ def sidebar_filters(eng: Engine | None = None) -> data.Filters | None:
     link = _choice("filter_link", "link", list(opts.get("links", [])), "Link")
     st.sidebar.toggle("Live (refresh every 15 s)", key="filter_live", value=live,
                       on_change=_toggle_live)
-    st.sidebar.caption(f"Store: {_redact(database_url())}")
+    st.sidebar.caption(f"Store: {markdown_literal(_redact(database_url()))}")
     return data.Filters(start_ns=start_ns, end_ns=end_ns, hardware_type=hw, node=node, link=link)
 
 
@@ -292,7 +382,7 @@ def severity_scale(present: Sequence[str] = ()) -> alt.Scale:
 def severity_badge(severity: str) -> str:
     """Markdown for a coloured severity tag."""
     colour = {"page": "red", "ticket": "orange", "security": "violet"}.get(severity, "gray")
-    return f":{colour}-background[{severity or 'none'}]"
+    return f":{colour}-background[{markdown_literal(severity or 'none')}]"
 
 
 def labels_of(v: Any) -> dict[str, str]:

@@ -1,13 +1,19 @@
-"""The ``qfleet`` console script: a small dispatcher to each package's own CLI."""
+"""The ``qfleet`` console script: a small dispatcher to each package's own CLI.
+
+Errors a user can fix (a bad file, an unreachable or unmigrated database) that a command did not report itself
+end here as one line on stderr and exit status 2; anything else is a bug and keeps its traceback. A closed
+stdout (``qfleet … | head``) ends the command quietly, as the CPython documentation recommends for SIGPIPE.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "user_error"]
 
 # Command group -> module whose ``main(argv)`` runs it. Imported lazily: `qfleet db current`
 # must not pay for the simulator's imports.
@@ -43,6 +49,69 @@ commands:
 Run `qfleet COMMAND --help` for a command's options.
 """
 
+# SQLite's messages and psycopg's error classes for a table or column the schema should have: the store is not
+# migrated to head.
+_SQLITE_MISSING = ("no such table", "no such column")
+_PG_MISSING = ("UndefinedTable", "UndefinedColumn")
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message for an error the user can fix, or ``None`` for a bug (which keeps its traceback).
+
+    Covers the loaders' :class:`~qfleet.problems.ProblemsError` (one line per problem), the store's
+    ``StoreError``, a database that refuses connections and a store whose schema is behind.
+
+    Examples:
+        >>> from qfleet.problems import Problem, ProblemsError
+        >>> user_error(ProblemsError([Problem("version", "must be 1, got 2", "write version: 1")], source="f.yaml"))
+        'f.yaml: version: must be 1, got 2 (fix: write version: 1)'
+        >>> user_error(KeyError("x")) is None
+        True
+    """
+    from qfleet.problems import ProblemsError
+
+    if isinstance(exc, ProblemsError):
+        return str(exc)
+    store = sys.modules.get("qfleet.collector.store")  # loaded whenever a StoreError can exist
+    if store is not None and isinstance(exc, store.StoreError):
+        return _first_line(exc)
+    if "sqlalchemy" in sys.modules:
+        return _database_error(exc)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _database_error(exc: BaseException) -> str | None:
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    reason = _first_line(exc.orig) if exc.orig is not None else _first_line(exc)
+    if isinstance(exc, OperationalError) and (exc.connection_invalidated or not exc.statement):
+        # Connection errors carry no statement: the server is down, the port wrong, or the database missing.
+        return (f"cannot reach the database ({reason}): start the server, check host, port, user and database "
+                "name (--db or $QFLEET_DATABASE_URL), or create the database")
+    missing = type(exc.orig).__name__ in _PG_MISSING or any(w in str(exc.orig) for w in _SQLITE_MISSING)
+    if isinstance(exc, (OperationalError, ProgrammingError)) and missing:
+        return (f"the database schema is not at head ({reason}): run `qfleet db upgrade --db URL` "
+                "(or check that --db names a qfleet store)")
+    return None
+
+
+def _stdout_closed() -> int:
+    """Exit quietly when the reader of stdout went away (``| head``): as the CPython docs recommend, point
+    stdout at devnull so that the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a replaced sys.stdout (tests) has no usable descriptor
+        pass
+    return 1
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qfleet`` script; returns the exit status."""
@@ -56,9 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("qfleet").setLevel(logging.INFO)  # every package logs under qfleet.<package>.<module>
-    mod = importlib.import_module(module)
-    # These CLIs serve several command groups and need the group name.
-    return int(mod.main(args if module in ("qfleet.collector.cli", "qfleet.runbooks.cli") else args[1:]) or 0)
+    try:
+        mod = importlib.import_module(module)
+        # These CLIs serve several command groups and need the group name.
+        status = int(mod.main(args if module in ("qfleet.collector.cli", "qfleet.runbooks.cli") else args[1:]) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here for short outputs
+    except BrokenPipeError:
+        return _stdout_closed()
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"qfleet {args[0]}: {message}", file=sys.stderr)
+        return 2
+    return status
 
 
 if __name__ == "__main__":

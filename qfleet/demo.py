@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     p.add_argument("--port", type=int, default=8501, help="dashboards port")
     p.add_argument("--no-serve", action="store_true", help="stop before serving the dashboards (for CI)")
     args = p.parse_args(argv)
+    if not 1 <= args.port <= 65535:  # checked before the game day, not minutes later when serving
+        print(f"qfleet demo: --port {args.port} is not a TCP port; use 1-65535, e.g. --port 8501", file=sys.stderr)
+        return 2
     try:
         settings = Settings.from_env(os.environ, database_url=args.db)
         engine = open_engine(settings.database_url)
@@ -97,7 +100,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
           f"{time.monotonic() - t0:.0f} s", file=out)
     if args.no_serve:
         return 0 if card.passed else 1
+    from qfleet.collector.settings import ENV_DATABASE_URL
     from qfleet.dashboards.cli import main as dashboards
 
     print(f"serving the dashboards on http://127.0.0.1:{args.port}  (Ctrl-C to stop)", file=out, flush=True)
-    return int(dashboards(["--db", settings.database_url, "--port", str(args.port)]) or 0)
+    # The URL goes through the environment (never a command line); the dashboards' CLI forwards SIGTERM and
+    # Ctrl-C to the Streamlit server and waits for it, so stopping the demo stops the server.
+    env = {**os.environ, ENV_DATABASE_URL: settings.database_url}
+    return int(dashboards(["--port", str(args.port), "--host", "127.0.0.1"], environ=env) or 0)

@@ -1,13 +1,18 @@
-"""`qfleet serve`: the collector's OTLP receiver plus the periodic jobs, in one process.
+"""`qfleet serve`: the collector's OTLP receiver plus the periodic jobs, in one process; several on PostgreSQL.
 
-Jobs (APScheduler, in the background): SLO and alert-rule evaluation every ``--eval-interval`` (30 s), notification
-dispatch and delivery every ``--dispatch-interval`` (10 s), rollups of data other processes wrote every 10 s
-(the receiver rolls up its own writes), retention daily. SIGTERM or SIGINT stops the jobs, finishes the current cycle and the receiver's queue, and exits 0;
-a restart resumes from the database (alerts, notification log, outbox, incidents).
+Jobs (APScheduler, in the background): the evaluation leader's tick every ``--dispatch-interval`` (10 s: whoever
+holds the ``evaluate`` lease evaluates SLOs and rules every ``--eval-interval``, 30 s, and flushes due groups into
+the outbox), delivery of the outbox every ``--dispatch-interval`` on its own thread (every replica delivers, each
+item leased to one of them), rollups of data other processes wrote every 10 s (the receiver rolls up its own
+writes), retention daily. SIGTERM or SIGINT stops the jobs, finishes the current cycle and the receiver's queue,
+gives the lease up and exits 0; a restart resumes from the database (alerts, notification log, outbox, incidents).
+
+On SQLite one ``qfleet serve`` runs per database file (a second one is refused at start-up); on PostgreSQL any
+number share one database (docs/operations.md).
 
 A configuration directory may hold ``alerting.yaml`` (Alertmanager subset), ``slos.yaml`` (OpenSLO), ``rules.yaml``
 (direct alert rules) and ``webhook.secret``; whatever is missing falls back to the built-in sample, the default
-SLO pack, the default rules, and a generated secret (mode 0600).
+SLO pack, the default rules, and a generated secret (created mode 0600).
 """
 
 from __future__ import annotations
@@ -15,39 +20,45 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import signal
+import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, NoReturn, TextIO
 
-__all__ = ["build_service", "main"]
+__all__ = ["ServeError", "build_service", "main", "sqlite_lock"]
 
 logger = logging.getLogger(__name__)
 
 
-def _secret(path: Path) -> bytes:
-    from qfleet.alerts.webhook import load_secret
-
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return load_secret(path)
+class ServeError(ValueError):
+    """A start-up problem of ``qfleet serve``; the message names the value and the fix (one line)."""
 
 
-def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.time_ns) -> Any:
-    """The :class:`alerts.service.AlertService` for ``config_dir`` (built-in defaults for what it lacks)."""
+def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.time_ns, holder: str | None = None,
+                  external_url: str = "http://127.0.0.1:8501") -> Any:
+    """The :class:`alerts.service.AlertService` for ``config_dir`` (built-in defaults for what it lacks).
+
+    Raises:
+        ServeError: ``config_dir`` is not an existing directory.
+        ValueError: a configuration file or the secret is invalid (the message names it).
+    """
     from importlib.resources import files
 
     from qfleet.alerts.config import load_config
     from qfleet.alerts.rules import load_rules
     from qfleet.alerts.service import AlertService
+    from qfleet.alerts.webhook import create_secret
     from qfleet.slo.spec import builtin_specs_path, load_slos
 
     base = Path(config_dir) if config_dir else None
+    if base is not None and not base.is_dir():
+        raise ServeError(f"--config {str(base)!r} is not a directory; create it (mkdir -p {base}) and put "
+                         "alerting.yaml, slos.yaml or rules.yaml there, or leave --config out for the built-ins")
 
     def pick(name: str, default: Path) -> Path:
         if base is not None and (base / name).exists():
@@ -59,7 +70,36 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
     rules = pick("rules.yaml", Path(str(files("qfleet.alerts") / "rules" / "fleet.yaml")))
     secret_path = (base or Path.cwd()) / "webhook.secret"
     return AlertService(engine, load_config(alerting), slos=load_slos(slos), rules=load_rules(rules),
-                        secret=_secret(secret_path), clock=clock)
+                        secret=create_secret(secret_path), clock=clock, holder=holder, external_url=external_url)
+
+
+def sqlite_lock(engine: Any) -> IO[str] | None:
+    """On a SQLite file, an exclusive lock on ``<file>.serve.lock`` held for the process's life (None on
+    PostgreSQL or an in-memory database): SQLite has one writer, and two services would each run the alerting
+    cycle.
+
+    Raises:
+        ServeError: another process holds the lock (its pid is named).
+    """
+    import fcntl
+
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return None
+    path = Path(f"{engine.url.database}.serve.lock")
+    handle = open(path, "a+")  # noqa: SIM115 (held open until the process exits)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise ServeError(f"another qfleet serve (pid {pid}) already runs on {engine.url.database!r}; SQLite is "
+                         "single-process: stop that one, or run replicas on PostgreSQL (docs/operations.md)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _clock(start_at: str | None) -> Any:
@@ -82,80 +122,143 @@ def _check_interval(eval_interval_s: float, resolve_timeout_ns: int) -> None:
                          "lower --eval-interval or raise resolve_timeout in alerting.yaml")
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
-    """Run the service until SIGTERM/SIGINT; returns the exit status."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
 
-    from qfleet.collector import Settings, SettingsError, Store, StoreError, load_token, open_engine, upgrade
-    from qfleet.collector.receiver import Receiver, ReceiverConfig
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
-    out = stdout or sys.stdout
-    p = argparse.ArgumentParser(prog="qfleet serve", description=__doc__.splitlines()[0])
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, e.g. 30") from None
+    if not 0.05 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds is out of range; give 0.05 to 86400, e.g. 30")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from qfleet.units import parse_duration
+
+    def duration(text: str) -> int:
+        try:
+            return parse_duration(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    p = _Parser(prog="qfleet serve", description=__doc__.splitlines()[0])
     p.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
     p.add_argument("--config", help="configuration directory (alerting.yaml, slos.yaml, rules.yaml, webhook.secret)")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (0 picks a free one)")
-    p.add_argument("--eval-interval", type=float, default=30.0, help="seconds between SLO and rule evaluations")
-    p.add_argument("--dispatch-interval", type=float, default=10.0, help="seconds between dispatch cycles")
+    p.add_argument("--token-file", help="file with the ingestion bearer token (default $QFLEET_TOKEN_FILE or "
+                   "./qfleet.token; created with a random token, mode 0600, if missing)")
+    p.add_argument("--eval-interval", type=_positive_seconds, default=30.0,
+                   help="seconds between SLO and rule evaluations (fleet-wide, by the leader)")
+    p.add_argument("--dispatch-interval", type=_positive_seconds, default=10.0,
+                   help="seconds between the leader's ticks and between delivery runs")
+    p.add_argument("--retention", type=duration, default=parse_duration("14d"),
+                   help="keep raw spans and samples this long before the service's clock (see --start-at), and "
+                   "delivered notifications this long (default 14d; 0 keeps everything)")
+    p.add_argument("--external-url", default="http://127.0.0.1:8501",
+                   help="qfleet's own URL for notifications' externalURL (default http://127.0.0.1:8501)")
     p.add_argument("--start-at", help="run the alerting clock from this RFC 3339 instant (a store recorded in "
                    "simulated time, e.g. by a game day); default: the wall clock")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    """Run the service until SIGTERM/SIGINT; returns the exit status."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from qfleet.alerts.leases import EVALUATE, Lease
+    from qfleet.collector import (
+        ListenError,
+        Settings,
+        SettingsError,
+        Store,
+        StoreError,
+        load_token,
+        open_engine,
+        upgrade,
+    )
+    from qfleet.collector.receiver import Receiver, ReceiverConfig
+    from qfleet.units import NS, format_rfc3339
+
+    out = stdout or sys.stdout
+    args = _parser().parse_args(argv)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lock_handle = None
     try:
-        settings = Settings.from_env(os.environ, database_url=args.db, host=args.host)
-        engine = open_engine(settings.database_url)
+        settings = Settings.from_env(os.environ, database_url=args.db, host=args.host, token_file=args.token_file)
         token = load_token(settings.token_file)
         clock = _clock(args.start_at)
-    except (SettingsError, StoreError, ValueError) as e:
-        print(f"qfleet serve: {e}", file=sys.stderr)
-        return 2
-    upgrade(engine)
-    try:
-        service = build_service(engine, Path(args.config) if args.config else None, clock=clock)
+        engine = open_engine(settings.database_url)
+        lock_handle = sqlite_lock(engine)
+        upgrade(engine)
+        service = build_service(engine, Path(args.config) if args.config else None, clock=clock, holder=holder,
+                                external_url=args.external_url)
         _check_interval(args.eval_interval, service.config.resolve_timeout_ns)
-    except ValueError as e:
+        receiver = Receiver(Store(engine), ReceiverConfig(host=settings.host, port=args.port, token=token))
+        receiver.start()
+    except (SettingsError, StoreError, ServeError, ListenError, ValueError, OSError) as e:
         print(f"qfleet serve: {e}", file=sys.stderr)
         return 2
-    receiver = Receiver(Store(engine), ReceiverConfig(host=settings.host, port=args.port, token=token))
-    receiver.start()
-    lock = threading.Lock()  # one cycle at a time: evaluation and dispatch share the dispatcher
+    eval_ns = int(args.eval_interval * NS)
+    # A dead leader is replaced one lease TTL after its last renewal: one evaluation interval.
+    lease = Lease(engine, EVALUATE, holder=holder, ttl_ns=eval_ns, clock=clock)
+    lead_lock = threading.Lock()  # one leader tick at a time (the shutdown tick waits for the scheduled one)
 
-    def guarded(fn: Any) -> Any:
+    def guarded(fn: Any, name: str) -> Any:
         def run() -> None:
-            with lock:
-                try:
-                    fn()
-                except Exception:  # a failed cycle is logged and retried at the next tick; the service lives on
-                    logger.exception("qfleet serve: %s failed", fn.__name__)
+            try:
+                fn()
+            except Exception:  # a failed job is logged and retried at the next tick; the service lives on
+                logger.exception("qfleet serve: %s failed", name)
         return run
 
+    def lead() -> None:
+        with lead_lock:
+            service.lead(lease, eval_ns)
+
     def retention() -> None:
-        Store(engine).prune(older_than_ns=14 * 86400 * 10**9)
+        if args.retention:
+            # Relative to the service's clock (simulated with --start-at): one span stamped far in the future by a
+            # client with a bad clock must not make retention delete the real data.
+            Store(engine, clock=clock).prune(older_than_ns=args.retention, relative_to="now")
+            service.prune(older_than_ns=args.retention)
 
     def rollups() -> None:
         # The receiver rolls up what it writes; this covers data written by other processes (bulk writers).
-        Store(engine).refresh_rollups(settle_ns=10 * 10**9)
+        Store(engine).refresh_rollups(settle_ns=10 * NS)
 
     sched = BackgroundScheduler(timezone="UTC")
-    sched.add_job(guarded(service.evaluate), "interval", seconds=args.eval_interval, id="evaluate",
-                  max_instances=1, coalesce=True)
-    sched.add_job(guarded(service.dispatch), "interval", seconds=args.dispatch_interval, id="dispatch",
-                  max_instances=1, coalesce=True)
-    sched.add_job(guarded(retention), "interval", hours=24, id="retention", max_instances=1, coalesce=True)
-    sched.add_job(guarded(rollups), "interval", seconds=10, id="rollups", max_instances=1, coalesce=True)
+    every = {"max_instances": 1, "coalesce": True}
+    sched.add_job(guarded(lead, "evaluation"), "interval", seconds=args.dispatch_interval, id="lead", **every)
+    # Delivery apart from evaluation: a slow receiver delays only delivery, never the alerting cycle.
+    sched.add_job(guarded(service.deliver, "delivery"), "interval", seconds=args.dispatch_interval, id="deliver",
+                  **every)
+    sched.add_job(guarded(retention, "retention"), "interval", hours=24, id="retention", **every)
+    sched.add_job(guarded(rollups, "rollups"), "interval", seconds=10, id="rollups", **every)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sched.start()
     host, port = receiver.address
-    print(f"qfleet serve: OTLP on http://{host}:{port}, SLOs and rules every {args.eval_interval:g} s, "
-          f"dispatch every {args.dispatch_interval:g} s (Ctrl-C or SIGTERM to stop)", file=out, flush=True)
+    print(f"qfleet serve: OTLP on http://{host}:{port}, SLOs and rules every {args.eval_interval:g} s (by the "
+          f"replica holding the evaluation lease; this one is {holder}), delivery every {args.dispatch_interval:g} s "
+          "(Ctrl-C or SIGTERM to stop)", file=out, flush=True)
     stop.wait()
     sched.shutdown(wait=True)
-    guarded(service.dispatch)()  # deliver what the last evaluation produced (takes the cycle lock itself)
+    guarded(lead, "evaluation")()            # flush what the last evaluation produced
+    guarded(service.deliver, "delivery")()  # and deliver it
+    guarded(lease.release, "lease release")()
     receiver.stop()
     engine.dispose()
-    from qfleet.units import format_rfc3339
-
+    if lock_handle is not None:
+        lock_handle.close()
     # The service's clock as it stopped: where a restart of a store in simulated time picks up (--start-at).
     print(f"qfleet serve: stopped at {format_rfc3339(clock())}", file=out, flush=True)
     return 0

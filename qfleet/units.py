@@ -2,7 +2,9 @@
 
 * Durations use Prometheus' grammar: whole numbers with the units ``y w d h m s ms``, largest first, each at
   most once (``90s``, ``1h30m``, ``1d``, ``250ms``), or ``0``. ``1y`` is 365 days and ``1w`` 7 days, as in
-  Prometheus. ``5m5m`` and ``30m1h`` are errors, as are fractions (``1.5h``: write ``1h30m``).
+  Prometheus. ``5m5m`` and ``30m1h`` are errors, as are fractions (``1.5h``: write ``1h30m``). The longest is
+  ``100y`` (:data:`MAX_DURATION_NS`), shorter than Prometheus' 292y so that "now + duration" (a silence's end, a
+  retention horizon) stays a signed 64-bit count of ns, i.e. before 2262, until the year 2162.
 * Timestamps are RFC 3339 with a zone (``2026-01-01T00:00:00Z``, ``2026-01-01T01:00:00.5+01:00``).
 * Civil (wall-clock) times without a zone, ``2026-01-01 00:00:00``, are OpenSLO's calendar ``startTime``: the
   zone comes from beside them (``timeZone``).
@@ -19,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "MAX_DURATION_NS",
     "NS",
     "DurationError",
     "TimestampError",
@@ -40,7 +43,8 @@ _UNITS: tuple[tuple[str, int], ...] = (
 # Prometheus' model.ParseDuration pattern. Full-match semantics make "5ms" the ms unit, not 5m + "s".
 _DURATION = re.compile("".join(rf"(?:(\d+){u})?" for u, _ in _UNITS))
 _FRACTION = re.compile(r"(\d*\.\d+|\d+\.\d*)(y|w|d|h|ms|m|s)")
-_MAX_NS = 2**63 - 1  # stored as a signed 64-bit integer
+#: The longest duration :func:`parse_duration` accepts: 100 years of 365 days.
+MAX_DURATION_NS = 100 * _UNITS[0][1]
 _DURATION_FIX = "write whole numbers with units y, w, d, h, m, s, ms, largest first, each once (e.g. 90s, 1h30m, 1d)"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,7 +69,7 @@ def parse_duration(text: object) -> int:
         text: the duration text; the integer ``0`` (YAML's spelling of ``0``) is accepted too.
 
     Raises:
-        DurationError: not a duration in Prometheus' grammar, or beyond 2**63 - 1 ns.
+        DurationError: not a duration in Prometheus' grammar, or longer than 100y (:data:`MAX_DURATION_NS`).
 
     Examples:
         >>> parse_duration("1h30m") == parse_duration("90m") == 5400 * NS
@@ -80,6 +84,10 @@ def parse_duration(text: object) -> int:
         Traceback (most recent call last):
         ...
         qfleet.units.DurationError: duration '1.5h' is not valid: write 1h30m (whole numbers with units y, w, d, h, m, s, ms, largest first, each once)
+        >>> parse_duration("99999999999999999999w")
+        Traceback (most recent call last):
+        ...
+        qfleet.units.DurationError: duration '99999999999999999999w' is too long: the longest is 100y
     """
     if text == 0 and type(text) is int:
         return 0
@@ -94,9 +102,11 @@ def parse_duration(text: object) -> int:
             raise DurationError(f"duration {text!r} is not valid: write {hint} (whole numbers with units "
                                 "y, w, d, h, m, s, ms, largest first, each once)")
         raise DurationError(f"duration {text!r} is not valid: {_DURATION_FIX}")
+    if len(text) > 64:  # no duration up to 100y needs this many characters; spares int() of huge digit strings
+        raise DurationError(f"duration {text[:40]!r}... is too long: the longest is 100y")
     ns = sum(int(g) * size for g, (_, size) in zip(m.groups(), _UNITS, strict=True) if g is not None)
-    if ns > _MAX_NS:
-        raise DurationError(f"duration {text!r} is too long: the longest is 292y (2**63 - 1 ns)")
+    if ns > MAX_DURATION_NS:
+        raise DurationError(f"duration {text!r} is too long: the longest is 100y")
     return ns
 
 

@@ -56,9 +56,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
     import os
 
+    from qfleet.alerts.cli import incident_line
     from qfleet.alerts.incidents import IncidentError, Incidents
     from qfleet.alerts.postmortem import build_postmortem, render
-    from qfleet.collector import Settings, open_engine
+    from qfleet.collector import Settings, SettingsError, StoreError, open_existing
+    from qfleet.text import for_terminal
 
     p = argparse.ArgumentParser(prog="qfleet")
     groups = p.add_subparsers(dest="group", required=True)
@@ -76,19 +78,24 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
     for sp in (ex, ls):
         sp.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
     args = p.parse_args(argv)
-    engine = open_engine(Settings.from_env(os.environ, database_url=args.db).database_url)
+    try:
+        # An existing, migrated store only: a mistyped path must not leave an empty database behind.
+        engine = open_existing(Settings.from_env(os.environ, database_url=args.db).database_url)
+    except (SettingsError, StoreError) as e:
+        print(for_terminal(f"qfleet {args.group}: {e}"), file=err)
+        return 2
     try:
         if args.group == "incidents":
             rows = Incidents(engine, clock=lambda: 0).list(state=args.state)
             if args.json:
                 print(json.dumps(rows, default=str), file=out)
             for r in rows if not args.json else ():
-                print(f"{r['id']}  {r['state']:<12} {r['severity']:<8} {r['title']}", file=out)
+                print(incident_line(r), file=out)  # titles come from telemetry: terminal-safe
             return 0
         try:
             doc = build_postmortem(engine, args.incident)
         except IncidentError as e:
-            print(f"qfleet postmortem: {e}; find ids with `qfleet incidents list`", file=err)
+            print(for_terminal(f"qfleet postmortem: {e}; find ids with `qfleet incidents list`"), file=err)
             return 2
         if args.output:
             target = Path(args.output)

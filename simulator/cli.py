@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from qfleet.units import NS, format_rfc3339, parse_duration, parse_rfc3339
 
@@ -79,13 +80,20 @@ def parse_start_ns(text: str, now_ns: int) -> int:
         raise ValueError(f"--start {text!r} is not valid; use now or {err}") from err
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qfleet sim", description="the Stim-powered fleet simulator")
+    p = _Parser(prog="qfleet sim", description="the Stim-powered fleet simulator")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="simulate a fleet (with faults) into the store or a live collector")
     run.add_argument("--fleet", required=True, help="fleet YAML, or a built-in name: line, star, mesh, fleet100")
-    run.add_argument("--duration", default="1h", help="simulated time, e.g. 90s, 30m, 24h (default 1h)")
+    run.add_argument("--duration", default="1h", help="simulated time, e.g. 90s, 30m, 24h (default 1h; at most 90d)")
     run.add_argument("--faults", help="fault schedule YAML, or a built-in name: example, fleet100-day")
     run.add_argument("--seed", type=int, default=7)
     where = run.add_mutually_exclusive_group()
@@ -95,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", default="max", help="max (fast-forward), realtime, or a factor such as 60x")
     run.add_argument("--start", help="simulated start: now, or RFC 3339 (default 2026-01-01T00:00:00Z for "
                                      "--speed max, now when paced)")
-    run.add_argument("--load", type=float, default=1.0, help="multiply every tenant's job rate (default 1)")
-    run.add_argument("--shots", type=int, help="override every tenant's shots per job")
+    run.add_argument("--load", type=float, default=1.0,
+                     help="multiply every tenant's job rate (default 1; the fleet's total at most 10000 jobs/s)")
+    run.add_argument("--shots", type=int, help="override every tenant's shots per job (at most 100000)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -194,19 +203,68 @@ def _inputs(args: argparse.Namespace, clock: Clock) -> _Inputs:
     from qfleet.simulator.engine import DEFAULT_START_NS
     from qfleet.simulator.faults import builtin_faults_path, load_faults
     from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+    from qfleet.simulator.runstate import RunConfig, check_workload
 
     speed = parse_speed(args.speed)
-    try:
-        duration = parse_duration(args.duration)
-    except ValueError as err:
-        raise ValueError(f"--duration: {err}") from err
+    duration = _run_duration(args.duration)
+    _check_load_and_shots(args.load, args.shots)
     fleet = load_fleet(_resolve(args.fleet, builtin_fleet_path, "fleet"))
+    try:
+        check_workload(fleet, RunConfig(duration_ns=duration, load=args.load, shots=args.shots))
+    except ValueError as err:
+        raise ValueError(f"--load {args.load:g}: {err}") from None
     faults = load_faults(_resolve(args.faults, builtin_faults_path, "faults"), fleet) if args.faults else None
     if args.start is not None:
         start = parse_start_ns(args.start, clock.now_ns())
     else:
         start = DEFAULT_START_NS if speed is None else parse_start_ns("now", clock.now_ns())
     return _Inputs(fleet, faults, duration, speed, start)
+
+
+def _run_duration(text: str) -> int:
+    from qfleet.simulator.runstate import MAX_RUN_NS
+
+    try:
+        duration = parse_duration(text)
+    except ValueError as err:
+        raise ValueError(f"--duration: {err}") from None
+    if duration == 0:
+        raise ValueError(f"--duration {text!r} simulates nothing; give e.g. 1h")
+    if duration > MAX_RUN_NS:
+        raise ValueError(f"--duration {text!r} is longer than the longest run, 90d (three 30-day SLO windows); "
+                         "simulate at most 90d")
+    return duration
+
+
+def _check_load_and_shots(load: float, shots: int | None) -> None:
+    from qfleet.simulator.policies import MAX_JOBS_PER_S, MAX_SHOTS
+
+    if not (math.isfinite(load) and 0 <= load <= MAX_JOBS_PER_S):
+        raise ValueError(f"--load {load:g} is out of range; give a factor in [0, {MAX_JOBS_PER_S:g}] "
+                         "(1 = the tenants' own rates)")
+    if shots is not None and not 1 <= shots <= MAX_SHOTS:
+        raise ValueError(f"--shots {shots} is out of range; give 1 to {MAX_SHOTS} shots per job (e.g. 1000)")
+
+
+def _collector(url: str, *, timeout_s: float = 5.0) -> None:
+    """Check that a collector listens at ``url`` before simulating anything (the exporters would otherwise retry
+    every step for their whole timeout, then fail with a traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as err:
+        raise ValueError(f"--otlp {url!r} is not a URL ({err}); give e.g. http://127.0.0.1:4318") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--otlp {url!r} is not an http(s) URL; give e.g. http://127.0.0.1:4318")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ValueError(f"--otlp {url!r}: no collector answers at {parts.hostname}:{port} ({reason}); start "
+                         "`qfleet collector serve` (or `qfleet serve`) there, or fix --otlp") from None
 
 
 def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, str]
@@ -217,11 +275,15 @@ def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, 
 
     settings = Settings.from_env(env, database_url=args.db, token_file=args.token_file)
     if args.otlp:
-        return OtlpSink(args.otlp, load_token(settings.token_file, create=False), resource), args.otlp
+        token = load_token(settings.token_file, create=False)
+        _collector(args.otlp)
+        return OtlpSink(args.otlp, token, resource), args.otlp
     engine = open_engine(settings.database_url)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     where = engine.url.render_as_string(hide_password=True)
-    engine.dispose()
     return ProcessStoreSink(settings.database_url, resource), where
 
 
@@ -273,7 +335,14 @@ def _run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: Tex
                                     "qfleet.fleet": inp.fleet.name})
     progress = None if args.no_progress or args.json else _Progress(err, inp.duration_ns, clock)
     drive = _Drive(sim, sink, clock, inp.speed, progress)
-    drive.run(inp.start_ns)
+    try:
+        drive.run(inp.start_ns)
+    except RuntimeError as e:
+        if progress:
+            progress.done()
+        if args.otlp and str(e).startswith("the collector did not accept"):  # OtlpSink.write, after retries
+            raise ValueError(f"--otlp {args.otlp!r}: {e}") from None
+        raise
     summary = _summary(args, inp, sim, drive, where)
     if args.json:
         print(json.dumps(summary), file=out)

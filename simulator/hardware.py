@@ -11,9 +11,24 @@ from typing import Any
 
 from qfleet.problems import Problem
 from qfleet.simulator.profiles import HARDWARE_TYPES, LINK_PRESETS, PROFILES, ROLES, SCHEMES
-from qfleet.simulator.rules import Rule, count, identifier, in_range, non_negative, one_of, positive, validate
+from qfleet.simulator.rules import (
+    MAX_SECONDS,
+    Rule,
+    count,
+    identifier,
+    in_range,
+    non_negative,
+    one_of,
+    positive,
+    validate,
+)
 
-__all__ = ["LINK_KEYS", "NODE_KEYS", "Link", "Node"]
+__all__ = ["LINK_KEYS", "MAX_LENGTH_KM", "MAX_MEMORIES", "NODE_KEYS", "Link", "Node"]
+
+#: Longest link: 100,000 km of fibre (2.5 times round the Earth; at 0.2 dB/km no pair is ever heralded).
+MAX_LENGTH_KM = 100_000.0
+#: Most memories multiplexed on one link, as for the repeater chain (``qfleet sim chain --memories``).
+MAX_MEMORIES = 10_000
 
 _NODE_RULES = (
     identifier("id", "qpu-a"),
@@ -26,12 +41,12 @@ _NODE_RULES = (
     # Fully depolarising is 3/4 (1q) and 15/16 (2q); larger values are not a probability of error.
     in_range("gate_error_1q", 0.0, 0.75, "depolarising probability", "0.0001"),
     in_range("gate_error_2q", 0.0, 0.9375, "depolarising probability", "0.001"),
-    positive("gate_time_1q_s", "seconds", "26.6e-6"),
-    positive("gate_time_2q_s", "seconds", "107e-6"),
+    positive("gate_time_1q_s", "seconds", "26.6e-6", maximum=MAX_SECONDS),
+    positive("gate_time_2q_s", "seconds", "107e-6", maximum=MAX_SECONDS),
     in_range("readout_error_0", 0.0, 0.5, "P(read 1 | prepared 0)", "0.001"),
     in_range("readout_error_1", 0.0, 0.5, "P(read 0 | prepared 1)", "0.001"),
-    positive("readout_time_s", "seconds", "1.5e-3"),
-    positive("heartbeat_s", "seconds", "1.0"),
+    positive("readout_time_s", "seconds", "1.5e-3", maximum=MAX_SECONDS),
+    positive("heartbeat_s", "seconds", "1.0", maximum=MAX_SECONDS),
     one_of("role", ROLES),
 )
 #: The keys a fleet file's node entry may have.
@@ -92,7 +107,7 @@ _LINK_RULES = (
     Rule("id", "str", lambda v: True, "", "e.g. id: qpu-a~qpu-b"),
     identifier("a", "qpu-a"),
     identifier("b", "qpu-b"),
-    positive("length_km", "kilometres of fibre end to end", "2"),
+    positive("length_km", "kilometres of fibre end to end", "2", maximum=MAX_LENGTH_KM),
     non_negative("attenuation_db_per_km", "dB/km", "0.25"),
     one_of("scheme", SCHEMES),
     in_range("emission_efficiency", 0.0, 1.0, "probability", "0.5", open_lo=True),
@@ -100,11 +115,11 @@ _LINK_RULES = (
     in_range("detector_efficiency", 0.0, 1.0, "probability", "0.8", open_lo=True),
     in_range("visibility", 0.0, 1.0, "HOM visibility", "0.94"),
     in_range("bright_state_population", 0.0, 0.5, "single-click alpha", "0.1", open_lo=True),
-    positive("prep_time_s", "seconds per attempt", "36e-6"),
-    count("memories", 1, "4"),
+    positive("prep_time_s", "seconds per attempt", "36e-6", maximum=MAX_SECONDS),
+    count("memories", 1, "4", maximum=MAX_MEMORIES),
     Rule("repeaters", "strs", lambda v: True, "", "a list of repeater node ids, e.g. repeaters: [rep-1]"),
-    non_negative("classical_processing_s", "seconds per message", "50e-6"),
-    non_negative("classical_jitter_s", "seconds (std-dev)", "10e-6"),
+    non_negative("classical_processing_s", "seconds per message", "50e-6", maximum=MAX_SECONDS),
+    non_negative("classical_jitter_s", "seconds (std-dev)", "10e-6", maximum=MAX_SECONDS),
     Rule("preset", "str", lambda v: v in LINK_PRESETS or v == "custom",
          f"must be one of {', '.join(LINK_PRESETS)}, custom", "e.g. preset: ion-photonic"),
 )

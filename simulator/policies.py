@@ -13,11 +13,22 @@ from typing import Any
 
 from qfleet.problems import Problem
 from qfleet.simulator.profiles import HARDWARE_TYPES, JOB_KINDS
-from qfleet.simulator.rules import Rule, count, identifier, in_range, non_negative, positive, validate
+from qfleet.simulator.rules import (
+    MAX_SECONDS,
+    Rule,
+    count,
+    identifier,
+    in_range,
+    non_negative,
+    positive,
+    validate,
+)
 
 __all__ = [
     "CALIBRATION_KEYS",
     "CLASSICAL_KEYS",
+    "MAX_JOBS_PER_S",
+    "MAX_SHOTS",
     "Calibration",
     "ClassicalNetwork",
     "SCHEDULER_KEYS",
@@ -27,11 +38,17 @@ __all__ = [
     "default_tenants",
 ]
 
+#: Most job arrivals per simulated second, for one tenant and for a whole run (all tenants times ``--load``):
+#: ~750 times the built-in fleet100's rate. Each step holds its arrivals in memory, so this bounds a step's size.
+MAX_JOBS_PER_S = 10_000.0
+#: Most shots per job (a tenant's ``shots`` or ``--shots``): the Stim batch of a job is sized by it.
+MAX_SHOTS = 100_000
+
 _MIX_TOLERANCE = 1e-9
 
 _CLASSICAL_RULES = (
-    positive("fibre_s_per_km", "seconds per km", "5e-6"),
-    non_negative("orchestrator_processing_s", "seconds per scheduling decision", "50e-6"),
+    positive("fibre_s_per_km", "seconds per km", "5e-6", maximum=MAX_SECONDS),
+    non_negative("orchestrator_processing_s", "seconds per scheduling decision", "50e-6", maximum=MAX_SECONDS),
     positive("orchestrator_capacity_per_s", "decisions per second", "2000"),
 )
 #: The keys of a fleet file's ``classical`` mapping.
@@ -63,13 +80,13 @@ _TENANT_RULES = (
     identifier("id", "research"),
     positive("weight", "fair-share weight", "1.0"),
     Rule("priority", "int", lambda v: True, "", "higher is served first, e.g. priority: 0"),
-    non_negative("rate_per_s", "Poisson job arrivals per second", "2.0"),
+    non_negative("rate_per_s", "Poisson job arrivals per second", "2.0", maximum=MAX_JOBS_PER_S),
     in_range("fidelity_target", 0.0, 1.0, "minimum acceptable measured fidelity", "0.8"),
     Rule("mix", "mix", lambda v: len(v) > 0, "must name at least one job kind",
          "job kind -> probability, e.g. mix: {teleport: 0.5, pair_delivery: 0.5}"),
     Rule("ghz_nodes", "ints", lambda v: len(v) > 0 and all(k >= 2 for k in v),
          "must be a non-empty list of GHZ sizes, each >= 2", "e.g. ghz_nodes: [3, 4]"),
-    count("shots", 1, "32"),
+    count("shots", 1, "32", maximum=MAX_SHOTS),
     Rule("hardware_types", "strs", lambda v: all(t in HARDWARE_TYPES for t in v) and len(set(v)) == len(v),
          f"must list distinct types from {', '.join(HARDWARE_TYPES)}",
          "empty means any, e.g. hardware_types: [trapped-ion]"),
@@ -129,8 +146,8 @@ class Tenant:
 
 
 _SCHEDULER_RULES = (
-    positive("max_attempt_time_s", "seconds of entanglement retries per link request", "1.0"),
-    positive("queue_timeout_s", "seconds a job may wait", "30"),
+    positive("max_attempt_time_s", "seconds of entanglement retries per link request", "1.0", maximum=MAX_SECONDS),
+    positive("queue_timeout_s", "seconds a job may wait", "30", maximum=MAX_SECONDS),
     Rule("cutoff_fidelity", "float", lambda v: 0.25 <= v < 1.0, "must be in [0.25, 1)",
          "pair fidelity below which it is discarded, e.g. cutoff_fidelity: 0.8"),
     count("max_regenerations", 0, "3"),
@@ -157,8 +174,8 @@ class Scheduler:
 
 
 _CALIBRATION_RULES = (
-    positive("interval_s", "seconds between a node's calibrations", "21600"),
-    non_negative("duration_s", "seconds of maintenance window", "600"),
+    positive("interval_s", "seconds between a node's calibrations", "21600", maximum=MAX_SECONDS),
+    non_negative("duration_s", "seconds of maintenance window", "600", maximum=MAX_SECONDS),
     non_negative("t2_drift_per_sqrt_h", "fractional step per sqrt(hour)", "0.05"),
     non_negative("readout_drift_per_sqrt_h", "absolute step per sqrt(hour)", "0.002"),
     non_negative("efficiency_drift_per_sqrt_h", "fractional step per sqrt(hour)", "0.03"),

@@ -17,6 +17,7 @@ from typing import Any
 from qfleet.problems import Problem, Problems, ProblemsError, did_you_mean
 
 __all__ = [
+    "MAX_SECONDS",
     "MISSING",
     "FleetError",
     "Rule",
@@ -31,6 +32,10 @@ __all__ = [
     "unknown_keys",
     "validate",
 ]
+
+#: The longest time any fleet value in seconds may be (a gate, a timeout, a calibration interval): one year.
+#: Simulated times are integer ns; a larger value overflows them or stalls the run on events it never reaches.
+MAX_SECONDS = 365 * 86_400.0
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 
@@ -135,13 +140,19 @@ class Rule:
         return value, None
 
 
-def positive(name: str, unit: str, example: str, *, allow_inf: bool = False) -> Rule:
-    """A number > 0 (``allow_inf``: ``.inf`` too)."""
+def positive(name: str, unit: str, example: str, *, allow_inf: bool = False, maximum: float | None = None) -> Rule:
+    """A number > 0 (``allow_inf``: ``.inf`` too; ``maximum``: at most that, so that the run stays feasible)."""
+    if maximum is not None:
+        return Rule(name, "float", lambda v: 0 < v <= maximum, f"must be > 0 and at most {maximum:g}",
+                    f"{unit}, e.g. {name}: {example}", allow_inf)
     return Rule(name, "float", lambda v: v > 0, "must be > 0", f"{unit}, e.g. {name}: {example}", allow_inf)
 
 
-def non_negative(name: str, unit: str, example: str) -> Rule:
-    """A finite number >= 0."""
+def non_negative(name: str, unit: str, example: str, *, maximum: float | None = None) -> Rule:
+    """A finite number >= 0 (and <= ``maximum`` when given)."""
+    if maximum is not None:
+        return Rule(name, "float", lambda v: 0 <= v <= maximum, f"must be >= 0 and at most {maximum:g}",
+                    f"{unit}, e.g. {name}: {example}")
     return Rule(name, "float", lambda v: v >= 0, "must be >= 0", f"{unit}, e.g. {name}: {example}")
 
 
@@ -167,8 +178,12 @@ def identifier(name: str, example: str) -> Rule:
                 f"e.g. {name}: {example}")
 
 
-def count(name: str, minimum: int, example: str) -> Rule:
-    """An integer >= ``minimum``."""
+def count(name: str, minimum: int, example: str, *, maximum: int | None = None) -> Rule:
+    """An integer >= ``minimum`` (and <= ``maximum`` when given: arrays and loops are sized by it)."""
+    if maximum is not None:
+        return Rule(name, "int", lambda v: minimum <= v <= maximum,
+                    f"must be an integer in [{minimum}, {maximum:_}]",
+                    f"a count, e.g. {name}: {example}")
     return Rule(name, "int", lambda v: v >= minimum, f"must be an integer >= {minimum}",
                 f"a count, e.g. {name}: {example}")
 

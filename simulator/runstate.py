@@ -18,16 +18,22 @@ import numpy as np
 from qfleet.simulator import circuits, physics
 from qfleet.simulator.faults import FaultSchedule
 from qfleet.simulator.fleet import Fleet, Link, Node
+from qfleet.simulator.policies import MAX_JOBS_PER_S, MAX_SHOTS
 from qfleet.simulator.telemetry import run_hash
 from qfleet.units import NS
 
-__all__ = ["DEFAULT_START_NS", "OUTCOMES", "Job", "NodeState", "Noise", "RunConfig", "RunState", "Segment"]
+__all__ = ["DEFAULT_START_NS", "MAX_RUN_NS", "OUTCOMES", "Job", "NodeState", "Noise", "RunConfig", "RunState",
+           "Segment", "check_workload"]
 
 #: 2026-01-01T00:00:00Z: the default simulated start, so that runs are reproducible by default.
 DEFAULT_START_NS = 1_767_225_600 * NS
 #: Every job outcome: ``success`` or why not.
 OUTCOMES = ("success", "low_fidelity", "entanglement_timeout", "coherence_window_exceeded", "node_down",
             "queue_timeout", "unschedulable")
+
+#: The longest simulated run: 90 days, three 30-day SLO windows. Calibrations and faults are scheduled for the
+#: whole run up front, so an unbounded duration would never start.
+MAX_RUN_NS = 90 * 86_400 * NS
 
 # Kinds of heap event (ties at one time are broken by push order).
 JOB_END, FAULT, CALIBRATION = 0, 1, 2
@@ -42,8 +48,12 @@ class RunConfig:
         start_ns: simulated wall time of the start (Unix ns).
         seed: seeds every random draw of the run.
         step_ns: simulated time per ``SimStep`` (telemetry flush and metric snapshot).
-        load: multiplies every tenant's arrival rate.
-        shots: overrides every tenant's shots per job.
+        load: multiplies every tenant's arrival rate (the fleet's total, times ``load``, is at most
+            :data:`~qfleet.simulator.policies.MAX_JOBS_PER_S`).
+        shots: overrides every tenant's shots per job (at most :data:`~qfleet.simulator.policies.MAX_SHOTS`).
+
+    Raises:
+        ValueError: a value out of range, naming it; ``duration_ns`` is at most :data:`MAX_RUN_NS` (90 days).
     """
 
     duration_ns: int
@@ -56,14 +66,32 @@ class RunConfig:
     def __post_init__(self) -> None:
         problems = [f"{name}={getattr(self, name)!r} must be a positive integer number of nanoseconds"
                     for name in ("duration_ns", "start_ns", "step_ns") if not _positive_int(getattr(self, name))]
+        if _positive_int(self.duration_ns) and self.duration_ns > MAX_RUN_NS:
+            problems.append(f"duration_ns={self.duration_ns!r} is longer than the longest run, 90d "
+                            "(three 30-day SLO windows); simulate at most 90d")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems.append(f"seed={self.seed!r} must be an integer >= 0")
-        if not (isinstance(self.load, (int, float)) and math.isfinite(self.load) and self.load >= 0):
-            problems.append(f"load={self.load!r} must be a finite number >= 0 (1 = the tenants' own rates)")
-        if self.shots is not None and not _positive_int(self.shots):
-            problems.append(f"shots={self.shots!r} must be an integer >= 1 or None (the tenants' own)")
+        if not (isinstance(self.load, (int, float)) and math.isfinite(self.load) and 0 <= self.load <= MAX_JOBS_PER_S):
+            problems.append(f"load={self.load!r} must be a number in [0, {MAX_JOBS_PER_S:g}] "
+                            "(1 = the tenants' own rates)")
+        if self.shots is not None and not (_positive_int(self.shots) and self.shots <= MAX_SHOTS):
+            problems.append(f"shots={self.shots!r} must be an integer in [1, {MAX_SHOTS:_}] or None (the tenants' own)")
         if problems:
             raise ValueError("RunConfig: " + "; ".join(problems))
+
+
+def check_workload(fleet: Fleet, config: RunConfig) -> None:
+    """Refuse a run whose job arrivals (every tenant's rate times ``config.load``) exceed
+    :data:`~qfleet.simulator.policies.MAX_JOBS_PER_S`: its steps would not fit in memory.
+
+    Raises:
+        ValueError: naming the load, the fleet's rate and the largest load that fits.
+    """
+    base = sum(t.rate_per_s for t in fleet.tenants)
+    if base * config.load > MAX_JOBS_PER_S:
+        raise ValueError(f"fleet {fleet.name} asks {base:g} jobs/s; times load {config.load:g} that is "
+                         f"{base * config.load:.3g} jobs/s, above the simulator's maximum of {MAX_JOBS_PER_S:g}; "
+                         f"use a load of at most {MAX_JOBS_PER_S / base:.6g}")
 
 
 def _positive_int(v: object) -> bool:
@@ -210,6 +238,7 @@ class RunState:
     """
 
     def __init__(self, fleet: Fleet, faults: FaultSchedule | None, config: RunConfig) -> None:
+        check_workload(fleet, config)
         self.fleet = fleet
         self.faults = faults or FaultSchedule(())
         self.config = config

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from qfleet.units import TimestampError, parse_rfc3339
 
@@ -45,8 +45,15 @@ def _spec(name: str) -> Path:
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qfleet slo", description="SLOs, error budgets and burn-rate alerts")
+    p = _Parser(prog="qfleet slo", description="SLOs, error budgets and burn-rate alerts")
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="report every problem of a spec file at once")
     v.add_argument("spec", help="OpenSLO YAML file, or 'default' for the built-in pack")
@@ -109,14 +116,37 @@ def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"qfleet slo rules: skipped {name}: {why}", file=err)
     text = rules_yaml(slos, strict=False)
     if args.output:
-        Path(args.output).write_text(text)
+        _write_whole(Path(args.output), text)
     else:
         out.write(text)
     return 0
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` all at once: a temporary file beside it, then a rename, so no half-written file is left."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"-o {str(path)!r} cannot be written ({err.strerror or err}); "
+                         "check that its directory exists and is writable") from None
+
+
+def _read_samples(path: str) -> Any:
+    from qfleet.slo.budget import read_samples_csv
+
+    try:
+        return read_samples_csv(Path(path))
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+        raise ValueError(f"--samples {path!r} cannot be read ({reason}); give a CSV file with the header "
+                         "ts,good,total") from None
+
+
 def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns: int) -> int:
-    from qfleet.slo.budget import evaluate_slo, read_samples_csv, report_json
+    from qfleet.slo.budget import evaluate_slo, report_json
     from qfleet.slo.spec import load_slos
 
     slos = load_slos(_spec(args.spec))
@@ -124,20 +154,26 @@ def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns:
     if args.samples:
         if args.record:
             raise ValueError("--record needs --db (offline evaluations are not stored)")
-        counts = read_samples_csv(Path(args.samples))
+        counts = _read_samples(args.samples)
         reports = [evaluate_slo(s, counts, at) for s in slos]
     else:
-        from qfleet.collector import Settings, open_engine, upgrade
+        from sqlalchemy.exc import DBAPIError
+
+        from qfleet.collector import Settings
+        from qfleet.collector.migrate import is_connection_error, open_existing, unreachable
         from qfleet.slo.evaluate import evaluate_store, record
         from qfleet.slo.sli import SliSource
 
         settings = Settings.from_env(env, database_url=args.db)
-        engine = open_engine(settings.database_url)
+        engine = open_existing(settings.database_url)  # a reader: never creates or migrates the store
         try:
-            upgrade(engine)
             reports = evaluate_store(slos, SliSource(engine), at)
             if args.record:
                 record(engine, reports)
+        except DBAPIError as e:
+            if is_connection_error(e):
+                raise unreachable(engine, e) from None
+            raise
         finally:
             engine.dispose()
     docs = [report_json(r) for r in reports]

@@ -1,4 +1,5 @@
-"""The SLO engine's tables: per-minute SLI counts and the evaluation history. Only ``qfleet.slo`` writes them."""
+"""The SLO engine's tables: per-minute SLI counts, how far they are exact, and the evaluation history. Only
+``qfleet.slo`` writes them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from qfleet.collector.schema import NAMING_CONVENTION, JsonType
 
-__all__ = ["SloBase", "SloCount", "SloEvaluation"]
+__all__ = ["SloBase", "SloCount", "SloCountMark", "SloEvaluation"]
 
 
 class SloBase(DeclarativeBase):
@@ -57,3 +58,18 @@ class SloCount(SloBase):
     bucket_start_unix_nano: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     good: Mapped[int] = mapped_column(BigInteger)
     total: Mapped[int] = mapped_column(BigInteger)
+
+
+class SloCountMark(SloBase):
+    """How far the ``slo_counts`` rows of one key are exact: the minutes starting in ``[lo_unix_nano,
+    hi_unix_nano)`` hold every change to the store numbered below ``marker`` (the collector's write sequence, see
+    ``Store.touched_since``). Minutes changed since are recounted at the next refresh; minutes outside the span are
+    counted afresh when a window first reaches them.
+    """
+
+    __tablename__ = "slo_count_marks"
+
+    slo: Mapped[str] = mapped_column(Text, primary_key=True)
+    lo_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    hi_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    marker: Mapped[int] = mapped_column(BigInteger)

@@ -8,6 +8,11 @@ evaluation then asks for its windows' sums in one aggregate query (:meth:`SliSou
 
 A minute bucket starting at B holds the events of the step that ends at ``B + 1 min``: a window ``(now - W, now]``
 takes the buckets with ``now - W < B + 1 min <= now``.
+
+Late data are recounted, never dropped: the collector numbers every change to a minute (a write, a rollup pass) in
+its write sequence (``Store.touched_since``), and ``slo_count_marks`` keeps, per SLO, the span of minutes counted
+and the sequence marker they are exact to; each refresh recounts the counted minutes changed since, in the same
+transaction that moves the marker.
 """
 
 from __future__ import annotations
@@ -21,9 +26,19 @@ from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, case, delete, func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
+from qfleet.collector.schema import (
+    ROLLUP_STEP_NS,
+    MetricRollup,
+    MetricSample,
+    MetricSeries,
+    Signal,
+    Span,
+    SpanRollup,
+)
+from qfleet.collector.store import Store
 from qfleet.slo.model import (
     SLO,
     Counts,
@@ -33,7 +48,7 @@ from qfleet.slo.model import (
     SpanRatioIndicator,
     SpanThresholdIndicator,
 )
-from qfleet.slo.schema import SloCount
+from qfleet.slo.schema import SloCount, SloCountMark
 
 __all__ = ["SliSource", "counts_key", "segment_key", "segment_labels"]
 
@@ -41,6 +56,8 @@ STEP = ROLLUP_STEP_NS
 _PROMOTED = ("hardware_type", "node_id", "link_id")
 _OPS: dict[str, Callable[[Fraction, Fraction], bool]] = {
     "lte": operator.le, "lt": operator.lt, "gte": operator.ge, "gt": operator.gt}
+# Indicators counted from metric series (the rest from spans): which of the store's changes concern them.
+_METRIC_KINDS = (MetricRatioIndicator, HistogramIndicator, GaugeThresholdIndicator)
 
 
 class _Rollup(NamedTuple):
@@ -93,6 +110,21 @@ def _matches(labels: dict[str, Any], want: Sequence[tuple[str, Any]]) -> bool:
     return all(str(labels.get(k)) == str(v) for k, v in want)
 
 
+def _runs(buckets: Iterable[int]) -> list[tuple[int, int]]:
+    """Ascending minute starts as contiguous half-open ``[lo, hi)`` ranges.
+
+    >>> _runs([0, STEP, 3 * STEP]) == [(0, 2 * STEP), (3 * STEP, 4 * STEP)]
+    True
+    """
+    out: list[tuple[int, int]] = []
+    for b in buckets:
+        if out and out[-1][1] == b:
+            out[-1] = (out[-1][0], b + STEP)
+        else:
+            out.append((b, b + STEP))
+    return out
+
+
 def _le(bound: Fraction) -> str:
     # The collector writes bucket bounds as repr(float) (collector.convert._le): match that text exactly.
     return repr(float(bound))
@@ -126,18 +158,56 @@ class SliSource:
                                                  "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
         return len(rows)
 
-    def refresh(self, slos: Sequence[SLO], until_ns: int, *, since_ns: int, settle_ns: int = 5 * STEP) -> int:
-        """Bring ``slo_counts`` up to ``until_ns`` for every SLO: from its last materialised minute (less
-        ``settle_ns``, for late data) or ``since_ns`` when it has none. Returns rows written."""
-        written = 0
-        for slo in slos:
-            with self.engine.connect() as conn:
-                last = conn.execute(select(func.max(SloCount.bucket_start_unix_nano)).where(
-                    SloCount.slo == counts_key(slo))).scalar()
-            lo = since_ns if last is None else max(since_ns, last - settle_ns)
-            if lo < until_ns:
-                written += self.materialize(slo, lo, until_ns)
-        return written
+    def refresh(self, slos: Sequence[SLO], until_ns: int, *, since_ns: int) -> int:
+        """Make ``slo_counts`` exact over the minutes of ``[since_ns, until_ns)`` for every SLO.
+
+        Per SLO, recounts the minutes it counted before that the store changed since (late spans, a second run
+        into the same store, a replica catching up, a rollup pass), counts the minutes of the range not counted
+        yet, and moves its mark, in one transaction. Idempotent; concurrent refreshes of one SLO take turns on
+        its mark row. Returns rows written.
+        """
+        store = Store(self.engine)
+        return sum(self._refresh_one(store, slo, since_ns, until_ns) for slo in slos)
+
+    def _refresh_one(self, store: Store, slo: SLO, since_ns: int, until_ns: int) -> int:
+        key = counts_key(slo)
+        lo, hi = since_ns // STEP * STEP, -(-until_ns // STEP) * STEP
+        if lo >= hi:
+            return 0
+        m = SloCountMark
+        with self.engine.connect() as conn:
+            mark = conn.execute(select(m.lo_unix_nano, m.hi_unix_nano, m.marker).where(m.slo == key)).first()
+        if mark is None or hi < mark.lo_unix_nano or lo > mark.hi_unix_nano:
+            # Nothing counted within reach: count the range afresh (an older span's rows are left, unmarked,
+            # and counted again if a window reaches them); the marker is only read.
+            c_lo, c_hi, marker = lo, lo, 0
+        else:
+            c_lo, c_hi, marker = mark.lo_unix_nano, mark.hi_unix_nano, mark.marker
+        # Read the changes before counting: whatever changes later gets a number at or above the new marker.
+        signal = Signal.METRICS if isinstance(slo.indicator, _METRIC_KINDS) else Signal.SPANS
+        touched = store.touched_since(marker, signal=signal, lo_ns=c_lo, hi_ns=c_hi)
+        ranges = _runs(touched.buckets)
+        ranges += [r for r in ((lo, c_lo), (c_hi, hi)) if r[0] < r[1]]
+        rows: dict[tuple[str, int], tuple[int, int]] = {}
+        for a, b in ranges:
+            rows.update(self._compute(slo, a, b))
+        with self.engine.begin() as conn:
+            # The mark first: its row lock makes a concurrent refresh of this SLO wait for our commit.
+            self._set_mark(conn, key, min(lo, c_lo), max(hi, c_hi), touched.marker)
+            for a, b in ranges:
+                conn.execute(delete(SloCount).where(SloCount.slo == key, SloCount.bucket_start_unix_nano >= a,
+                                                    SloCount.bucket_start_unix_nano < b))
+            if rows:
+                conn.execute(insert(SloCount), [{"slo": key, "segment": seg, "bucket_start_unix_nano": b,
+                                                 "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
+        return len(rows)
+
+    @staticmethod
+    def _set_mark(conn: Connection, key: str, lo: int, hi: int, marker: int) -> None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(SloCountMark).values(slo=key, lo_unix_nano=lo, hi_unix_nano=hi, marker=marker)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["slo"], set_={
+            "lo_unix_nano": lo, "hi_unix_nano": hi, "marker": marker}))
 
     def _segment(self, slo: SLO, row: dict[str, Any]) -> str:
         return segment_key((dim, row.get(dim)) for dim in slo.group_by)
@@ -175,9 +245,10 @@ class SliSource:
             q = q.where(r.c[k] == str(v))
         q = q.group_by(r.c.bucket_start_unix_nano, r.c.status_code, r.c.node_id, r.c.link_id, r.c.hardware_type)
         with self.engine.connect() as conn:
-            for b, status, node, link, hw, n in conn.execute(q):
+            for b, status, node, link, hw, total in conn.execute(q):
                 seg = self._segment(slo, {"node_id": node or None, "link_id": link or None,
                                           "hardware_type": hw or None})
+                n = int(total)  # PostgreSQL sums BIGINT as NUMERIC (a Decimal, which float += refuses)
                 a = acc[(seg, b)]
                 a[1] += n
                 if status != 2:

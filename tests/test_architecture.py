@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["collector", "simulator", "slo", "alerts", "dashboards", "runbooks", "migrations", "qfleet"]
 OLD_NAMES = set(PACKAGES) - {"qfleet"}
-FOUNDATION = {"qfleet.units", "qfleet.problems"}
+FOUNDATION = {"qfleet.units", "qfleet.problems", "qfleet.text"}
 CORE = ("collector", "simulator", "slo", "alerts")
 # Package -> the qfleet packages it may import (style.md §5.2); the foundation is open to all.
 ALLOWED = {

@@ -44,7 +44,7 @@ def test_wheel_ships_migrations_runbooks_and_fleets_and_runs(tmp_path: Path) -> 
     run = subprocess.run([sys.executable, "-m", "qfleet.cli", "db", "upgrade"], cwd=work, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "at revision 20261201_0003" in run.stdout
+    assert "at revision 20261205_0005" in run.stdout
     assert (work / "qfleet.db").exists()
     # The built-in fleets and fault files ship as package data: a simulation runs from the wheel alone.
     sim = subprocess.run([sys.executable, "-m", "qfleet.cli", "sim", "run", "--fleet", "mesh", "--faults", "example",

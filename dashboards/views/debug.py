@@ -9,6 +9,7 @@ import streamlit as st
 
 from qfleet.dashboards import ui
 from qfleet.dashboards.data import Filters
+from qfleet.text import markdown_literal as lit
 from qfleet.units import NS
 
 __all__: list[str] = []
@@ -81,7 +82,7 @@ def _timelines(trace: pd.DataFrame, nodes: list[str]) -> None:
         with col:
             df = ui.query("node_series", metric, nodes, around)
             if df.empty:
-                st.info(f"No {label} samples for {', '.join(nodes)} within 30 min of the job")
+                st.info(f"No {label} samples for {lit(', '.join(nodes))} within 30 min of the job")
                 continue
             df = ui.to_time(df, "time")
             job = pd.DataFrame({"t": pd.to_datetime([start, end], unit="ns", utc=True)})
@@ -144,9 +145,17 @@ def _variance(f: Filters, nodes: list[str]) -> None:
     st.altair_chart(chart, width="stretch")
 
 
+def _fidelity_text(fid: object) -> str:
+    try:
+        return "—" if fid is None else f"{float(fid):.4f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a non-numeric attribute from telemetry
+        return lit(fid)
+
+
 def render() -> None:
     """Draw the debug page."""
     st.title("Debug a job")
+    ui.identity()
     f = ui.sidebar_filters()
     ui.live_refresh()
     tid = _pick_trace(f)
@@ -154,7 +163,7 @@ def render() -> None:
     if tid is not None:
         trace = ui.query("job_trace", trace_id=tid)
         if trace.empty:
-            st.warning(f"Trace {tid} is not in the store (pruned by retention, or a mistyped ?trace=)")
+            st.warning(f"Trace {lit(tid)} is not in the store (pruned by retention, or a mistyped ?trace=)")
         else:
             root = trace[trace["parent_span_id"].isna() | (trace["name"] == "qfleet.job")]
             attrs = root.iloc[0]["attributes"] if not root.empty else {}
@@ -162,9 +171,9 @@ def render() -> None:
             c = st.columns(4)
             c[0].metric("Spans", len(trace))
             c[1].metric("Duration", f"{(trace['end_ns'].max() - trace['start_ns'].min()) / 1e6:,.3f} ms")
-            c[2].metric("Outcome", str(attrs.get("qfleet.outcome", "—")))
-            fid = attrs.get("qfleet.fidelity")
-            c[3].metric("Fidelity", "—" if fid is None else f"{float(fid):.4f}")
+            # A metric's value is Markdown: span attributes are escaped so that they show as text.
+            c[2].metric("Outcome", lit(attrs.get("qfleet.outcome", "—")))
+            c[3].metric("Fidelity", _fidelity_text(attrs.get("qfleet.fidelity")))
             _waterfall(trace)
             nodes = _nodes_of(trace)
             _timelines(trace, nodes)

@@ -114,6 +114,7 @@ def _incidents(f: Filters) -> None:
 def render() -> None:
     """Draw the exec page."""
     st.title("Fleet overview")
+    ui.identity()
     f = ui.sidebar_filters()
     ui.live_refresh()
     if f is None:

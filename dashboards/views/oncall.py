@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import altair as alt
 import pandas as pd
@@ -13,6 +14,7 @@ import streamlit as st
 from qfleet.alerts.impact import IncidentImpact
 from qfleet.dashboards import data, ui
 from qfleet.dashboards.data import Filters
+from qfleet.text import markdown_literal as lit
 from qfleet.units import NS
 
 __all__: list[str] = []
@@ -58,19 +60,34 @@ def _postmortem_download(inc: pd.Series) -> None:
 
     try:
         pm = build_postmortem(ui.engine(), str(inc["id"]))
-    except Exception as e:  # a half-written incident must not break the page
-        st.warning(f"Postmortem not available: {e}")
+        html, doc = render(pm, "html"), render(pm, "json")
+    except Exception as e:  # a half-written incident or an odd label must not break the page
+        st.warning(f"Postmortem not available: {lit(e)}")
         return
     left, right, _ = st.columns([1, 1, 3])
-    left.download_button("Postmortem (HTML)", render(pm, "html"), file_name=f"postmortem-{inc['id']}.html",
+    left.download_button("Postmortem (HTML)", html, file_name=f"postmortem-{inc['id']}.html",
                          mime="text/html", key="oncall_pm_html")
-    right.download_button("Postmortem (JSON)", render(pm, "json"), file_name=f"postmortem-{inc['id']}.json",
+    right.download_button("Postmortem (JSON)", doc, file_name=f"postmortem-{inc['id']}.json",
                           mime="application/json", key="oncall_pm_json")
 
 
-def _actions(inc: pd.Series, timeline: pd.DataFrame) -> None:
+# Line breaks (str.splitlines) other than "\n", which the matcher syntax escapes.
+_OTHER_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _matcher(name: str, value: str) -> str | None:
+    """``name="value"`` in the matcher syntax (quotes, backslashes and newlines escaped); None when the value
+    holds another line break, which the one-matcher-per-line text area cannot carry."""
+    if any(c in value for c in _OTHER_BREAKS):
+        return None
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'{name}="{quoted}"'
+
+
+def _actions(inc: pd.Series, timeline: pd.DataFrame, by: str) -> None:
+    """Acknowledge, resolve and silence, recorded as ``by``: the signed-in identity (ui.identity), never typed."""
     floor = int(max([inc["opened"], *timeline["at"].tolist()] if not timeline.empty else [inc["opened"]]))
-    by = st.text_input("Your name", key="oncall_by", value="on-call")
+    st.caption(f"Acting as {lit(by)}")
     c1, c2, _ = st.columns([1, 1, 4])
     resolved = inc["state"] == "resolved"
     if c1.button("Acknowledge", key="oncall_ack", disabled=resolved or inc["state"] == "acknowledged",
@@ -82,8 +99,8 @@ def _actions(inc: pd.Series, timeline: pd.DataFrame) -> None:
     if msg:
         st.success(msg)
     labels = ui.labels_of(inc["labels"])
-    default = "\n".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k in ("alertname", "slo", "node", "link",
-                                                                                  "hardware_type", "severity"))
+    wanted = ("alertname", "slo", "node", "link", "hardware_type", "severity")
+    default = "\n".join(m for k, v in sorted(labels.items()) if k in wanted and (m := _matcher(k, v)))
     with st.expander("Silence matching alerts"), st.form("oncall_silence_form"):
         matchers = st.text_area("Matchers (one per line, e.g. alertname=\"QfleetNodeHeartbeatMissing\")",
                                 value=default, key="oncall_silence_matchers")
@@ -103,21 +120,22 @@ def _write(fn: Callable[[], object], what: str) -> None:
     try:
         result = fn()
     except ValueError as e:  # IncidentError, SilenceError: the message says how to fix it
-        st.error(str(e))
+        st.error(lit(e))
         return
     ui.clear_cache()
     st.session_state["oncall_flash"] = f"{what}{f': {result}' if isinstance(result, str) and result else ''}"
     st.rerun()
 
 
-def _incident(inc: pd.Series) -> None:
+def _incident(inc: pd.Series, by: str) -> None:
     labels = ui.labels_of(inc["labels"])
-    st.subheader(inc["title"])
-    st.markdown(f"{ui.severity_badge(inc['severity'])} · state **{inc['state']}** · receiver `{inc['receiver']}` · "
-                f"opened {ui.fmt_ns(inc['opened'])} · acknowledged {ui.fmt_ns(inc['acknowledged'])} · "
-                f"resolved {ui.fmt_ns(inc['resolved'])}")
+    # Titles, labels and receivers come from telemetry and config: Markdown-escaped, so they show as text.
+    st.subheader(lit(inc["title"]))
+    st.markdown(f"{ui.severity_badge(inc['severity'])} · state **{lit(inc['state'])}** · receiver "
+                f"{lit(inc['receiver'])} · opened {ui.fmt_ns(inc['opened'])} · acknowledged "
+                f"{ui.fmt_ns(inc['acknowledged'])} · resolved {ui.fmt_ns(inc['resolved'])}")
     timeline = ui.query("incident_timeline", inc["id"])
-    _actions(inc, timeline)
+    _actions(inc, timeline, by)
     _postmortem_download(inc)
     _impact(ui.query("incident_impact", inc["id"]))
     left, right = st.columns([3, 2])
@@ -138,12 +156,12 @@ def _incident(inc: pd.Series) -> None:
     with right:
         url = ui.incident_runbook_url(labels)
         text = data.runbook(url) if url else None
-        st.markdown(f"**Runbook** {f'`{url}`' if url else ''}")
+        st.markdown(f"**Runbook** {lit(url) if url else ''}")
         if text:
             with st.container(height=420, border=True):
                 st.markdown(ui.runbook_body(text))
         else:
-            st.info(f"No runbook found{f' at {url}' if url else ' for this incident'} — see runbooks/README.md")
+            st.info(f"No runbook found{f' at {lit(url)}' if url else ' for this incident'} — see runbooks/README.md")
 
 
 def _impact(impact: IncidentImpact | None) -> None:
@@ -155,8 +173,8 @@ def _impact(impact: IncidentImpact | None) -> None:
     for col, (name, count) in zip(st.columns(4), impact.counts().items(), strict=True):
         values = list(names[name])
         col.metric(f"Impacted {name}", count, help="failed jobs" if name == "jobs" else None)
-        col.caption(", ".join(values[:12]) + (" …" if count > 12 else "") or "none")
-    st.caption(f"Counted: {impact.describe()}")
+        col.caption(lit(", ".join(map(str, values[:12]))) + (" …" if count > 12 else "") or "none")
+    st.caption(f"Counted: {lit(impact.describe())}")
 
 
 def _heatmap(f: Filters) -> None:
@@ -187,7 +205,7 @@ def _failures(f: Filters) -> None:
         st.info("No failed entanglement requests in this window — widen the time range or clear the filters")
         return
     t = df.copy()
-    t["debug"] = [f"debug?trace={tid}" for tid in t["trace_id"]]
+    t["debug"] = [f"debug?trace={quote(str(tid), safe='')}" for tid in t["trace_id"]]
     t["time"] = [ui.fmt_ns(v) for v in t["time"]]
     st.dataframe(
         t[["time", "link", "node", "attempts", "latency_s", "message", "job_id", "debug"]], hide_index=True,
@@ -201,11 +219,12 @@ def _failures(f: Filters) -> None:
 def render() -> None:
     """Draw the on-call page."""
     st.title("On-call")
+    by = ui.identity()
     f = ui.sidebar_filters()
     ui.live_refresh()
     inc = _pick_incident()
     if inc is not None:
-        _incident(inc)
+        _incident(inc, by)
     if f is None:
         st.info("No telemetry in the store yet — no latency or failures to show")
         return

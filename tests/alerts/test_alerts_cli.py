@@ -57,15 +57,21 @@ def test_silences_and_incidents_in_the_store(tmp_path: Path) -> None:
     code, _, err = _run("silence", "add", 'node=~"("', "--author", "a", "--comment", "c", "--db", db)
     assert code == 2 and "node" in err and "regex" in err
     # Refused before anything is written, every problem named with its fix.
-    code, _, err = _run("silence", "add", "node: qpu-a", "--author", " ", "--comment", "c", "--duration", "1h30m",
+    code, _, err = _run("silence", "add", "node: qpu-a", "--author", " ", "--comment", " ", "--duration", "1h30m",
                         "--db", db)
-    assert code == 2 and "matchers[0]" in err and "createdBy" in err and err.count("fix:") == 2
+    assert code == 2 and "matchers[0]" in err and "comment" in err and err.count("fix:") == 2
     code, _, err = _run("silence", "add", 'node="a"', "--author", "a", "--comment", "c", "--duration", "5m5m",
                         "--db", db)
     assert code == 2 and "--duration" in err and "'5m5m'" in err
     assert _run("silence", "list", "--db", db)[1].count("\n") == 1   # still the one expired silence
     code, sid2, _ = _run("silence", "add", 'slo!="x"', 'node="b"', "--author", "a", "--comment", "c", "--db", db)
-    assert code == 0 and f'{sid2.strip()}  active    a: c  slo!="x" node="b"' in _run("silence", "list", "--db", db)[1]
+    # createdBy is who ran the command (the OS account: the identity the command line authenticates), with the
+    # name given beside it.
+    import getpass
+
+    who = f"local:{getpass.getuser()} as a"
+    listing = _run("silence", "list", "--db", db)[1]
+    assert code == 0 and f'{sid2.strip()}  active    {who}: c  slo!="x" node="b"' in listing
     code, out, _ = _run("incidents", "--db", db, "--json")
     assert code == 0 and json.loads(out) == []
     code, _, err = _run("ack", "nope", "--by", "me", "--db", db)

@@ -200,8 +200,8 @@ def test_deprecated_matchers_are_checked_like_new_ones() -> None:
     assert problems(doc) == [
         "route.routes[0].match.team: expected a string value, got ['hw'] (fix: quote the value)",
         "route.routes[0].match_re.bad-name: 'bad-name' is not a valid label name (fix: write [A-Za-z_][A-Za-z0-9_]*)",
-        "route.routes[0].match_re.node: matcher node=~'qpu-(': bad regex (missing ), unterminated subpattern) "
-        "(fix: use an RE2-style expression, e.g. qpu-.*)",
+        "route.routes[0].match_re.node: matcher node=~'qpu-(': bad regex, not RE2 syntax (missing ): qpu-() "
+        "(fix: use RE2 syntax as Alertmanager does (https://github.com/google/re2/wiki/Syntax), e.g. qpu-.*)",
     ]
 
 

@@ -48,11 +48,11 @@ class Received:
 
     @property
     def verified(self) -> bool:
-        return verify(SECRET, self.signature, self.body, now_s=self.now_s)
+        return verify(SECRET, self.signature, self.body, key=self.key, now_s=self.now_s)
 
 
 def _signed_at(header: str) -> int:
-    """The Unix seconds a ``t=<s>,v1=<hex>`` signature header carries (0 when it carries none)."""
+    """The Unix seconds a ``t=<s>,v2=<hex>`` signature header carries (0 when it carries none)."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     return int(fields.get("t", "0"))
 
@@ -317,10 +317,13 @@ from pathlib import Path
 from qfleet.alerts.outbox import Backoff, Outbox
 from qfleet.alerts.webhook import Deliverer, load_secret
 from qfleet.collector.store import open_engine
-ob = Outbox(open_engine(sys.argv[1]), clock=time.time_ns)
+# argv[3]: seconds added to the wall clock; the restarted deliverer runs past the leases the killed one held.
+offset = int(float(sys.argv[3]) * 1e9)
+clock = lambda: time.time_ns() + offset
+ob = Outbox(open_engine(sys.argv[1]), clock=clock)
 # A long timeout: the request the test holds in flight must still be in flight when the test kills this process.
 d = Deliverer(ob, secret=load_secret(Path(sys.argv[2])), timeout_s=600, backoff=Backoff(base_s=0.05, max_s=0.2),
-              clock=time.time_ns)
+              clock=clock)
 d.run(poll_s=0.02)
 """
 
@@ -341,11 +344,12 @@ def test_sigkill_mid_dispatch_then_restart_loses_nothing(tmp_path: Path) -> None
         ob.enqueue(batch)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-        def spawn() -> subprocess.Popen[bytes]:
-            return subprocess.Popen([sys.executable, "-c", LOOP, url, str(secret_file)], cwd=ROOT, env=env,
+        def spawn(offset_s: float) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-c", LOOP, url, str(secret_file), str(offset_s)], cwd=ROOT,
+                                    env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-        first = spawn()
+        first = spawn(0)
         assert receiver.wait_for(10), first.stderr.read() if first.poll() is not None and first.stderr else ""
         first.send_signal(signal.SIGKILL)         # the 10th request is in flight: received, not acknowledged
         first.wait(60)
@@ -357,7 +361,9 @@ def test_sigkill_mid_dispatch_then_restart_loses_nothing(tmp_path: Path) -> None
         assert len(delivered_before) == 9 and received_before == 10
         assert ob.stats()["dead"] == 0
 
-        second = spawn()
+        # The killed deliverer's leases (its batch of 8 items, for 8 x 600 s + slack) must have run out: the
+        # restarted one reads a clock 3 hours later, as if it started after them.
+        second = spawn(3 * 3600)
         try:
             assert receiver.wait_for(41), second.stderr.read() if second.poll() is not None and second.stderr else ""
             for _ in range(600):                  # the last answer is being recorded: bounded retries

@@ -10,6 +10,7 @@ from qfleet.alerts.outbox import (
     PAGERDUTY_URL,
     Backoff,
     BackoffError,
+    LeaseLost,
     Outbox,
     OutboxError,
     OutboxItem,
@@ -20,6 +21,13 @@ from qfleet.units import NS
 from tests.conftest import FakeClock
 
 NO_JITTER = Backoff(jitter=0)
+LEASE = 60 * NS
+
+
+def claimed(ob: Outbox, id: str) -> Outbox:
+    """``ob`` after it leased ``id`` (marks need the lease)."""
+    assert id in [i.id for i in ob.claim(100, lease_ns=LEASE)], id
+    return ob
 
 
 def item(i: int, *, group: str = "g", url: str = "http://127.0.0.1:1/hook") -> OutboxItem:
@@ -40,7 +48,7 @@ def test_enqueue_then_due_roundtrips_payload(engine: Engine, clock: FakeClock) -
 def test_enqueue_is_idempotent_on_id(engine: Engine, clock: FakeClock) -> None:
     ob = Outbox(engine, clock=clock)
     ob.enqueue([item(1)])
-    ob.mark_delivered("id-001")
+    claimed(ob, "id-001").mark_delivered("id-001")
     # Re-enqueueing after a crash-and-replay must neither duplicate nor resurrect the delivered item.
     assert ob.enqueue([item(1), item(2)]) == 1
     assert ob.stats() == {"pending": 1, "delivered": 1, "dead": 0}
@@ -63,7 +71,8 @@ def test_due_respects_next_attempt_limit_and_age(engine: Engine, clock: FakeCloc
     clock.advance(NS)
     ob.enqueue([item(2, group="b"), item(3, group="c")])
     assert [d.id for d in ob.due(2)] == ["id-001", "id-002"]          # oldest first, limited
-    assert ob.mark_failed("id-001", "HTTP 503", max_attempts=5, backoff=NO_JITTER) == "pending"
+    assert claimed(ob, "id-001").mark_failed("id-001", "HTTP 503", max_attempts=5, backoff=NO_JITTER) == "pending"
+    ob.release(["id-002", "id-003"])
     assert [d.id for d in ob.due(10)] == ["id-002", "id-003"]          # backing off for 1 s
     clock.advance(NS)
     assert [d.id for d in ob.due(10)] == ["id-001", "id-002", "id-003"]
@@ -78,9 +87,12 @@ def test_due_is_fifo_per_stream(engine: Engine, clock: FakeClock) -> None:
     clock.advance(1)
     ob.enqueue([item(2, group="g"), item(3, group="other")])
     assert [d.id for d in ob.due(10)] == ["id-001", "id-003"]
-    ob.mark_failed("id-001", "HTTP 503", max_attempts=5, backoff=NO_JITTER)
+    claimed(ob, "id-001").mark_failed("id-001", "HTTP 503", max_attempts=5, backoff=NO_JITTER)
+    ob.release(["id-003"])
     assert [d.id for d in ob.due(10)] == ["id-003"]                     # id-002 waits behind id-001
-    ob.mark_failed("id-001", "HTTP 400", max_attempts=5, backoff=NO_JITTER, permanent=True)
+    clock.advance(NS)
+    claimed(ob, "id-001").mark_failed("id-001", "HTTP 400", max_attempts=5, backoff=NO_JITTER, permanent=True)
+    ob.release(["id-003"])
     assert [d.id for d in ob.due(10)] == ["id-002", "id-003"]           # a dead head unblocks the stream
 
 
@@ -88,23 +100,27 @@ def test_mark_failed_backs_off_then_dead_after_max_attempts(engine: Engine, cloc
     ob = Outbox(engine, clock=clock)
     ob.enqueue([item(1)])
     t0 = clock()
-    assert ob.mark_failed("id-001", "timeout", max_attempts=3, backoff=NO_JITTER) == "pending"
+    assert claimed(ob, "id-001").mark_failed("id-001", "timeout", max_attempts=3, backoff=NO_JITTER) == "pending"
     row = ob.get("id-001")
     assert row is not None and row["attempts"] == 1 and row["next_attempt_unix_nano"] == t0 + NS
     assert row["last_error"] == "timeout"
-    assert ob.mark_failed("id-001", "timeout", max_attempts=3, backoff=NO_JITTER) == "pending"
-    assert ob.get("id-001")["next_attempt_unix_nano"] == t0 + 2 * NS  # type: ignore[index]
-    assert ob.mark_failed("id-001", "timeout", max_attempts=3, backoff=NO_JITTER) == "dead"
+    clock.advance(NS)
+    assert claimed(ob, "id-001").mark_failed("id-001", "timeout", max_attempts=3, backoff=NO_JITTER) == "pending"
+    assert ob.get("id-001")["next_attempt_unix_nano"] == t0 + 3 * NS  # type: ignore[index]
+    clock.advance(2 * NS)
+    assert claimed(ob, "id-001").mark_failed("id-001", "timeout", max_attempts=3, backoff=NO_JITTER) == "dead"
     assert ob.stats() == {"pending": 0, "delivered": 0, "dead": 1}
     assert ob.due(10) == []
     # Later reports do not resurrect it.
-    assert ob.mark_delivered("id-001") == "dead"
+    with pytest.raises(LeaseLost) as lost:
+        ob.mark_delivered("id-001")
+    assert lost.value.state == "dead" and ob.stats()["dead"] == 1
 
 
 def test_retry_after_extends_backoff(engine: Engine, clock: FakeClock) -> None:
     ob = Outbox(engine, clock=clock)
     ob.enqueue([item(1)])
-    ob.mark_failed("id-001", "HTTP 429", max_attempts=5, backoff=NO_JITTER, retry_after_s=30)
+    claimed(ob, "id-001").mark_failed("id-001", "HTTP 429", max_attempts=5, backoff=NO_JITTER, retry_after_s=30)
     assert ob.get("id-001")["next_attempt_unix_nano"] == clock() + 30 * NS  # type: ignore[index]
 
 
@@ -112,7 +128,7 @@ def test_mark_delivered_records_time_and_unknown_id_errors(engine: Engine, clock
     ob = Outbox(engine, clock=clock)
     ob.enqueue([item(1)])
     clock.advance(5)
-    assert ob.mark_delivered("id-001") == "delivered"
+    assert claimed(ob, "id-001").mark_delivered("id-001") == "delivered"
     assert ob.get("id-001")["delivered_unix_nano"] == clock()  # type: ignore[index]
     assert ob.due(10) == []
     with pytest.raises(OutboxError, match="no outbox item 'nope'"):

@@ -192,33 +192,37 @@ def test_idempotency_key_stable_and_distinct() -> None:
     assert k != idempotency_key(note((alert("qpu-1"), alert("qpu-2"))), "oncall", 0)
 
 
-def test_sign_is_hmac_sha256_over_timestamp_dot_body() -> None:
+def test_sign_is_hmac_sha256_over_timestamp_dot_key_dot_body() -> None:
     import hmac
 
-    expected = hmac.new(b"s3cret", b"1700000000.{\"a\":1}", hashlib.sha256).hexdigest()
-    assert sign(b"s3cret", 1_700_000_000, b'{"a":1}') == expected
-    assert signature_header(b"s3cret", 1_700_000_000, b'{"a":1}') == f"t=1700000000,v1={expected}"
+    key = "ab" * 32
+    expected = hmac.new(b"s3cret", f"1700000000.{key}.".encode() + b'{"a":1}', hashlib.sha256).hexdigest()
+    assert sign(b"s3cret", 1_700_000_000, key, b'{"a":1}') == expected
+    assert signature_header(b"s3cret", 1_700_000_000, key, b'{"a":1}') == f"t=1700000000,v2={expected}"
 
 
 def test_verify_accepts_good_rejects_tampered_stale_malformed() -> None:
     body = b'{"version":"4"}'
-    h = signature_header(b"k1", 1000, body)
-    assert verify(b"k1", h, body, now_s=1000)
-    assert verify(b"k1", h, body, now_s=1300) and not verify(b"k1", h, body, now_s=1301)
-    assert not verify(b"k1", h, body, now_s=699)                  # from the future beyond tolerance
-    assert not verify(b"k2", h, body, now_s=1000)                  # wrong secret
-    assert not verify(b"k1", h, body + b" ", now_s=1000)           # tampered body
-    assert not verify(b"k1", h.replace("t=1000", "t=1001"), body, now_s=1000)   # tampered timestamp
-    for bad in ("", "t=1000", "v1=abc", "t=x,v1=ab", "garbage"):
-        assert not verify(b"k1", bad, body, now_s=1000)
+    key = "a" * 64
+    h = signature_header(b"k1", 1000, key, body)
+    assert verify(b"k1", h, body, key=key, now_s=1000)
+    assert verify(b"k1", h, body, key=key, now_s=1300) and not verify(b"k1", h, body, key=key, now_s=1301)
+    assert not verify(b"k1", h, body, key=key, now_s=699)          # from the future beyond tolerance
+    assert not verify(b"k2", h, body, key=key, now_s=1000)         # wrong secret
+    assert not verify(b"k1", h, body + b" ", key=key, now_s=1000)  # tampered body
+    assert not verify(b"k1", h.replace("t=1000", "t=1001"), body, key=key, now_s=1000)   # tampered timestamp
+    # A captured request replayed under another Idempotency-Key (which receivers de-duplicate on) fails.
+    assert not verify(b"k1", h, body, key="b" * 64, now_s=1000)
+    for bad in ("", "t=1000", "v2=abc", "t=x,v2=ab", "garbage", h.replace("v2=", "v1="), f"t=1000,{h}"):
+        assert not verify(b"k1", bad, body, key=key, now_s=1000)
     # Rotation: either of two signatures suffices.
-    rotated = f"t=1000,v1={sign(b'old', 1000, body)},v1={sign(b'k1', 1000, body)}"
-    assert verify(b"k1", rotated, body, now_s=1000)
+    rotated = f"t=1000,v2={sign(b'old', 1000, key, body)},v2={sign(b'k1', 1000, key, body)}"
+    assert verify(b"k1", rotated, body, key=key, now_s=1000)
 
 
-@given(st.binary(max_size=200), st.binary(min_size=1, max_size=40), st.integers(0, 2**40))
-def test_verify_roundtrip(body: bytes, secret: bytes, t: int) -> None:
-    assert verify(secret, signature_header(secret, t, body), body, now_s=t)
+@given(st.binary(max_size=200), st.binary(min_size=1, max_size=40), st.integers(0, 2**40), st.text(max_size=70))
+def test_verify_roundtrip(body: bytes, secret: bytes, t: int, key: str) -> None:
+    assert verify(secret, signature_header(secret, t, key, body), body, key=key, now_s=t)
 
 
 def test_docs_receiver_recipe_runs_and_agrees_with_verify() -> None:
@@ -234,14 +238,17 @@ def test_docs_receiver_recipe_runs_and_agrees_with_verify() -> None:
     check = ns["verify_signature"]
     handle = ns["handle"]
     body = b'{"version":"4"}'
-    header = signature_header(b"k", 1000, body)
-    assert check(b"k", header, body, 1000) is True  # type: ignore[operator]
-    assert check(b"k", header, body + b"x", 1000) is False  # type: ignore[operator]
-    assert check(b"k", header, body, 1301) is False  # type: ignore[operator]
-    assert check(b"k", header, body, 1000) == verify(b"k", header, body, now_s=1000)  # type: ignore[operator]
+    key = "a" * 64
+    header = signature_header(b"k", 1000, key, body)
+    assert check(b"k", header, key, body, 1000) is True  # type: ignore[operator]
+    assert check(b"k", header, key, body + b"x", 1000) is False  # type: ignore[operator]
+    assert check(b"k", header, "b" * 64, body, 1000) is False  # type: ignore[operator]
+    assert check(b"k", header, key, body, 1301) is False  # type: ignore[operator]
+    assert check(b"k", header, key, body, 1000) == verify(b"k", header, body, key=key,  # type: ignore[operator]
+                                                          now_s=1000)
     import time as _time
 
-    fresh = signature_header(b"k", int(_time.time()), body)
-    headers = {"X-Qfleet-Signature": fresh, "Idempotency-Key": "a" * 64}
+    fresh = signature_header(b"k", int(_time.time()), key, body)
+    headers = {"X-Qfleet-Signature": fresh, "Idempotency-Key": key}
     assert handle(b"k", headers, body) == 200 and handle(b"k", headers, body) == 200  # type: ignore[operator]
     assert handle(b"other", headers, body) == 401  # type: ignore[operator]

@@ -63,7 +63,7 @@ class Receiver:
 
 
 def _signed_at(header: str) -> int:
-    """The Unix seconds a ``t=<s>,v1=<hex>`` signature header carries."""
+    """The Unix seconds a ``t=<s>,v2=<hex>`` signature header carries."""
     return int(dict(part.split("=", 1) for part in header.split(","))["t"])
 
 
@@ -128,8 +128,9 @@ receivers:
     for headers, body in rx.posts:
         signed_at = _signed_at(headers[SIGNATURE_HEADER])   # the service's clock: simulated time
         assert end // NS <= signed_at <= restart // NS
-        assert verify(secret, headers[SIGNATURE_HEADER], body, now_s=signed_at)
-        assert not verify(secret, headers[SIGNATURE_HEADER], body + b" ", now_s=signed_at)
+        key = headers["Idempotency-Key"]
+        assert verify(secret, headers[SIGNATURE_HEADER], body, key=key, now_s=signed_at)
+        assert not verify(secret, headers[SIGNATURE_HEADER], body + b" ", key=key, now_s=signed_at)
         keys_before.add(headers["Idempotency-Key"])
         doc: dict[str, Any] = json.loads(body)
         assert doc["version"] == "4" and doc["status"] == "firing"

@@ -206,20 +206,19 @@ def test_json_known_hex_id_is_stored_unchanged(engine: Engine) -> None:
     assert row.node_id == "node-j"
 
 
-def test_json_bad_hex_id_is_400_naming_the_field(sqlite_engine: Engine) -> None:
+def test_json_bad_hex_id_rejects_the_span_naming_the_field(sqlite_engine: Engine) -> None:
+    # A bad id fails its span (OTLP partial success), as for protobuf, not the whole request.
     with serving(sqlite_engine) as rx:
         r = post(rx.address, "/v1/traces", json_trace_body(trace_id="zz" * 16), token=TOKEN,
                  content_type="application/json")
-        assert r.status == 400
+        assert r.status == 200
         assert r.headers["Content-Type"] == "application/json"
-        status = json.loads(r.body)
-        assert status["code"] == 3
-        assert "traceId" in status["message"] and "hex" in status["message"]
+        partial = json.loads(r.body)["partialSuccess"]
+        assert partial["rejectedSpans"] == "1"
+        assert "traceId" in partial["errorMessage"] and "hex" in partial["errorMessage"]
         samples = scrape(rx.address)
-        assert metric(samples, "qfleet_collector_rejected_total", signal="spans", reason="malformed") == 1
-        assert metric(samples, "qfleet_collector_requests_total", path="/v1/traces", code="400") == 1
+        assert metric(samples, "qfleet_collector_rejected_total", signal="spans", reason="invalid") == 1
     assert count(sqlite_engine, "spans") == 0
-    assert count(sqlite_engine, "resources") == 0
 
 
 def test_json_partial_success_counts_rejected_spans(sqlite_engine: Engine) -> None:

@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import Engine
 
 from qfleet.collector.receiver import Receiver, ReceiverConfig
@@ -360,17 +361,30 @@ def expected_outcome(body: bytes, content_type: str,
             doc = json.loads(body)
             if not isinstance(doc, dict):
                 return None
+            json_rejected = 0
             for rs in doc.get("resourceSpans") or []:
                 for ss in (rs.get("scopeSpans") or []) if isinstance(rs, dict) else []:
-                    for sp in (ss.get("spans") or []) if isinstance(ss, dict) else []:
-                        if not isinstance(sp, dict):
-                            return None
-                        _hex_to_b64(sp, "traceId", 16)
-                        _hex_to_b64(sp, "spanId", 8)
-                        _hex_to_b64(sp, "parentSpanId", 8)
-                        for ln in (sp.get("links") or []) if isinstance(sp.get("links"), list) else []:
-                            _hex_to_b64(ln, "traceId", 16)
-                            _hex_to_b64(ln, "spanId", 8)
+                    if not isinstance(ss, dict) or not isinstance(ss.get("spans"), list):
+                        continue
+                    kept = []
+                    for sp in ss["spans"]:
+                        # A span that cannot be parsed alone is rejected alone (partial success).
+                        try:
+                            if not isinstance(sp, dict):
+                                raise ValueError("span is not an object")
+                            _hex_to_b64(sp, "traceId", 16)
+                            _hex_to_b64(sp, "spanId", 8)
+                            _hex_to_b64(sp, "parentSpanId", 8)
+                            links = sp.get("links") if isinstance(sp.get("links"), list) else []
+                            for ln in links[:128]:
+                                _hex_to_b64(ln, "traceId", 16)
+                                _hex_to_b64(ln, "spanId", 8)
+                            json_format.ParseDict(sp, Span(), ignore_unknown_fields=True)
+                        except (ValueError, TypeError, AttributeError, json_format.ParseError, binascii.Error):
+                            json_rejected += 1
+                            continue
+                        kept.append(sp)
+                    ss["spans"] = kept
             json_format.ParseDict(doc, req, ignore_unknown_fields=True)
         else:
             req.ParseFromString(body)
@@ -378,13 +392,18 @@ def expected_outcome(body: bytes, content_type: str,
             OSError, zlib.error, RecursionError, binascii.Error):
         return None
     accepted: set[tuple[str, str]] = set()
-    rejected = unstorable = 0
+    rejected = json_rejected if media == "application/json" else 0
+    unstorable = 0
     for rs in req.resource_spans:
         for ss in rs.scope_spans:
             for sp in ss.spans:
                 ok = (len(sp.trace_id) == 16 and any(sp.trace_id) and len(sp.span_id) == 8
                       and any(sp.span_id) and len(sp.parent_span_id) in (0, 8)
-                      and 0 < sp.start_time_unix_nano <= sp.end_time_unix_nano)
+                      and 0 < sp.start_time_unix_nano <= sp.end_time_unix_nano
+                      # OTLP's enums; kept links' ids and events' times must fit the columns.
+                      and 0 <= sp.kind <= 5 and 0 <= sp.status.code <= 2
+                      and all(len(ln.trace_id) == 16 and len(ln.span_id) == 8 for ln in sp.links[:128])
+                      and all(ev.time_unix_nano <= INT64_MAX for ev in sp.events[:128]))
                 if ok and sp.end_time_unix_nano > INT64_MAX:
                     unstorable += 1
                 elif ok:

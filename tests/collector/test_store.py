@@ -51,7 +51,7 @@ def test_prune_deletes_only_past_the_horizon_and_keeps_rollups(store: Store, clo
     store.refresh_rollups()
     rollup_rows_before = store.count("span_rollups")
 
-    res = store.prune(older_than_ns=14 * DAY, batch_size=7)  # many small batches
+    res = store.prune(older_than_ns=14 * DAY, relative_to="now", batch_size=7)  # many small batches
 
     assert (res.spans, res.span_events) == (30, 30)
     assert store.count("spans") == 11 and store.count("span_events") == 10
@@ -67,7 +67,7 @@ def test_prune_deletes_only_past_the_horizon_and_keeps_rollups(store: Store, clo
 
 def test_prune_computes_pending_rollups_first(store: Store, clock: FakeClock) -> None:
     store.write(spans_at([clock.now_ns - 30 * DAY + i for i in range(5)], prefix=9))
-    store.prune(older_than_ns=14 * DAY)
+    store.prune(older_than_ns=14 * DAY, relative_to="now")
     assert store.count("spans") == 0
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT SUM(span_count) FROM span_rollups")).scalar_one() == 5
@@ -83,7 +83,7 @@ def test_prune_samples(store: Store, clock: FakeClock) -> None:
     for i, t in enumerate([clock.now_ns - 20 * DAY, clock.now_ns - 15 * DAY, clock.now_ns - DAY]):
         sink.add(res, "qfleet_qubit_t1_seconds", MetricType.GAUGE, 0, False, "s", "", {}, t, float(i))
     store.write(batch)
-    assert store.prune(older_than_ns=14 * DAY).samples == 2
+    assert store.prune(older_than_ns=14 * DAY, relative_to="now").samples == 2
     assert store.count("metric_samples") == 1
     assert store.count("metric_rollups") >= 2
 

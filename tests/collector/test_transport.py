@@ -164,13 +164,14 @@ def test_gzip_bomb_is_413_and_counted_and_nothing_is_consumed() -> None:
     (b"\x0a\x05garbage", "application/x-protobuf", None, "not a valid protobuf ExportTraceServiceRequest"),
     (b"{not json", "application/json", None, "body is not valid JSON"),
     (b"[]", "application/json", None, "JSON body must be an object, got list"),
-    (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz" * 16}]}]}]}).encode(),
-     "application/json", None, "resourceSpans[0].scopeSpans[0].spans[0].traceId='zz"),
+    # A bad span id now fails its span alone (partial success); a bad resource fails the request.
+    (json.dumps({"resourceSpans": [{"resource": {"attributes": 5}}]}).encode(),
+     "application/json", None, "JSON body is not an OTLP request"),
     (json.dumps({"resourceSpans": {"a": 1}}).encode(), "application/json", None,
      ".resourceSpans must be a list, got dict"),
     (b"not gzip at all", "application/x-protobuf", "gzip", "the body is not valid gzip"),
     (gzip.compress(b"x" * 100)[:-12], "application/x-protobuf", "gzip", "gzip body is truncated"),
-], ids=["protobuf", "json syntax", "json list", "hex id", "json shape", "not gzip", "truncated gzip"])
+], ids=["protobuf", "json syntax", "json list", "bad resource", "json shape", "not gzip", "truncated gzip"])
 def test_malformed_body_is_400_naming_the_problem_and_nothing_is_consumed(
         body: bytes, content_type: str, encoding: str | None, problem: str) -> None:
     consumer = MemoryConsumer()

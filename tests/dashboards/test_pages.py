@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from qfleet.collector.migrate import upgrade
 from qfleet.collector.settings import ENV_DATABASE_URL
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import cli, data, ui
+from qfleet.text import markdown_literal
+from tests.dashboards.browser import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ROOT / "dashboards" / "views"
@@ -167,14 +170,14 @@ def test_oncall_selects_the_incident_of_the_query_param(seeded_db_url: str, seed
     _ok(at)
     assert at.selectbox(key="oncall_incident").value == iid
     inc = data.incidents(engine, limit=500).set_index("id").loc[iid]
-    assert at.subheader[0].value == inc["title"]
+    assert at.subheader[0].value == markdown_literal(inc["title"])  # telemetry text, shown as text
     # The impact shown is the postmortem's (one definition, alerts.impact).
     impact = build_postmortem(engine, iid).doc["impact"]
     m = _metrics(at)
     assert {k: m[f"Impacted {k}"] for k in ("nodes", "links", "tenants", "jobs")} == {
         "nodes": str(len(impact["nodes"])), "links": str(len(impact["links"])),
         "tenants": str(len(impact["tenants"])), "jobs": str(impact["jobs_failed"])}
-    assert any(impact["window"]["from"] in c.value for c in at.caption)
+    assert any(markdown_literal(impact["window"]["from"]) in c.value for c in at.caption)
     timeline = [d.value for d in at.dataframe if list(d.value.columns) == ["at", "kind", "detail"]]
     assert len(timeline) == 1 and len(timeline[0]) == len(data.incident_timeline(engine, iid)) > 0
     assert _qp(at, "incident") == iid
@@ -195,14 +198,14 @@ def test_oncall_acknowledge_writes_to_the_store(writable_url: str, seeded_facts:
                           {"i": iid})
         at = _app("oncall", writable_url, monkeypatch, incident=iid)
         _ok(at)
-        at.text_input(key="oncall_by").input("alice").run()
         at.button(key="oncall_ack").click().run()
         _ok(at)
         with eng.connect() as c:
             state, by = c.execute(text("SELECT state, acknowledged_by FROM incidents WHERE id = :i"), {"i": iid}).one()
             kinds = [k for (k,) in c.execute(text("SELECT kind FROM incident_events WHERE incident_id = :i"),
                                              {"i": iid})]
-        assert (state, by) == ("acknowledged", "alice")
+        # --auth none (the default, loopback only): the account running the dashboards, never a typed name.
+        assert (state, by) == ("acknowledged", f"local:{getpass.getuser()}")
         assert "acknowledged" in kinds
         assert any("Acknowledged" in s.value for s in at.success)
         assert at.button(key="oncall_ack").disabled
@@ -241,7 +244,8 @@ def test_debug_opens_the_trace_of_the_query_param(seeded_db_url: str, seeded_fac
     m = _metrics(at)
     assert m["Spans"] == str(len(trace)) and len(trace) > 1
     root = trace[trace["name"] == "qfleet.job"].iloc[0]
-    assert m["Outcome"] == str(root["attributes"]["qfleet.outcome"]) != "success"
+    assert m["Outcome"] == markdown_literal(root["attributes"]["qfleet.outcome"])
+    assert root["attributes"]["qfleet.outcome"] != "success"
     # waterfall, T2, T1, errors, fidelity, variance (each drawn or explained)
     charts = len(at.get("vega_lite_chart"))
     assert charts + len(at.info) >= 6
@@ -271,15 +275,17 @@ def test_database_url_prefers_the_flag_then_the_environment() -> None:
     assert ui.database_url([], {}) == "sqlite:///qfleet.db"
 
 
-def test_cli_runs_streamlit_headless_on_loopback() -> None:
+def test_cli_runs_streamlit_headless_on_loopback(empty_url: str) -> None:
     calls: list[tuple[list[str], dict[str, str]]] = []
-    rc = cli.main(["--db", "sqlite:///x.db", "--port", "8600"], environ={},
+    port = str(free_port())
+    rc = cli.main(["--db", empty_url, "--port", port], environ={},
                   run=lambda cmd, env: calls.append((cmd, env)) or 0)
     assert rc == 0
     cmd, env = calls[0]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboards/app.py")
     joined = " ".join(cmd)
     assert "--server.headless true" in joined and "--server.address 127.0.0.1" in joined
-    assert "--server.port 8600" in joined and cmd[-2:] == ["--db", "sqlite:///x.db"]
-    assert env[ENV_DATABASE_URL] == "sqlite:///x.db"
+    assert f"--server.port {port}" in joined
+    assert "--db" not in cmd and empty_url not in joined  # the URL goes through the environment only
+    assert env[ENV_DATABASE_URL] == empty_url
     assert cli.main(["--db", "nonsense"], environ={}, run=lambda cmd, env: 0) == 2
