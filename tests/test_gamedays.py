@@ -22,7 +22,8 @@ def test_every_failure_mode_has_a_scenario() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SCENARIOS)
+# bad-day is run (and must pass with no false positive) by tests/test_demo.py: the demo is that game day.
+@pytest.mark.parametrize("name", [s for s in SCENARIOS if s != "bad-day"])
 def test_builtin_scenario_passes(name: str) -> None:
     out = io.StringIO()
     code = main(["run", name, "--json"], stdout=out)
