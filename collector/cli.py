@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # imported where used, so that `qfleet --help` stays fast
     from sqlalchemy import Engine
@@ -19,15 +19,10 @@ if TYPE_CHECKING:  # imported where used, so that `qfleet --help` stays fast
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qfleet", description="qfleet telemetry store and collector")
+    from qfleet.problems import OneLineParser
+
+    p = OneLineParser(prog="qfleet", description="qfleet telemetry store and collector")
     groups = p.add_subparsers(dest="group", required=True)
 
     def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -9,21 +9,31 @@ This module imports nothing else of qfleet.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 
 __all__ = [
+    "OneLineParser",
     "Problem",
     "Problems",
     "ProblemsError",
     "did_you_mean",
     "read_yaml",
 ]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line naming the value, exit 2 (argparse's default prints
+    the whole usage first); every ``qfleet`` command line uses it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True, slots=True)

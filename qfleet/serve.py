@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, TextIO
+from typing import IO, Any, TextIO
 
 __all__ = ["ServeError", "build_service", "main", "sqlite_lock"]
 
@@ -122,13 +122,6 @@ def _check_interval(eval_interval_s: float, resolve_timeout_ns: int) -> None:
                          "lower --eval-interval or raise resolve_timeout in alerting.yaml")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -140,6 +133,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from qfleet.problems import OneLineParser
     from qfleet.units import parse_duration
 
     def duration(text: str) -> int:
@@ -148,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    p = _Parser(prog="qfleet serve", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="qfleet serve", description=__doc__.splitlines()[0])
     p.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
     p.add_argument("--config", help="configuration directory (alerting.yaml, slos.yaml, rules.yaml, webhook.secret)")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from qfleet.units import NS, format_rfc3339, parse_duration, parse_rfc3339
 
@@ -80,15 +80,10 @@ def parse_start_ns(text: str, now_ns: int) -> int:
         raise ValueError(f"--start {text!r} is not valid; use now or {err}") from err
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qfleet sim", description="the Stim-powered fleet simulator")
+    from qfleet.problems import OneLineParser
+
+    p = OneLineParser(prog="qfleet sim", description="the Stim-powered fleet simulator")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="simulate a fleet (with faults) into the store or a live collector")

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from qfleet.units import TimestampError, parse_rfc3339
 
@@ -45,15 +45,10 @@ def _spec(name: str) -> Path:
     return p
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line naming the value (argparse's default prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qfleet slo", description="SLOs, error budgets and burn-rate alerts")
+    from qfleet.problems import OneLineParser
+
+    p = OneLineParser(prog="qfleet slo", description="SLOs, error budgets and burn-rate alerts")
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="report every problem of a spec file at once")
     v.add_argument("spec", help="OpenSLO YAML file, or 'default' for the built-in pack")
