@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -29,8 +29,6 @@ __all__ = [
     "REPLACEMENT",
     "AttributeReader",
     "DecodeFailure",
-    "any_value",
-    "attributes",
     "decode_metrics_request",
     "decode_trace_request",
     "media_type",
@@ -272,39 +270,6 @@ def _fix_exemplars(data: dict[str, Any], where: str) -> None:
                 _hex_to_b64(ex, "spanId", f"{we}.exemplars[{e}]", 8)
 
 
-def any_value(v: AnyValue) -> Any:
-    """The Python value of an OTLP ``AnyValue`` (bytes as base64 text; non-finite floats as text).
-
-    >>> any_value(AnyValue(int_value=7)), any_value(AnyValue(bytes_value=b"hi"))
-    (7, 'aGk=')
-    """
-    k = v.WhichOneof("value")
-    if k == "string_value":
-        return v.string_value
-    if k == "int_value":
-        return v.int_value
-    if k == "double_value":
-        return finite(v.double_value)
-    if k == "bool_value":
-        return v.bool_value
-    if k == "array_value":
-        return [any_value(x) for x in v.array_value.values]
-    if k == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
-    if k == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    return None
-
-
-def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    """OTLP ``KeyValue`` attributes as a dict.
-
-    >>> attributes([KeyValue(key="shots", value=AnyValue(int_value=1000))])
-    {'shots': 1000}
-    """
-    return {kv.key: any_value(kv.value) for kv in kvs}
-
-
 #: What replaces a NUL character in stored text (PostgreSQL text and JSONB cannot hold NUL;
 #: SQLite could: one behaviour on both backends).
 REPLACEMENT = "\ufffd"
@@ -314,8 +279,8 @@ class AttributeReader:
     """Converts one request's OTLP attributes and text under :class:`Limits`, counting changes.
 
     One reader per request: it holds what is left of ``max_attributes_per_request``. Values
-    are converted as :func:`any_value` does, strings cut to ``max_attribute_value_length``
-    characters (bytes to as many bytes), NUL characters replaced by U+FFFD; only the kept
+    become JSON-storable (bytes as base64 text, non-finite floats as text), strings are cut to
+    ``max_attribute_value_length`` characters (bytes to as many bytes), NUL characters replaced by U+FFFD; only the kept
     attributes are ever converted, so the cost is bounded by the limits, not by the body.
 
     Examples:
@@ -368,7 +333,7 @@ class AttributeReader:
         return out, n - take
 
     def value(self, v: AnyValue) -> Any:
-        """The Python value of an ``AnyValue`` (as :func:`any_value`), within the limits."""
+        """The Python value of an ``AnyValue`` (bytes as base64 text, non-finite floats as text), within the limits."""
         k = v.WhichOneof("value")
         if k == "string_value":
             s = v.string_value
