@@ -101,17 +101,12 @@ def _engine(url: str, cmd: str) -> Engine:
 
 
 def _db(args: argparse.Namespace, url: str, out: TextIO, clock: Callable[[], int]) -> int:
-    from sqlalchemy.exc import DBAPIError
-
-    from qfleet.collector.migrate import is_connection_error, unreachable
+    from qfleet.collector.migrate import reporting_unreachable
 
     engine = _engine(url, args.cmd)
     try:
-        return _db_command(args, engine, out, clock)
-    except DBAPIError as e:
-        if is_connection_error(e):
-            raise unreachable(engine, e) from None
-        raise
+        with reporting_unreachable(engine):
+            return _db_command(args, engine, out, clock)
     finally:
         engine.dispose()
 
@@ -163,7 +158,7 @@ def _prune(args: argparse.Namespace, store: Store, out: TextIO) -> int:
 def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from sqlalchemy.exc import DBAPIError
 
-    from qfleet.collector.migrate import is_connection_error, open_existing, unreachable, upgrade
+    from qfleet.collector.migrate import open_existing, reporting_unreachable, upgrade
     from qfleet.collector.receiver import Receiver, ReceiverConfig
     from qfleet.collector.settings import SettingsError, load_token
     from qfleet.collector.store import Store, StoreError, open_engine
@@ -180,12 +175,11 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
         engine = open_engine(settings.database_url)
         upgrade(engine)
     try:
-        receiver = Receiver(Store(engine), config)
-        receiver.start()  # binds first: a taken port fails before any thread starts
-    except DBAPIError as e:
+        with reporting_unreachable(engine):
+            receiver = Receiver(Store(engine), config)
+            receiver.start()  # binds first: a taken port fails before any thread starts
+    except (StoreError, DBAPIError):
         engine.dispose()
-        if is_connection_error(e):
-            raise unreachable(engine, e) from None
         raise
     except (OSError, ValueError) as e:
         engine.dispose()

@@ -6,7 +6,8 @@ file, an unreachable server or an unmigrated schema into one :class:`StoreError`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "head_revisions",
     "is_connection_error",
     "open_existing",
+    "reporting_unreachable",
     "require_existing",
     "shown_url",
     "unreachable",
@@ -72,6 +74,18 @@ def unreachable(engine: Engine, err: DBAPIError) -> StoreError:
                       "user and database name (create it with createdb), or pass another --db")
 
 
+@contextmanager
+def reporting_unreachable(engine: Engine) -> Iterator[None]:
+    """Inside it, a failure to connect to ``engine`` becomes the one-line :func:`unreachable` error; any other
+    database error passes through unchanged."""
+    try:
+        yield
+    except DBAPIError as err:
+        if is_connection_error(err):
+            raise unreachable(engine, err) from None
+        raise
+
+
 def _revision_error(engine: Engine, revision: str, err: CommandError) -> StoreError:
     reason = (str(err).strip().splitlines() or ["unknown revision"])[0]
     return StoreError(f"{shown_url(engine)}: revision {revision!r} cannot be used ({reason}); give a revision "
@@ -81,15 +95,11 @@ def _revision_error(engine: Engine, revision: str, err: CommandError) -> StoreEr
 def _run(engine: Engine, fn: Callable[[Config, str], None], revision: str) -> None:
     cfg = alembic_config(engine)
     try:
-        with engine.begin() as conn:
+        with reporting_unreachable(engine), engine.begin() as conn:
             cfg.attributes["connection"] = conn
             fn(cfg, revision)
     except CommandError as err:  # an unknown or ambiguous revision: the transaction rolled back
         raise _revision_error(engine, revision, err) from None
-    except DBAPIError as err:
-        if is_connection_error(err):
-            raise unreachable(engine, err) from None
-        raise
 
 
 def is_connection_error(err: DBAPIError) -> bool:

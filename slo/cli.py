@@ -152,23 +152,18 @@ def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns:
         counts = _read_samples(args.samples)
         reports = [evaluate_slo(s, counts, at) for s in slos]
     else:
-        from sqlalchemy.exc import DBAPIError
-
         from qfleet.collector import Settings
-        from qfleet.collector.migrate import is_connection_error, open_existing, unreachable
+        from qfleet.collector.migrate import open_existing, reporting_unreachable
         from qfleet.slo.evaluate import evaluate_store, record
         from qfleet.slo.sli import SliSource
 
         settings = Settings.from_env(env, database_url=args.db)
         engine = open_existing(settings.database_url)  # a reader: never creates or migrates the store
         try:
-            reports = evaluate_store(slos, SliSource(engine), at)
-            if args.record:
-                record(engine, reports)
-        except DBAPIError as e:
-            if is_connection_error(e):
-                raise unreachable(engine, e) from None
-            raise
+            with reporting_unreachable(engine):
+                reports = evaluate_store(slos, SliSource(engine), at)
+                if args.record:
+                    record(engine, reports)
         finally:
             engine.dispose()
     docs = [report_json(r) for r in reports]

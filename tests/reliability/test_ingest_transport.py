@@ -14,11 +14,8 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
-import random
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -27,9 +24,9 @@ from google.rpc import status_pb2
 from qfleet.collector.consumer import COMMITTED, MemoryConsumer, Outcome, SignalName
 from qfleet.collector.rows import TelemetryBatch
 from qfleet.collector.transport import HttpTransport, TransportConfig
-from tests.collector.otlp_payloads import get, metric, post, random_spans, scrape, trace_request, wait_until
+from tests.collector.otlp_payloads import get, metric, post, scrape, wait_until
+from tests.collector.test_transport import TOKEN, serving, spans_body
 
-TOKEN = "ingest-transport-token"
 WAIT_S = 30  # the longest any test waits for an answer or an event it controls
 
 
@@ -47,20 +44,6 @@ class GatedConsumer:
         if not self.commit.wait(WAIT_S):
             return Outcome("write_error", "the test never released the gate")
         return COMMITTED
-
-
-@contextmanager
-def serving(consumer: Any, **config: Any) -> Iterator[HttpTransport]:
-    transport = HttpTransport(consumer, TransportConfig(port=0, token=TOKEN, **config))
-    transport.start()
-    try:
-        yield transport
-    finally:
-        transport.stop(timeout_s=WAIT_S)
-
-
-def spans_body(n: int, seed: int) -> bytes:
-    return trace_request(random_spans(random.Random(seed), n)).SerializeToString()
 
 
 def head(length: int | bytes, *, token: str = TOKEN, extra: bytes = b"") -> bytes:
