@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", help="a name to show beside who you are (recorded as local:<account> as NAME)")
     inc = sub.add_parser("incidents", help="list incidents")
     inc.add_argument("--state", choices=["open", "acknowledged", "resolved"])
+    inc.add_argument("--run", help="only incidents opened within this simulated run's time range (`qfleet runs "
+                                   "list`); default: the latest run, or all incidents in a store without runs")
     inc.add_argument("--json", action="store_true")
     for sp in (sa, sx, sl, ack, inc):
         sp.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
@@ -194,6 +196,13 @@ def _store_command(args: argparse.Namespace, env: Mapping[str, str], out: TextIO
             print(for_terminal(f"incident {args.incident} acknowledged by {who}"), file=out)
             return 0
         rows = incidents.list(state=args.state)
+        from qfleet.collector import Runs
+
+        runs = Runs(engine)
+        run = runs.select(args.run)  # None: a store without simulated runs lists everything
+        if run is not None:
+            lo, hi = runs.events_range(run)
+            rows = [r for r in rows if lo <= r["opened_unix_nano"] and (hi is None or r["opened_unix_nano"] < hi)]
         if args.json:
             print(json.dumps(rows, default=str), file=out)
         else:

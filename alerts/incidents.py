@@ -1,10 +1,16 @@
 """Incidents: an alert group that paged becomes an incident with a timeline, acknowledgement and escalation.
 
 Alertmanager has no acknowledgement state (prometheus#6628); qfleet adds it on top of the notifications.
-One incident per aggregation group (``group_key``) at a time: the first notification with firing alerts opens
-it, later ones append to its timeline, and the notification that says all alerts resolved closes it (a group
-that fires again afterwards opens a new incident). Timeline kinds: ``fired`` (one per alert, when first seen),
-``notified``, ``acknowledged``, ``escalated``, ``resolved``, ``fault`` (the simulator's ground truth, see
+One incident per alert group, whatever the receivers: a group routed to ``pages`` and (``continue``) to ``tickets``
+is two aggregation groups (two ``group_key``, one per route) but one incident, so it escalates once and
+acknowledging it stops its escalation everywhere. The first notification with firing alerts opens it; a later one
+joins it when its group already notified it, or when it carries an alert the incident has (the same alert at
+another receiver) or one that differs from such an alert only by severity (an SLO's ticket, then its page). It
+closes once every group that notified it has said all its alerts resolved (a group that fires again afterwards
+opens a new incident). A notification that reaches two unresolved incidents (two alerts paged apart, then grouped
+together by the ticket queue) merges the younger into the older (``merged``, the younger resolved).
+Timeline kinds: ``fired`` (one per alert, when first seen), ``notified``, ``acknowledged``, ``escalated``,
+``resolved``, ``merged``, ``fault`` (the simulator's ground truth, see
 :meth:`Incidents.link_faults`). Rows live in :class:`~qfleet.alerts.schema.Incident` and
 :class:`~qfleet.alerts.schema.IncidentEvent`; :class:`Incidents` is the only code that writes them (the dashboards
 and command lines acknowledge and resolve through it).
@@ -20,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, exists, func, insert, or_, select, update
 
 from qfleet.alerts.model import Alert, Notification
 from qfleet.alerts.schema import Incident, IncidentEvent, table
@@ -123,6 +129,12 @@ def first_alert_ns(opened_ns: int, events: Iterable[Mapping[str, Any]]) -> int:
                               if e["kind"] == "fired"])
 
 
+def _problem(labels: Mapping[str, Any]) -> str:
+    """What an alert is about: its labels but its severity (an SLO's page and ticket alerts on one segment are one
+    problem, as the page-inhibits-ticket rule says)."""
+    return "problem:" + "\x00".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "severity")
+
+
 def _rank(severity: str) -> int:
     return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
 
@@ -159,22 +171,76 @@ class Incidents:
             raise IncidentError(f"no incident {iid!r}; list them with Incidents.list()")
         return row
 
+    def _find(self, conn: Connection, n: Notification) -> tuple[Any, dict[str, bool]] | None:
+        """The unresolved incident ``n`` belongs to (its group notified it, else it shares an alert with it),
+        oldest first, with the groups that notified it so far and whether each still has alerts firing."""
+        i, e = self._i, self._e
+        rows = conn.execute(select(i).where(i.c.state != "resolved").order_by(i.c.opened_unix_nano, i.c.id)).all()
+        if not rows:
+            return None
+        # A group that only reports resolutions joins no incident by them.
+        fps = {a.fingerprint for a in n.firing} | {_problem(dict(a.labels)) for a in n.firing}
+        events = conn.execute(select(e.c.incident_id, e.c.kind, e.c.detail)
+                              .where(e.c.incident_id.in_([r.id for r in rows]), e.c.kind.in_(("fired", "notified")))
+                              .order_by(e.c.incident_id, e.c.at_unix_nano, e.c.seq)).all()
+        groups: dict[str, dict[str, bool]] = {r.id: {} for r in rows}
+        alerts: dict[str, set[str]] = {r.id: set() for r in rows}
+        opener = {r.id: r.group_key for r in rows}
+        for iid, kind, detail in events:
+            d = detail or {}
+            if kind == "fired":
+                alerts[iid] |= {str(d.get("fingerprint")), _problem(d.get("labels") or {})}
+            else:  # events recorded before the group key was (one group per incident then) are the opener's
+                groups[iid][str(d.get("group_key") or opener[iid])] = bool(d.get("firing"))
+        hits = [r for r in rows if n.group_key in groups[r.id] or n.group_key == r.group_key or fps & alerts[r.id]]
+        if not hits:
+            return None
+        for other in hits[1:]:   # one alert group reached two incidents (e.g. a ticket, then its page): merge
+            self._merge(conn, other, into=hits[0].id, at_ns=n.at)
+            groups[hits[0].id].update(groups[other.id])
+        return hits[0], groups[hits[0].id]
+
+    def _merge(self, conn: Connection, other: Any, *, into: str, at_ns: int) -> None:
+        """Copy ``other``'s timeline into incident ``into`` and close ``other`` with a ``merged`` event; the
+        survivor keeps the most urgent severity, the earliest acknowledgement and escalation."""
+        e, i = self._e, self._i
+        survivor = self._row(conn, into)
+        have = {d.get("fingerprint") for (d,) in conn.execute(
+            select(e.c.detail).where(e.c.incident_id == into, e.c.kind == "fired")).all()}
+        for at, kind, detail in conn.execute(select(e.c.at_unix_nano, e.c.kind, e.c.detail).where(
+                e.c.incident_id == other.id).order_by(e.c.at_unix_nano, e.c.seq)).all():
+            if kind != "fired" or (detail or {}).get("fingerprint") not in have:
+                self._append(conn, into, at, kind, {**(detail or {}), "from_incident": other.id})
+        values: dict[str, Any] = {}
+        if _rank(other.severity) < _rank(survivor.severity):
+            values["severity"] = other.severity
+        if other.escalated_unix_nano is not None and survivor.escalated_unix_nano is None:
+            values["escalated_unix_nano"] = other.escalated_unix_nano
+        if other.state == "acknowledged" and survivor.state == "open":
+            values.update(state="acknowledged", acknowledged_unix_nano=other.acknowledged_unix_nano,
+                          acknowledged_by=other.acknowledged_by)
+        if values:
+            conn.execute(update(i).where(i.c.id == into).values(**values))
+        self._append(conn, other.id, at_ns, "merged", {"into": into})
+        conn.execute(update(i).where(i.c.id == other.id).values(state="resolved", resolved_unix_nano=at_ns))
+
     def on_notification(self, n: Notification, at_ns: int) -> str:
         """Record notification ``n`` sent at ``at_ns``; the id of its incident ('' if there is none: an
-        all-resolved notification for a group without an unresolved incident).
+        all-resolved notification for a group in no unresolved incident).
 
-        Opens an incident for a group without an unresolved one when something fires (``fired`` per alert,
-        then ``notified``); appends ``fired`` for alerts not seen before and ``notified``; with nothing firing,
-        appends ``notified`` and ``resolved`` and closes the incident.
+        Opens an incident when ``n`` belongs to no unresolved one and something fires (``fired`` per alert,
+        then ``notified``); otherwise appends ``fired`` for alerts not seen before and ``notified`` (with the
+        receiver and group key). The incident resolves (``resolved``) when, after ``n``, none of the groups that
+        notified it has anything firing.
         """
         i = self._i
         with self.engine.begin() as conn:
-            row = conn.execute(select(i).where(i.c.group_key == n.group_key, i.c.state != "resolved")
-                               .order_by(i.c.opened_unix_nano.desc())).first()
-            if row is None and not n.firing:
+            found = self._find(conn, n)
+            if found is None and not n.firing:
                 return ""
             severity = min((a.label("severity") for a in n.firing), key=_rank, default="")
-            if row is None:
+            groups: dict[str, bool]
+            if found is None:
                 first = n.firing[0]
                 title = dict(first.annotations).get("summary") or (
                     first.label("alertname") + "".join(f" {k}={v}" for k, v in n.group_labels))
@@ -188,7 +254,9 @@ class Incidents:
                     acknowledged_unix_nano=None, acknowledged_by=None, escalated_unix_nano=None,
                     resolved_unix_nano=None))
                 seen: set[str] = set()
+                groups = {}
             else:
+                row, groups = found
                 iid = row.id
                 if severity and _rank(severity) < _rank(row.severity):
                     conn.execute(update(i).where(i.c.id == iid).values(severity=severity))
@@ -199,9 +267,10 @@ class Incidents:
                 if a.fingerprint not in seen:
                     self._append(conn, iid, at_ns, "fired", _alert_doc(a))
             self._append(conn, iid, at_ns, "notified", {
-                "receiver": n.receiver, "reason": n.reason, "firing": [a.fingerprint for a in n.firing],
-                "resolved": [a.fingerprint for a in n.resolved]})
-            if not n.firing:
+                "receiver": n.receiver, "group_key": n.group_key, "reason": n.reason,
+                "firing": [a.fingerprint for a in n.firing], "resolved": [a.fingerprint for a in n.resolved]})
+            groups[n.group_key] = bool(n.firing)
+            if not any(groups.values()):
                 self._append(conn, iid, at_ns, "resolved", {"receiver": n.receiver, "reason": n.reason})
                 conn.execute(update(i).where(i.c.id == iid).values(state="resolved", resolved_unix_nano=at_ns))
         return iid
@@ -299,11 +368,18 @@ class Incidents:
 
     # -- reads -----------------------------------------------------------------------------------------------
 
+    def _not_merged(self) -> Any:
+        """SQL: the incident was not merged into another (a merged one lives on in its survivor's timeline)."""
+        e = self._e
+        return ~exists().where(e.c.incident_id == self._i.c.id, e.c.kind == "merged")
+
     def open_at(self, at_ns: int) -> list[dict[str, Any]]:
-        """Incidents open at ``at_ns``: opened before it and not resolved by then (newest first)."""
+        """Incidents open at ``at_ns``: opened before it and not resolved by then (newest first), merged ones
+        left out."""
         i = self._i
         q = (select(i).where(i.c.opened_unix_nano < at_ns,
-                             or_(i.c.resolved_unix_nano.is_(None), i.c.resolved_unix_nano >= at_ns))
+                             or_(i.c.resolved_unix_nano.is_(None), i.c.resolved_unix_nano >= at_ns),
+                             self._not_merged())
              .order_by(i.c.opened_unix_nano.desc(), i.c.id))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q).all()]
@@ -331,16 +407,39 @@ class Incidents:
                                 .where(e.c.incident_id == incident_id).order_by(e.c.at_unix_nano, e.c.seq)).all()
         return [dict(r._mapping) for r in rows]
 
+    def groups(self, incident_id: str) -> tuple[tuple[str, str], ...]:
+        """The ``(receiver, group key)`` pairs that notified the incident, in the order they first did (the
+        opener first).
+
+        Raises:
+            IncidentError: unknown id.
+        """
+        out: dict[tuple[str, str], None] = {}
+        with self.engine.connect() as conn:
+            row = self._row(conn, incident_id)
+            out[(row.receiver, row.group_key)] = None
+            e = self._e
+            for (d,) in conn.execute(select(e.c.detail).where(e.c.incident_id == incident_id,
+                                                             e.c.kind == "notified")
+                                     .order_by(e.c.at_unix_nano, e.c.seq)).all():
+                out.setdefault((str((d or {}).get("receiver", row.receiver)),
+                                str((d or {}).get("group_key") or row.group_key)), None)
+        return tuple(out)
+
     # Last in the class: in the annotations of methods below it, `list` would name this method.
-    def list(self, *, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def list(self, *, state: str | None = None, limit: int | None = None,
+             merged: bool = False) -> list[dict[str, Any]]:
         """Incidents (newest first) as dicts of the ``incidents`` columns, optionally of one ``state``, at
-        most ``limit`` of them."""
+        most ``limit`` of them; those merged into another only with ``merged=True`` (each alert group counts
+        once)."""
         if state is not None and state not in _STATES:
             raise IncidentError(f"state {state!r} is not one of {list(_STATES)}")
         if limit is not None and limit < 1:
             raise IncidentError(f"limit={limit} must be at least 1 (or None for all)")
         i = self._i
         q = select(i).order_by(i.c.opened_unix_nano.desc(), i.c.id).limit(limit)
+        if not merged:
+            q = q.where(self._not_merged())
         if state is not None:
             q = q.where(i.c.state == state)
         with self.engine.connect() as conn:
@@ -368,12 +467,20 @@ class _FaultSpan:
             set(str(self.link_id).split("~")) & place.nodes))
 
     def detail(self) -> dict[str, Any]:
-        """The ``fault`` event's detail: fault id, kind, title, target, start, end, trace and span ids."""
+        """The ``fault`` event's detail: fault id, kind, title, target, start, end, trace and span ids, and the
+        onset profile (step, ramp, intermittent) when the simulator recorded one."""
         a = self.attributes
-        return {"fault_id": a.get("qfleet.fault.id", self.span_id), "kind": a.get("qfleet.fault.kind", ""),
-                "title": a.get("qfleet.fault.title", ""),
-                "target": a.get("qfleet.fault.target", self.link_id or self.node_id or ""),
-                "start": self.start_ns, "end": self.end_ns, "trace_id": self.trace_id, "span_id": self.span_id}
+
+        def attr(name: str, default: Any) -> Any:
+            # Ground truth is spelled qfleet.truth.fault.*; stores written before that use qfleet.fault.*.
+            return a.get(f"qfleet.truth.fault.{name}", a.get(f"qfleet.fault.{name}", default))
+
+        detail = {"fault_id": attr("id", self.span_id), "kind": attr("kind", ""), "title": attr("title", ""),
+                  "target": attr("target", self.link_id or self.node_id or ""),
+                  "start": self.start_ns, "end": self.end_ns, "trace_id": self.trace_id, "span_id": self.span_id}
+        if a.get("qfleet.truth.profile"):
+            detail["profile"] = a["qfleet.truth.profile"]
+        return detail
 
 
 def _fault_spans(conn: Connection, lo: int, hi: int) -> list[_FaultSpan]:

@@ -6,10 +6,17 @@ the on-call page shows), the error budget each SLO burned over the incident, tim
 charts of the signals around it (PNG, embedded in HTML, beside the Markdown), contributing factors read from the
 telemetry, and an action-items section to fill in.
 
-The JSON form is stable: ``{"version": 1, "incident": {...}, "timeline": [{"at", "kind", "detail"}],
+The timeline reads as a review needs it: a UTC time to the second, the event, a short sentence (the first symptom
+is the first failed span where the incident is, before its first alert fired). Time to detect runs from the linked
+fault's start, else from the first symptom, else from the first alert. The budget lists (and charts, the incident
+shaded) the SLO segments where the incident is whose budget went down. HTML is the Markdown rendered by
+markdown-it-py with raw HTML disabled.
+
+The JSON form is stable: ``{"version": 1, "incident": {...}, "timeline": [{"at" (to the second), "at_unix_nano",
+"kind", "text", "detail"}],
 "impact": {"nodes", "links", "tenants", "jobs_failed", "jobs_total", "failed_job_ids" (the first 50), "scope",
 "window"}, "budget": [{"slo", "segment", "remaining_before", "remaining_after", "burned"}], "time_to_detect_s",
-"time_to_resolve_s", "contributing_factors": [...], "charts": [file names], "action_items": []}``.
+"time_to_detect_from" ("fault", "first symptom" or "alert"), "time_to_resolve_s", "contributing_factors": [...], "charts": [file names], "action_items": []}``.
 
 The telemetry is read with SQLAlchemy Core over the tables :mod:`qfleet.collector.schema` and
 :mod:`qfleet.slo.schema` export.
@@ -22,22 +29,28 @@ import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, func, or_, select
 
 from qfleet.alerts.impact import JOB_SPAN, IncidentImpact, incident_impact
-from qfleet.alerts.incidents import FAULT_SPAN, Incidents
+from qfleet.alerts.incidents import FAULT_SPAN, Incidents, first_alert_ns
 from qfleet.collector.schema import Span, SpanRollup
 from qfleet.slo.schema import SloEvaluation
+from qfleet.slo.sli import segment_labels
 from qfleet.text import markdown_literal
 from qfleet.units import NS, format_rfc3339
 
-__all__ = ["Postmortem", "build_postmortem", "render"]
+__all__ = ["Postmortem", "build_postmortem", "render", "utc_second", "write_export"]
 
 MIN = 60 * NS
 _WINDOW = 30 * MIN  # how much telemetry before and after the incident the charts and budgets look at
+#: How far before the first alert (without a linked fault) the first symptom is looked for: the slowest page pair's
+#: short window (30 min) and its evaluation lag fit in it.
+_SYMPTOM_LOOKBACK = 60 * MIN
+_CHART_SERIES = 8   # lines on the budget chart, the SLOs that burned most first
 _MAINTENANCE_SPAN = "qfleet.maintenance"
 _FAILED = 2  # OTel status code ERROR
 _S = Span.__table__
@@ -47,6 +60,15 @@ _E = SloEvaluation.__table__
 
 def _iso(ns: int | None) -> str | None:
     return None if ns is None else format_rfc3339(ns)
+
+
+def utc_second(ns: int) -> str:
+    """Integer Unix ns as UTC ISO-8601 to the second (what a review reads; the JSON keeps the exact ns).
+
+    >>> utc_second(1_735_689_600 * NS + 999_999_999)
+    '2025-01-01T00:00:00Z'
+    """
+    return datetime.fromtimestamp(ns // NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +108,30 @@ def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
     impact = incident_impact(engine, incident_id)
     opened = row["opened_unix_nano"]
     closed = row["resolved_unix_nano"] or max([opened, *(e["at_ns"] for e in events)])
+    alert_start = first_alert_ns(opened, events)
     faults = [e for e in events if e["kind"] == "fault"]
     fault_start = min((e["at_ns"] for e in faults), default=None)
     lo, hi = opened - _WINDOW, closed + _WINDOW
+    # A symptom is what the telemetry showed before the alert fired: never after it, never before the fault.
+    since = fault_start if fault_start is not None and fault_start < alert_start else alert_start - _SYMPTOM_LOOKBACK
     with engine.connect() as c:
-        seen = _Telemetry(_first_symptom(c, impact, fault_start if fault_start is not None else lo, closed),
+        seen = _Telemetry(_first_symptom(c, impact, since, alert_start),
                           _budget_rows(c, lo, hi), _job_minutes(c, lo, hi), _maintenance(c, lo, hi))
     events = _with_first_symptom(events, seen.first_symptom)
-    charts = _charts(seen.job_minutes, seen.budget_rows, lo)
+    burned = [b for b in _burned(seen.budget_rows) if _segment_matches(b["slo"], b["segment"], row, impact)]
+    charts = _charts(seen.job_minutes, seen.budget_rows, lo, burned, (alert_start, closed))
+    detect_from, detect_at = (("fault", fault_start) if fault_start is not None else
+                              ("first symptom", seen.first_symptom[0]) if seen.first_symptom is not None else
+                              ("alert", alert_start))
     doc = {
         "version": 1,
         "incident": _incident_doc(row),
-        "timeline": [{"at": _iso(e["at_ns"]), "kind": e["kind"], "detail": e["detail"]} for e in events],
+        "timeline": [{"at": utc_second(e["at_ns"]), "at_unix_nano": e["at_ns"], "kind": e["kind"],
+                      "text": _event_text(e["kind"], e["detail"]), "detail": e["detail"]} for e in events],
         "impact": impact.to_json(),
-        "budget": _burned(seen.budget_rows),
-        "time_to_detect_s": (opened - fault_start) / NS if fault_start is not None else None,
+        "budget": burned,
+        "time_to_detect_s": (opened - detect_at) / NS,
+        "time_to_detect_from": detect_from,
         "time_to_resolve_s": (row["resolved_unix_nano"] - opened) / NS if row["resolved_unix_nano"] else None,
         "contributing_factors": _factors(impact, faults, seen.maintenance),
         "charts": sorted(charts),
@@ -119,18 +150,39 @@ def _incident_doc(row: dict[str, Any]) -> dict[str, Any]:
             "acknowledged_by": row["acknowledged_by"], "resolved": _iso(row["resolved_unix_nano"])}
 
 
-def _first_symptom(c: Connection, impact: IncidentImpact, lo: int, hi: int) -> _Symptom | None:
-    """The first failed span in ``[lo, hi]`` on the incident's nodes or links, or anywhere when none failed
-    there (or the incident names no place)."""
+def _first_symptom(c: Connection, impact: IncidentImpact, lo: int, before: int) -> _Symptom | None:
+    """The first failed span (a job, an entanglement request, a canary...) in ``[lo, before)`` where the incident
+    is: on its nodes or links, else on its hardware types, else (a fleet-wide incident) anywhere; one that ended
+    as the incident's most frequent failure if there is one."""
     q = (select(_S.c.start_time_unix_nano, _S.c.name, _S.c.node_id, _S.c.link_id, _S.c.status_message)
-         .where(_S.c.status_code == _FAILED, _S.c.start_time_unix_nano >= lo, _S.c.start_time_unix_nano <= hi,
+         .where(_S.c.status_code == _FAILED, _S.c.start_time_unix_nano >= lo, _S.c.start_time_unix_nano < before,
                 _S.c.name != FAULT_SPAN)
          .order_by(_S.c.start_time_unix_nano, _S.c.trace_id, _S.c.span_id).limit(1))
+    unplaced = _S.c.node_id.is_(None) & _S.c.link_id.is_(None)   # e.g. node_down: the job never reached a node
     if impact.nodes or impact.links:
-        here = c.execute(q.where(or_(_S.c.node_id.in_(impact.nodes), _S.c.link_id.in_(impact.links)))).first()
-        if here is not None:
-            return here
+        q = q.where(or_(_S.c.node_id.in_(impact.nodes), _S.c.link_id.in_(impact.links), unplaced))
+    elif impact.hardware_types:
+        q = q.where(or_(_S.c.hardware_type.in_(impact.hardware_types), unplaced))
+    if impact.outcomes:
+        # The failure that dominated the incident, first: a baseline failure of another kind is not its symptom.
+        first = c.execute(q.where(_S.c.status_message == impact.outcomes[0][0])).first()
+        if first is not None:
+            return first
     return c.execute(q).first()
+
+
+def _segment_matches(slo: str, segment: str, row: dict[str, Any], impact: IncidentImpact) -> bool:
+    """Whether an SLO segment is where the incident is: the incident's own SLO, or a segment whose every label
+    names one of the incident's nodes, links or hardware types (the unsegmented SLO covers the whole fleet)."""
+    labels = row["labels"] or {}
+    if labels.get("slo") not in (None, "") and labels.get("slo") != slo:
+        return False
+    places = {"node": set(impact.nodes), "link": set(impact.links), "hardware": set(impact.hardware_types)}
+    for key, value in segment_labels(segment):
+        kind = next((k for k in places if k in key), None)
+        if not value or kind is None or value not in places[kind]:
+            return False
+    return True
 
 
 def _budget_rows(c: Connection, lo: int, hi: int) -> Sequence[_Budget]:
@@ -158,7 +210,51 @@ def _with_first_symptom(events: list[dict[str, Any]], first: _Symptom | None) ->
         at, span, node, link, message = first
         events = [*events, {"at_ns": at, "kind": "first symptom",
                             "detail": {"span": span, "node": node, "link": link, "message": message}}]
-    return sorted(events, key=lambda e: (e["at_ns"] or 0, e["kind"]))
+    # Ties keep the store's order (fault, symptom, fired, notified ... as they happened), not the alphabet.
+    return sorted(events, key=lambda e: e["at_ns"] or 0)
+
+
+_PLACE_KEYS = ("node", "link", "hardware_type", "slo")
+
+
+def _short(text: str, limit: int = 140) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters (an ellipsis says it was cut)."""
+    text = str(text).strip()   # inner line breaks stay: the renderers show them as visible escapes
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1].rsplit(" ", 1)[0] or text[:limit - 1]
+    return cut + "…"
+
+
+def _event_text(kind: str, d: dict[str, Any]) -> str:
+    """One short sentence about a timeline event (its raw detail stays in the JSON export)."""
+    if kind == "fault":
+        end = f" until {utc_second(int(d['end']))}" if d.get("end") is not None else ""
+        profile = f", {d['profile']} onset" if d.get("profile") else ""
+        return _short(f"{d.get('kind', '')} {d.get('title', '')} on {d.get('target', '?')}{end} "
+                      f"(injected fault {d.get('fault_id', '?')}{profile})")
+    if kind == "first symptom":
+        where = d.get("node") or d.get("link") or "no node (never placed)"
+        msg = f": {d['message']}" if d.get("message") else ""
+        return _short(f"{d.get('span', 'span')} failed on {where}{msg}")
+    if kind == "fired":
+        labels = d.get("labels") or {}
+        where = ", ".join(f"{k}={labels[k]}" for k in _PLACE_KEYS if labels.get(k))
+        head = f"{labels.get('alertname', 'alert')} ({labels.get('severity', '-')})" + (f" on {where}" if where else "")
+        return _short(head + (f": {d['summary']}" if d.get("summary") else ""))
+    if kind == "notified":
+        return _short(f"{d.get('receiver', '?')}: {d.get('reason', '')}, {len(d.get('firing') or [])} firing, "
+                      f"{len(d.get('resolved') or [])} resolved")
+    if kind == "acknowledged":
+        return _short(f"by {d.get('by', '?')}")
+    if kind == "escalated":
+        return _short(f"to {d.get('to', '?')} (not acknowledged)")
+    if kind == "merged":
+        return _short(f"into incident {d.get('into', '?')}")
+    if kind == "resolved":
+        who = f"by {d['by']}" if d.get("by") else str(d.get("receiver") or "")
+        return _short(f"{who}: {d.get('reason', '')}".strip(": "))
+    return _short(", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, "", [], {})))
 
 
 def _burned(budget_rows: Sequence[_Budget]) -> list[dict[str, Any]]:
@@ -174,7 +270,7 @@ def _burned(budget_rows: Sequence[_Budget]) -> list[dict[str, Any]]:
         if before is not None and after is not None and before - after > 0:
             burned.append({"slo": slo, "segment": seg, "remaining_before": before, "remaining_after": after,
                            "burned": before - after})
-    return burned
+    return sorted(burned, key=lambda b: (-b["burned"], b["slo"], b["segment"]))
 
 
 def _factors(impact: IncidentImpact, faults: list[dict[str, Any]], maintenance: Sequence[_Window]) -> list[str]:
@@ -190,19 +286,28 @@ def _factors(impact: IncidentImpact, faults: list[dict[str, Any]], maintenance: 
 # -- charts -------------------------------------------------------------------------------------------------------
 
 
-def _charts(minutes: Sequence[_Minute], budget_rows: Sequence[_Budget], lo: int) -> dict[str, bytes]:
+def _charts(minutes: Sequence[_Minute], budget_rows: Sequence[_Budget], lo: int, burned: Sequence[dict[str, Any]],
+            window: tuple[int, int]) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to PNG only
     out: dict[str, bytes] = {}
-    if minutes:
-        out["job-success.png"] = _job_success_chart(minutes, lo)
-    if budget_rows:
-        out["budget.png"] = _budget_chart(budget_rows, lo)
+    # Legends carry telemetry (SLO segments): text, never mathtext ("$...$" in a label would be typeset).
+    with matplotlib.rc_context({"text.parse_math": False}):
+        if minutes:
+            out["job-success.png"] = _job_success_chart(minutes, lo, window)
+        wanted = [(b["slo"], b["segment"]) for b in burned[:_CHART_SERIES]]
+        if wanted:
+            out["budget.png"] = _budget_chart(budget_rows, lo, wanted, window)
     return out
 
 
-def _job_success_chart(minutes: Sequence[_Minute], lo: int) -> bytes:
+def _mark(ax: Any, lo: int, window: tuple[int, int]) -> None:
+    """Shade the incident, from its first alert to its resolution."""
+    ax.axvspan((window[0] - lo) / MIN, (window[1] - lo) / MIN, color="#f59e0b", alpha=0.18, label="incident")
+
+
+def _job_success_chart(minutes: Sequence[_Minute], lo: int, window: tuple[int, int]) -> bytes:
     import matplotlib.pyplot as plt
 
     per: dict[int, list[int]] = {}
@@ -213,25 +318,28 @@ def _job_success_chart(minutes: Sequence[_Minute], lo: int) -> bytes:
     xs = sorted(per)
     fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100)
     ax.plot([(x - lo) / MIN for x in xs], [100 * per[x][0] / per[x][1] for x in xs], color="#2563eb")
+    _mark(ax, lo, window)
     ax.set_ylabel("job success (%)")
-    ax.set_title("Job success per minute")
+    ax.set_title("Job success per minute (shaded: the incident)")
     return _png(fig, ax)
 
 
-def _budget_chart(budget_rows: Sequence[_Budget], lo: int) -> bytes:
+def _budget_chart(budget_rows: Sequence[_Budget], lo: int, wanted: Sequence[tuple[str, str]],
+                  window: tuple[int, int]) -> bytes:
+    """The budget of the SLO segments the incident burned (most burned first), the incident shaded."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100)
-    series: dict[str, list[tuple[float, float]]] = {}
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in wanted}
     for slo, seg, at, rem in budget_rows:
-        if rem is not None:
-            series.setdefault(f"{slo} {seg}".strip(), []).append(((at - lo) / MIN, 100 * rem))
-    for name, pts in sorted(series.items())[:8]:
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        if rem is not None and (slo, seg) in series:
+            series[(slo, seg)].append(((at - lo) / MIN, 100 * rem))
+    for (slo, seg), pts in series.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"{slo} {seg}".strip())
+    _mark(ax, lo, window)
     ax.set_ylabel("budget remaining (%)")
-    ax.set_title("Error budget remaining per SLO")
-    if series:
-        ax.legend(fontsize=6, loc="lower left")
+    ax.set_title("Error budget remaining of the SLOs this incident burned")
+    ax.legend(fontsize=6, loc="lower left")
     return _png(fig, ax)
 
 
@@ -283,10 +391,34 @@ def render(pm: Postmortem, fmt: str, *, chart_dir: str = "") -> str:
         return json.dumps(pm.doc, indent=2, default=str)
     if fmt not in ("md", "html"):
         raise ValueError(f"--format {fmt!r} is not one of md, json, html")
-    d = pm.doc
-    blocks = [*_summary(d), *_timeline(d), *_impact(d), *_budget(d), *_factors_blocks(d), *_charts_blocks(d),
-              *_ACTIONS]
+    blocks = _blocks(pm.doc)
     return _md(blocks, chart_dir) if fmt == "md" else _html(blocks, pm)
+
+
+def _blocks(d: dict[str, Any]) -> list[_Block]:
+    return [*_summary(d), *_timeline(d), *_impact(d), *_budget(d), *_factors_blocks(d), *_charts_blocks(d),
+            *_ACTIONS]
+
+
+def write_export(pm: Postmortem, target: Path, fmt: str) -> tuple[Path, ...]:
+    """Write the postmortem to ``target`` as ``md``, ``json`` or ``html``; the written files, ``target`` first.
+
+    Markdown gets its charts as ``<stem>-<chart>.png`` beside it, linked relatively (URL-quoted, so a name with
+    spaces or parentheses still links), so the folder can be moved or committed as it is; HTML embeds them.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = [target]
+    if fmt == "md":
+        from urllib.parse import quote
+
+        files = {name: f"{target.stem}-{name}" for name in pm.charts}
+        for name, png in pm.charts.items():
+            (target.parent / files[name]).write_bytes(png)
+            written.append(target.parent / files[name])
+        target.write_text(_md(_blocks(pm.doc), "", {n: quote(f) for n, f in files.items()}), encoding="utf-8")
+    else:
+        target.write_text(render(pm, fmt), encoding="utf-8")
+    return tuple(written)
 
 
 def _seconds(value: float | None) -> str:
@@ -305,16 +437,21 @@ def _summary(d: dict[str, Any]) -> list[_Block]:
     inc = d["incident"]
     return [_Block("h1", ("Postmortem: ", _Text(str(inc["title"])))),
             _Block("p", (f"Incident {inc['id']}, severity ", _Text(str(inc["severity"]), strong=True),
-                         f", state {inc['state']}; opened {inc['opened']}, resolved {inc['resolved'] or '-'}. "
-                         f"Time to detect {_seconds(d['time_to_detect_s'])}, time to resolve "
+                         f", state {inc['state']}; opened {_second_of(inc['opened'])}, resolved "
+                         f"{_second_of(inc['resolved'])}. Time to detect {_seconds(d['time_to_detect_s'])} "
+                         f"(from the {d['time_to_detect_from']}), time to resolve "
                          f"{_seconds(d['time_to_resolve_s'])}."))]
+
+
+def _second_of(rfc3339: str | None) -> str:
+    """An RFC 3339 time of the JSON document shown to the second."""
+    return "-" if not rfc3339 else rfc3339.split(".")[0].removesuffix("Z") + "Z"
 
 
 def _timeline(d: dict[str, Any]) -> list[_Block]:
     rows: list[tuple[_Line, ...]] = [(("time (UTC)",), ("event",), ("detail",))]
     for e in d["timeline"]:
-        detail = ", ".join(f"{k}={v}" for k, v in (e["detail"] or {}).items() if v not in (None, "", [], {}))
-        rows.append(((str(e["at"]),), (_Text(str(e["kind"])),), (_Text(detail[:160]),)))
+        rows.append(((str(e["at"]),), (_Text(str(e["kind"])),), (_Text(str(e["text"])),)))
     return [_Block("h2", ("Timeline",)), _Block("table", rows=tuple(rows))]
 
 
@@ -364,8 +501,9 @@ def _md_line(line: _Line) -> str:
                    else markdown_literal(p.text) for p in line)
 
 
-def _md(blocks: Sequence[_Block], chart_dir: str) -> str:
-    """The blocks as CommonMark (GitHub tables); a blank line between blocks of different kinds."""
+def _md(blocks: Sequence[_Block], chart_dir: str, urls: dict[str, str] | None = None) -> str:
+    """The blocks as CommonMark (GitHub tables); a blank line between blocks of different kinds. A chart links
+    ``urls[name]`` when given (HTML embeds them), else its file name under ``chart_dir``."""
     out: list[str] = []
     prev = ""
     for b in blocks:
@@ -377,41 +515,32 @@ def _md(blocks: Sequence[_Block], chart_dir: str) -> str:
             out += [rows[0], "|" + "---|" * len(b.rows[0]), *rows[1:]]
         elif b.kind == "img":
             name = str(b.line[0])
-            out.append(f"![{name}]({Path(chart_dir, name).as_posix() if chart_dir else name})")
+            target = (urls or {}).get(name) or (Path(chart_dir, name).as_posix() if chart_dir else name)
+            out.append(f"![{name}]({target})")
         else:
             out.append({"h1": "# ", "h2": "## ", "li": "- ", "p": ""}[b.kind] + _md_line(b.line))
     return "\n".join([*out, ""])
 
 
-_HTML_HEAD = ("<!doctype html><meta charset='utf-8'><title>{title}</title><style>"
+_HTML_HEAD = ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title><style>"
               "body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#111}}"
+              "table{{border-collapse:collapse}}"
               "td,th{{border-bottom:1px solid #ddd;padding:.2rem .5rem;text-align:left}}img{{max-width:100%}}"
-              "</style><body>")
+              "</style></head><body>\n")
 
 
-def _html_line(line: _Line) -> str:
-    return "".join(html.escape(p) if isinstance(p, str) else f"<strong>{html.escape(p.text)}</strong>"
-                   if p.strong else html.escape(p.text) for p in line)
+def _markdown_to_html(text: str) -> str:
+    """CommonMark plus GitHub tables to HTML with markdown-it-py; raw HTML off, so any markup that reached the
+    Markdown is shown as text (labels are escaped already; this is the second fence)."""
+    from markdown_it import MarkdownIt
 
-
-def _html_block(b: _Block, charts: dict[str, bytes]) -> str:
-    if b.kind == "table":
-        head, *rows = b.rows
-        return ("<table><tr>" + "".join(f"<th>{_html_line(c)}</th>" for c in head) + "</tr>"
-                + "".join("<tr>" + "".join(f"<td>{_html_line(c)}</td>" for c in r) + "</tr>" for r in rows)
-                + "</table>")
-    if b.kind == "img":
-        name = str(b.line[0])
-        png = charts.get(name, b"")
-        return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-    return f"<{b.kind}>{_html_line(b.line)}</{b.kind}>"
+    # xhtmlOut off: HTML5 void elements (`<img>`), not XHTML's `<img />`.
+    return str(MarkdownIt("commonmark", {"html": False, "xhtmlOut": False}).enable("table").render(text))
 
 
 def _html(blocks: Sequence[_Block], pm: Postmortem) -> str:
-    """The blocks as a self-contained HTML page, charts embedded as data URLs, list items in lists."""
-    body: list[str] = []
-    for i, b in enumerate(blocks):
-        opens = b.kind == "li" and (i == 0 or blocks[i - 1].kind != "li")
-        closes = b.kind == "li" and (i + 1 == len(blocks) or blocks[i + 1].kind != "li")
-        body.append(("<ul>" if opens else "") + _html_block(b, pm.charts) + ("</ul>" if closes else ""))
-    return _HTML_HEAD.format(title=html.escape(str(pm.doc["incident"]["title"]))) + "\n".join(body) + "</body>"
+    """The Markdown export rendered to a self-contained HTML page, charts embedded as data URLs."""
+    urls = {name: "data:image/png;base64," + base64.b64encode(png).decode() for name, png in pm.charts.items()}
+    body = _markdown_to_html(_md(blocks, "", urls))
+    return (_HTML_HEAD.format(title=html.escape(str(pm.doc["incident"]["title"]))) + body
+            + "</body></html>\n")

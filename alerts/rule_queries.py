@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, func, select
 
 from qfleet.alerts.model import Alert, labels_key
 from qfleet.alerts.rules import AlertRule
-from qfleet.collector.schema import MetricSample, MetricSeries
+from qfleet.collector.schema import MetricSample, MetricSeries, Span
 
 if TYPE_CHECKING:
     from qfleet.alerts.sources import AlertState
@@ -127,11 +128,11 @@ def _heartbeat_missing(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]
         by_node.setdefault(x.node, []).append(x)
     for node, xs in by_node.items():
         if any(x.id in old for x in xs) and sum(inc.get(x.id, 0.0) for x in xs) == 0:
-            hits[node] = ({"node": node, "qfleet_hardware_type": xs[0].hardware}, 0.0)
+            hits[node] = ({"node": node, "hardware_type": xs[0].hardware}, 0.0)
     up = [x for x in _series(conn, "qfleet_node_up") if x.node]
     for x, v in ((x, _latest(conn, [x], at, lookback).get(x.id)) for x in up):
         if v is not None and v == 0 and x.node not in hits:
-            hits[x.node] = ({"node": x.node, "qfleet_hardware_type": x.hardware}, 0.0)
+            hits[x.node] = ({"node": x.node, "hardware_type": x.hardware}, 0.0)
     return [hits[n] for n in sorted(hits)]
 
 
@@ -163,7 +164,7 @@ def _coherence_window(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
                                 window, "hardware")
     for hw, (bad, total) in sorted(usage.items()):
         if total >= max(min_events, 1) and bad / total > ratio:
-            hits.append(({"qfleet_hardware_type": hw, "indicator": "coherence_window_usage"}, bad / total))
+            hits.append(({"hardware_type": hw, "indicator": "coherence_window_usage"}, bad / total))
     le = rule.param("latency_le")
     if le is not None:
         lat = _bucket_share_above(conn, "qfleet_orchestrator_latency_seconds_bucket", le, at, window, "hardware")
@@ -184,18 +185,40 @@ def _unauthorized_commands(conn: Connection, rule: AlertRule, at: int) -> list[_
         if inc.get(x.id, 0.0) > 0:
             k = (x.node, x.labels.get("qfleet.principal", ""), x.hardware or hw.get(x.node, ""))
             per[k] = per.get(k, 0.0) + inc[x.id]
-    return [({"node": n, "principal": p, "qfleet_hardware_type": hw}, v) for (n, p, hw), v in sorted(per.items())]
+    return [({"node": n, "principal": p, "hardware_type": hw}, v) for (n, p, hw), v in sorted(per.items())]
 
 
 def _queue_age(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
-    series = _series(conn, "qfleet_scheduler_queue_age_seconds")
-    latest = _latest(conn, series, at, rule.param("lookback"))
+    # Stuck, not just old: a queue that is long at a load peak or while a node calibrates still starts jobs, so
+    # the oldest job must stay old, the queue never empty, and no job of the tenant succeed for the whole window.
+    window, thr = rule.param("window"), rule.param("threshold")
+    age = _by_tenant(_series(conn, "qfleet_scheduler_queue_age_seconds"))
+    depth = _by_tenant(_series(conn, "qfleet_scheduler_queue_depth"))
+    done = [x for x in _series(conn, "qfleet_jobs_total") if x.labels.get("qfleet.outcome") == "success"]
+    started = _increases(conn, done, at, window)
+    succeeded: dict[str, float] = {}
+    for x in done:
+        t = x.labels.get("qfleet.tenant", "")
+        succeeded[t] = succeeded.get(t, 0.0) + started.get(x.id, 0.0)
     hits = []
+    for tenant, xs in sorted(age.items()):
+        ages = [v for pts in _samples(conn, [x.id for x in xs], at - window, at).values() for _t, v in pts]
+        depths = [v for pts in _samples(conn, [x.id for x in depth.get(tenant, [])], at - window, at).values()
+                  for _t, v in pts]
+        latest = _latest(conn, xs, at, rule.param("lookback"))
+        if not latest or not ages or min(ages) <= thr or not depths or min(depths) <= 0:
+            continue
+        if succeeded.get(tenant, 0.0) > 0:
+            continue
+        hits.append(({"tenant": tenant}, max(latest.values())))
+    return hits
+
+
+def _by_tenant(series: Sequence[_Series]) -> dict[str, list[_Series]]:
+    out: dict[str, list[_Series]] = {}
     for x in series:
-        v = latest.get(x.id)
-        if v is not None and v > rule.param("threshold"):
-            hits.append(({"tenant": x.labels.get("qfleet.tenant", "")}, v))
-    return sorted(hits, key=lambda h: h[0]["tenant"])
+        out.setdefault(x.labels.get("qfleet.tenant", ""), []).append(x)
+    return out
 
 
 def _entanglement_collapse(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
@@ -210,43 +233,228 @@ def _entanglement_collapse(conn: Connection, rule: AlertRule, at: int) -> list[_
     hits = []
     for link, (good, total, hw) in sorted(per.items()):
         if total >= max(rule.param("min_requests"), 1) and good / total < rule.param("ratio"):
-            hits.append(({"link": link, "qfleet_hardware_type": hw}, good / total))
+            hits.append(({"link": link, "hardware_type": hw}, good / total))
     return hits
 
 
-def _against_baseline(conn: Connection, metric: str, rule: AlertRule, at: int,
-                      change: Any) -> dict[str, tuple[float, str]]:
-    """Per node, the largest ``change(latest, samples over the baseline window)`` of any of its series.
+def _estimates(pts: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The distinct calibration estimates of a stale gauge: the first sample of every run of equal values.
 
-    Platforms differ by orders of magnitude (NV readout error is 7 %, an ion's 0.1 %), so drift is judged
-    against the node's own recent history, not one absolute threshold.
+    >>> _estimates([(1, 5.0), (2, 5.0), (3, 4.0), (4, 4.0), (5, 5.0)])
+    [(1, 5.0), (3, 4.0), (5, 5.0)]
     """
+    out: list[tuple[int, float]] = []
+    for t, v in pts:
+        if not out or out[-1][1] != v:
+            out.append((t, v))
+    return out
+
+
+def _value_at(pts: Sequence[tuple[int, float]], t: int) -> float | None:
+    """The last value at or before ``t`` (None when there is none)."""
+    last = None
+    for ts, v in pts:
+        if ts > t:
+            break
+        last = v
+    return last
+
+
+def _calibrations(conn: Connection, metric: str, rule: AlertRule,
+                  at: int) -> list[tuple[_Series, float, list[float], int]]:
+    """Per series of ``metric`` with a current estimate and at least one earlier one: (series, latest estimate,
+    the earlier estimates over the baseline window, when the latest was made)."""
     series = [x for x in _series(conn, metric) if x.node]
     latest = _latest(conn, series, at, rule.param("lookback"))
     history = _samples(conn, [x.id for x in series], at - rule.param("baseline"), at)
-    worst: dict[str, tuple[float, str]] = {}
+    out = []
     for x in series:
-        v, pts = latest.get(x.id), history.get(x.id)
-        if v is None or not pts:
+        est = _estimates(history.get(x.id, []))
+        if x.id not in latest or len(est) < 2:
             continue
-        d = change(v, [p for _t, p in pts])
-        if d > worst.get(x.node, (-math.inf, ""))[0]:
-            worst[x.node] = (d, x.hardware)
-    return worst
+        out.append((x, est[-1][1], [v for _t, v in est[:-1]], est[-1][0]))
+    return out
+
+
+def _node_labels(node: str, hw: str) -> dict[str, str]:
+    return {"node": node, "hardware_type": hw}
+
+
+def _worst(found: dict[str, tuple[float, str]], node: str, score: float, hw: str) -> None:
+    if score > found.get(node, (-math.inf, ""))[0]:
+        found[node] = (score, hw)
 
 
 def _readout_drift(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
-    # Rise of the readout error above the lowest value of the baseline window (the last calibration).
-    worst = _against_baseline(conn, "qfleet_node_readout_error_ratio", rule, at, lambda v, h: v - min(h))
-    return [({"node": n, "qfleet_hardware_type": hw}, round(d, 4)) for n, (d, hw) in sorted(worst.items())
-            if d > rule.param("threshold")]
+    # Platforms differ by orders of magnitude (NV readout error ~7 %, an ion's 0.1 %): judge the latest estimate
+    # against the node's own earlier ones, and only a rise both large and beyond the estimates' shot noise.
+    n = max(rule.param("shots"), 1)
+    worst: dict[str, tuple[float, str]] = {}
+    for x, now, before, _t in _calibrations(conn, "qfleet_node_readout_error_ratio", rule, at):
+        ref = statistics.median(before)
+        rise = now - ref
+        se = math.sqrt(max(now * (1 - now), 0.0) / n + max(ref * (1 - ref), 0.0) / n)
+        if rise > rule.param("threshold") and rise > rule.param("sigmas") * se:
+            _worst(worst, x.node, rise, x.hardware)
+    return [(_node_labels(node, hw), round(d, 4)) for node, (d, hw) in sorted(worst.items())]
 
 
 def _t2_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
-    # T2 now as a fraction of its best in the baseline window: a thermal event is a step down.
-    worst = _against_baseline(conn, "qfleet_node_t2_seconds", rule, at, lambda v, h: -(v / max(h)))
-    return [({"node": n, "qfleet_hardware_type": hw}, round(-d, 3)) for n, (d, hw) in sorted(worst.items())
-            if -d < rule.param("ratio")]
+    # The latest T2 estimate as a fraction of the median earlier one, when the drop exceeds the fits' stated
+    # standard errors (a noisy fit of a healthy node is not a decoherence event).
+    errs = {x.node: x for x in _series(conn, "qfleet_node_t2_stderr_seconds") if x.node}
+    err_pts = _samples(conn, [x.id for x in errs.values()], at - rule.param("baseline"), at)
+    worst: dict[str, tuple[float, str]] = {}
+    for x, now, before, t_now in _calibrations(conn, "qfleet_node_t2_seconds", rule, at):
+        ref = statistics.median(before)
+        if ref <= 0 or now >= rule.param("ratio") * ref:
+            continue
+        e = errs.get(x.node)
+        pts = err_pts.get(e.id, []) if e is not None else []
+        se_now = _value_at(pts, t_now) or 0.0
+        se_ref = statistics.median([v for _t, v in _estimates(pts)[:-1]] or [se_now])
+        if ref - now > rule.param("sigmas") * math.hypot(se_now, se_ref):
+            _worst(worst, x.node, -(now / ref), x.hardware)
+    return [(_node_labels(node, hw), round(-d, 3)) for node, (d, hw) in sorted(worst.items())]
+
+
+def _per_key_increase(conn: Connection, series: Sequence[_Series], at: int, window: int,
+                      key: Callable[[_Series], tuple[str, str] | None]) -> dict[tuple[str, str], float]:
+    """Summed counter increases over ``(at - window, at]`` per ``key(series)`` (series keyed None are skipped)."""
+    inc = _increases(conn, series, at, window)
+    out: dict[tuple[str, str], float] = {}
+    for x in series:
+        k = key(x)
+        if k is not None:
+            out[k] = out.get(k, 0.0) + inc.get(x.id, 0.0)
+    return out
+
+
+def _link_hardware(conn: Connection, link: str) -> str:
+    """The hardware type of a link ``a~b`` when both ends share it, else ''."""
+    hw = _node_hardware(conn)
+    ends = {hw.get(n, "") for n in link.split("~")}
+    return ends.pop() if len(ends) == 1 else ""
+
+
+def _heralding_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+    # The measured heralding rate of the window against the link's own rate over the baseline before it: a
+    # degrading link (polarisation drift, misalignment, an NV's optical interface) as well as a cut.
+    window, base = rule.param("window"), rule.param("baseline")
+    link = lambda x: (x.link, "") if x.link else None  # noqa: E731
+    heralds = [x for x in _series(conn, "qfleet_entanglement_heralds_total") if x.link]
+    attempts = [x for x in _series(conn, "qfleet_entanglement_attempts_total") if x.link]
+    h_now = _per_key_increase(conn, heralds, at, window, link)
+    a_now = _per_key_increase(conn, attempts, at, window, link)
+    h_all = _per_key_increase(conn, heralds, at - window, base, link)
+    a_all = _per_key_increase(conn, attempts, at - window, base, link)
+    hits = []
+    for k, n in sorted(a_now.items()):
+        n0 = a_all.get(k, 0.0)
+        if n < rule.param("min_attempts") or n0 < rule.param("min_attempts"):
+            continue
+        p0, p = h_all.get(k, 0.0) / n0, h_now.get(k, 0.0) / n
+        if p0 <= 0 or p >= rule.param("ratio") * p0:
+            continue
+        se = math.sqrt(p0 * (1 - p0) / n + p0 * (1 - p0) / n0)
+        if p0 - p > rule.param("sigmas") * se:
+            labels = {"link": k[0]}
+            if hw := _link_hardware(conn, k[0]):
+                labels["hardware_type"] = hw
+            hits.append((labels, round(p / p0, 3)))
+    return hits
+
+
+def _canary_failures(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+    # A node's canary stabilizer checks failing more than they did before the window: spectator errors (F6), a
+    # decohering memory (F2) or a drifting readout (F4) on that node, whatever its platform's usual fail ratio.
+    window, base = rule.param("window"), rule.param("baseline")
+    series = [x for x in _series(conn, "qfleet_canary_checks_total") if x.node]
+    hw = {x.node: x.hardware for x in series if x.hardware}
+    fail = lambda x: (x.node, "") if x.labels.get("qfleet.outcome") == "fail" else None  # noqa: E731
+    node = lambda x: (x.node, "")  # noqa: E731
+    f_now, n_now = (_per_key_increase(conn, series, at, window, fail),
+                    _per_key_increase(conn, series, at, window, node))
+    f_all, n_all = (_per_key_increase(conn, series, at - window, base, fail),
+                    _per_key_increase(conn, series, at - window, base, node))
+    hits = []
+    for k, n in sorted(n_now.items()):
+        n0 = n_all.get(k, 0.0)
+        if n < rule.param("min_checks") or n0 < rule.param("min_checks"):
+            continue
+        q0, q = f_all.get(k, 0.0) / n0, f_now.get(k, 0.0) / n
+        var = max(q0 * (1 - q0), 1.0 / n0)  # a node that never failed still has sampling noise
+        if q - q0 > rule.param("rise") and q - q0 > rule.param("sigmas") * math.sqrt(var / n + var / n0):
+            hits.append((_node_labels(k[0], hw.get(k[0], "") or _node_hardware(conn).get(k[0], "")), round(q, 4)))
+    return hits
+
+
+def _maintenance(conn: Connection, lo: int, hi: int) -> set[str]:
+    """Nodes with an announced ``qfleet.maintenance`` window overlapping ``(lo, hi]``."""
+    s = Span.__table__
+    rows = conn.execute(select(s.c.node_id).where(s.c.name == "qfleet.maintenance", s.c.start_time_unix_nano <= hi,
+                                                  s.c.end_time_unix_nano > lo)).all()
+    return {r.node_id for r in rows if r.node_id}
+
+
+def _link_silence(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+    # Every entanglement request holds a communication qubit at both ends (canaries hold none): a link whose
+    # ends are up and outside maintenance that carried no request for the whole window, though its baseline
+    # expects some, has its ends' qubits held (a scheduler deadlock, F7). Links too quiet to tell are not judged.
+    hw = _node_hardware(conn)
+    hits: list[_Hit] = []
+    for link in _silent(conn, rule, at, "qfleet_entanglement_requests_total", lambda x: x.link,
+                        lambda place: tuple(place.split("~"))):
+        kinds = {hw.get(end, "") for end in link.split("~")}
+        one = kinds.pop() if len(kinds) == 1 else ""
+        hits.append(({"link": link, **({"hardware_type": one} if one else {})}, 0.0))
+    return hits
+
+
+def _silent(conn: Connection, rule: AlertRule, at: int, metric: str, place_of: Callable[[_Series], str],
+            nodes_of: Callable[[str], tuple[str, ...]]) -> list[str]:
+    """The places (nodes or links) whose ``metric`` did not rise over ``window`` though they rose in at least
+    ``min_expected`` steps per window over ``baseline``, with every node of the place that sends heartbeats
+    still sending them and none in an announced maintenance window."""
+    window, base = rule.param("window"), rule.param("baseline")
+    series = [x for x in _series(conn, metric) if place_of(x)]
+    key = lambda x: (place_of(x), "")  # noqa: E731
+    n_now = _per_key_increase(conn, series, at, window, key)
+    n_all = _per_key_increase(conn, series, at - window, base, key)
+    beat_series = [x for x in _series(conn, "qfleet_node_heartbeats_total") if x.node]
+    beats = _per_key_increase(conn, beat_series, at, window, lambda x: (x.node, ""))
+    known = {x.node for x in beat_series}
+    # Events per step vary: count active steps (samples where the counter rose) rather than events.
+    busy = _active_steps(conn, series, at - window - base, at - window, place_of)
+    quiet = _maintenance(conn, at - window - base, at)
+    out = []
+    for k, n0 in sorted(n_all.items()):
+        ends = nodes_of(k[0])
+        if n0 <= 0 or n_now.get(k, 0.0) > 0 or any(
+                e in quiet or (e in known and beats.get((e, ""), 0.0) <= 0) for e in ends):
+            continue
+        steps, span = busy.get(k[0], (0, 0))
+        if span > 0 and steps * window / span >= rule.param("min_expected"):
+            out.append(k[0])
+    return out
+
+
+def _active_steps(conn: Connection, series: Sequence[_Series], lo: int, hi: int,
+                  place_of: Callable[[_Series], str]) -> dict[str, tuple[int, int]]:
+    """Per place, the samples in ``(lo, hi]`` at which its counter rose (active steps) and the time its samples
+    span there (a run younger than the baseline has a shorter one)."""
+    by_node: dict[str, set[int]] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    pts = _samples(conn, [x.id for x in series], lo, hi)
+    for x in series:
+        prev = None
+        for t, v in pts.get(x.id, []):
+            a, b = spans.get(place_of(x), (t, t))
+            spans[place_of(x)] = (min(a, t), max(b, t))
+            if prev is not None and v > prev:
+                by_node.setdefault(place_of(x), set()).add(t)
+            prev = v
+    return {n: (len(ts), spans[n][1] - spans[n][0]) for n, ts in by_node.items()}
 
 
 #: kind -> its query: ``(connection, rule, at_ns) -> [(per-alert labels, $value)]``.
@@ -256,8 +464,11 @@ KIND_QUERIES: Mapping[str, Callable[[Connection, AlertRule, int], list[_Hit]]] =
     "unauthorized_commands": _unauthorized_commands,
     "queue_age": _queue_age,
     "entanglement_collapse": _entanglement_collapse,
+    "heralding_drop": _heralding_drop,
     "readout_drift": _readout_drift,
     "t2_drop": _t2_drop,
+    "canary_failures": _canary_failures,
+    "link_silence": _link_silence,
 }
 _TEMPLATE = re.compile(r"\{\{\s*\$(labels\.([a-zA-Z_][a-zA-Z0-9_]*)|value)\s*\}\}")
 
@@ -273,7 +484,7 @@ def evaluate_rules(rules: Sequence[AlertRule], engine: Engine, at_ns: int) -> li
     """The alerts whose rule condition holds at ``at_ns`` (``starts_at = at_ns``; no ``for`` applied here).
 
     Labels are ``alertname`` (the rule name), the rule's labels, then the per-alert labels (``node``,
-    ``link``, ``tenant``, ``qfleet_hardware_type`` where known; empty ones are dropped). Annotations are the
+    ``link``, ``tenant``, ``hardware_type`` where known; empty ones are dropped). Annotations are the
     rule's templates rendered with ``{{ $labels.X }}`` and ``{{ $value }}``.
     """
     out: list[Alert] = []

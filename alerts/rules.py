@@ -18,11 +18,12 @@ Counters are read as Prometheus' ``increase()`` over ``(at - window, at]``, rese
 (so a rule never waits for the rollup job); a cumulative series born inside the window counts from zero, as
 OpenTelemetry's cumulative start time says. Gauges read their latest sample within ``lookback``.
 
-Kinds (one per failure mode they catch):
+Kinds (one per failure mode they catch). They read only measured signals (:data:`KIND_METRICS`); a rule whose
+kind, labels or annotations name simulator ground truth (``qfleet_truth_*``, ``qfleet.truth.*``) is refused.
 
-======================== ======================================================================== ====
+======================== ======================================================================== ========
 kind                     fires                                                                     mode
-======================== ======================================================================== ====
+======================== ======================================================================== ========
 heartbeat_missing        a node's ``qfleet_node_heartbeats_total`` did not increase over ``window``  F5
                          (and the series is older than the window), or ``qfleet_node_up`` is 0
 coherence_window         the share of jobs with ``qfleet_coherence_window_usage`` above             F2/F3
@@ -30,12 +31,31 @@ coherence_window         the share of jobs with ``qfleet_coherence_window_usage`
                          share of orchestrator decisions slower than ``latency_le`` above
                          ``latency_ratio``
 unauthorized_commands    any increase of ``qfleet_audit_events_total{qfleet.authorized=false}``     F8
-queue_age                ``qfleet_scheduler_queue_age_seconds`` above ``threshold`` for a tenant    F7
+queue_age                a tenant's queue is *stuck*: ``qfleet_scheduler_queue_age_seconds`` above  F7 (fleet)
+                         ``threshold`` and ``qfleet_scheduler_queue_depth`` > 0 at every sample of
+                         ``window``, and no job of the tenant succeeded over it
 entanglement_collapse    a link's ``qfleet_entanglement_requests_total`` success ratio below        F1
                          ``ratio`` with at least ``min_requests`` requests
-readout_drift            ``qfleet_node_readout_error_ratio`` risen ``threshold`` above its baseline F4
-t2_drop                  ``qfleet_node_t2_seconds`` below ``ratio`` x its baseline best             F2
-======================== ======================================================================== ====
+heralding_drop           a link's measured heralding rate (``qfleet_entanglement_heralds_total`` /  F1, F2 NV
+                         ``..._attempts_total``) over ``window`` below ``ratio`` x its rate over the
+                         ``baseline`` before, ``sigmas`` binomial standard errors below it, with at
+                         least ``min_attempts`` attempts
+readout_drift            a node's latest calibrated ``qfleet_node_readout_error_ratio`` (any state)  F4
+                         risen ``threshold`` above the median of its earlier estimates over
+                         ``baseline``, and by ``sigmas`` binomial standard errors of ``shots`` shots
+t2_drop                  a node's latest calibrated ``qfleet_node_t2_seconds`` below ``ratio`` x    F2
+                         the median of its earlier estimates, by ``sigmas`` stated standard errors
+                         (``qfleet_node_t2_stderr_seconds``)
+canary_failures          a node's canary fail ratio (``qfleet_canary_checks_total{qfleet.outcome}``) F2/F4/F6
+                         over ``window`` above its ratio over ``baseline`` by ``rise`` and
+                         ``sigmas``, with at least ``min_checks`` checks in both
+link_silence             a link whose ends heartbeat and are not in maintenance carried no          F7
+                         entanglement request over ``window`` although its ``baseline`` expects
+                         at least ``min_expected`` active steps (its ends' qubits are held)
+======================== ======================================================================== ========
+
+Calibration estimates change only when a calibration completes (they are repeated, stale, in between), so the
+calibration kinds read a node's *distinct* estimates: the latest one against the earlier ones.
 
 Loading a rule file imports no database code: :func:`evaluate_rules` and :func:`sync_rules` live in
 :mod:`qfleet.alerts.rule_queries` and load from here on first use.
@@ -43,6 +63,7 @@ Loading a rule file imports no database code: :func:`evaluate_rules` and :func:`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 from qfleet.alerts.fields import LABEL_NAME_RULE, duration_at, is_label_name
 from qfleet.alerts.model import Labels, labels_key
 from qfleet.problems import Problem, Problems, ProblemsError, did_you_mean, read_yaml
+from qfleet.slo.truth import TRUTH_PREFIXES, truth_fix, truth_reference
 from qfleet.units import NS
 
 if TYPE_CHECKING:  # loaded on first use by __getattr__ below (they import SQLAlchemy and the collector's schema)
@@ -60,6 +82,7 @@ if TYPE_CHECKING:  # loaded on first use by __getattr__ below (they import SQLAl
 __all__ = [
     "DEFAULT_RULES_PATH",
     "KINDS",
+    "KIND_METRICS",
     "AlertRule",
     "AlertRulesError",
     "evaluate_rules",
@@ -78,13 +101,34 @@ KINDS: Mapping[str, Mapping[str, tuple[str, Any]]] = {
                          "threshold": ("number", 1.0), "min_events": ("int", 20),
                          "latency_le": ("number", None), "latency_ratio": ("number", None)},
     "unauthorized_commands": {"window": ("duration", 5 * 60 * NS)},
-    "queue_age": {"threshold": ("number", 20.0), "lookback": ("duration", 5 * 60 * NS)},
+    "queue_age": {"threshold": ("number", 20.0), "window": ("duration", 15 * 60 * NS),
+                  "lookback": ("duration", 5 * 60 * NS)},
     "entanglement_collapse": {"window": ("duration", 5 * 60 * NS), "ratio": ("number", 0.5),
                               "min_requests": ("int", 10)},
-    "readout_drift": {"threshold": ("number", 0.05), "lookback": ("duration", 10 * 60 * NS),
-                      "baseline": ("duration", 6 * 3600 * NS)},
-    "t2_drop": {"ratio": ("number", 0.5), "lookback": ("duration", 10 * 60 * NS),
-                "baseline": ("duration", 6 * 3600 * NS)},
+    "heralding_drop": {"window": ("duration", 10 * 60 * NS), "baseline": ("duration", 2 * 3600 * NS),
+                       "ratio": ("number", 0.7), "sigmas": ("number", 4.0), "min_attempts": ("int", 200)},
+    "readout_drift": {"threshold": ("number", 0.02), "sigmas": ("number", 4.0), "shots": ("int", 1000),
+                      "lookback": ("duration", 10 * 60 * NS), "baseline": ("duration", 24 * 3600 * NS)},
+    "t2_drop": {"ratio": ("number", 0.7), "sigmas": ("number", 4.0), "lookback": ("duration", 10 * 60 * NS),
+                "baseline": ("duration", 24 * 3600 * NS)},
+    "canary_failures": {"window": ("duration", 10 * 60 * NS), "baseline": ("duration", 2 * 3600 * NS),
+                        "rise": ("number", 0.05), "sigmas": ("number", 4.0), "min_checks": ("int", 100)},
+    "link_silence": {"window": ("duration", 5 * 60 * NS), "baseline": ("duration", 2 * 3600 * NS),
+                     "min_expected": ("number", 4.0)},
+}
+#: kind -> the measured series its query reads (Prometheus names; spans by name): never ground truth.
+KIND_METRICS: Mapping[str, tuple[str, ...]] = {
+    "heartbeat_missing": ("qfleet_node_heartbeats_total", "qfleet_node_up"),
+    "coherence_window": ("qfleet_coherence_window_usage_bucket", "qfleet_orchestrator_latency_seconds_bucket"),
+    "unauthorized_commands": ("qfleet_audit_events_total",),
+    "queue_age": ("qfleet_scheduler_queue_age_seconds", "qfleet_scheduler_queue_depth", "qfleet_jobs_total"),
+    "entanglement_collapse": ("qfleet_entanglement_requests_total",),
+    "heralding_drop": ("qfleet_entanglement_heralds_total", "qfleet_entanglement_attempts_total",
+                       "qfleet_node_up"),
+    "readout_drift": ("qfleet_node_readout_error_ratio",),
+    "t2_drop": ("qfleet_node_t2_seconds", "qfleet_node_t2_stderr_seconds"),
+    "canary_failures": ("qfleet_canary_checks_total",),
+    "link_silence": ("qfleet_entanglement_requests_total", "qfleet_node_heartbeats_total", "qfleet.maintenance"),
 }
 _HEADER = ("version", "kind", "rules")
 _FIELDS = ("name", "kind", "params", "for", "labels", "annotations")
@@ -98,7 +142,7 @@ class AlertRulesError(ProblemsError):
         ...                 source="r.yaml")
         Traceback (most recent call last):
         ...
-        qfleet.alerts.rules.AlertRulesError: r.yaml: rules[0].kind: unknown kind 't2_dorp' (fix: did you mean 't2_drop'? use one of coherence_window, entanglement_collapse, heartbeat_missing, queue_age, readout_drift, t2_drop, unauthorized_commands)
+        qfleet.alerts.rules.AlertRulesError: r.yaml: rules[0].kind: unknown kind 't2_dorp' (fix: did you mean 't2_drop'? use one of canary_failures, coherence_window, entanglement_collapse, heartbeat_missing, heralding_drop, link_silence, queue_age, readout_drift, t2_drop, unauthorized_commands)
     """
 
 
@@ -122,6 +166,9 @@ class AlertRule:
         if self.kind not in KINDS:
             raise AlertRulesError([Problem("kind", f"rule {self.name!r} has unknown kind {self.kind!r}",
                                            f"use one of {', '.join(sorted(KINDS))}", "unknown_kind")])
+        if truth := [m for m in KIND_METRICS.get(self.kind, ()) if truth_reference(m)]:
+            raise AlertRulesError([Problem("kind", f"rule {self.name!r} of kind {self.kind!r} reads ground truth "
+                                           f"{truth}", truth_fix(truth[0]), "truth_reference")])
         if self.for_ns < 0:
             raise AlertRulesError([Problem("for_ns", f"rule {self.name!r} has negative for_ns={self.for_ns}",
                                            "use 0 or a positive duration", "bad_duration")])
@@ -218,6 +265,21 @@ def _label_map(value: Any, at: str, found: Problems) -> dict[str, str]:
     return value
 
 
+_TRUTH_WORD = re.compile("(?:" + "|".join(re.escape(p) for p in TRUTH_PREFIXES) + r")[A-Za-z0-9_.]*", re.IGNORECASE)
+
+
+def _no_truth(mapping: Mapping[str, str], at: str, found: Problems) -> None:
+    """A problem for each label or annotation that names ground truth (a rule reads only measured signals)."""
+    for k, v in mapping.items():
+        for text in (k, v):
+            m = _TRUTH_WORD.search(text)
+            if m or truth_reference(text):
+                name = m.group(0) if m else text
+                found.add(f"{at}.{k}", f"{name!r} is simulator ground truth, not a measured signal", truth_fix(name),
+                          "truth_reference")
+                break
+
+
 def _rule(raw: Any, at: str, names: set[str], found: Problems) -> AlertRule | None:
     """One rule of the list, or None when it has problems (all recorded in ``found``)."""
     if not isinstance(raw, dict):
@@ -233,6 +295,8 @@ def _rule(raw: Any, at: str, names: set[str], found: Problems) -> AlertRule | No
     annotations = _label_map(raw.get("annotations"), f"{at}.annotations", found)
     if "alertname" in labels:
         found.add(f"{at}.labels.alertname", "is set from the rule name", "remove it", "conflict")
+    _no_truth(labels, f"{at}.labels", found)
+    _no_truth(annotations, f"{at}.annotations", found)
     if len(found) > before or kind is None or for_ns is None:
         return None
     full = {p: params.get(p, d) for p, (_t, d) in KINDS[kind].items() if p in params or d is not None}
@@ -272,7 +336,7 @@ def load_rules(path: str | Path = DEFAULT_RULES_PATH) -> tuple[AlertRule, ...]:
 
     Examples:
         >>> sorted(r.kind for r in load_rules())[:2]
-        ['coherence_window', 'entanglement_collapse']
+        ['canary_failures', 'coherence_window']
     """
     p = Path(path)
     return rules_from_dict(read_yaml(p, what="alert rules", error=AlertRulesError), source=str(p))

@@ -176,10 +176,10 @@ class AlertService:
         for trace, node, start, end in windows:
             if not node:
                 continue
-            # Rule alerts name the node `node`, SLO alerts `qfleet_node_id`: mute both during the window.
-            out.extend(Silence(id=f"maint-{trace[-12:]}-{label}", matchers=((label, node, False, True),),
+            # Rule and SLO alerts both name the node `node` (one label vocabulary).
+            out.append(Silence(id=f"maint-{trace[-12:]}-node", matchers=(("node", node, False, True),),
                                starts_at=start, ends_at=end, created_by="qfleet maintenance",
-                               comment=f"calibration window of {node}") for label in ("node", "qfleet_node_id"))
+                               comment=f"calibration window of {node}"))
         return out
 
     # -- the cycles -----------------------------------------------------------------------------------------------
@@ -343,6 +343,17 @@ class AlertService:
             n = replace(n, receiver=name)
         return items_for(n, rcv, external_url=self.external_url)
 
+    def _page_to_escalate(self, incident_id: str) -> Notification | None:
+        """The last notification of the incident's groups that pages (the opener's first), else of any group.
+
+        One incident spans every receiver its alert group reached (``pages`` and, by ``continue``, ``tickets``):
+        it escalates once, with the page's content.
+        """
+        notes = [n for n in (self._last_notification(rcv, key) for rcv, key in self.incidents.groups(incident_id))
+                 if n is not None]
+        paging = [n for n in notes if any(a.label("severity") == "page" for a in n.firing)]
+        return (paging or notes)[0] if notes else None
+
     def _escalate(self, at: int, items: list[OutboxItem]) -> int:
         cfg = self.config
         if not cfg.escalation_receiver or cfg.escalate_after_ns is None:
@@ -350,15 +361,14 @@ class AlertService:
         count = 0
         for incident_id in self.incidents.due_for_escalation(at, cfg.escalate_after_ns):
             self.incidents.escalate(incident_id, cfg.escalation_receiver, at)
-            incident = self.incidents.get(incident_id)
-            last = self._last_notification(incident["receiver"], incident["group_key"])
+            last = self._page_to_escalate(incident_id)
             if last is not None:
                 # The unacknowledged page goes to the escalation receiver as well, under its own key.
                 items.extend(self._items(replace(last, at=at, reason="escalated: not acknowledged"),
                                          receiver=cfg.escalation_receiver))
             else:
-                logger.error("incident %s escalated, but no notification of group %r is stored to send to %r",
-                             incident_id, incident["group_key"], cfg.escalation_receiver)
+                logger.error("incident %s escalated, but no notification of its groups is stored to send to %r",
+                             incident_id, cfg.escalation_receiver)
             count += 1
         return count
 

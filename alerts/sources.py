@@ -24,10 +24,12 @@ from qfleet.slo.model import SLO, SLOReport
 from qfleet.slo.rules import prometheus_label
 
 __all__ = [
+    "SEGMENT_LABELS",
     "SLO_ALERT_NAME",
     "AlertState",
     "AlertStateError",
     "SyncResult",
+    "segment_label",
     "slo_alerts",
 ]
 
@@ -44,6 +46,20 @@ class AlertStateError(ValueError):
     """A bad argument to :class:`AlertState` (the message names the value and the fix)."""
 
 
+#: SLO segment dimension -> alert label: the one vocabulary of rule and SLO alerts (routing, inhibition and the
+#: game-day scorer locate an alert by ``node``, ``link`` or ``hardware_type``).
+SEGMENT_LABELS: Mapping[str, str] = {"hardware_type": "hardware_type", "node_id": "node", "link_id": "link"}
+
+
+def segment_label(dimension: str) -> str:
+    """The alert label of an SLO segment dimension.
+
+    >>> segment_label("node_id"), segment_label("hardware_type"), segment_label("qfleet.tenant")
+    ('node', 'hardware_type', 'qfleet_tenant')
+    """
+    return SEGMENT_LABELS.get(dimension) or prometheus_label(dimension)
+
+
 def _num(x: Fraction | float | None) -> str:
     return "n/a" if x is None else f"{float(x):.4g}"
 
@@ -52,8 +68,8 @@ def slo_alerts(reports: Sequence[SLOReport], slos: Sequence[SLO], at_ns: int) ->
     """One firing alert per (SLO, segment, severity) whose burn-rate condition holds in ``reports``.
 
     Labels: ``alertname`` (``QfleetSLOBurnRate``), ``slo``, ``severity`` (page | ticket), ``service``, the
-    SLO's own labels (``team``...), and the segment as Prometheus labels (``hardware_type`` becomes
-    ``qfleet_hardware_type``, ``node_id`` ``qfleet_node_id``). Annotations say which pairs fire with their burn
+    SLO's own labels (``team``...), and the segment in the alert label vocabulary shared with the rules
+    (``hardware_type``, ``node``, ``link``; other dimensions as Prometheus labels). Annotations say which pairs fire with their burn
     rates against the threshold. ``starts_at`` is ``at_ns``: :meth:`AlertState.sync` keeps the continuity.
 
     Raises:
@@ -70,8 +86,11 @@ def slo_alerts(reports: Sequence[SLOReport], slos: Sequence[SLO], at_ns: int) ->
             if not r.severities.get(severity):
                 continue
             firing = [c for c in r.conditions if c.severity == severity and c.firing]
-            labels: dict[str, str] = {prometheus_label(k): str(v) for k, v in slo.labels}
-            labels.update({prometheus_label(k): v for k, v in r.segment})
+            # A place named in the SLO's own labels (e.g. hardware_type of a per-platform SLO) keeps the alert
+            # vocabulary's spelling, as its segments do.
+            labels: dict[str, str] = {(segment_label(k) if k in ("node", "link", "hardware_type")
+                                       else prometheus_label(k)): str(v) for k, v in slo.labels}
+            labels.update({segment_label(k): v for k, v in r.segment})
             labels.update(alertname=SLO_ALERT_NAME, slo=slo.name, severity=severity, service=slo.service)
             name = slo.display_name or slo.name
             seg = ", ".join(f"{k}={v}" for k, v in r.segment)

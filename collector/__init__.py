@@ -16,6 +16,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "span_rows": ["SpanColumns"],
     "migrate": ["current_revisions", "downgrade", "head_revisions", "open_existing", "upgrade"],
     "receiver": ["Receiver", "ReceiverConfig"],
+    "runs": ["Run", "RunOverlapError", "Runs"],
     "schema": ["PROMOTED_ATTRIBUTES", "ROLLUP_STEP_NS"],
     "settings": ["Settings", "SettingsError", "load_token"],
     "store": ["GaugeValue", "PruneResult", "RollupResult", "Store", "StoreError", "WriteResult", "open_engine"],
@@ -31,6 +32,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.collector.receiver import Receiver as Receiver
     from qfleet.collector.receiver import ReceiverConfig as ReceiverConfig
     from qfleet.collector.rows import TelemetryBatch as TelemetryBatch
+    from qfleet.collector.runs import Run as Run
+    from qfleet.collector.runs import RunOverlapError as RunOverlapError
+    from qfleet.collector.runs import Runs as Runs
     from qfleet.collector.schema import PROMOTED_ATTRIBUTES as PROMOTED_ATTRIBUTES
     from qfleet.collector.schema import ROLLUP_STEP_NS as ROLLUP_STEP_NS
     from qfleet.collector.settings import Settings as Settings

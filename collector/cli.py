@@ -1,4 +1,4 @@
-"""`qfleet db …` and `qfleet collector …`: schema, retention and the OTLP/HTTP receiver."""
+"""`qfleet db …`, `qfleet runs list` and `qfleet collector …`: schema, retention, runs and the OTLP/HTTP receiver."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=10_000, help="rows per delete transaction")
     with_db(dbc.add_parser("rollup", help="compute pending per-minute rollups now"))
 
+    runs = groups.add_parser("runs", help="the simulated runs in the store")
+    runsc = runs.add_subparsers(dest="cmd", required=True)
+    rl = with_db(runsc.add_parser("list", help="id, fleet, simulated start and end (UTC), status; oldest first"))
+    rl.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
+
     col = groups.add_parser("collector", help="the OTLP/HTTP receiver")
     colc = col.add_subparsers(dest="cmd", required=True)
     sv = with_db(colc.add_parser("serve", help="receive OTLP/HTTP traces and metrics into the store"))
@@ -80,10 +85,35 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
                                      token_file=getattr(args, "token_file", None))
         if args.group == "db":
             return _db(args, settings.database_url, out, clock)
+        if args.group == "runs":
+            return _runs(args, settings.database_url, out)
         return _serve(args, settings, out, err)
     except (SettingsError, StoreError) as e:
         print(f"qfleet {args.group} {args.cmd}: {e}", file=err)
         return 2
+
+
+def _runs(args: argparse.Namespace, url: str, out: TextIO) -> int:
+    """`qfleet runs list`: a reader (never creates or migrates the store)."""
+    import json
+
+    from qfleet.collector.migrate import open_existing, reporting_unreachable
+    from qfleet.collector.runs import Runs
+    from qfleet.units import format_rfc3339
+
+    engine = open_existing(url)
+    try:
+        with reporting_unreachable(engine):
+            runs = Runs(engine).list()
+    finally:
+        engine.dispose()
+    for r in runs:
+        row = {"id": r.id, "fleet": r.fleet, "start": format_rfc3339(r.start_ns), "end": format_rfc3339(r.end_ns),
+               "status": r.status}
+        print(json.dumps(row) if args.json else "  ".join(row.values()), file=out)
+    if not runs and not args.json:
+        print("no runs (this store holds no simulated run; OTLP data from real fleets has none)", file=out)
+    return 0
 
 
 def _engine(url: str, cmd: str) -> Engine:

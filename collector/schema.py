@@ -41,6 +41,7 @@ __all__ = [
     "ROLLUP_STEP_NS",
     "Resource",
     "RollupPending",
+    "Run",
     "Signal",
     "Span",
     "SpanEvent",
@@ -330,3 +331,24 @@ class WriteSequence(Base):
 
     id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class Run(Base):
+    """A simulated run: its id, fleet and simulated time range ``[start, end)``.
+
+    Runs in one store never overlap in simulated time (:mod:`qfleet.collector.runs` checks it under a lock), so
+    selecting a run is selecting its range. Telemetry from real fleets (OTLP) has no run. ``created_unix_nano`` and
+    ``finished_unix_nano`` are the store clock (wall time) at registration and at the end of the write.
+    """
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    fleet: Mapped[str] = mapped_column(Text)
+    start_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    end_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(Text)
+    created_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    finished_unix_nano: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "start_unix_nano"),)

@@ -30,6 +30,7 @@ from qfleet.alerts.impact import incident_impact as _incident_impact
 from qfleet.alerts.incidents import IncidentError, Incidents, place_of
 from qfleet.alerts.silence_store import SilenceStore
 from qfleet.collector.migrate import open_existing
+from qfleet.collector.runs import Runs
 from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
 from qfleet.collector.store import StoreError
 from qfleet.slo.schema import SloEvaluation
@@ -55,7 +56,9 @@ __all__ = [
     "options",
     "recent_jobs",
     "resolve",
+    "run_range",
     "runbook",
+    "runs",
     "silence",
     "slo_history",
     "slo_status",
@@ -161,25 +164,55 @@ def open_store(url: str) -> Engine:
 # -- ranges and options --------------------------------------------------------------------------------------------
 
 
-def data_range(engine: Engine) -> tuple[int, int] | None:
-    """First and last span start in the store, or None when it holds no spans."""
+def runs(engine: Engine) -> pd.DataFrame:
+    """The store's simulated runs, latest registered first: ``id``, ``fleet``, ``start``, ``end`` (ns), ``status``;
+    empty for a store without runs (OTLP data from real fleets)."""
+    rows = sorted(Runs(engine).list(), key=lambda r: (r.created_ns, r.start_ns, r.id), reverse=True)
+    return pd.DataFrame([(r.id, r.fleet, r.start_ns, r.end_ns, r.status) for r in rows],
+                        columns=["id", "fleet", "start", "end", "status"])
+
+
+def run_range(engine: Engine, run_id: str | None = None) -> tuple[int, int] | None:
+    """Simulated ``[start, end)`` of run ``run_id`` (default: the latest); None for a store without runs.
+
+    Raises:
+        StoreError: ``run_id`` names no stored run.
+    """
+    run = Runs(engine).select(run_id)
+    return None if run is None else (run.start_ns, run.end_ns)
+
+
+def _run_where(col: Any, rng: tuple[int, int] | None) -> list[ColumnElement[bool]]:
+    return [] if rng is None else [col >= rng[0], col < rng[1]]
+
+
+def data_range(engine: Engine, run_id: str | None = None) -> tuple[int, int] | None:
+    """First and last span start in the store (within the selected run's range, when the store has runs: ``run_id``
+    or the latest), or None when there are no such spans."""
+    rng = run_range(engine, run_id)
+    col = _S.c.start_time_unix_nano
     with engine.connect() as c:
-        lo, hi = c.execute(select(func.min(_S.c.start_time_unix_nano), func.max(_S.c.start_time_unix_nano))).one()
+        lo, hi = c.execute(select(func.min(col), func.max(col)).where(*_run_where(col, rng))).one()
     return None if lo is None else (int(lo), int(hi))
 
 
-def default_filters(engine: Engine, hours: int = 24) -> Filters:
-    """The data's own last ``hours`` (or all of it): the window ends at the minute after the last span start or
-    metric sample (samples are stamped at the end of their step), so the newest data is inside it.
+def default_filters(engine: Engine, hours: int = 24, run_id: str | None = None) -> Filters:
+    """The data's own last ``hours`` (or all of it) within the selected run (see :func:`data_range`): the window
+    ends at the minute after the last span start or metric sample (samples are stamped at the end of their step),
+    so the newest data is inside it.
 
     An empty store gives ``[0, hours)``: no wall clock is read here.
     """
     span = hours * 3600 * NS
-    rng = data_range(engine)
+    rng = data_range(engine, run_id)
     if rng is None:
         return Filters(start_ns=0, end_ns=span)
+    run = run_range(engine, run_id)
+    col = _MX.c.time_unix_nano
     with engine.connect() as c:
-        last_sample = c.execute(select(func.max(_MX.c.time_unix_nano))).scalar()
+        # A sample stamped at the run's end belongs to its last step.
+        last_sample = c.execute(select(func.max(col)).where(
+            *([] if run is None else [col >= run[0], col <= run[1]]))).scalar()
     end = _floor(max(rng[1], int(last_sample or 0))) + ROLLUP_STEP_NS
     return Filters(start_ns=max(_floor(rng[0]), end - span), end_ns=end)
 
@@ -318,12 +351,20 @@ def slo_history(engine: Engine, slo: str, segment: str, f: Filters) -> pd.DataFr
 # -- incidents -------------------------------------------------------------------------------------------------------
 
 
-def incidents(engine: Engine, *, state: str | None = None, limit: int = 100) -> pd.DataFrame:
+def incidents(engine: Engine, *, state: str | None = None, limit: int = 100, run_id: str | None = None
+              ) -> pd.DataFrame:
     """Incidents, newest first: ``id``, ``state``, ``severity``, ``title``, ``opened``, ``acknowledged``,
-    ``resolved`` (ns, <NA> when not yet), ``receiver``, ``group_key``, ``labels`` (dict)."""
+    ``resolved`` (ns, <NA> when not yet), ``receiver``, ``group_key``, ``labels`` (dict). In a store with runs,
+    only those of the selected run (``run_id``, default the latest): opened from its start until the next run's.
+    """
+    runs = Runs(engine)
+    run = runs.select(run_id)
+    rng = None if run is None else runs.events_range(run)
     rows = [(r["id"], r["state"], r["severity"], r["title"], r["opened_unix_nano"], r["acknowledged_unix_nano"],
              r["resolved_unix_nano"], r["receiver"], r["group_key"], r["labels"] or {})
-            for r in Incidents(engine, clock=lambda: 0).list(state=state, limit=limit)]
+            for r in Incidents(engine, clock=lambda: 0).list(state=state, limit=None if rng else limit)
+            if rng is None or (rng[0] <= r["opened_unix_nano"] and (rng[1] is None or r["opened_unix_nano"] < rng[1]))
+            ][:limit]
     df = pd.DataFrame(rows, columns=["id", "state", "severity", "title", "opened", "acknowledged", "resolved",
                                      "receiver", "group_key", "labels"])
     return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64"})

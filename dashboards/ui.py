@@ -27,14 +27,12 @@ from qfleet.text import markdown_literal
 from qfleet.units import NS, TimestampError, format_rfc3339, parse_rfc3339
 
 __all__ = [
-    "runbook_body",
     "ALL",
-    "HARDWARE_COLOURS",
-    "SEVERITY_COLOURS",
     "clear_cache",
     "database_url",
     "engine",
     "fmt_ns",
+    "HARDWARE_COLOURS",
     "hardware_scale",
     "identity",
     "incident_runbook_url",
@@ -43,10 +41,13 @@ __all__ = [
     "ns_to_datetime",
     "param",
     "query",
+    "runbook_body",
+    "selected_run",
     "set_param",
-    "sidebar_filters",
     "severity_badge",
+    "SEVERITY_COLOURS",
     "severity_scale",
+    "sidebar_filters",
     "time_from_param",
     "to_time",
 ]
@@ -281,14 +282,54 @@ def _choice(key: str, name: str, values: list[str], label: str) -> str | None:
     return value
 
 
+def _run_label(runs: pd.DataFrame) -> Any:
+    labels = {str(r["id"]): f"{r['id']} · {r['fleet']} · {fmt_ns(int(r['start']))} → {fmt_ns(int(r['end']))}"
+              for r in runs.to_dict("records")}
+    return lambda rid: labels.get(rid, rid)
+
+
+def _run_changed() -> None:
+    # Another run has another time range: start from its defaults, not from the old run's window.
+    st.session_state.pop("filter_range", None)
+    set_param("start", None)
+    set_param("end", None)
+
+
+def selected_run() -> str | None:
+    """The run the views show: the sidebar's choice (``?run=``), else the latest; None for a store without runs."""
+    runs = query("runs")
+    if runs.empty:
+        return None
+    ids = runs["id"].tolist()
+    key = "filter_run"
+    if key not in st.session_state or st.session_state[key] not in ids:
+        wanted = param("run")
+        st.session_state[key] = wanted if wanted in ids else ids[0]  # ids[0]: the latest run
+    return str(st.session_state[key])
+
+
+def _run_selector() -> str | None:
+    """The sidebar's run selector (hidden for a store without runs); the chosen run id."""
+    run = selected_run()
+    if run is None:
+        return None
+    runs = query("runs")
+    picked = st.sidebar.selectbox("Run (simulated)", runs["id"].tolist(), key="filter_run",
+                                  format_func=_run_label(runs), on_change=_run_changed)
+    set_param("run", picked)
+    return str(picked)
+
+
 def sidebar_filters(eng: Engine | None = None) -> data.Filters | None:
-    """The sidebar: time range over the data's own span, hardware type, node, link; None for an empty store.
+    """The sidebar: the run (default: the latest; none for a store without runs), time range over the run's or
+    the data's own span, hardware type, node, link; None for an empty store (or run).
 
     Initialised from ``st.query_params`` and written back to them on every run.
     """
     eng = eng or engine()
-    rng = query("data_range")
     st.sidebar.header("Filters")
+    run = _run_selector()
+    rng = query("data_range", run)
     if rng is None:
         st.sidebar.info("The store holds no spans yet — run `qfleet sim run` or point `--db` at a store.")
         return None
@@ -296,7 +337,7 @@ def sidebar_filters(eng: Engine | None = None) -> data.Filters | None:
     if hi <= lo:
         hi = lo + 60 * NS
     live = param("live") == "1"
-    default = query("default_filters", hours=24)
+    default = query("default_filters", hours=24, run_id=run)
     key = "filter_range"
     lo_dt = ns_to_datetime(lo).replace(second=0, microsecond=0)
     hi_dt = ns_to_datetime(hi).replace(second=0, microsecond=0) + timedelta(minutes=1)

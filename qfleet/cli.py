@@ -20,6 +20,7 @@ __all__ = ["main", "user_error"]
 COMMANDS = {
     "db": "qfleet.collector.cli",
     "collector": "qfleet.collector.cli",
+    "runs": "qfleet.collector.cli",
     "demo": "qfleet.demo",
     "sim": "qfleet.simulator.cli",
     "slo": "qfleet.slo.cli",
@@ -38,6 +39,7 @@ commands:
   db          schema migrations (upgrade, downgrade, current), retention (prune), rollups
   collector   the OTLP/HTTP receiver (serve)
   sim         the fleet simulator (run, experiment, chain)
+  runs        the simulated runs in the store (list)
   slo         SLOs: validate specs, evaluate budgets and burn rates, export Prometheus rules
   alerts      alert routing previews, timeline replays, silences, acknowledgements, incidents
   serve       the collector plus SLO evaluation, alert rules and notification delivery, in one process

@@ -1,9 +1,14 @@
 """`qfleet demo`: the bad-day game day on a small fleet, end to end, then the dashboards.
 
-It creates (or extends) ``./qfleet.db``, simulates the mesh fleet through all eight failure modes in
+It creates (or adds a run to) ``./qfleet.db``, simulates the mesh fleet through all eight failure modes in
 fast-forward, evaluates the SLO pack and the alert rules on simulated time, delivers the alerts to local webhook
 receivers it starts on 127.0.0.1, prints the game day's scorecard, exports a postmortem per incident to
 ``./postmortems/``, and serves the dashboards on 127.0.0.1 (``--no-serve`` stops before that, for CI).
+
+The demo is a simulated run in the store. A second demo into the same store would cover the same simulated hours,
+so it is refused before anything is written, with the existing run named and the fix (another ``--db``, or delete
+the file): a rerun would replay the same day over the first one's alerts and incidents, which no view could tell
+apart.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class _Bar:
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     """Run the demo; returns the exit status (1 when the game day's expectations fail)."""
-    from qfleet.alerts.postmortem import build_postmortem, render
+    from qfleet.alerts.postmortem import build_postmortem, write_export
     from qfleet.collector import Settings, SettingsError, StoreError, open_engine, upgrade
     from qfleet.runbooks.gameday import builtin_gameday_path, load_gameday, run_gameday
 
@@ -70,8 +75,18 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     t0 = time.monotonic()
     print(f"qfleet demo: game day {gd.name!r} on the {gd.fleet} fleet, {gd.duration_ns / 3.6e12:g} simulated hours, "
           f"{len(gd.faults['faults'])} injected faults -> {settings.database_url}", file=out)
+    from qfleet.collector import RunOverlapError, Runs
+
     bar = _Bar(out)
-    card = run_gameday(gd, db_url=settings.database_url, progress=bar)
+    try:
+        card = run_gameday(gd, db_url=settings.database_url, progress=bar)
+    except RunOverlapError as e:
+        bar.done()
+        old = e.existing
+        print(f"qfleet demo: {settings.database_url} already holds the demo's simulated hours ({old.describe()}); "
+              f"runs never overlap, so nothing was written: run the demo on another store (--db "
+              f"sqlite:///qfleet-2.db), or delete the file to start afresh", file=sys.stderr)
+        return 2
     bar.done()
     print(card.format_text(), file=out)
     engine = open_engine(settings.database_url)
@@ -81,18 +96,16 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         target = Path(args.postmortems)
         target.mkdir(parents=True, exist_ok=True)
         exported = 0
+        runs = Runs(engine)
+        lo, hi = runs.events_range(runs.get(card.run_id))
         for inc in Incidents(engine, clock=lambda: 0).list():
             if inc["severity"] not in ("page", "security"):
                 continue
+            if inc["opened_unix_nano"] < lo or (hi is not None and inc["opened_unix_nano"] >= hi):
+                continue  # another run's
             pm = build_postmortem(engine, inc["id"])
-            base = target / f"{inc['id']}"
-            for name, png in pm.charts.items():
-                (target / f"{inc['id']}-{name}").write_bytes(png)
-            md = render(pm, "md")
-            for name in pm.charts:
-                md = md.replace(f"]({name})", f"]({inc['id']}-{name})")
-            base.with_suffix(".md").write_text(md)
-            base.with_suffix(".html").write_text(render(pm, "html"))
+            write_export(pm, target / f"{inc['id']}.md", "md")
+            write_export(pm, target / f"{inc['id']}.html", "html")
             exported += 1
     finally:
         engine.dispose()

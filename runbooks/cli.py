@@ -58,7 +58,7 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
 
     from qfleet.alerts.cli import incident_line
     from qfleet.alerts.incidents import IncidentError, Incidents
-    from qfleet.alerts.postmortem import build_postmortem, render
+    from qfleet.alerts.postmortem import build_postmortem, render, write_export
     from qfleet.collector import Settings, SettingsError, StoreError, open_existing
     from qfleet.text import for_terminal
 
@@ -98,16 +98,9 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
             print(for_terminal(f"qfleet postmortem: {e}; find ids with `qfleet incidents list`"), file=err)
             return 2
         if args.output:
-            target = Path(args.output)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            for name, png in doc.charts.items():
-                (target.parent / f"{target.stem}-{name}").write_bytes(png)
-            charts = {n: f"{target.stem}-{n}" for n in doc.charts}
-            text = render(doc, args.format)
-            for n, f in charts.items():
-                text = text.replace(f"]({n})", f"]({f})")
-            target.write_text(text)
-            print(f"wrote {target}" + (f" and {len(charts)} charts" if charts and args.format == "md" else ""), file=out)
+            written = write_export(doc, Path(args.output), args.format)
+            charts = len(written) - 1
+            print(f"wrote {written[0]}" + (f" and {charts} charts" if charts else ""), file=out)
         else:
             out.write(render(doc, args.format) + "\n")
         return 0

@@ -1,12 +1,14 @@
 """Game days: inject faults on a simulated fleet, run the SLO engine and the alerting loop on simulated time, and
-score whether the right alerts reached the right receivers in time.
+score whether alerts pointing at the faulty part of the fleet reached the right receivers in time.
 
 A scenario file (``version: 1``, ``kind: GameDay``) names the fleet, the duration, the seed, the traffic load, the
-faults (F1-F8, as in a fault schedule) and the expectations: per fault, which alerts must fire, within what
-detection time, and which receiver they must reach; how many false positives are allowed (0 by default); and the
-budget each SLO may burn. :func:`run_gameday` simulates into a store, evaluates every ``step`` of simulated time
-(SLOs and direct rules, then dispatch), delivers to real local HTTP receivers on 127.0.0.1, and returns a
-:class:`Scorecard`.
+faults (F1-F8, as in a fault schedule) and the expectations: per fault, within what detection time an alert
+locating it must start (optionally which alerts, whether it must name the node or link, and which receiver it must
+reach); the grace after each fault during which alerts on its target are still its doing (``expect.grace``,
+default 15m); how many false positives are allowed (0 by default); and the share of its period budget each SLO may
+burn. :func:`run_gameday` simulates into a store, evaluates every ``step`` of simulated time (SLOs and direct
+rules, then dispatch), delivers to real local HTTP receivers on 127.0.0.1, and hands what happened to the pure
+scorer :func:`qfleet.runbooks.scoring.score` (its docstring states the rules).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
@@ -31,36 +34,39 @@ from qfleet.alerts.rules import load_rules
 from qfleet.alerts.service import AlertService
 from qfleet.collector import Store, open_engine, upgrade
 from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
+from qfleet.runbooks.scoring import (
+    DEFAULT_GRACE_NS,
+    BudgetBurn,
+    Delivery,
+    Expectation,
+    FaultScore,
+    FaultWindow,
+    IncidentRecord,
+    Scorecard,
+    period_share,
+    score,
+)
 from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import Fault, FaultSchedule, faults_from_dict
 from qfleet.simulator.fleet import Fleet, builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
 from qfleet.slo.spec import builtin_specs_path, load_slos
-from qfleet.units import NS, DurationError, parse_duration
+from qfleet.units import NS, DurationError, parse_duration, parse_rfc3339
 
+# The scorer's values are re-exported: scenarios and scorecards are used together.
 __all__ = ["Expectation", "FaultScore", "GameDay", "GameDayError", "Scorecard", "builtin_gameday_path",
-           "load_gameday", "run_gameday"]
+           "fault_window", "gameday_from_dict", "load_gameday", "run_gameday"]
 
 _KEYS = ("version", "kind", "name", "description", "fleet", "duration", "seed", "load", "step", "faults", "slos",
          "alerting", "expect")
-_EXPECT_KEYS = ("faults", "false_positives", "budget")
-#: After a fault ends, alerts starting this long later are still its doing (resolution and `for` delays).
+_EXPECT_KEYS = ("faults", "false_positives", "budget", "grace")
+_EXPECTATION_KEYS = ("fault", "alerts", "within", "receiver", "localized")
+#: After the last step, dispatch once more this much later so the last groups flush.
 _SETTLE_NS = 15 * 60 * NS
 
 
 class GameDayError(ProblemsError):
     """A scenario file breaks rules; ``problems`` names each field, the bad value and the fix."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Expectation:
-    """What must happen for one fault: one of ``alerts`` fires within ``within_ns`` of its start, reaching
-    ``receiver`` when given."""
-
-    fault: str
-    alerts: tuple[str, ...]
-    within_ns: int
-    receiver: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,67 +84,9 @@ class GameDay:
     alerting: dict[str, Any]
     expectations: tuple[Expectation, ...]
     false_positives: int = 0
-    budget: dict[str, float] = field(default_factory=dict)   # slo -> max consumed fraction at the end
+    grace_ns: int = DEFAULT_GRACE_NS
+    budget: dict[str, Fraction] = field(default_factory=dict)  # slo -> largest share of its period budget
     source: str = "<gameday>"
-
-
-@dataclass(frozen=True, slots=True)
-class FaultScore:
-    """How one injected fault was caught."""
-
-    fault: str
-    kind: str
-    target: str
-    detected: bool
-    time_to_detect_s: float | None
-    alerts: tuple[str, ...]
-    receivers: tuple[str, ...]
-    time_to_resolve_s: float | None
-    passed: bool
-    why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Scorecard:
-    """The result of a game day; ``passed`` is what the exit status reports."""
-
-    name: str
-    run_id: str
-    faults: tuple[FaultScore, ...]
-    false_positives: tuple[str, ...]
-    allowed_false_positives: int
-    budget_consumed: dict[str, float | None]
-    budget_failures: tuple[str, ...]
-    notifications: int
-
-    @property
-    def passed(self) -> bool:
-        return (all(f.passed for f in self.faults) and len(self.false_positives) <= self.allowed_false_positives
-                and not self.budget_failures)
-
-    def to_json(self) -> dict[str, Any]:
-        """The scorecard as plain data (``qfleet gameday run --json``)."""
-        return {"name": self.name, "run_id": self.run_id, "passed": self.passed, "notifications": self.notifications,
-                "faults": [dataclasses.asdict(f) for f in self.faults],
-                "false_positives": list(self.false_positives), "allowed_false_positives": self.allowed_false_positives,
-                "budget_consumed": self.budget_consumed, "budget_failures": list(self.budget_failures)}
-
-    def format_text(self) -> str:
-        """A human-readable scorecard."""
-        lines = [f"game day {self.name}: {'PASSED' if self.passed else 'FAILED'} ({self.notifications} notifications)"]
-        for f in self.faults:
-            ttd = f"{f.time_to_detect_s:.0f} s" if f.time_to_detect_s is not None else "-"
-            ttr = f"{f.time_to_resolve_s:.0f} s" if f.time_to_resolve_s is not None else "-"
-            lines.append(f"  {'ok ' if f.passed else 'NO '} {f.fault} ({f.kind} on {f.target}): detected "
-                         f"{'yes' if f.detected else 'no'}, time to detect {ttd}, resolved after {ttr}; alerts "
-                         f"{', '.join(f.alerts) or '-'}; receivers {', '.join(f.receivers) or '-'}"
-                         + (f"  [{f.why}]" if f.why else ""))
-        lines.append(f"  false positives: {len(self.false_positives)} (allowed {self.allowed_false_positives})"
-                     + (f": {', '.join(self.false_positives)}" if self.false_positives else ""))
-        for slo, c in sorted(self.budget_consumed.items()):
-            lines.append(f"  budget burned {slo}: {'-' if c is None else f'{c:.1%}'}")
-        lines.extend(f"  budget FAILED: {b}" for b in self.budget_failures)
-        return "\n".join(lines)
 
 
 def builtin_gameday_path(name: str) -> Path:
@@ -181,20 +129,23 @@ def gameday_from_dict(doc: Mapping[str, Any], *, source: str = "<gameday>") -> G
     numbers = {"seed": _number(doc, "seed", 7, found, whole=True), "load": _number(doc, "load", 1.0, found),
                "false_positives": _number(expect, "false_positives", 0, found, "expect.", whole=True)}
     budget = _budget(expect.get("budget") or {}, found)
+    grace = _duration(expect, "grace", "15m", found, "expect.", zero_ok=True)
     alerting = _alerting(doc.get("alerting"), found)
     found.raise_if_any(GameDayError)
     return GameDay(name=str(doc.get("name", Path(source).stem)), fleet=str(doc.get("fleet", "mesh")),
                    duration_ns=duration, seed=int(numbers["seed"]), load=float(numbers["load"]), step_ns=step,
                    faults=faults, slos=str(doc.get("slos", "default")), alerting=alerting,
-                   expectations=expectations, false_positives=int(numbers["false_positives"]), budget=budget,
+                   expectations=expectations, false_positives=int(numbers["false_positives"]), budget=budget, grace_ns=grace,
                    source=source)
 
 
 # -- the checks of gameday_from_dict ------------------------------------------------------------------------------
 
 
-def _duration(doc: Mapping[str, Any], key: str, default: str | None, found: Problems, path: str = "") -> int:
-    """A duration above 0 at ``doc[key]`` (``default`` when missing; required when that is None)."""
+def _duration(doc: Mapping[str, Any], key: str, default: str | None, found: Problems, path: str = "", *,
+              zero_ok: bool = False) -> int:
+    """A duration above 0 (or 0 when ``zero_ok``) at ``doc[key]`` (``default`` when missing; required when that
+    is None)."""
     raw = doc.get(key, default)
     if raw is None:
         found.add(f"{path}{key}", "missing", f"give a duration, e.g. {key}: 90m", "required")
@@ -205,7 +156,7 @@ def _duration(doc: Mapping[str, Any], key: str, default: str | None, found: Prob
         message, _, fix = str(e).rpartition(": ")  # qfleet.units words it "<what is wrong>: <the fix>"
         found.add(f"{path}{key}", message or str(e), fix if message else "e.g. 90s, 10m, 1h30m", "bad_duration")
         return 0
-    if ns <= 0:
+    if ns < 0 or (ns == 0 and not zero_ok):
         found.add(f"{path}{key}", f"{raw!r} is not above 0", f"give a positive duration, e.g. {key}: 10m",
                   "bad_duration")
     return ns
@@ -266,22 +217,29 @@ def _expectations(raw: Any, fault_ids: set[str], found: Problems) -> tuple[Expec
             found.add(f"{where}.fault", f"{e.get('fault') if isinstance(e, Mapping) else e!r} is not a fault "
                       "of the scenario", f"name one of the fault ids {sorted(fault_ids)}", "unknown_fault")
             continue
-        found.unknown_keys(e, where, ("fault", "alerts", "within", "receiver"))
-        alerts = e.get("alerts") or []
-        if not isinstance(alerts, list) or not alerts:
+        found.unknown_keys(e, where, _EXPECTATION_KEYS)
+        alerts = e.get("alerts", [])
+        if not isinstance(alerts, list) or ("alerts" in e and not alerts):
             found.add(f"{where}.alerts", f"{alerts!r} names no alert", "list the alert names (or slo:<name>) that "
-                      "must fire", "no_alerts")
+                      "may detect it, or leave alerts out to accept any alert that locates the fault", "no_alerts")
+        localized = e.get("localized", True)
+        if not isinstance(localized, bool):
+            found.add(f"{where}.localized", f"{localized!r} is not true or false",
+                      "write localized: true (the alert must name the node or link) or false", "not_a_bool")
         within = _duration(e, "within", "10m", found, f"{where}.")
         out.append(Expectation(fault=str(e["fault"]), alerts=tuple(map(str, alerts)) if isinstance(alerts, list)
-                               else (), within_ns=within, receiver=e.get("receiver")))
+                               else (), within_ns=within, receiver=e.get("receiver"),
+                               localized=localized is not False))
     return tuple(out)
 
 
-def _budget(raw: Any, found: Problems) -> dict[str, float]:
+def _budget(raw: Any, found: Problems) -> dict[str, Fraction]:
+    """SLO -> the largest share of its period budget the game day may consume, exact from its decimal text."""
     if not isinstance(raw, Mapping):
-        found.add("expect.budget", f"{raw!r} is not a mapping", "write expect.budget: {<slo>: 0.5}", "not_a_mapping")
+        found.add("expect.budget", f"{raw!r} is not a mapping", "write expect.budget: {<slo>: 0.05}",
+                  "not_a_mapping")
         return {}
-    return {str(k): float(_number(raw, k, 1.0, found, "expect.budget.")) for k in raw}
+    return {str(k): Fraction(str(_number(raw, k, 1.0, found, "expect.budget."))) for k in raw}
 
 
 def _alerting(raw: Any, found: Problems) -> dict[str, Any]:
@@ -345,22 +303,16 @@ class _Sinks:
         self.server.server_close()
 
 
-def _alert_id(a: Alert) -> str:
-    lab = dict(a.labels)
-    return f"slo:{lab['slo']}" if lab.get("alertname") == "QfleetSLOBurnRate" and "slo" in lab else lab.get(
-        "alertname", "?")
-
-
 @dataclass(frozen=True, slots=True)
 class _Run:
     """What a game day's replay produced."""
 
     start_ns: int
     end_ns: int
-    alerts: list[Alert]                          # every alert that fired, once per firing
-    ended: dict[str, Alert]                      # fingerprint -> the alert as resolved
-    received: list[tuple[str, dict[str, Any]]]   # (receiver, webhook body)
-    budgets: dict[str, float | None]             # "slo[segment]" -> budget consumed at the end
+    alerts: list[Alert]                 # one per firing, ends_at set once it resolved
+    deliveries: list[Delivery]          # every webhook notification the receivers got
+    incidents: list[IncidentRecord]     # incidents opened during the run
+    budgets: list[BudgetBurn]           # per SLO segment at the end
 
 
 def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], None] | None = None) -> Scorecard:
@@ -378,13 +330,22 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
         run = _replay(engine, gd, sim.config.start_ns, report)
     finally:
         engine.dispose()
-    by_id = {f.id: f for f in faults.faults}
-    scores = tuple(_score(exp, by_id[exp.fault], run) for exp in gd.expectations)
-    budget_fail = tuple(f"{key} consumed {val:.3f} > {limit}" for slo, limit in gd.budget.items()
-                        for key, val in run.budgets.items() if (key == slo or key.startswith(slo + "["))
-                        and val is not None and val > limit)
-    return Scorecard(gd.name, sim.run_id, scores, _false_positives(gd, faults.faults, run), gd.false_positives,
-                     run.budgets, budget_fail, len(run.received))
+    return score(name=gd.name, run_id=sim.run_id, start_ns=run.start_ns, end_ns=run.end_ns,
+                 faults=[fault_window(f, run.start_ns, fleet) for f in faults.faults],
+                 hardware={n.id: n.hardware_type for n in fleet.nodes}, alerts=run.alerts,
+                 expectations=gd.expectations, deliveries=run.deliveries, incidents=run.incidents,
+                 grace_ns=gd.grace_ns, allowed_false_positives=gd.false_positives, budgets=run.budgets,
+                 budget_limits=gd.budget)
+
+
+def fault_window(f: Fault, run_start_ns: int, fleet: Fleet | None = None) -> FaultWindow:
+    """``f`` in absolute time, for the scorer. An F7 without an explicit cycle deadlocks its target and the
+    target's neighbours (as the simulator applies it), so those are its nodes."""
+    nodes = tuple(f.nodes)
+    if f.kind.value == "F7" and not nodes and fleet is not None:
+        nodes = (f.target, *fleet.neighbours(f.target))
+    return FaultWindow(id=f.id, kind=f.kind.value, target=f.target, nodes=nodes,
+                       start_ns=run_start_ns + f.start_ns, end_ns=run_start_ns + f.end_ns())
 
 
 # -- the steps of run_gameday -------------------------------------------------------------------------------------
@@ -393,8 +354,11 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
 def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
               report: Callable[[str, float], None]) -> Simulation:
     sim = Simulation(fleet, faults, RunConfig(duration_ns=gd.duration_ns, seed=gd.seed, load=gd.load))
+    # The run's whole range is registered before the first step: an overlap with a stored run fails before any
+    # row is written, and no step pays a run extension.
     sink = StoreSink(Store(engine), {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id,
-                                     "qfleet.fleet": fleet.name})
+                                     "qfleet.fleet": fleet.name},
+                     run_range=(sim.config.start_ns, sim.config.start_ns + gd.duration_ns))
     for step in sim.steps():
         sink.write(step)
         report("simulating the fleet", (step.end_ns - sim.config.start_ns) / gd.duration_ns)
@@ -403,24 +367,45 @@ def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
 
 
 def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None]) -> _Run:
-    """Evaluate and dispatch every ``step`` of simulated time, delivering to local receivers."""
+    """Evaluate and dispatch every ``step`` of simulated time, delivering to local receivers; every firing is
+    kept with the step at which it stopped (refined to its recorded end when the store has it)."""
     t_end = t0 + gd.duration_ns
     with _Sinks() as sinks:
         clock = [t0]
         service = _service(engine, gd, sinks.base, lambda: clock[0])
-        seen: dict[str, Alert] = {}
+        firing: dict[tuple[str, int], Alert] = {}
+        done: list[Alert] = []
         for t in range(t0 + gd.step_ns, t_end + 1, gd.step_ns):
             clock[0] = t
             service.evaluate(t)
             service.dispatch(t)
-            for a in service.state.active():
-                seen.setdefault(a.fingerprint + str(a.starts_at), a)
+            now = {(a.fingerprint, a.starts_at): a for a in service.state.active()}
+            done.extend(dataclasses.replace(a, ends_at=t) for k, a in firing.items() if k not in now)
+            firing = {k: firing.get(k, a) for k, a in now.items()}
             report("evaluating SLOs and alerts", (t - t0) / gd.duration_ns)
         clock[0] = t_end + _SETTLE_NS
         service.dispatch(clock[0])  # let the last groups flush
-        ended = {a.fingerprint: a for a in service.state.resolved_since(t0)}
-        received = list(sinks.got)
-    return _Run(t0, t_end, list(seen.values()), ended, received, _budgets(engine, service, t_end))
+        recorded = {(a.fingerprint, a.starts_at): a.ends_at for a in service.state.resolved_since(t0)}
+        alerts = [dataclasses.replace(a, ends_at=min(a.ends_at or t_end, recorded.get((a.fingerprint, a.starts_at))
+                                                     or t_end)) for a in done] + list(firing.values())
+        deliveries = [_delivery(receiver, body) for receiver, body in sinks.got]
+    incidents = [_incident(service, row) for row in service.incidents.list()
+                 if t0 <= row["opened_unix_nano"] <= t_end + _SETTLE_NS]
+    return _Run(t0, t_end, sorted(alerts, key=lambda a: (a.starts_at, a.fingerprint)), deliveries, incidents,
+                _budgets(engine, service, t0, t_end))
+
+
+def _delivery(receiver: str, body: Mapping[str, Any]) -> Delivery:
+    """A webhook body as the scorer sees it: the receiver and the firings it mentions."""
+    return Delivery(receiver, tuple((str(a.get("fingerprint", "")), parse_rfc3339(a["startsAt"]))
+                                    for a in body.get("alerts", []) if a.get("startsAt")))
+
+
+def _incident(service: AlertService, row: Mapping[str, Any]) -> IncidentRecord:
+    """An incident and the firings recorded into it (its ``fired`` timeline events)."""
+    fired = [e["detail"] for e in service.incidents.timeline(row["id"]) if e["kind"] == "fired"]
+    return IncidentRecord(str(row["id"]), int(row["opened_unix_nano"]), str(row["severity"] or ""),
+                          tuple((str(d.get("fingerprint", "")), int(d.get("starts_at") or 0)) for d in fired))
 
 
 def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int]) -> AlertService:
@@ -433,42 +418,19 @@ def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int
     return AlertService(engine, config, slos=slos, rules=load_rules(), secret=b"gameday", clock=clock)
 
 
-def _budgets(engine: Engine, service: AlertService, at_ns: int) -> dict[str, float | None]:
-    """Budget consumed per SLO segment (``slo[k=v]``, or ``slo`` unsegmented) at ``at_ns``."""
+def _budgets(engine: Engine, service: AlertService, t0: int, at_ns: int) -> list[BudgetBurn]:
+    """Per SLO segment (``slo[k=v]``, or ``slo`` unsegmented) at ``at_ns``: the burn rate over what the run
+    observed of the period, and the share of the whole period's budget it used (:func:`period_share`)."""
     from qfleet.slo.evaluate import evaluate_store
     from qfleet.slo.sli import SliSource
 
-    out: dict[str, float | None] = {}
+    out = []
     for r in evaluate_store(service.slos, SliSource(engine), at_ns):
-        c = r.budget.consumed_fraction
+        b = r.budget
+        burn = b.consumed_fraction if isinstance(b.consumed_fraction, Fraction) else None
+        period = b.period_end_ns - b.period_start_ns
+        observed = at_ns - max(t0, b.period_start_ns)
         seg = ",".join(v for _k, v in r.segment)
-        out[f"{r.slo}[{seg}]" if r.segment else r.slo] = None if c is None else float(c)
+        out.append(BudgetBurn(f"{r.slo}[{seg}]" if r.segment else r.slo, burn, observed, period,
+                              None if burn is None else period_share(burn, observed, period)))
     return out
-
-
-def _score(exp: Expectation, f: Fault, run: _Run) -> FaultScore:
-    """How ``exp`` fared: detected in time, by which alerts, reaching which receivers, resolved when."""
-    start, end = run.start_ns + f.start_ns, run.start_ns + f.end_ns()
-    hits = sorted((a for a in run.alerts if _alert_id(a) in exp.alerts and start <= a.starts_at <= start + exp.within_ns),
-                  key=lambda a: a.starts_at)
-    names = {a.fingerprint for a in hits}
-    rcv = sorted({path for path, body in run.received for a in body.get("alerts", []) if a.get("fingerprint") in names})
-    fin = [e.ends_at for a in hits if (e := run.ended.get(a.fingerprint)) is not None and e.ends_at]
-    why = "" if hits else f"none of {list(exp.alerts)} fired within {exp.within_ns / NS:.0f} s"
-    if hits and exp.receiver and exp.receiver not in rcv:
-        why = f"the alert did not reach {exp.receiver} (reached {rcv or 'nothing'})"
-    return FaultScore(fault=f.id, kind=f.kind.value, target=f.target, detected=bool(hits),
-                      time_to_detect_s=(hits[0].starts_at - start) / NS if hits else None,
-                      alerts=tuple(sorted({_alert_id(a) for a in hits})), receivers=tuple(rcv),
-                      time_to_resolve_s=(max(fin) - end) / NS if fin else None, passed=not why, why=why)
-
-
-def _false_positives(gd: GameDay, faults: tuple[Fault, ...], run: _Run) -> tuple[str, ...]:
-    """Alerts no fault explains: none started within an expectation's ``within`` of its fault's window, or
-    within :data:`_SETTLE_NS` after any fault's end."""
-    by_id = {f.id: f for f in faults}
-    windows = [(by_id[e.fault], e.within_ns) for e in gd.expectations] + [(f, _SETTLE_NS) for f in faults]
-    attributed = {a.fingerprint for f, slack in windows for a in run.alerts
-                  if run.start_ns + f.start_ns <= a.starts_at <= run.start_ns + f.end_ns() + slack}
-    return tuple(sorted({f"{_alert_id(a)}@{(a.starts_at - run.start_ns) / NS:.0f}s" for a in run.alerts
-                         if a.fingerprint not in attributed}))

@@ -36,6 +36,7 @@ __all__ = [
     "bell_readout",
     "depolarize2_masks",
     "ghz",
+    "parity_readout_failures",
     "pauli_masks",
     "purification",
     "run_instances",
@@ -436,6 +437,38 @@ def depolarize2_masks(
     z = np.empty_like(x)
     x[0::2], z[0::2], x[1::2], z[1::2] = (code & 8) > 0, (code & 4) > 0, (code & 2) > 0, (code & 1) > 0
     return x, z
+
+
+def parity_readout_failures(
+    parity_flips: np.ndarray, error_0: object, error_1: object, rng: np.random.Generator
+) -> np.ndarray:
+    """Two-qubit parity checks read by two single-qubit readouts with asymmetric errors: which ones read wrong.
+
+    Each row of ``parity_flips`` (checks, B) says whether Pauli errors flipped a check P_a P_b whose ideal value
+    is +1 (``sample_detector_flips`` gives exactly this). Each qubit is read in the check's basis (after the basis
+    change, a Z readout) and its bit comes out wrong with probability ``error_0`` if the bit is 0 and ``error_1`` if
+    it is 1 (broadcast to (B,) or (checks, B)). A FlipSimulator tracks flips, not values, so the bits are rebuilt:
+    qubit a's bit is uniformly random and independent of the Pauli frame (P_a alone is not in the stabilizer group
+    of |Phi+>, and a Pauli error only changes the sign of an expectation), and qubit b's bit is a's XOR the
+    parity flip. The check then reads wrong when the parity flip XOR both readout flips is set.
+
+    Returns:
+        (checks, B) bool: the check reads -1 although the state was the ideal one, or the other way round.
+
+    >>> flips = np.array([[False, True]])
+    >>> parity_readout_failures(flips, 0.0, 0.0, np.random.default_rng(0)).tolist()
+    [[False, True]]
+    """
+    d = np.asarray(parity_flips, dtype=bool)
+    e0 = _probabilities("error_0", error_0)
+    e1 = _probabilities("error_1", error_1)
+    bit_a = rng.random(d.shape) < 0.5
+    bit_b = bit_a ^ d
+    u = rng.random((2, *d.shape))
+    wrong_a = u[0] < np.where(bit_a, e1, e0)
+    wrong_b = u[1] < np.where(bit_b, e1, e0)
+    out: np.ndarray = d ^ wrong_a ^ wrong_b
+    return out
 
 
 @dataclass(frozen=True, slots=True)

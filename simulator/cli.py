@@ -262,10 +262,14 @@ def _collector(url: str, *, timeout_s: float = 5.0) -> None:
                          "`qfleet collector serve` (or `qfleet serve`) there, or fix --otlp") from None
 
 
-def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, str]
+def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, str], run_range: tuple[int, int]
           ) -> tuple[ProcessStoreSink | OtlpSink, str]:
-    """The destination (the store, migrated first, or a collector) and its name for the summary."""
-    from qfleet.collector import Settings, load_token, open_engine, upgrade
+    """The destination (the store, migrated first, or a collector) and its name for the summary.
+
+    Into the store, the run is registered here, before the writer starts: a run over hours the store already
+    holds is refused (:class:`qfleet.collector.RunOverlapError`, exit 2) with nothing written.
+    """
+    from qfleet.collector import Runs, Settings, load_token, open_engine, upgrade
     from qfleet.simulator.sinks import OtlpSink, ProcessStoreSink
 
     settings = Settings.from_env(env, database_url=args.db, token_file=args.token_file)
@@ -276,10 +280,12 @@ def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, 
     engine = open_engine(settings.database_url)
     try:
         upgrade(engine)
+        Runs(engine).register(resource["qfleet.run.id"], fleet=resource["qfleet.fleet"], start_ns=run_range[0],
+                              end_ns=run_range[1])
     finally:
         engine.dispose()
     where = engine.url.render_as_string(hide_password=True)
-    return ProcessStoreSink(settings.database_url, resource), where
+    return ProcessStoreSink(settings.database_url, resource, run_range=run_range, registered=True), where
 
 
 @dataclass(slots=True)
@@ -327,7 +333,8 @@ def _run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: Tex
                        load=args.load, shots=args.shots)
     sim = Simulation(inp.fleet, inp.faults, config)
     sink, where = _sink(args, env, {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id,
-                                    "qfleet.fleet": inp.fleet.name})
+                                    "qfleet.fleet": inp.fleet.name},
+                       (inp.start_ns, inp.start_ns + inp.duration_ns))
     progress = None if args.no_progress or args.json else _Progress(err, inp.duration_ns, clock)
     drive = _Drive(sim, sink, clock, inp.speed, progress)
     try:

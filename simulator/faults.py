@@ -1,9 +1,12 @@
 """Fault schedules: the eight failure modes F1-F8, timed in integer nanoseconds from the run start.
 
-A fault file lists faults with a kind, a target, a start, a duration and a magnitude whose meaning depends
-on the kind (see :class:`Fault`). Starts and durations are Prometheus durations (``20m``, ``1h45m``; see
-:func:`qfleet.units.parse_duration`) or exact ``start_ns`` / ``duration_ns``. Loading reports every problem at
-once and, given a fleet, checks that each target exists and has the right type for its kind.
+A fault file lists faults with a kind, a target, a start, a duration, a magnitude whose meaning depends
+on the kind (see :class:`Fault`) and an onset ``profile``: ``step`` (full magnitude for the whole window),
+``ramp`` (grows linearly from no effect to the full magnitude over ``ramp``, default the whole duration) or
+``intermittent`` (seeded on/off bursts, one burst of ``duty * period`` per ``period``). Starts, durations, ramps
+and periods are Prometheus durations (``20m``, ``1h45m``; see :func:`qfleet.units.parse_duration`) or exact
+``*_ns`` integers. Loading reports every problem at once and, given a fleet, checks that each target exists and
+has the right type for its kind. docs/faults.md gives each kind's physics, units and sources.
 
 Example:
     >>> from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
@@ -16,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import math
+import random
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,15 +40,20 @@ __all__ = [
     "FaultError",
     "FaultKind",
     "FaultSchedule",
+    "PROFILES",
     "builtin_faults_path",
     "faults_from_dict",
     "load_faults",
+    "magnitude_unit",
 ]
 
 ORCHESTRATOR = "orchestrator"
 """The F3 target meaning the central orchestrator rather than one link's classical channel."""
 BUILTIN_FAULTS: tuple[str, ...] = ("example", "fleet100-day")
 """Names accepted by :func:`builtin_faults_path`."""
+
+PROFILES: tuple[str, ...] = ("step", "ramp", "intermittent")
+"""Onset profiles: full effect at once, a linear ramp from none to full, or seeded on/off bursts."""
 
 _FAULT_DIR = Path(__file__).resolve().parent / "faults"
 _DURATION_HINT = "a Prometheus duration, e.g. 90s, 30m, 1h45m, 1d, 250ms"
@@ -122,7 +132,9 @@ _ALIASES = {
 _MAGNITUDE_RULES: dict[str, tuple[Callable[[float], bool], str, str]] = {
     "F1": (lambda m: 0.0 <= m <= 1.0, "a factor on the link's heralding success in [0, 1] (0 = link down)",
            "magnitude: 0.0"),
-    "F2": (lambda m: m >= 1.0, "a factor >= 1 dividing the node's T1 and T2", "magnitude: 10"),
+    "F2": (lambda m: m >= 1.0, "a factor >= 1 on the node's platform: NV optical-linewidth broadening, ion "
+                               "motional heating-rate rise, superconducting T1 divisor (docs/faults.md)",
+           "magnitude: 10"),
     "F3": (lambda m: m > 0.0, "extra one-way classical latency in seconds, > 0", "magnitude: 0.2"),
     "F4": (lambda m: 0.0 < m <= 0.5, "an absolute readout-error increase in (0, 0.5]", "magnitude: 0.05"),
     "F5": (lambda m: m == 1.0, "ignored, so it must be 1 or omitted", "omit magnitude"),
@@ -132,6 +144,43 @@ _MAGNITUDE_RULES: dict[str, tuple[Callable[[float], bool], str, str]] = {
     "F8": (lambda m: m > 0.0, "unauthorized commands per second, > 0", "magnitude: 0.5"),
 }
 _DEFAULT_MAGNITUDE = {"F5": 1.0, "F7": 1.0}
+# The magnitude a kind has no effect at (a ramp starts there; an intermittent fault's off phase sits there).
+_NEUTRAL = {"F1": 1.0, "F2": 1.0, "F3": 0.0, "F4": 0.0, "F5": 0.0, "F6": 0.0, "F7": 0.0, "F8": 0.0}
+# Onset profile of a fault-file entry that names none: readout drifts slowly (physics.md 2.1), the rest switch.
+_DEFAULT_PROFILE = {"F4": "ramp"}
+# Binary faults (a node is down or not, a cycle exists or not) cannot ramp.
+_BINARY = ("F5", "F7")
+_DEFAULT_PERIOD_NS = 600_000_000_000  # 10 min
+_UNITS = {
+    "F1": "factor on the link's heralding success (1 = calibrated, 0 = cut)",
+    "F2": "factor >= 1 (platform-specific, see docs/faults.md)",
+    "F3": "seconds of extra one-way classical latency",
+    "F4": "probability added to both readout errors",
+    "F5": "none",
+    "F6": "probability of a correlated error per operation",
+    "F7": "none",
+    "F8": "commands per second",
+}
+_F2_UNITS = {
+    "nv-centre": "optical linewidth broadening factor (link heralding x 1/m per NV arm, HOM visibility x 2/(m+1))",
+    "trapped-ion": "motional heating-rate factor (2q gate error x m, 1q x sqrt(m))",
+    "superconducting": "T1 divisor, chip-wide (T2 <= 2 T1)",
+}
+
+
+def magnitude_unit(kind: FaultKind | str, hardware_type: str | None = None) -> str:
+    """What a ``kind`` fault's magnitude measures (F2: on ``hardware_type``'s platform when given).
+
+    Examples:
+        >>> magnitude_unit("F3")
+        'seconds of extra one-way classical latency'
+        >>> magnitude_unit("F2", "superconducting")
+        'T1 divisor, chip-wide (T2 <= 2 T1)'
+    """
+    key = FaultKind.parse(kind).value
+    if key == "F2" and hardware_type is not None:
+        return _F2_UNITS.get(hardware_type, "factor dividing T1 and T2")
+    return _UNITS[key]
 _LINK_KINDS = ("F1",)
 _NODE_KINDS = ("F2", "F4", "F5", "F6", "F7", "F8")
 
@@ -165,6 +214,16 @@ class Fault:
     - F6: correlated-error probability per operation in (0, 1]
     - F8: unauthorized commands per second (> 0); ``principal`` names the caller (default ``"unknown"``)
 
+    F2's factor acts on what fails first on each platform (docs/faults.md): an NV centre's optical interface
+    (heralding and visibility of its links), an ion trap's motional mode (gate errors), a superconducting chip's
+    T1 (all qubits); on other platforms it divides T1 and T2.
+
+    ``profile`` is how the fault sets in (:data:`PROFILES`): ``step``; ``ramp``, the effect growing linearly
+    from none to ``magnitude`` over ``ramp_ns`` (0 = the whole duration); ``intermittent``, one burst of
+    ``duty * period_ns`` at a seeded offset in each ``period_ns`` (defaults: 10 min or the duration if
+    shorter, duty 0.5, seed from the id). F5 and F7 are on or off, so they do not ramp. :meth:`level` and
+    :meth:`effective` give the ground truth at any time.
+
     Raises:
         FaultError: any field breaks its rule (all problems at once).
 
@@ -172,6 +231,10 @@ class Fault:
         >>> f = Fault(id="outage", kind=FaultKind.F5, target="qpu-a", start_ns=10, duration_ns=5)
         >>> f.end_ns(), f.active(14), f.active(15)
         (15, True, False)
+        >>> r = Fault(id="drift", kind=FaultKind.F4, target="qpu-a", start_ns=0, duration_ns=100, magnitude=0.1,
+        ...           profile="ramp")
+        >>> r.ramp_ns, r.effective(50), r.effective(100)
+        (100, 0.05, 0.0)
     """
 
     id: str
@@ -182,6 +245,11 @@ class Fault:
     magnitude: float = 1.0
     principal: str | None = None
     nodes: tuple[str, ...] = ()
+    profile: str = "step"
+    ramp_ns: int = 0
+    period_ns: int = 0
+    duty: float = 0.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         found = Problems(source=f"Fault(id={self.id!r})")
@@ -191,7 +259,53 @@ class Fault:
         self._check_magnitude(kind, found)
         self._check_nodes(kind, found)
         self._check_principal(kind, found)
+        self._check_profile(kind, found)
         found.raise_if_any(FaultError)
+
+    def _check_profile(self, kind: FaultKind | None, found: Problems) -> None:
+        """The onset profile and its parameters; fills in the defaults (ramp over the duration, 10 min, 0.5)."""
+        prof = self.profile
+        if prof not in PROFILES:
+            found.add("profile", f"must be one of {', '.join(PROFILES)}, got {prof!r}",
+                      f"{suggest(str(prof), list(PROFILES))}e.g. profile: ramp", "bad_profile")
+            return
+        if kind is not None and kind.value in _BINARY and prof == "ramp":
+            found.add("profile", f"{kind.value} ({kind.title}) is on or off, so it cannot ramp",
+                      "use profile: step or profile: intermittent", "binary_ramp")
+        duration = self.duration_ns if _is_int(self.duration_ns) and self.duration_ns > 0 else None
+        for name, wants in (("ramp_ns", "ramp"), ("period_ns", "intermittent"), ("duty", "intermittent"),
+                            ("seed", "intermittent")):
+            value = getattr(self, name)
+            if value not in (0, None) and prof != wants:
+                found.add(name, f"only profile: {wants} takes {name.removesuffix('_ns')}, got {value!r}",
+                          f"remove it or set profile: {wants}", "wrong_profile")
+        if prof == "ramp":
+            self._check_ns("ramp_ns", duration, found, "ramp: 20m")
+        elif prof == "intermittent":
+            if self.period_ns == 0 and duration is not None:
+                object.__setattr__(self, "period_ns", min(duration, _DEFAULT_PERIOD_NS))
+            else:
+                self._check_ns("period_ns", duration, found, "period: 5m")
+            duty = self.duty
+            if isinstance(duty, bool) or not isinstance(duty, (int, float)) or not 0.0 <= duty < 1.0:
+                found.add("duty", f"must be a fraction of each period in (0, 1), got {duty!r}", "e.g. duty: 0.3",
+                          "out_of_range")
+            else:
+                object.__setattr__(self, "duty", float(duty) or 0.5)
+            if self.seed is None:
+                object.__setattr__(self, "seed", zlib.crc32(str(self.id).encode()))
+            elif not _is_int(self.seed) or self.seed < 0:
+                found.add("seed", f"must be an integer >= 0, got {self.seed!r}", "e.g. seed: 7", "wrong_type")
+
+    def _check_ns(self, name: str, duration: int | None, found: Problems, example: str) -> None:
+        """``ramp_ns``/``period_ns``: 0 means the whole duration, else an integer in (0, duration]."""
+        value = getattr(self, name)
+        if value == 0 and not isinstance(value, bool):
+            if duration is not None:  # else the duration's own problem is reported
+                object.__setattr__(self, name, duration)
+        elif not _is_int(value) or value <= 0 or (duration is not None and value > duration):
+            found.add(name, f"must be an integer number of ns in (0, duration_ns={duration}], got {value!r}",
+                      f"e.g. {example}, at most the fault's duration", "out_of_range")
 
     def _check_kind(self, found: Problems) -> FaultKind | None:
         """The kind, parsed from an alias when given as text (None when it names no kind)."""
@@ -265,6 +379,44 @@ class Fault:
         """Whether the fault is active at ``t_ns`` (``start_ns <= t_ns < end_ns()``)."""
         return self.start_ns <= t_ns < self.start_ns + self.duration_ns
 
+    def level(self, t_ns: int) -> float:
+        """How much of the fault is present at ``t_ns`` (ns from the run start): 0 outside its window, else 1
+        (step), ``(t - start) / ramp_ns`` capped at 1 (ramp), or 1 inside a burst and 0 between (intermittent)."""
+        if not self.active(t_ns):
+            return 0.0
+        if self.profile == "ramp":
+            return min(1.0, (t_ns - self.start_ns) / self.ramp_ns)
+        if self.profile == "intermittent":
+            lo, hi = self._burst((t_ns - self.start_ns) // self.period_ns)
+            return 1.0 if lo <= t_ns < hi else 0.0
+        return 1.0
+
+    def effective(self, t_ns: int) -> float:
+        """The magnitude in effect at ``t_ns``: between the kind's no-effect value (F1/F2: 1; others: 0) and
+        ``magnitude``, in proportion to :meth:`level`."""
+        return self.scaled(self.level(t_ns))
+
+    def scaled(self, level: float) -> float:
+        """The magnitude at ``level`` in [0, 1]: the kind's no-effect value at 0, ``magnitude`` at 1, linear."""
+        neutral = _NEUTRAL[self.kind.value]
+        return neutral + (self.magnitude - neutral) * level
+
+    def bursts(self) -> tuple[tuple[int, int], ...]:
+        """The ``[on, off)`` windows (ns from the run start): the whole window, or each intermittent burst."""
+        if self.profile != "intermittent":
+            return ((self.start_ns, self.end_ns()),)
+        n = -(-self.duration_ns // self.period_ns)
+        return tuple(b for b in (self._burst(k) for k in range(n)) if b[0] < b[1])
+
+    def _burst(self, k: int) -> tuple[int, int]:
+        """Period ``k``'s burst: ``duty * period_ns`` long at a seeded uniform offset, clipped to the window."""
+        period = self.period_ns
+        on = round(self.duty * period)
+        # A string seed is hashed (sha512) by random.Random: the same pattern on every platform and run.
+        offset = int(random.Random(f"{self.seed}/{k}").random() * (period - on))
+        lo = self.start_ns + k * period + offset
+        return lo, min(lo + on, self.end_ns())
+
     def cycle(self) -> tuple[str, ...]:
         """F7's resource cycle as listed (``nodes``), or ``(target,)`` when only the anchor is given."""
         return self.nodes or (self.target,)
@@ -277,6 +429,11 @@ class Fault:
                                "magnitude": self.magnitude}
         if self.principal is not None:
             out["principal"] = self.principal
+        out["profile"] = self.profile
+        if self.profile == "ramp":
+            out["ramp_ns"] = self.ramp_ns
+        elif self.profile == "intermittent":
+            out.update(period_ns=self.period_ns, duty=self.duty, seed=self.seed)
         return out
 
 
@@ -355,11 +512,15 @@ def _overlaps(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list
 # Loading.
 
 _TOP_KEYS = ("version", "kind", "faults")
-_FAULT_KEYS = ("id", "type", "target", "start", "start_ns", "duration", "duration_ns", "magnitude", "principal")
+_FAULT_KEYS = ("id", "type", "target", "start", "start_ns", "duration", "duration_ns", "magnitude", "principal",
+               "profile", "ramp", "ramp_ns", "period", "period_ns", "duty", "seed")
 
 
-def _time_field(entry: Mapping[str, Any], key: str, path: str, found: Problems) -> int | None:
-    """``start``/``duration`` as a duration, or ``start_ns``/``duration_ns`` as exact ns (one of the two)."""
+def _time_field(entry: Mapping[str, Any], key: str, path: str, found: Problems,
+                required: bool = True) -> int | None:
+    """``start``/``duration`` as a duration, or ``start_ns``/``duration_ns`` as exact ns (one of the two).
+
+    An optional field (``ramp``, ``period``) that is absent is 0 (the fault's default)."""
     ns_key = f"{key}_ns"
     if key in entry and ns_key in entry:
         found.add(f"{path}.{ns_key}", f"give {key} or {ns_key}, not both", f"remove {ns_key}", "conflict")
@@ -372,6 +533,8 @@ def _time_field(entry: Mapping[str, Any], key: str, path: str, found: Problems) 
             return None
         return int(value)
     if key not in entry:
+        if not required:
+            return 0
         found.add(f"{path}.{key}", "is required", _DURATION_HINT, "required")
         return None
     try:
@@ -448,7 +611,9 @@ def _build_fault(entry: Mapping[str, Any], path: str, found: Problems) -> Fault 
     _required_fields(entry, kind, path, found)
     start = _time_field(entry, "start", path, found)
     duration = _time_field(entry, "duration", path, found)
-    if len(found) > before or kind is None or start is None or duration is None:
+    ramp = _time_field(entry, "ramp", path, found, required=False)
+    period = _time_field(entry, "period", path, found, required=False)
+    if len(found) > before or kind is None or start is None or duration is None or ramp is None or period is None:
         return None
     target = entry["target"]
     nodes: Any = ()
@@ -456,11 +621,13 @@ def _build_fault(entry: Mapping[str, Any], path: str, found: Problems) -> Fault 
         nodes, target = target, (target[0] if target else "")
     try:
         return Fault(id=entry["id"], kind=kind, target=target, start_ns=start, duration_ns=duration,
-                     magnitude=entry.get("magnitude", 1.0), principal=entry.get("principal"), nodes=nodes)
+                     magnitude=entry.get("magnitude", 1.0), principal=entry.get("principal"), nodes=nodes,
+                     profile=entry.get("profile", _DEFAULT_PROFILE.get(kind.value, "step")), ramp_ns=ramp,
+                     period_ns=period, duty=entry.get("duty", 0.0), seed=entry.get("seed"))
     except FaultError as err:
         # Name the key the user wrote, not the dataclass field.
-        keys = {"nodes": "target", "start_ns": "start" if "start" in entry else "start_ns",
-                "duration_ns": "duration" if "duration" in entry else "duration_ns"}
+        keys = {"nodes": "target", **{f"{k}_ns": k if k in entry else f"{k}_ns"
+                                      for k in ("start", "duration", "ramp", "period")}}
         found.items.extend(Problem(f"{path}.{keys.get(p.path, p.path)}", p.message, p.fix, p.code)
                            for p in err.problems)
         return None
@@ -492,7 +659,10 @@ def faults_from_dict(doc: Mapping[str, Any], *, fleet: Fleet | None = None,
     Each fault has ``id``, ``type`` (``F1``..``F8`` or an alias such as ``link_degradation``),
     ``target`` (F7: a node id or a list, anchor first), ``start`` and ``duration`` (Prometheus durations such as
     ``20m`` or ``1h45m``, see :func:`qfleet.units.parse_duration`; or exact ``start_ns`` / ``duration_ns``),
-    ``magnitude`` (required except for F5 and F7) and, for F8, ``principal``.
+    ``magnitude`` (required except for F5 and F7) and, for F8, ``principal``. Optional: ``profile``
+    (``step``, ``ramp``, ``intermittent``; F4 defaults to ``ramp``, a slow drift, the others to ``step``), with
+    ``ramp`` (duration, default the whole fault) or ``period`` (duration, default 10m), ``duty`` (fraction on,
+    default 0.5) and ``seed`` (the burst pattern's, default from the id); or the exact ``ramp_ns``/``period_ns``.
 
     Args:
         doc: the document (``version: 1``, ``kind: FaultSchedule``, ``faults``).

@@ -1,29 +1,72 @@
 """What a run emits: each finished job as one trace (job, entanglement requests, swaps, feedforward, measurement)
 with its metrics, node and queue gauges per step, calibrations, audited commands and ground-truth spans.
 
-Trace ids are the run id plus a per-job or per-event hash, so the same run always writes the same ids.
+The node gauges are what a control system measures: the estimates of the node's last calibration experiments
+(:mod:`~qfleet.simulator.calibration`), stale until the next one; link heralding is measured by herald and attempt
+counters. The true device values go to ``qfleet.truth.*`` series and the ``qfleet.fault`` spans' ``qfleet.truth.*``
+attributes, kept apart for scoring (docs/signals.md).
+
+Trace ids are the run id plus a per-job or per-event hash, so the same run always writes the same ids. Calibration
+draws are seeded by (run seed, node, time of the calibration), so a fault elsewhere changes no node's estimates.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from opentelemetry.sdk.metrics.export import MetricsData
 
 from qfleet.collector import SpanColumns
-from qfleet.simulator.faults import FaultKind, FaultSchedule
+from qfleet.simulator import calibration
+from qfleet.simulator.calibration import Estimate
+from qfleet.simulator.faults import FaultKind, FaultSchedule, magnitude_unit
 from qfleet.simulator.fleet import Fleet, Tenant
 from qfleet.simulator.runstate import Job, NodeState, RunConfig, Segment
 from qfleet.simulator.telemetry import SPAN_NAMES, MetricsAccumulator, SpanBuffer, labels, run_hash
 from qfleet.units import NS
 
-__all__ = ["RunTelemetry"]
+__all__ = ["NodeCalibration", "RunTelemetry", "calibrate_node"]
 
 _ROOT = "0000000000000001"
 Labels = tuple[tuple[str, Any], ...]
+#: Stands for an infinite time constant in a gauge (no T1 process modelled, or no decay resolved).
+_NO_DECAY_S = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCalibration:
+    """The estimates of one calibration of a node, completed at ``t_ns``."""
+
+    t_ns: int
+    t1: Estimate
+    t2: Estimate
+    readout0: Estimate
+    readout1: Estimate
+    gate1: Estimate
+    gate2: Estimate
+
+
+def calibrate_node(rng: np.random.Generator, st: NodeState, t_ns: int) -> NodeCalibration:
+    """Run every calibration experiment on ``st``'s TRUE parameters; the sweeps centre on the profile's values."""
+    n = st.node
+    return NodeCalibration(
+        t_ns=t_ns,
+        t1=calibration.measure_t1(rng, st.t1, n.t1_s),
+        t2=calibration.measure_t2(rng, st.t2, n.t2_s),
+        readout0=calibration.measure_readout(rng, st.ro0),
+        readout1=calibration.measure_readout(rng, st.ro1),
+        gate1=calibration.measure_gate_error(rng, st.g1, n.gate_error_1q, 1),
+        gate2=calibration.measure_gate_error(rng, st.g2, n.gate_error_2q, 2))
+
+
+def _finite(v: float) -> float:
+    return v if math.isfinite(v) else _NO_DECAY_S
 
 
 class RunTelemetry:
@@ -32,11 +75,24 @@ class RunTelemetry:
     Args:
         run_id: the run's id (the first half of every trace id).
         fleet: the fleet (its name labels the resource; node ids give hardware types).
-        start_ns: the run's start: the start time of every cumulative metric.
+        start_ns: the run's start: the start time of every cumulative metric and of the fleet's initial
+            calibration (a fleet starts calibrated).
+        seed: seeds the calibration and herald draws; ``None`` takes the seed of the config passed to
+            :meth:`ground_truth` (or, without one, the run id).
+        nodes: the run's live node states, read at each :meth:`calibrated`; ``None`` takes the mapping passed to
+            :meth:`node_metrics` (a calibration before the first step is then measured at that step's end).
     """
 
-    def __init__(self, run_id: str, fleet: Fleet, start_ns: int) -> None:
+    def __init__(self, run_id: str, fleet: Fleet, start_ns: int, *, seed: int | None = None,
+                 nodes: Mapping[str, NodeState] | None = None) -> None:
         self.run_id = run_id
+        self.start_ns = start_ns
+        self._fleet = fleet
+        self._seed = seed
+        self._states = nodes
+        self._cal: dict[str, NodeCalibration] = {}
+        self._pending: list[tuple[str, int]] = []
+        self._herald_rng: np.random.Generator | None = None
         self.spans = SpanBuffer()
         self.metrics = MetricsAccumulator({"service.name": "qfleet-simulator", "qfleet.run.id": run_id,
                                            "qfleet.fleet": fleet.name}, start_ns)
@@ -45,6 +101,29 @@ class RunTelemetry:
         self._swap_ns = {n.id: max(1, round((n.gate_time_2q_s + n.gate_time_1q_s + n.readout_time_s) * NS))
                          for n in fleet.nodes}
         self._labels: dict[Labels, Labels] = {}
+
+    # -- calibration experiments ---------------------------------------------------------------------------
+
+    def _run_seed(self) -> int:
+        if self._seed is None:
+            self._seed = int(self.run_id[:16], 16) if self.run_id else 0
+        return self._seed
+
+    def _measure(self, st: NodeState, t: int) -> None:
+        # One stream per (seed, node, calibration time): a node's estimates do not depend on other nodes or faults.
+        rng = np.random.default_rng([self._run_seed(), zlib.crc32(st.node.id.encode()), max(0, t - self.start_ns)])
+        self._cal[st.node.id] = calibrate_node(rng, st, t)
+
+    def _initial_calibration(self) -> None:
+        """The calibration every node completed just before the run (on its calibrated baseline)."""
+        if self._cal:
+            return
+        for n in self._fleet.nodes:
+            self._measure(NodeState(n), self.start_ns)
+
+    def last_calibration(self, node: str) -> NodeCalibration | None:
+        """The estimates of ``node``'s last completed calibration (None before the run starts)."""
+        return self._cal.get(node)
 
     def take(self, t_ns: int) -> tuple[SpanColumns, MetricsData]:
         """The spans since the last call and a snapshot of every metric due at ``t_ns``."""
@@ -77,7 +156,11 @@ class RunTelemetry:
                        hardware=self._hardware[node] if node else None)
 
     def ground_truth(self, fleet: Fleet, faults: FaultSchedule, config: RunConfig) -> None:
-        """The run's span and one span per fault that starts inside it (clipped to the run)."""
+        """The run's span and one span per fault that starts inside it (clipped to the run), its attributes under
+        ``qfleet.truth.*``; then the fleet's initial calibration."""
+        if self._seed is None:
+            self._seed = config.seed
+        self._initial_calibration()
         t0, end = config.start_ns, config.start_ns + config.duration_ns
         self.annotate("run", t0, end, attrs={
             "qfleet.fleet": fleet.name, "qfleet.seed": config.seed, "qfleet.faults": len(faults.faults),
@@ -87,14 +170,29 @@ class RunTelemetry:
             if start >= end:
                 continue
             is_link = f.kind in (FaultKind.F1,) or (f.kind is FaultKind.F3 and f.target != "orchestrator")
-            attrs: dict[str, Any] = {"qfleet.fault.id": f.id, "qfleet.fault.kind": f.kind.value,
-                                     "qfleet.fault.title": f.kind.title, "qfleet.fault.target": f.target,
-                                     "qfleet.fault.magnitude": f.magnitude}
-            if f.principal:
-                attrs["qfleet.principal"] = f.principal
             node = None if is_link or f.target == "orchestrator" else f.target
             self.annotate("fault", start, min(start + f.duration_ns, end), node=node,
-                          link=f.target if is_link else None, attrs=attrs)
+                          link=f.target if is_link else None, attrs=self._fault_attrs(f, node))
+
+    def _fault_attrs(self, f: Any, node: str | None) -> dict[str, Any]:
+        """A fault's ground truth as ``qfleet.truth.*`` attributes (the profile's parameters when it has them)."""
+        attrs: dict[str, Any] = {"qfleet.truth.fault.id": f.id, "qfleet.truth.fault.kind": f.kind.value,
+                                 "qfleet.truth.fault.title": f.kind.title, "qfleet.truth.fault.target": f.target,
+                                 "qfleet.truth.profile": getattr(f, "profile", "step")}
+        magnitude = getattr(f, "magnitude", None)
+        if magnitude is not None:
+            attrs["qfleet.truth.magnitude"] = magnitude
+            attrs["qfleet.truth.unit"] = magnitude_unit(f.kind, self._hardware.get(node) if node else None)
+        for key, name, scale in (("ramp_ns", "qfleet.truth.ramp_s", NS), ("period_ns", "qfleet.truth.period_s", NS),
+                                 ("duty", "qfleet.truth.duty", 1)):
+            value = getattr(f, key, 0)
+            if value:
+                attrs[name] = value / scale
+        if getattr(f, "principal", None):
+            attrs["qfleet.truth.principal"] = f.principal
+        if getattr(f, "nodes", ()):
+            attrs["qfleet.truth.fault.nodes"] = ",".join(f.nodes)
+        return attrs
 
     def audit(self, node: str, principal: str, authorized: bool, t: int) -> None:
         """A control command on ``node``: an audit event and a command span (an error when unauthorized)."""
@@ -108,7 +206,13 @@ class RunTelemetry:
                        error="" if authorized else f"unauthorized control command from {principal!r}")
 
     def calibrated(self, node: str, t: int, duration_ns: int) -> None:
-        """A calibration of ``node`` that ended at ``t``: its count, its authorized command and its span."""
+        """A calibration of ``node`` that ended at ``t``: its experiments on the node's true parameters now, its
+        count, its authorized command and its span."""
+        st = self._states.get(node) if self._states is not None else None
+        if st is not None:
+            self._measure(st, t)
+        else:
+            self._pending.append((node, t))
         self.metrics.add("qfleet.calibrations", labels(node=node))
         self.audit(node, "calibration-service", True, t)
         self.spans.add(self.trace(("cal", node, t)), self.span_id(t, node), None, SPAN_NAMES["calibration"],
@@ -119,7 +223,14 @@ class RunTelemetry:
 
     def node_metrics(self, nodes: Mapping[str, NodeState], segments: Mapping[str, Sequence[Segment]],
                      tenants: Sequence[Tenant], queues: Sequence[deque[Job]], step_s: float, t1: int) -> None:
-        """Heartbeats and device gauges of every node, link heralding, queue depth and age, at step end ``t1``."""
+        """At step end ``t1``: heartbeats, the last calibration's estimates and its age, canary checks, the true
+        device and link values (``qfleet.truth.*``), queue depth and age."""
+        if self._states is None:
+            self._states = nodes
+        self._initial_calibration()
+        for node, t in self._pending:
+            self._measure(nodes[node], t)
+        self._pending.clear()
         m = self.metrics
         for nid, st in nodes.items():
             n = st.node
@@ -127,27 +238,48 @@ class RunTelemetry:
             if st.up:
                 m.add("qfleet.node.heartbeats", lab, step_s / n.heartbeat_s)
             m.set("qfleet.node.up", lab, 1.0 if st.up else 0.0)
+            cal = self._cal[nid]
+            # The control system knows when it last calibrated, whether or not the node answers.
+            m.set("qfleet.node.calibration.age", lab, (t1 - cal.t_ns) / NS)
             if st.up:  # a node that sends no heartbeat reports no device telemetry either
-                self._device_gauges(st, lab)
+                self._device_gauges(st, lab, cal)
+            self._truth_gauges(st, lab)
         for lid, segs in segments.items():
-            m.set("qfleet.link.heralding_probability", labels(link=lid), min(s.p for s in segs))
+            m.set("qfleet.truth.link.heralding_probability", labels(link=lid), min(s.p for s in segs))
         for ten, q in zip(tenants, queues, strict=True):
             lab = labels(tenant=ten.id)
             m.set("qfleet.scheduler.queue.depth", lab, float(len(q)))
             m.set("qfleet.scheduler.queue.age", lab, (t1 - q[0].arrival) / NS if q else 0.0)
 
-    def _device_gauges(self, st: NodeState, lab: Labels) -> None:
+    def _device_gauges(self, st: NodeState, lab: Labels, cal: NodeCalibration) -> None:
+        """The estimates of the last calibration (stale until the next), and this step's canary checks."""
         m = self.metrics
-        m.set("qfleet.node.t1", lab, st.t1 if math.isfinite(st.t1) else 1e9)
-        m.set("qfleet.node.t2", lab, st.t2)
-        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 1),), st.g1)
-        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 2),), st.g2)
-        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 0),), st.ro0)
-        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 1),), st.ro1)
+        m.set("qfleet.node.t1", lab, _finite(cal.t1.value))
+        if math.isfinite(cal.t1.stderr):
+            m.set("qfleet.node.t1.stderr", lab, cal.t1.stderr)
+        m.set("qfleet.node.t2", lab, _finite(cal.t2.value))
+        if math.isfinite(cal.t2.stderr):
+            m.set("qfleet.node.t2.stderr", lab, cal.t2.stderr)
+        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 1),), cal.gate1.value)
+        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 2),), cal.gate2.value)
+        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 0),), cal.readout0.value)
+        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 1),), cal.readout1.value)
         if st.canary_n:
             f = st.canary_bits / st.canary_n
             m.set("qfleet.measurement.variance", lab, f * (1 - f))
+            m.add("qfleet.canary.checks", lab + (("qfleet.outcome", "pass"),), st.canary_bits)
+            m.add("qfleet.canary.checks", lab + (("qfleet.outcome", "fail"),), st.canary_n - st.canary_bits)
             st.canary_bits = st.canary_n = 0
+
+    def _truth_gauges(self, st: NodeState, lab: Labels) -> None:
+        """The node's true parameters now: ground truth, for scoring and tests only."""
+        m = self.metrics
+        m.set("qfleet.truth.node.t1", lab, _finite(st.t1))
+        m.set("qfleet.truth.node.t2", lab, st.t2)
+        m.set("qfleet.truth.node.gate_error", lab + (("qfleet.qubits", 1),), st.g1)
+        m.set("qfleet.truth.node.gate_error", lab + (("qfleet.qubits", 2),), st.g2)
+        m.set("qfleet.truth.node.readout_error", lab + (("qfleet.state", 0),), st.ro0)
+        m.set("qfleet.truth.node.readout_error", lab + (("qfleet.state", 1),), st.ro1)
 
     # -- jobs ---------------------------------------------------------------------------------------------------
 
@@ -204,7 +336,9 @@ class RunTelemetry:
                             "qfleet.latency_s": gen / NS},
                            node=s.left, link=lid, job=jid, run=self.run_id, hardware=hw,
                            error="" if ok else "entanglement_timeout")
-            m.add("qfleet.entanglement.attempts", self._lab(link=lid), attempts)
+            lab = self._lab(link=lid)
+            m.add("qfleet.entanglement.attempts", lab, attempts)
+            m.add("qfleet.entanglement.heralds", lab, self._heralds(attempts, s.p))
             # One request per job and segment (all its shots' pairs); the pairs are counted separately.
             m.add("qfleet.entanglement.requests", self._lab(link=lid, hardware=hw,
                                                             outcome="success" if ok else "timeout"))
@@ -212,6 +346,17 @@ class RunTelemetry:
                 m.add("qfleet.entanglement.pairs", self._lab(link=lid), job.shots)
                 m.observe("qfleet.entanglement.latency", self._lab(hardware=hw), gen / NS)
         return seq
+
+    def _heralds(self, attempts: int, p: float) -> int:
+        """Heralded successes among a segment's ``attempts`` (each memory's attempt succeeds with probability p).
+
+        Drawn, not derived from the job's pair count: the timeline counts attempts per segment (including a dead
+        segment's whole retry budget) but not which segment's pairs were regenerated."""
+        if attempts <= 0 or p <= 0.0:
+            return 0
+        if self._herald_rng is None:
+            self._herald_rng = np.random.default_rng([self._run_seed(), 0x4E52])
+        return int(self._herald_rng.binomial(attempts, min(1.0, p)))
 
     def _swaps(self, job: Job, trace: str, jid: str, seq: int) -> int:
         if job.kind != "pair_delivery" or len(job.segs) < 2:

@@ -42,6 +42,7 @@ __all__ = [
     "mean_time_to_pair_s",
     "memory_pair_fidelity",
     "multiplexed_success",
+    "pair_dephasing_time_s",
     "readout_bell_estimate",
     "swap_fidelity",
     "teleported_cnot_fidelity",
@@ -372,9 +373,29 @@ def coherence_cutoff_s(f0: float, f_threshold: float, t2_s: float) -> float:
     if th > f:
         return 0.0
     w = (4 * f - 1) / 3  # = F0 - (1-F0)/3, the contrast that dephasing can destroy
-    if w <= 0 or 2 * (f - th) >= w:
+    # T2 = inf (no dephasing) never needs a cut-off; without the test, inf * log1p(-0) at F_th = F0 is NaN.
+    if math.isinf(t2) or w <= 0 or 2 * (f - th) >= w:
         return math.inf
     return -(t2 / 2) * math.log1p(-2 * (f - th) / w)
+
+
+def pair_dephasing_time_s(t2_a: float, t2_b: float) -> float:
+    """The T2 of a pair whose halves dephase with T2a and T2b: e^(-t/T2a - t/T2b) = e^(-2t/T2pair).
+
+    T2pair = 2 / (1/T2a + 1/T2b), the harmonic mean, so that :func:`dephased_pair_fidelity` and
+    :func:`coherence_cutoff_s` apply unchanged. ``math.inf`` on both halves (no dephasing) gives ``math.inf``.
+
+    Raises:
+        PhysicsError: a T2 that is not > 0 (NaN included).
+
+    >>> pair_dephasing_time_s(0.5, 0.5), pair_dephasing_time_s(math.inf, 1.0), pair_dephasing_time_s(math.inf, math.inf)
+    (0.5, 2.0, inf)
+    """
+    rule = "T2 is > 0 seconds (math.inf for none); e.g. 0.5"
+    a = float(_arr("t2_a", t2_a, 0.0, math.inf, rule, lo_open=True))
+    b = float(_arr("t2_b", t2_b, 0.0, math.inf, rule, lo_open=True))
+    rate = 1.0 / a + 1.0 / b
+    return 2.0 / rate if rate > 0 else math.inf
 
 
 def _swap_factors(gate_error: Real, readout_error: Real) -> tuple[np.ndarray, np.ndarray]:

@@ -101,19 +101,24 @@ def _positive_int(v: object) -> bool:
 class NodeState:
     """One node now: availability, free comm qubits, drift walks, active fault effects, derived T1/T2/errors."""
 
-    __slots__ = ("node", "up", "maintenance", "free", "held", "t2_walk", "ro_walk", "t2_div", "ro_add",
-                 "crosstalk", "stray_rate", "principal", "deadlocked", "t1", "t2", "ro0", "ro1", "ro",
-                 "g1", "g2", "canary_bits", "canary_n", "inflight")
+    __slots__ = ("node", "up", "maintenance", "maint_until", "free", "held", "t2_walk", "ro_walk", "t1_div",
+                 "t2_div", "g1_mul", "g2_mul", "ro_add", "crosstalk", "stray_rate", "principal", "deadlocked", "t1",
+                 "t2", "ro0", "ro1", "ro", "g1", "g2", "canary_bits", "canary_n", "inflight")
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.up = True
         self.maintenance = False
+        self.maint_until = 0  # end of the latest maintenance window (windows may overlap after an outage)
         self.free = node.comm_qubits
         self.held = 0  # comm qubits frozen by a scheduler deadlock (F7)
         self.t2_walk = 1.0
         self.ro_walk = 0.0
+        # Fault effects (F2 per platform, F4): T1 and T2 divisors, gate-error multipliers, readout increase.
+        self.t1_div = 1.0
         self.t2_div = 1.0
+        self.g1_mul = 1.0
+        self.g2_mul = 1.0
         self.ro_add = 0.0
         self.crosstalk = 0.0
         self.stray_rate = 0.0
@@ -127,14 +132,16 @@ class NodeState:
     def refresh(self) -> None:
         """Recompute the derived parameters from the profile, the drift walks and the fault effects."""
         n = self.node
-        self.t1 = n.t1_s / self.t2_div
+        self.t1 = n.t1_s / self.t1_div
+        # Pure dephasing cannot make T2 exceed 2 T1: a T1 collapse drags T2 down with it.
         self.t2 = min(n.t2_s * self.t2_walk / self.t2_div, 2 * self.t1)
         self.ro0 = min(0.5, n.readout_error_0 + self.ro_walk + self.ro_add)
         self.ro1 = min(0.5, n.readout_error_1 + self.ro_walk + self.ro_add)
         # Checks read both eigenstates equally often, so the symmetric flip is the mean of the two.
         self.ro = (self.ro0 + self.ro1) / 2
-        self.g1 = n.gate_error_1q
-        self.g2 = n.gate_error_2q
+        # Capped at the fully depolarising values (3/4 for one qubit, 15/16 for two).
+        self.g1 = min(0.75, n.gate_error_1q * self.g1_mul)
+        self.g2 = min(0.9375, n.gate_error_2q * self.g2_mul)
 
     @property
     def available(self) -> bool:
@@ -146,7 +153,7 @@ class Segment:
     """One heralded fibre segment: a whole link, or the part of one between two repeaters."""
 
     __slots__ = ("link", "index", "left", "right", "km", "p0", "cycle_ns", "pair_pauli", "q", "p", "cutoff_ns",
-                 "eff_walk", "f1", "f3_s", "fid0")
+                 "eff_walk", "f1", "f2_eff", "vis_factor", "f3_s", "fid0")
 
     def __init__(self, link: Link, index: int, left: str, right: str) -> None:
         self.link = link
@@ -165,9 +172,23 @@ class Segment:
         self.fid0 = 1.0 - sum(self.pair_pauli)
         self.eff_walk = 1.0
         self.f1 = 1.0
+        self.f2_eff = 1.0  # heralding factor from an NV end's optical-interface fault (F2)
+        self.vis_factor = 1.0
         self.f3_s = 0.0
         self.q = self.p = 0.0
         self.cutoff_ns = 0
+
+    def set_visibility_factor(self, factor: float) -> None:
+        """Scale the link's two-photon visibility by ``factor`` (1 = calibrated) and recompute the pair's error.
+
+        ``fid0`` stays the calibrated fidelity: the scheduler's cut-offs know only what calibration measured.
+        """
+        self.vis_factor = factor
+        link = self.link
+        px, py, pz = physics.heralded_pauli_probabilities(
+            scheme=link.scheme, visibility=link.visibility * factor,
+            bright_state_population=link.bright_state_population)
+        self.pair_pauli = (float(px), float(py), float(pz))
 
 
 @dataclass(slots=True)
@@ -305,7 +326,7 @@ class RunState:
         """Recompute every segment's heralding success and coherence cut-off from the current parameters."""
         self._link_epoch += 1
         segs_all = self._all_segments
-        p = np.minimum(1.0, np.array([s.p0 * s.eff_walk * s.f1 for s in segs_all]))
+        p = np.minimum(1.0, np.array([s.p0 * s.eff_walk * s.f1 * s.f2_eff for s in segs_all]))
         q = physics.multiplexed_success(p, self._memories).tolist()
         for s, ps, qs in zip(segs_all, p.tolist(), q, strict=True):
             s.p = ps
@@ -314,7 +335,7 @@ class RunState:
             for s in segs:
                 a, b = self._nodes[s.left], self._nodes[s.right]
                 # Both halves dephase: the pair sees 1/T2a + 1/T2b, i.e. e^{-2t/T2pair}.
-                t2pair = 2.0 / (1.0 / a.t2 + 1.0 / b.t2)
+                t2pair = physics.pair_dephasing_time_s(a.t2, b.t2)
                 cut = physics.coherence_cutoff_s(max(0.25, s.fid0), self.fleet.scheduler.cutoff_fidelity, t2pair)
                 s.cutoff_ns = int(min(cut, 1e6) * NS)
 

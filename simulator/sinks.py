@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from qfleet.collector import SpanColumns, Store, TelemetryBatch
+from qfleet.collector import Runs, SpanColumns, Store, TelemetryBatch
 from qfleet.collector.convert import from_metrics_data
 from qfleet.simulator.telemetry import SCOPE
 
@@ -46,23 +46,59 @@ class SinkStats:
 class StoreSink:
     """Writes every step into the store in one transaction, then computes the pending rollups at the end.
 
+    A simulated run (its resource has ``qfleet.run.id``) is registered in the store's runs before its first row:
+    over ``run_range`` when given, else over each step as it comes (extended step by step). A run that would
+    overlap a stored one is refused with :class:`qfleet.collector.RunOverlapError` before anything is written.
+
     Args:
         store: a store on a migrated database.
-        resource: the simulator's resource attributes (``service.name``, ``qfleet.run.id``...).
+        resource: the simulator's resource attributes (``service.name``, ``qfleet.run.id``, ``qfleet.fleet``...).
+        run_range: the run's planned simulated ``[start_ns, end_ns)``; registering it whole refuses an overlap
+            before the first step and saves a small transaction per step.
+        registered: the caller registered the run already (over ``run_range``); the sink only finishes it.
     """
 
-    def __init__(self, store: Store, resource: Mapping[str, Any]) -> None:
+    def __init__(self, store: Store, resource: Mapping[str, Any], *,
+                 run_range: tuple[int, int] | None = None, registered: bool = False) -> None:
         self.store = store
         self.resource = dict(resource)
         self.stats = SinkStats()
+        self.run_range = run_range
+        self._run_id: str | None = resource.get("qfleet.run.id")
+        self._runs = Runs(store.engine, clock=store.clock)
+        self._registered = registered
+        self._end_ns: int | None = run_range[1] if registered and run_range is not None else None
+
+    def begin(self, start_ns: int | None = None, end_ns: int | None = None) -> None:
+        """Register the run now (idempotent; the first write does it otherwise).
+
+        Raises:
+            qfleet.collector.RunOverlapError: the run overlaps a stored one; nothing was written.
+        """
+        if self._registered or self._run_id is None:
+            return
+        lo, hi = self.run_range if self.run_range is not None else (start_ns, end_ns)
+        if lo is None or hi is None:
+            raise ValueError("StoreSink.begin: give the run's range (run_range=, or begin(start_ns, end_ns))")
+        self._runs.register(self._run_id, fleet=str(self.resource.get("qfleet.fleet", "")), start_ns=lo, end_ns=hi)
+        self._registered = True
+        self._end_ns = hi
 
     def write(self, step: SimStep) -> None:
         """Convert and write one step (raises on a database error: nothing of the step is written)."""
-        self.write_parts(step.spans, from_metrics_data(step.metrics), step.start_ns)
+        self.write_parts(step.spans, from_metrics_data(step.metrics), step.start_ns, step.end_ns)
 
-    def write_parts(self, spans: SpanColumns, metrics: TelemetryBatch, start_ns: int) -> None:
-        """Write one step given as span columns and already converted metric rows."""
+    def write_parts(self, spans: SpanColumns, metrics: TelemetryBatch, start_ns: int,
+                    end_ns: int | None = None) -> None:
+        """Write one step given as span columns and already converted metric rows; ``end_ns`` (default: the step
+        start plus one ns) is where the step ends, for a run registered step by step."""
         t0 = time.perf_counter()
+        end = end_ns if end_ns is not None else start_ns + 1
+        if not self._registered:
+            self.begin(start_ns, end)
+        elif self._run_id is not None and self._end_ns is not None and end > self._end_ns:
+            self._runs.extend(self._run_id, end)  # before the rows: an overlap refuses this step whole
+            self._end_ns = end
         batch = spans.to_batch(service_name=self.resource["service.name"], resource_attributes=self.resource,
                                scope_name=SCOPE)
         batch.extend(metrics)
@@ -76,18 +112,21 @@ class StoreSink:
         self.stats.seconds += time.perf_counter() - t0
 
     def close(self) -> None:
-        """Compute every pending rollup (the dashboards and SLOs read them)."""
+        """Compute every pending rollup (the dashboards and SLOs read them) and mark the run finished."""
         t0 = time.perf_counter()
         self.store.refresh_rollups()
+        if self._registered and self._run_id is not None:
+            self._runs.finish(self._run_id)
         self.stats.seconds += time.perf_counter() - t0
 
 
-def _writer_process(url: str, resource: dict[str, Any], inbox: Any, outbox: Any) -> None:
+def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, int] | None, bool], inbox: Any,
+                    outbox: Any) -> None:
     """Body of :class:`ProcessStoreSink`'s writer: a :class:`StoreSink` fed from ``inbox``."""
     from qfleet.collector import open_engine
 
     engine = open_engine(url)
-    sink = StoreSink(Store(engine), resource)
+    sink = StoreSink(Store(engine), resource, run_range=run[0], registered=run[1])
     try:
         while True:
             item = inbox.get()
@@ -115,15 +154,20 @@ class ProcessStoreSink:
         url: the database URL (the writer opens its own engine; the schema must be migrated).
         resource: the simulator's resource attributes.
         depth: steps that may wait for the writer.
+        run_range: the run's planned simulated range (see :class:`StoreSink`).
+        registered: the caller registered the run already (:meth:`qfleet.collector.Runs.register`, which refuses
+            an overlap before the writer starts); the writer only finishes it.
     """
 
-    def __init__(self, url: str, resource: Mapping[str, Any], *, depth: int = 8) -> None:
+    def __init__(self, url: str, resource: Mapping[str, Any], *, depth: int = 8,
+                 run_range: tuple[int, int] | None = None, registered: bool = False) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
         self._inbox = ctx.Queue(maxsize=depth)
         self._outbox = ctx.Queue()
-        self._proc = ctx.Process(target=_writer_process, args=(url, dict(resource), self._inbox, self._outbox),
+        self._proc = ctx.Process(target=_writer_process, args=(url, dict(resource), (run_range, registered),
+                                                                  self._inbox, self._outbox),
                                  name="qfleet-sim-store", daemon=True)
         # A spawned child re-runs the parent's __main__ script unless told not to; the writer needs none of it
         # (and a host such as a Streamlit test runner may have swapped in a script that must not run twice).
@@ -160,7 +204,8 @@ class ProcessStoreSink:
             raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
         while True:
             try:
-                self._inbox.put((step.spans, from_metrics_data(step.metrics), step.start_ns), timeout=1.0)
+                self._inbox.put((step.spans, from_metrics_data(step.metrics), step.start_ns, step.end_ns),
+                                timeout=1.0)
                 return
             except queue.Full:
                 if not self._proc.is_alive():

@@ -7,7 +7,8 @@ SDK's instruments would stamp wall-clock time (style.md 5.3). Both go to the sto
 unchanged.
 
 Names live here so that SLO specs and dashboards can refer to one list (:data:`SPAN_NAMES`,
-:data:`METRICS`).
+:data:`METRICS`). The fleet's metrics are what a control system measures (docs/signals.md); the simulator's ground
+truth is kept apart under ``qfleet.truth.`` (:func:`is_truth_metric`), for scoring game days only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
     "MetricsAccumulator",
     "SPAN_NAMES",
     "SpanBuffer",
+    "TRUTH_PREFIXES",
+    "is_truth_metric",
     "run_hash",
 ]
 
@@ -56,7 +59,8 @@ SPAN_NAMES: Mapping[str, str] = {
     "measurement": "qfleet.measurement",
     "calibration": "qfleet.calibration",
     "command": "qfleet.control.command",
-    # Ground truth and announcements, as spans so that every ingestion path carries them:
+    # Ground truth (``qfleet.truth.*`` attributes) and announcements, as spans so that every ingestion path
+    # carries them:
     "fault": "qfleet.fault",
     "maintenance": "qfleet.maintenance",
     "run": "qfleet.run",
@@ -95,18 +99,51 @@ METRICS: Mapping[str, MetricDef] = {m.name: m for m in (
     MetricDef("qfleet.orchestrator.latency", "histogram", "s", "Scheduling decision latency per job", _LAT_S),
     MetricDef("qfleet.node.heartbeats", "counter", "{heartbeat}", "Heartbeats received from each node"),
     MetricDef("qfleet.node.up", "gauge", "", "1 while the node's heartbeats arrive, else 0"),
-    MetricDef("qfleet.node.t1", "gauge", "s", "Calibrated-and-drifted T1 of the node's memory"),
-    MetricDef("qfleet.node.t2", "gauge", "s", "Calibrated-and-drifted T2 of the node's memory"),
-    MetricDef("qfleet.node.gate_error", "gauge", "1", "Depolarising gate error by qubits (1 or 2)"),
-    MetricDef("qfleet.node.readout_error", "gauge", "1", "Readout error P(wrong | state) by prepared state"),
-    MetricDef("qfleet.link.heralding_probability", "gauge", "1", "Per-attempt heralding success now"),
+    # Measured at each calibration (simulator/calibration.py) and stale in between; see docs/signals.md.
+    MetricDef("qfleet.node.t1", "gauge", "s", "T1 from the last calibration's relaxation sweep (1e9: no decay)"),
+    MetricDef("qfleet.node.t1.stderr", "gauge", "s", "Standard error of qfleet.node.t1"),
+    MetricDef("qfleet.node.t2", "gauge", "s", "T2 from the last calibration's Hahn-echo sweep"),
+    MetricDef("qfleet.node.t2.stderr", "gauge", "s", "Standard error of qfleet.node.t2"),
+    MetricDef("qfleet.node.gate_error", "gauge", "1",
+              "Depolarising error per gate by qubits (1 or 2), from the last calibration's randomized benchmarking"),
+    MetricDef("qfleet.node.readout_error", "gauge", "1",
+              "Readout error P(wrong | state) by prepared state, from the last calibration's assignment shots"),
+    MetricDef("qfleet.node.calibration.age", "gauge", "s", "Time since the node's last completed calibration"),
+    MetricDef("qfleet.entanglement.heralds", "counter", "{herald}",
+              "Heralded successes by link (measured heralding rate = rate(heralds) / rate(attempts))"),
+    MetricDef("qfleet.canary.checks", "counter", "{check}",
+              "Canary shots' stabilizer checks by node and outcome (pass | fail)"),
     MetricDef("qfleet.measurement.variance", "gauge", "1",
               "Variance of canary check outcomes on the node over the last step"),
     MetricDef("qfleet.scheduler.queue.depth", "gauge", "{job}", "Pending jobs by tenant"),
     MetricDef("qfleet.scheduler.queue.age", "gauge", "s", "Age of the oldest pending job by tenant"),
     MetricDef("qfleet.calibrations", "counter", "{calibration}", "Completed calibrations by node"),
     MetricDef("qfleet.audit.events", "counter", "{event}", "Control commands by node, principal, authorization"),
+    # Ground truth: the simulator's own record of the device, which no control system sees. Never read by rules,
+    # SLOs or dashboards (validation refuses them); only game-day scoring and tests use them.
+    MetricDef("qfleet.truth.node.t1", "gauge", "s", "GROUND TRUTH: the node's true T1 now (1e9: no T1 process)"),
+    MetricDef("qfleet.truth.node.t2", "gauge", "s", "GROUND TRUTH: the node's true T2 now"),
+    MetricDef("qfleet.truth.node.gate_error", "gauge", "1",
+              "GROUND TRUTH: the node's true depolarising gate error by qubits (1 or 2)"),
+    MetricDef("qfleet.truth.node.readout_error", "gauge", "1",
+              "GROUND TRUTH: the node's true readout error P(wrong | state) by prepared state"),
+    MetricDef("qfleet.truth.link.heralding_probability", "gauge", "1",
+              "GROUND TRUTH: the link's true per-attempt heralding probability (its worst segment)"),
 )}
+
+#: Name prefixes of ground truth, in OpenTelemetry and Prometheus spelling.
+TRUTH_PREFIXES: tuple[str, ...] = ("qfleet.truth.", "qfleet_truth_")
+
+
+def is_truth_metric(name: str) -> bool:
+    """Whether ``name`` (OpenTelemetry or Prometheus spelling, any case) is a ground-truth series or attribute.
+
+    >>> is_truth_metric("qfleet.truth.node.t2"), is_truth_metric("QFLEET_TRUTH_node_t2_seconds")
+    (True, True)
+    >>> is_truth_metric("qfleet_node_t2_seconds"), is_truth_metric("qfleet.node.t2")
+    (False, False)
+    """
+    return name.lower().startswith(TRUTH_PREFIXES)
 
 
 def run_hash(payload: str) -> str:

@@ -58,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--samples", help="CSV with the header ts,good,total (each row: the step ending at ts)")
     src.add_argument("--db", help="the store's URL (per-minute rollups); see also $QFLEET_DATABASE_URL")
-    e.add_argument("--at", required=True, help="the instant: now, or RFC 3339 (e.g. 2026-01-02T00:00:00Z)")
+    e.add_argument("--at", help="the instant: now, or RFC 3339 (e.g. 2026-01-02T00:00:00Z); default with --db: the "
+                                "selected run's end")
+    e.add_argument("--run", help="with --db: the simulated run to evaluate (default: the latest; see `qfleet runs "
+                                 "list`); counts start at its start")
     e.add_argument("--record", action="store_true", help="with --db: store the results as evaluation history")
     e.add_argument("--json", action="store_true")
     r = sub.add_parser("rules", help="write Prometheus recording and alerting rules for the spec")
@@ -145,14 +148,18 @@ def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns:
     from qfleet.slo.spec import load_slos
 
     slos = load_slos(_spec(args.spec))
-    at = parse_at_ns(args.at, now_ns)
     if args.samples:
         if args.record:
             raise ValueError("--record needs --db (offline evaluations are not stored)")
+        if args.run:
+            raise ValueError("--run needs --db (a CSV of samples has no runs)")
+        if args.at is None:
+            raise ValueError("--samples needs --at, the instant to evaluate at (now, or RFC 3339)")
+        at = parse_at_ns(args.at, now_ns)
         counts = _read_samples(args.samples)
         reports = [evaluate_slo(s, counts, at) for s in slos]
     else:
-        from qfleet.collector import Settings
+        from qfleet.collector import Runs, Settings
         from qfleet.collector.migrate import open_existing, reporting_unreachable
         from qfleet.slo.evaluate import evaluate_store, record
         from qfleet.slo.sli import SliSource
@@ -161,14 +168,22 @@ def _eval(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, now_ns:
         engine = open_existing(settings.database_url)  # a reader: never creates or migrates the store
         try:
             with reporting_unreachable(engine):
-                reports = evaluate_store(slos, SliSource(engine), at)
+                run = Runs(engine).select(args.run)  # None: a store without runs (OTLP only), as before runs
+                if run is None and args.at is None:
+                    raise ValueError("--at is needed: this store holds no simulated run to take the instant from")
+                at = parse_at_ns(args.at, now_ns) if args.at is not None else run.end_ns if run else 0
+                # The run's own hours only: data of an earlier run must not count into this one's windows.
+                source = SliSource(engine) if run is None else SliSource(engine, since_ns=run.start_ns)
+                reports = evaluate_store(slos, source, at)
                 if args.record:
                     record(engine, reports)
         finally:
             engine.dispose()
     docs = [report_json(r) for r in reports]
     if args.json:
-        print(json.dumps({"at": args.at, "slos": docs}), file=out)
+        from qfleet.units import format_rfc3339
+
+        print(json.dumps({"at": args.at or format_rfc3339(at), "slos": docs}), file=out)
     else:
         for d in docs:
             _print_report(d, out)

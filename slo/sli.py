@@ -106,6 +106,17 @@ def counts_key(slo: SLO) -> str:
     return f"{slo.name}@{digest}"
 
 
+def _partial(segment: str) -> bool:
+    """Whether a segment key lacks a value for one of its labels.
+
+    >>> _partial("hardware_type="), _partial("hardware_type=nv-centre,node_id=")
+    (True, True)
+    >>> _partial("hardware_type=nv-centre")
+    False
+    """
+    return any(not v for _k, v in segment_labels(segment))
+
+
 def _matches(labels: dict[str, Any], want: Sequence[tuple[str, Any]]) -> bool:
     return all(str(labels.get(k)) == str(v) for k, v in want)
 
@@ -133,12 +144,21 @@ def _le(bound: Fraction) -> str:
 class SliSource:
     """Per-minute SLO counts over one store.
 
+    Segments are made only of events that carry every ``group_by`` label: a job never placed on hardware has no
+    hardware type and belongs to no ``hardware_type`` segment (it still counts in an SLO without ``group_by``).
+
     Args:
         engine: a migrated database (the collector's schema at head).
+        since_ns: when set, every read (:meth:`interval_counts`, :meth:`minute_counts`) sees only the minutes at
+            or after it (the minute containing ``since_ns`` included): one run of a store shared by runs.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, since_ns: int | None = None) -> None:
         self.engine = engine
+        self.since_ns = since_ns
+
+    def _first_bucket(self) -> int | None:
+        return None if self.since_ns is None else self.since_ns // STEP * STEP
 
     # -- materialisation ------------------------------------------------------------------------------------------
 
@@ -227,8 +247,10 @@ class SliSource:
             self._gauge(slo, ind, lo, hi, acc)
         else:  # pragma: no cover - the model admits no other kind
             raise TypeError(f"unknown indicator {ind!r}")
-        # Counter increases are floats in the rollups; events are whole numbers.
-        return {k: (round(g), round(n)) for k, (g, n) in acc.items() if round(n) > 0}
+        # Counter increases are floats in the rollups; events are whole numbers. A segment with an empty label
+        # (e.g. never-placed jobs without a hardware type) is no segment: drop it.
+        return {k: (round(g), round(n)) for k, (g, n) in acc.items()
+                if round(n) > 0 and not (slo.group_by and _partial(k[0]))}
 
     def _span_ratio(self, slo: SLO, ind: SpanRatioIndicator, lo: int, hi: int,
                     acc: dict[tuple[str, int], list[float]]) -> None:
@@ -380,8 +402,11 @@ class SliSource:
         step_end = SloCount.bucket_start_unix_nano + STEP
         # Each minute goes to the first (latest) cut it lies after: the interval it belongs to.
         interval = case(*((step_end > c, k) for k, c in enumerate(cuts))).label("k")
-        minutes = select(SloCount.segment, interval, SloCount.good, SloCount.total).where(
-            SloCount.slo == counts_key(slo), step_end > cuts[-1], step_end <= at_ns).subquery()
+        sel = select(SloCount.segment, interval, SloCount.good, SloCount.total).where(
+            SloCount.slo == counts_key(slo), step_end > cuts[-1], step_end <= at_ns)
+        if (first := self._first_bucket()) is not None:
+            sel = sel.where(SloCount.bucket_start_unix_nano >= first)
+        minutes = sel.subquery()
         q = select(minutes.c.segment, minutes.c.k, func.sum(minutes.c.good), func.sum(minutes.c.total)).group_by(
             minutes.c.segment, minutes.c.k)
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
@@ -396,6 +421,8 @@ class SliSource:
         q = select(t.segment, t.bucket_start_unix_nano, t.good, t.total).where(
             t.slo == counts_key(slo), t.bucket_start_unix_nano + STEP > lo_exclusive_ns,
             t.bucket_start_unix_nano + STEP <= at_ns).order_by(t.segment, t.bucket_start_unix_nano)
+        if (first := self._first_bucket()) is not None:
+            q = q.where(t.bucket_start_unix_nano >= first)
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
         with self.engine.connect() as conn:
             for seg, b, g, n in conn.execute(q):

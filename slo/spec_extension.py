@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Alert policies shipped in ``slo/policies/`` (sre.md §3).
-BUILTIN_POLICIES: tuple[str, ...] = ("sre_workbook_30d", "pyrra_28d")
+BUILTIN_POLICIES: tuple[str, ...] = ("sre_workbook_30d", "sre_workbook_30d_low_target", "pyrra_28d")
 DEFAULT_POLICY = "sre_workbook_30d"
 #: Promoted store dimensions an SLO may be segmented by.
 GROUP_BY_DIMENSIONS: tuple[str, ...] = ("hardware_type", "node_id", "link_id")

@@ -27,11 +27,12 @@ from qfleet.slo.spec_fields import (
     FieldPath,
     decimal_text,
     read_mapping,
-    read_matchers,
     read_number,
     read_string,
     show,
 )
+from qfleet.slo.spec_fields import read_matchers as _read_matchers
+from qfleet.slo.truth import truth_fix, truth_reference
 
 __all__ = ["Draft", "bind", "parse_sli_spec"]
 
@@ -119,8 +120,34 @@ def _one_of(found: Problems, spec: dict[str, Any], path: FieldPath, choices: Seq
     return given[0]
 
 
+def _measured(found: Problems, name: str | None, path: FieldPath) -> str | None:
+    """``name`` unless it is ground truth (``qfleet_truth_*``, ``qfleet.truth.*``, ``qfleet.fault``): an SLO reads
+    only what the fleet measures."""
+    if name is not None and truth_reference(name):
+        found.add(path, f"{name!r} is simulator ground truth, not a measured signal", truth_fix(name), "truth_reference")
+        return None
+    return name
+
+
+def _name(found: Problems, value: Any, path: FieldPath, example: str) -> str | None:
+    """A span or attribute name that is not ground truth."""
+    return _measured(found, read_string(found, value, path, example), path)
+
+
+def read_matchers(found: Problems, value: Any, path: FieldPath, *,
+                  strings: bool) -> tuple[tuple[str, Any], ...] | None:
+    """:func:`~qfleet.slo.spec_fields.read_matchers`, refusing matchers on ground-truth labels."""
+    got = _read_matchers(found, value, path, strings=strings)
+    if got is None:
+        return None
+    bad = [k for k, _v in got if truth_reference(k)]
+    for k in bad:
+        _measured(found, k, path.k(k))
+    return None if bad else got
+
+
 def _metric_name(found: Problems, value: Any, path: FieldPath, example: str) -> str | None:
-    name = read_string(found, value, path, example)
+    name = _measured(found, read_string(found, value, path, example), path)
     if name is not None and not _PROM_NAME.match(name):
         found.add(path, f"metric name {name!r} is not a Prometheus metric name",
                   f"use the stored Prometheus name ([a-zA-Z_:][a-zA-Z0-9_:]*), e.g. {example}", "bad_metric_name")
@@ -191,7 +218,7 @@ def _parse_ratio(found: Problems, rm: dict[str, Any], path: FieldPath) -> Draft 
 def _span_ratio(found: Problems, role: str, part: _Leaf, total: _Leaf) -> Draft | None:
     start = len(found)
     pspec, pp, tspec, tp = part.spec, part.path, total.spec, total.path
-    span = read_string(found, tspec["spans"], tp.k("spans"), "job")
+    span = _name(found, tspec["spans"], tp.k("spans"), "job")
     twhere = read_matchers(found, tspec.get("where"), tp.k("where"), strings=False)
     pwhere = read_matchers(found, pspec.get("where"), pp.k("where"), strings=False)
     want = "ok" if role == "good" else "error"
@@ -258,12 +285,12 @@ def _parse_threshold(found: Problems, tm: Any, path: FieldPath) -> Draft | None:
 def _span_source(found: Problems, spec: dict[str, Any], sp: FieldPath) -> tuple[tuple[str, Any], ...]:
     read_mapping(found, spec, sp, ("spans", "attribute", "thresholdAttribute", "margin", "where"),
                  {"attribute": "add attribute: <the span attribute compared with the threshold>"})
-    span = read_string(found, spec["spans"], sp.k("spans"), "feedforward")
-    attribute = read_string(found, spec["attribute"], sp.k("attribute"), "latency_us") if "attribute" in spec \
+    span = _name(found, spec["spans"], sp.k("spans"), "feedforward")
+    attribute = _name(found, spec["attribute"], sp.k("attribute"), "latency_us") if "attribute" in spec \
         else None
     tattr = None
     if "thresholdAttribute" in spec:
-        tattr = read_string(found, spec["thresholdAttribute"], sp.k("thresholdAttribute"), "coherence_window_us")
+        tattr = _name(found, spec["thresholdAttribute"], sp.k("thresholdAttribute"), "coherence_window_us")
     margin = _margin(found, spec, sp) if "margin" in spec else Fraction(1)
     where = read_matchers(found, spec.get("where"), sp.k("where"), strings=False)
     return (("span", span), ("attribute", attribute), ("threshold_attribute", tattr), ("margin", margin),

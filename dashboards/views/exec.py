@@ -91,7 +91,7 @@ def _slo_table(f: Filters) -> None:
 
 def _incidents(f: Filters) -> None:
     st.subheader("Incidents this period")
-    df = ui.query("incidents", limit=500)
+    df = ui.query("incidents", limit=500, run_id=ui.selected_run())
     if not df.empty:
         start, end = f.start_ns, f.end_ns
         resolved = df["resolved"].fillna(end + 1)

@@ -26,7 +26,7 @@ def _now_ns(floor_ns: int) -> int:
 
 
 def _pick_incident() -> pd.Series | None:
-    df = ui.query("incidents", limit=500)
+    df = ui.query("incidents", limit=500, run_id=ui.selected_run())
     if df.empty:
         st.info("No incidents in the store — nothing has paged or ticketed yet")
         ui.set_param("incident", None)

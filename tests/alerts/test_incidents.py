@@ -50,7 +50,7 @@ def test_a_notification_opens_an_incident_whose_timeline_follows_the_group(engin
         (930, "notified"), (930, "resolved")]
     tl = inc.timeline(iid)
     assert tl[2]["detail"]["fingerprint"] == b.fingerprint and tl[2]["detail"]["labels"]["node"] == "qpu-b"
-    assert tl[4]["detail"] == {"receiver": "oncall", "reason": "some alerts resolved",
+    assert tl[4]["detail"] == {"receiver": "oncall", "group_key": GROUP, "reason": "some alerts resolved",
                                "firing": [b.fingerprint], "resolved": [a.fingerprint]}
     assert inc.list(state="open") == [] and inc.get(iid)["resolved_unix_nano"] == 930
     # A group that fires again after its incident resolved opens a new one.
@@ -156,3 +156,68 @@ def test_rules_to_incident_to_ground_truth_fault(engine: Engine) -> None:
     bare = Alert(labels=labels_key({"alertname": "Y", "severity": "page"}), starts_at=at)
     other = inc.on_notification(_note(at, "first notification", [bare], group="y"), at)
     assert inc.link_faults(other) == 0
+
+
+TICKETS = '{}/{severity=~"page|ticket"}:{alertname="QfleetNodeHeartbeatMissing"}'
+
+
+def test_one_incident_per_alert_group_across_receivers_and_one_escalation(engine: Engine) -> None:
+    """The sample routing sends a page to `pages` and (continue) to `tickets`: two aggregation groups, one
+    incident; acknowledging it leaves nothing due for escalation anywhere; it closes when both groups resolved."""
+    inc = Incidents(engine, clock=FakeClock())
+    a = _alert("qpu-a")
+    iid = inc.on_notification(_note(10, "first notification", [a], receiver="pages"), 10)
+    assert inc.on_notification(_note(30, "first notification", [a], group=TICKETS, receiver="tickets"), 30) == iid
+    assert [r["id"] for r in inc.list()] == [iid]
+    assert inc.groups(iid) == (("pages", GROUP), ("tickets", TICKETS))
+    after = 15 * MIN
+    assert inc.due_for_escalation(after + 10, after) == [iid]     # once, not once per receiver
+    inc.acknowledge(iid, "alice", after)
+    assert inc.due_for_escalation(after + 10, after) == []
+    # Later notifications of either group append to it; it resolves when both said all resolved.
+    assert inc.on_notification(_note(after + 20, "all alerts resolved", [], [a], receiver="pages"), after + 20) == iid
+    assert inc.get(iid)["state"] == "acknowledged"
+    assert inc.on_notification(_note(after + 40, "all alerts resolved", [], [a], group=TICKETS,
+                                     receiver="tickets"), after + 40) == iid
+    row = inc.get(iid)
+    assert (row["state"], row["resolved_unix_nano"]) == ("resolved", after + 40)
+    kinds = [(e["kind"], e["detail"].get("receiver")) for e in inc.timeline(iid)]
+    assert kinds == [("fired", None), ("notified", "pages"), ("notified", "tickets"), ("acknowledged", None),
+                     ("notified", "pages"), ("notified", "tickets"), ("resolved", "tickets")]
+
+
+def test_a_ticket_then_its_page_are_one_incident(engine: Engine) -> None:
+    inc = Incidents(engine, clock=FakeClock())
+    ticket, page = _alert("qpu-a", "ticket"), _alert("qpu-a", "page")
+    first = inc.on_notification(_note(0, "first notification", [ticket], group=TICKETS, receiver="tickets"), 0)
+    assert inc.get(first)["severity"] == "ticket"
+    assert inc.due_for_escalation(60 * MIN, 15 * MIN) == []      # a ticket-level burn never escalates to pages
+    # The page differs from the ticket only by severity: the same problem, the same incident, now a page.
+    assert inc.on_notification(_note(60, "first notification", [page], receiver="pages"), 60) == first
+    assert inc.get(first)["severity"] == "page" and [r["id"] for r in inc.list()] == [first]
+    assert inc.due_for_escalation(60 * MIN, 15 * MIN) == [first]
+
+
+def test_two_incidents_whose_alerts_one_group_joins_merge(engine: Engine) -> None:
+    inc = Incidents(engine, clock=FakeClock())
+    down, slow = _alert("qpu-a"), _alert("qpu-a", name="QfleetNodeSlow")
+    first = inc.on_notification(_note(0, "first notification", [down], receiver="pages"), 0)
+    second = inc.on_notification(_note(60, "first notification", [slow], group="slow", receiver="pages"), 60)
+    assert second != first
+    inc.acknowledge(second, "alice", 90)
+    # The ticket queue groups by node: one group carries both alerts, so both incidents are one problem.
+    assert inc.on_notification(_note(300, "first notification", [down, slow], group=TICKETS,
+                                     receiver="tickets"), 300) == first
+    row, gone = inc.get(first), inc.get(second)
+    assert (row["state"], row["acknowledged_by"], gone["state"]) == ("acknowledged", "alice", "resolved")
+    assert inc.timeline(second)[-1]["detail"] == {"into": first}
+    assert [r["id"] for r in inc.list(state="acknowledged")] == [first] and inc.list(state="open") == []
+    assert [r["id"] for r in inc.list()] == [first]                      # each alert group counts once
+    assert [r["id"] for r in inc.list(merged=True)] == [second, first]
+    assert [r["id"] for r in inc.open_at(200)] == [first]
+    assert sorted(e["detail"]["fingerprint"] for e in inc.timeline(first) if e["kind"] == "fired") == sorted(
+        [down.fingerprint, slow.fingerprint])
+    # The merged incident's group notifies the survivor from now on.
+    assert inc.on_notification(_note(400, "repeat interval elapsed", [slow], group="slow", receiver="pages"),
+                               400) == first
+    assert ("pages", "slow") in inc.groups(first)

@@ -151,11 +151,13 @@ def test_root_without_receiver_cannot_route() -> None:
 
 def test_sample_config_routes_pages_tickets_and_security() -> None:
     cfg = load_config(SAMPLE)
-    assert routes_test(cfg, {"severity": "page", "slo": "fidelity"}) == ["pages", "tickets"]
+    # Pages stop at pages (no copy in tickets: the incident is the record); tickets go to tickets.
+    assert routes_test(cfg, {"severity": "page", "slo": "fidelity"}) == ["pages"]
+    assert routes_test(cfg, {"severity": "ticket", "slo": "fidelity"}) == ["tickets"]
     assert routes_test(cfg, {"severity": "security"}) == ["security"]
     link = {"alertname": "LinkDown", "severity": "ticket", "link": "qpu-1--qpu-2", "slo": "s"}
     [r] = resolve(cfg, link)
-    assert group_key(r, link) == '{}/{severity=~"page|ticket"}/{link=~".+"}:{alertname="LinkDown", ' \
+    assert group_key(r, link) == '{}/{severity="ticket"}/{link=~".+"}:{alertname="LinkDown", ' \
                                  'link="qpu-1--qpu-2"}'
     assert r.mute_time_intervals == ()                                  # not inherited from the parent
 

@@ -3,6 +3,7 @@ defaults filled in, the shipped rules load, and loading a rule file imports no d
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,110 @@ def test_loading_rule_files_imports_no_database_code() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'opentelemetry')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# -- measured signals only, and the new kinds on hand-made series ------------------------------------------------
+
+
+def test_no_built_in_rule_or_slo_reads_ground_truth() -> None:
+    from qfleet.alerts.rules import KIND_METRICS
+    from qfleet.slo.spec import builtin_specs_path, load_slos
+    from qfleet.slo.truth import truth_reference
+
+    assert set(KIND_METRICS) == set(KINDS)
+    assert not [m for ms in KIND_METRICS.values() for m in ms if truth_reference(m)]
+    text = "\n".join(p.read_text() for p in (rules_module.DEFAULT_RULES_PATH, builtin_specs_path()))
+    assert "truth" not in text.lower()
+    assert load_rules() and load_slos(builtin_specs_path())
+
+
+def test_a_rule_naming_a_truth_series_is_refused_with_a_fix() -> None:
+    [line] = problems(doc({"name": "A", "kind": "t2_drop",
+                           "annotations": {"description": "T2 is {{ $value }} of qfleet_truth_node_t2_seconds"}}))
+    assert line.startswith("rules[0].annotations.description: 'qfleet_truth_node_t2_seconds' is simulator ground "
+                           "truth") and "qfleet_node_t2_seconds" in line
+
+
+_IDS = itertools.count()
+
+
+def _store(tmp_path: Path) -> Any:
+    from qfleet.collector import open_engine, upgrade
+
+    engine = open_engine(f"sqlite:///{tmp_path / 's.db'}")
+    upgrade(engine)
+    return engine
+
+
+def _put(engine: Any, metric: str, labels: dict[str, str], points: list[tuple[int, float]], *, node: str = "",
+         link: str = "", hw: str = "ion") -> None:
+    from sqlalchemy import insert
+
+    from qfleet.collector.schema import MetricSample, MetricSeries
+
+    with engine.begin() as conn:
+        sid = conn.execute(insert(MetricSeries.__table__).values(
+            fingerprint=f"{next(_IDS):016d}",
+            metric_name=metric, metric_type=1, temporality=2, is_monotonic=False, unit="", description="",
+            labels=labels, node_id=node or None, link_id=link or None, hardware_type=hw)).inserted_primary_key[0]
+        conn.execute(insert(MetricSample.__table__), [{"series_id": sid, "time_unix_nano": t, "value": v}
+                                                       for t, v in points])
+
+
+def _fired(engine: Any, kind: str, at: int) -> list[str]:
+    [rule] = [r for r in load_rules() if r.kind == kind]
+    return [a.label("node") or a.label("link") or a.label("tenant")
+            for a in evaluate_rules([rule], engine, at)]
+
+
+def test_t2_drop_reads_calibration_estimates_against_their_standard_error(tmp_path: Path) -> None:
+    engine = _store(tmp_path)
+    # Estimates every 30 min, repeated every minute in between; b's last estimate is noisy, a's collapsed.
+    def stale(values: list[float]) -> list[tuple[int, float]]:
+        return [(m * MIN, values[min(m // 30, len(values) - 1)]) for m in range(1, 121)]
+    _put(engine, "qfleet_node_t2_seconds", {}, stale([1.0, 1.02, 0.98, 0.3]), node="a")
+    _put(engine, "qfleet_node_t2_stderr_seconds", {}, stale([0.05, 0.05, 0.05, 0.05]), node="a")
+    _put(engine, "qfleet_node_t2_seconds", {}, stale([1.0, 1.02, 0.98, 0.6]), node="b")
+    _put(engine, "qfleet_node_t2_stderr_seconds", {}, stale([0.05, 0.05, 0.05, 0.3]), node="b")
+    assert _fired(engine, "t2_drop", 100 * MIN) == ["a"]
+    assert _fired(engine, "t2_drop", 80 * MIN) == []          # before the last calibration
+
+
+def test_canary_failures_localize_a_failing_node(tmp_path: Path) -> None:
+    engine = _store(tmp_path)
+    for node, fail_after, stop_at in (("a", 100, 999), ("b", 999, 100), ("c", 999, 999)):
+        passed = fails = 0.0
+        pts_p, pts_f, beats = [], [], []
+        for m in range(1, 131):
+            if m < stop_at:
+                bad = 10 if m > fail_after else 1
+                passed += 50 - bad
+                fails += bad
+            pts_p.append((m * MIN, passed))
+            pts_f.append((m * MIN, fails))
+            beats.append((m * MIN, float(m)))
+        _put(engine, "qfleet_canary_checks_total", {"qfleet.outcome": "pass"}, pts_p, node=node)
+        _put(engine, "qfleet_canary_checks_total", {"qfleet.outcome": "fail"}, pts_f, node=node)
+        _put(engine, "qfleet_node_heartbeats_total", {}, beats, node=node)
+    assert _fired(engine, "canary_failures", 95 * MIN) == []
+    assert _fired(engine, "canary_failures", 110 * MIN) == ["a"]
+
+
+def test_link_silence_localizes_a_link_whose_ends_are_up_but_carry_no_request(tmp_path: Path) -> None:
+    engine = _store(tmp_path)
+    # a~b: requests every minute until minute 100, both ends heartbeating; c~d: busy throughout; e~f: stops at
+    # 100 because e went down (no heartbeats: an outage, not a deadlock); g~h: one request every 10 minutes (too
+    # quiet to judge a 5-minute gap).
+    for link, stop_at, every in (("a~b", 100, 1), ("c~d", 999, 1), ("e~f", 100, 1), ("g~h", 100, 10)):
+        pts, n = [], 0.0
+        for m in range(1, 131):
+            if m < stop_at and m % every == 0:
+                n += 3
+            pts.append((m * MIN, n))
+        _put(engine, "qfleet_entanglement_requests_total", {"qfleet.outcome": "success"}, pts, link=link)
+    for node in "abcdefgh":
+        beats = [(m * MIN, float(min(m, 100) if node == "e" else m)) for m in range(1, 131)]
+        _put(engine, "qfleet_node_heartbeats_total", {}, beats, node=node)
+    # Window 5m (alerts/rules/fleet.yaml): the last request was at minute 99.
+    assert _fired(engine, "link_silence", 103 * MIN) == []
+    assert _fired(engine, "link_silence", 106 * MIN) == ["a~b"]

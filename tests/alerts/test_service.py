@@ -71,13 +71,22 @@ def _fill(engine: Engine, faults: list[Fault], minutes: int, **fleet_changes: An
     return sim
 
 
+#: The sample routing's shape: a page goes to `pages` and, by `continue`, to the `tickets` queue as well.
+_CONTINUE = {"receiver": "tickets", "group_by": ["alertname", "node"], "group_wait": "30s", "group_interval": "5m",
+             "repeat_interval": "4h",
+             "routes": [{"matchers": ['severity="page"'], "receiver": "pages", "group_wait": "10s", "continue": True},
+                        {"matchers": ['severity=~"page|ticket"'], "receiver": "tickets"}]}
+
+
 def _service(engine: Engine, sink: Sink, clock: list[int], *, escalate: bool = True,
-             service: type[AlertService] = AlertService, **kw: Any) -> AlertService:
+             service: type[AlertService] = AlertService, route: dict[str, Any] | None = None,
+             **kw: Any) -> AlertService:
     doc: dict[str, Any] = {
         "global": {"resolve_timeout": "3m"},
-        "route": {"receiver": "pages", "group_by": ["alertname", "node"], "group_wait": "30s",
-                  "group_interval": "5m", "repeat_interval": "4h"},
+        "route": route or {"receiver": "pages", "group_by": ["alertname", "node"], "group_wait": "30s",
+                           "group_interval": "5m", "repeat_interval": "4h"},
         "receivers": [{"name": "pages", "webhook_configs": [{"url": f"{sink.base}/pages"}]},
+                      {"name": "tickets", "webhook_configs": [{"url": f"{sink.base}/tickets"}]},
                       {"name": "lead", "webhook_configs": [{"url": f"{sink.base}/lead"}]}],
     }
     if escalate:
@@ -126,6 +135,29 @@ def test_an_acknowledged_page_does_not_escalate(sqlite_engine: Engine, sink: Sin
         svc.incidents.acknowledge(inc["id"], "oncall", clock[0])
     _run(svc, clock, t0 + 25 * MIN + 30 * NS, t0 + 45 * MIN)
     assert "/pages" in sink.paths() and "/lead" not in sink.paths()
+
+
+@pytest.mark.parametrize("acknowledged", [False, True], ids=["unacknowledged: one escalation",
+                                                              "acknowledged: no escalation anywhere"])
+def test_a_page_to_pages_and_tickets_is_one_incident_escalated_once(sqlite_engine: Engine, sink: Sink,
+                                                                    acknowledged: bool) -> None:
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
+    sim = _fill(sqlite_engine, [outage], 60)
+    t0 = sim.config.start_ns
+    clock = [t0]
+    svc = _service(sqlite_engine, sink, clock, route=_CONTINUE)
+    _run(svc, clock, t0 + 15 * MIN, t0 + 25 * MIN)
+    assert {"/pages", "/tickets"} <= set(sink.paths())          # both receivers were told
+    [incident] = [i for i in svc.incidents.list() if "qpu-d" in json.dumps(i)]
+    assert {r for r, _ in svc.incidents.groups(incident["id"])} == {"pages", "tickets"}
+    if acknowledged:
+        svc.incidents.acknowledge(incident["id"], "oncall", clock[0])
+    _run(svc, clock, t0 + 25 * MIN + 30 * NS, t0 + 45 * MIN)
+    assert [i["id"] for i in svc.incidents.list() if "qpu-d" in json.dumps(i)] == [incident["id"]]
+    lead = [b for p, b in sink.bodies if p == "/lead"]
+    assert len(lead) == (0 if acknowledged else 1), len(lead)
+    if lead:
+        assert lead[0]["alerts"][0]["labels"]["severity"] == "page"
 
 
 def test_calibration_windows_mute_their_node(tmp_path: Path, sink: Sink) -> None:

@@ -80,9 +80,9 @@ def _where(a: Alert) -> str:
 @pytest.mark.parametrize(("rule", "minute", "target", "fault"), [
     ("QfleetEntanglementCollapse", 25, "qpu-a~qpu-b", "F1 link drop"),
     ("QfleetUnauthorizedCommands", 25, "qpu-b", "F8 unauthorized commands"),
-    ("QfleetReadoutDrift", 25, "qpu-a", "F4 readout drift"),
+    # The calibration estimates are stale until the next calibration (hours away): the canaries on qpu-a show it.
+    ("QfleetNodeCanaryFailing", 25, "qpu-a", "F4 readout drift"),
     ("QfleetNodeHeartbeatMissing", 50, "qpu-d", "F5 outage"),
-    ("QfleetSchedulerQueueStuck", 75, "research", "F7 deadlock"),
 ])
 def test_each_rule_fires_for_its_fault_on_its_target_only(faulty: tuple[Engine, Simulation], rule: str,
                                                           minute: int, target: str, fault: str) -> None:
@@ -102,14 +102,14 @@ def test_rule_labels_and_annotations_name_the_place_team_and_runbook(faulty: tup
     sec = by_name["QfleetUnauthorizedCommands"]
     assert dict(sec.labels) == {"alertname": "QfleetUnauthorizedCommands", "severity": "security",
                                 "team": "security", "node": "qpu-b", "principal": "mallory",
-                                "qfleet_hardware_type": "trapped-ion"}
+                                "hardware_type": "trapped-ion"}
     ann = dict(sec.annotations)
     assert ann["runbook_url"] == "runbooks/F8-unauthorized-commands.md"
     assert "mallory" in ann["summary"] and "qpu-b" in ann["description"] and "{{" not in ann["description"]
     link = by_name["QfleetEntanglementCollapse"]
     assert link.label("severity") == "page" and link.label("team") == "hardware"
     assert dict(link.annotations)["runbook_url"] == "runbooks/F1-entanglement-loss.md"
-    assert by_name["QfleetReadoutDrift"].label("severity") == "ticket"
+    assert by_name["QfleetNodeCanaryFailing"].label("severity") == "ticket"
     assert sec.starts_at == sim.config.start_ns + 25 * MIN
 
 
@@ -250,13 +250,13 @@ def test_slo_burn_conditions_become_alerts_per_slo_segment_and_severity(faulty: 
     source = SliSource(engine)
     at = sim.config.start_ns + 55 * MIN   # 10 minutes into the qpu-d outage
     alerts = slo_alerts(evaluate_store(SLOS, source, at), SLOS, at)
-    keys = sorted((a.label("slo"), a.label("severity"), a.label("qfleet_node_id") or a.label("qfleet_link_id"))
+    keys = sorted((a.label("slo"), a.label("severity"), a.label("node") or a.label("link"))
                   for a in alerts)
     assert ("node-up", "page", "qpu-d") in keys
     assert not [k for k in keys if k[0] == "node-up" and k[2] != "qpu-d"]  # the healthy nodes do not alert
     page = next(a for a in alerts if a.label("slo") == "node-up" and a.label("severity") == "page")
     assert dict(page.labels) == {"alertname": SLO_ALERT_NAME, "slo": "node-up", "severity": "page",
-                                 "service": "fleet", "team": "hardware", "qfleet_node_id": "qpu-d"}
+                                 "service": "fleet", "team": "hardware", "node": "qpu-d"}
     ann = dict(page.annotations)
     assert ann["runbook_url"] == "runbooks/F5-node-outage.md" and page.starts_at == at
     assert "page_fast: burn" in ann["description"] and "> threshold 14.4" in ann["description"]

@@ -8,6 +8,7 @@ from sqlalchemy import inspect, text
 
 from qfleet.collector.convert import SpanColumns
 from qfleet.collector.migrate import current_revisions, downgrade, head_revisions, upgrade
+from qfleet.collector.runs import Runs
 from qfleet.collector.store import Store, open_engine
 from qfleet.migrations import target_metadata
 
@@ -34,6 +35,7 @@ def test_upgrade_downgrade_upgrade_with_data(db_url: str) -> None:
     assert current_revisions(engine) == head_revisions()
     Store(engine).write(_spans(50).to_batch(service_name="sim"))
     assert Store(engine).count("spans") == 50
+    Runs(engine).register("r1", fleet="mesh", start_ns=1, end_ns=2)
 
     downgrade(engine, "base")
     assert current_revisions(engine) == ()
@@ -44,6 +46,7 @@ def test_upgrade_downgrade_upgrade_with_data(db_url: str) -> None:
     store = Store(engine)
     store.write(_spans(20, offset=1000).to_batch(service_name="sim"))
     assert store.count("spans") == 20
+    assert Runs(engine).list() == []  # the runs table came back empty
     engine.dispose()
 
 

@@ -324,16 +324,18 @@ def test_node_series_from_samples_and_from_rollups(eng: Engine, whole: Filters) 
                     "WHERE m.metric_name = 'qfleet_node_t2_seconds' AND m.node_id = 'ion-b' ORDER BY 1")
     assert list(df["time"]) == [r[0] for r in rows] and list(df["value"]) == pytest.approx([r[1] for r in rows])
     assert set(df["node"]) == {"ion-b"}
-    # The thermal event (F2, 30-50 min) divides ion-b's T2 by 20.
-    during = df[(df["time"] > whole.start_ns + 32 * MIN) & (df["time"] < whole.start_ns + 48 * MIN)]["value"]
-    assert during.max() < df["value"].max() / 5
+    # The thermal event (F2, 30-50 min) is motional heating on the ion trap ion-b: its true two-qubit gate error
+    # rises 20-fold (docs/faults.md), while the measured T2 stays the last calibration's estimate.
+    truth = data.node_series(eng, "qfleet_truth_node_gate_error_ratio", ["ion-b"], whole, labels={"qfleet.qubits": 2})
+    during = truth[(truth["time"] > whole.start_ns + 32 * MIN) & (truth["time"] < whole.start_ns + 48 * MIN)]["value"]
+    assert during.min() > 5 * truth["value"].min()
     two_q = data.node_series(eng, "qfleet_node_gate_error_ratio", [], whole, labels={"qfleet.qubits": 2})
     one_q = data.node_series(eng, "qfleet_node_gate_error_ratio", [], whole, labels={"qfleet.qubits": 1})
     assert (two_q.groupby("node")["value"].mean() > one_q.groupby("node")["value"].mean()).all()
     month = Filters(start_ns=whole.start_ns, end_ns=whole.start_ns + 30 * DAY)
     rolled = data.node_series(eng, "qfleet_node_t2_seconds", ["ion-b"], month)
     assert list(rolled["value"]) == pytest.approx(list(df["value"]))  # one sample per minute: same values
-    links = data.node_series(eng, "qfleet_link_heralding_probability_ratio", ["ion-a~nv-d"], whole)
+    links = data.node_series(eng, "qfleet_truth_link_heralding_probability_ratio", ["ion-a~nv-d"], whole)
     assert set(links["node"]) == {"ion-a~nv-d"} and links["value"].min() == 0  # the fibre cut
 
 
@@ -348,10 +350,11 @@ def test_error_distributions_are_the_latest_values(eng: Engine, whole: Filters, 
     nvc = df.set_index("node").loc["nv-c"]
     assert nvc["readout_error_0"] == pytest.approx(latest) and nvc["hardware_type"] == "nv-centre"
     assert df[["gate_error_1q", "gate_error_2q", "readout_error_0", "readout_error_1"]].notna().all().all()
-    # During the detector drift (F4, 70-100 min) nv-c's readout error is 10 points higher than at the end.
+    # The detector drift (F4, 70-100 min) is not in the measured estimate: nv-c is not recalibrated during the run,
+    # so the view shows the run-start calibration's value throughout (the truth is kept apart).
     drift = data.error_distributions(eng, Filters(start_ns=whole.start_ns, end_ns=whole.start_ns + 90 * MIN,
                                                   node="nv-c"))
-    assert list(drift["node"]) == ["nv-c"] and drift["readout_error_0"].iloc[0] > nvc["readout_error_0"] + 0.05
+    assert list(drift["node"]) == ["nv-c"] and drift["readout_error_0"].iloc[0] == nvc["readout_error_0"]
 
 
 def test_link_fidelity_groups_measured_jobs_by_their_first_link(eng: Engine, whole: Filters,

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -33,6 +34,7 @@ from qfleet.slo.model import (
     Pair,
     Period,
     SLOReport,
+    SpanRatioIndicator,
     StandardWindows,
 )
 from qfleet.units import NS, parse_rfc3339
@@ -717,3 +719,23 @@ def test_burn_exceeds_agrees_with_fraction_comparison(
     else:
         expected = Fraction(bad, total) / (1 - target) > thr
     assert burn_exceeds(bad, total, target, thr) is expected
+
+
+def test_sli_source_since_clips_reads_and_partial_segments_are_no_segment(sqlite_engine: Any) -> None:
+    from sqlalchemy import insert
+
+    from qfleet.slo.schema import SloCount
+    from qfleet.slo.sli import STEP, SliSource, _partial, counts_key
+
+    slo = SLO(name="jobs", service="s", target=Fraction(9, 10), period=Period(rolling_ns=DAY), budgeting="Occurrences",
+              indicator=SpanRatioIndicator(span="qfleet.job"), policy=AlertPolicy(name="p", pairs=()))
+    with sqlite_engine.begin() as conn:
+        conn.execute(insert(SloCount), [{"slo": counts_key(slo), "segment": "", "bucket_start_unix_nano": m * STEP,
+                                         "good": 1, "total": 2} for m in range(10)])
+    at = 10 * STEP
+    whole = SliSource(sqlite_engine).minute_counts(slo, 0, at)[""]
+    clipped = SliSource(sqlite_engine, since_ns=4 * STEP + 1).minute_counts(slo, 0, at)[""]
+    assert len(whole) == 10 and [t for t, _ in clipped] == [m * STEP for m in range(5, 11)]
+    [(_, total)] = SliSource(sqlite_engine, since_ns=7 * STEP).interval_counts(slo, at, [0])[""]
+    assert (total.good, total.total) == (3, 6)
+    assert _partial("hardware_type=") and not _partial("hardware_type=ion")
