@@ -192,13 +192,13 @@ class Incidents:
                 alerts[iid] |= {str(d.get("fingerprint")), _problem(d.get("labels") or {})}
             else:  # events recorded before the group key was (one group per incident then) are the opener's
                 groups[iid][str(d.get("group_key") or opener[iid])] = bool(d.get("firing"))
-        hits = [r for r in rows if n.group_key in groups[r.id] or n.group_key == r.group_key or fps & alerts[r.id]]
-        if not hits:
+        matches = [r for r in rows if n.group_key in groups[r.id] or n.group_key == r.group_key or fps & alerts[r.id]]
+        if not matches:
             return None
-        for other in hits[1:]:   # one alert group reached two incidents (e.g. a ticket, then its page): merge
-            self._merge(conn, other, into=hits[0].id, at_ns=n.at)
-            groups[hits[0].id].update(groups[other.id])
-        return hits[0], groups[hits[0].id]
+        for other in matches[1:]:   # one alert group reached two incidents (e.g. a ticket, then its page): merge
+            self._merge(conn, other, into=matches[0].id, at_ns=n.at)
+            groups[matches[0].id] |= groups[other.id]
+        return matches[0], groups[matches[0].id]
 
     def _merge(self, conn: Connection, other: Any, *, into: str, at_ns: int) -> None:
         """Copy ``other``'s timeline into incident ``into`` and close ``other`` with a ``merged`` event; the

@@ -24,7 +24,7 @@ from typing import Any
 from qfleet.collector import open_engine, upgrade
 from qfleet.simulator.cli import main as sim_main
 from qfleet.simulator.engine import RunConfig, Simulation
-from qfleet.simulator.faults import builtin_faults_path, load_faults
+from qfleet.simulator.fault_files import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import ProcessStoreSink
 from qfleet.units import NS

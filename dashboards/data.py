@@ -9,6 +9,9 @@ All SQL is built with SQLAlchemy and parameterised; it only reads. Incidents, th
 from the alerts package's repositories (:class:`~qfleet.alerts.incidents.Incidents`,
 :func:`~qfleet.alerts.impact.incident_impact`, :class:`~qfleet.alerts.silence_store.SilenceStore`), which are also
 the only writers of those tables (acknowledge, resolve, silence).
+
+Why one module: it is the dashboards' one view of the store's schema; every page reads through the same
+filters, run selection and rollup choice, so a schema change is made here once.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ from qfleet.runbooks.scoring import (
     score,
 )
 from qfleet.simulator.engine import RunConfig, Simulation
-from qfleet.simulator.faults import Fault, FaultSchedule, faults_from_dict
+from qfleet.simulator.fault_files import faults_from_dict
+from qfleet.simulator.faults import Fault, FaultSchedule
 from qfleet.simulator.fleet import Fleet, builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
 from qfleet.slo.spec import builtin_specs_path, load_slos

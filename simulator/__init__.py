@@ -1,9 +1,9 @@
 """The Stim-powered fleet simulator: a fleet of quantum nodes with faults, emitting what an operator would see.
 
-* :mod:`qfleet.simulator.fleet` / :mod:`qfleet.simulator.faults`: validated fleet and fault-schedule files (values in
-  ``profiles``, ``hardware``, ``policies``, ``topology``; field rules in ``rules``).
+* :mod:`qfleet.simulator.fleet` / :mod:`qfleet.simulator.faults` (:mod:`~qfleet.simulator.fault_files`): validated
+  fleet and fault-schedule files (values in ``profiles``, ``hardware``, ``policies``, ``topology``; field rules in ``rules``).
 * :mod:`qfleet.simulator.physics`: the closed forms (the tests' oracle); :mod:`qfleet.simulator.circuits`: Stim
-  templates with per-instance noise; :mod:`qfleet.simulator.experiment`: one protocol against its prediction.
+  templates run with per-instance noise (:mod:`~qfleet.simulator.noise_masks`); :mod:`qfleet.simulator.experiment`: one protocol against its prediction.
 * :mod:`qfleet.simulator.engine`: the fleet run (control plane in simulated time over batched Stim physics, in
   layers: ``runstate``, ``timeline``, ``control``, ``disturbances``; with ``shots`` and ``job_telemetry``);
   :mod:`qfleet.simulator.telemetry`: span and metric names; :mod:`qfleet.simulator.sinks`: the store or an OTLP
@@ -22,7 +22,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "chain": ["ChainConfig", "ChainResult", "run_chain"],
     "engine": ["OUTCOMES", "RunConfig", "SimStep", "Simulation"],
     "experiment": ["ExperimentResult", "run_experiment"],
-    "faults": ["Fault", "FaultKind", "FaultSchedule", "load_faults"],
+    "fault_files": ["load_faults"],
+    "faults": ["Fault", "FaultKind", "FaultSchedule"],
     "fleet": ["Fleet", "Link", "Node", "Tenant", "load_fleet"],
     "sinks": ["OtlpSink", "ProcessStoreSink", "StoreSink"],
     "telemetry": ["METRICS", "SPAN_NAMES"],
@@ -38,10 +39,10 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.simulator.engine import Simulation as Simulation
     from qfleet.simulator.experiment import ExperimentResult as ExperimentResult
     from qfleet.simulator.experiment import run_experiment as run_experiment
+    from qfleet.simulator.fault_files import load_faults as load_faults
     from qfleet.simulator.faults import Fault as Fault
     from qfleet.simulator.faults import FaultKind as FaultKind
     from qfleet.simulator.faults import FaultSchedule as FaultSchedule
-    from qfleet.simulator.faults import load_faults as load_faults
     from qfleet.simulator.fleet import Fleet as Fleet
     from qfleet.simulator.fleet import Link as Link
     from qfleet.simulator.fleet import Node as Node

@@ -110,6 +110,8 @@ def _sweep(rng: np.random.Generator, true_rate: float, scale: float, points: tup
 
 
 def _time_constant(rng: np.random.Generator, true_s: float, expected_s: float, floor: float) -> Estimate:
+    if not math.isfinite(true_s):
+        return Estimate(math.inf, math.inf)  # no decay process modelled: nothing decays within any sweep
     scale = expected_s if math.isfinite(expected_s) and expected_s > 0 else true_s
     rate, se = _sweep(rng, 1.0 / true_s if true_s > 0 else math.inf, scale, DECAY_POINTS, DECAY_SHOTS, floor)
     if rate <= 0:
@@ -123,13 +125,11 @@ def measure_t1(rng: np.random.Generator, true_s: float, expected_s: float) -> Es
 
     An infinite ``true_s`` (no T1 process modelled) gives ``Estimate(inf, inf)``: no sweep resolves a decay.
     """
-    if not math.isfinite(true_s):
-        return Estimate(math.inf, math.inf)  # nothing decays within any sweep
     return _time_constant(rng, true_s, expected_s, 0.0)
 
 
 def measure_t2(rng: np.random.Generator, true_s: float, expected_s: float) -> Estimate:
-    """T2 from a Hahn-echo sweep around ``expected_s`` on the true ``true_s``."""
+    """T2 from a Hahn-echo sweep around ``expected_s`` on the true ``true_s`` (infinite: ``Estimate(inf, inf)``)."""
     return _time_constant(rng, true_s, expected_s, 0.5)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from qfleet.simulator import circuits, physics
+from qfleet.simulator import circuits, noise_masks, physics
 from qfleet.units import NS
 
 __all__ = ["ChainConfig", "ChainError", "ChainResult", "run_chain"]
@@ -341,17 +341,17 @@ def _noise(config: ChainConfig, t: _Timings, rng: np.random.Generator
     rx, ry, rz = (np.asarray(v) for v in physics.twirled_memory_paulis(repeater_wait / NS, t1, t2))
     ex, ey, ez = (np.asarray(v) for v in physics.twirled_memory_paulis(end_wait / NS, t1, t2))
 
-    wx, wz = circuits.werner_masks(config.raw_fidelity, rng, shape=(links, b))
-    sx, sz = circuits.pauli_masks(rx, ry, rz, rng)
+    wx, wz = noise_masks.werner_masks(config.raw_fidelity, rng, shape=(links, b))
+    sx, sz = noise_masks.pauli_masks(rx, ry, rz, rng)
     slot0 = (wx ^ sx, wz ^ sz)
     slot1 = (np.zeros((2 * (links - 1), b), dtype=bool), np.zeros((2 * (links - 1), b), dtype=bool))
     if links > 1 and config.gate_error > 0:
-        gx, gz = circuits.depolarize2_masks(config.gate_error, rng, shape=(links - 1, b))
+        gx, gz = noise_masks.depolarize2_masks(config.gate_error, rng, shape=(links - 1, b))
         slot1 = (slot1[0] ^ gx, slot1[1] ^ gz)
     if links > 1 and config.readout_error > 0:
-        fx, _ = circuits.pauli_masks(config.readout_error, 0.0, 0.0, rng, shape=(2 * (links - 1), b))
+        fx, _ = noise_masks.pauli_masks(config.readout_error, 0.0, 0.0, rng, shape=(2 * (links - 1), b))
         slot1 = (slot1[0] ^ fx, slot1[1])
-    slot2 = circuits.pauli_masks(ex, ey, ez, rng)
+    slot2 = noise_masks.pauli_masks(ex, ey, ez, rng)
 
     # Closed form: each independent Pauli source multiplies the end pair's X, Y, Z correlators by its eigenvalues,
     # and F = (1 + l_X + l_Y + l_Z)/4. A wrong X-basis BSM bit is a Z error on the end pair, a wrong Z-basis bit an

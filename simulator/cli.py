@@ -196,7 +196,7 @@ class _Inputs:
 
 def _inputs(args: argparse.Namespace, clock: Clock) -> _Inputs:
     from qfleet.simulator.engine import DEFAULT_START_NS
-    from qfleet.simulator.faults import builtin_faults_path, load_faults
+    from qfleet.simulator.fault_files import builtin_faults_path, load_faults
     from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
     from qfleet.simulator.runstate import RunConfig, check_workload
 

@@ -1,62 +1,46 @@
-"""Fault schedules: the eight failure modes F1-F8, timed in integer nanoseconds from the run start.
+"""Faults: the eight failure modes F1-F8 on one fleet, timed in integer nanoseconds from the run start.
 
-A fault file lists faults with a kind, a target, a start, a duration, a magnitude whose meaning depends
-on the kind (see :class:`Fault`) and an onset ``profile``: ``step`` (full magnitude for the whole window),
-``ramp`` (grows linearly from no effect to the full magnitude over ``ramp``, default the whole duration) or
-``intermittent`` (seeded on/off bursts, one burst of ``duty * period`` per ``period``). Starts, durations, ramps
-and periods are Prometheus durations (``20m``, ``1h45m``; see :func:`qfleet.units.parse_duration`) or exact
-``*_ns`` integers. Loading reports every problem at once and, given a fleet, checks that each target exists and
-has the right type for its kind. docs/faults.md gives each kind's physics, units and sources.
+A :class:`Fault` has a kind, a target, a start, a duration, a magnitude whose meaning depends on the kind and an
+onset ``profile``: ``step`` (full magnitude for the whole window), ``ramp`` (grows linearly from no effect to the
+full magnitude over ``ramp_ns``, default the whole duration) or ``intermittent`` (seeded on/off bursts, one burst
+of ``duty * period_ns`` per ``period_ns``). A :class:`FaultSchedule` holds a run's faults; :mod:`.fault_files`
+reads them from YAML. docs/faults.md gives each kind's physics, units and sources.
 
 Example:
-    >>> from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
-    >>> fleet = load_fleet(builtin_fleet_path("mesh"))
-    >>> schedule = load_faults(builtin_faults_path("example"), fleet)
-    >>> sorted(f.kind.value for f in schedule.faults)
-    ['F1', 'F2', 'F3', 'F4', 'F5', 'F6', 'F7', 'F8']
+    >>> f = Fault(id="hot", kind=FaultKind.parse("thermal_event"), target="qpu-a", start_ns=0, duration_ns=60,
+    ...           magnitude=5)
+    >>> f.kind.value, f.effective(30), f.effective(60)
+    ('F2', 5.0, 1.0)
 """
-
 from __future__ import annotations
 
 import math
 import random
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
-from qfleet.simulator.fleet import Fleet
-from qfleet.simulator.rules import suggest, unknown_keys
-from qfleet.units import DurationError, format_duration, parse_duration
+from qfleet.problems import Problem, Problems, ProblemsError
+from qfleet.simulator.rules import suggest
+from qfleet.units import DurationError, format_duration
 
 __all__ = [
-    "BUILTIN_FAULTS",
     "ORCHESTRATOR",
     "Fault",
     "FaultError",
     "FaultKind",
     "FaultSchedule",
     "PROFILES",
-    "builtin_faults_path",
-    "faults_from_dict",
-    "load_faults",
     "magnitude_unit",
 ]
 
 ORCHESTRATOR = "orchestrator"
 """The F3 target meaning the central orchestrator rather than one link's classical channel."""
-BUILTIN_FAULTS: tuple[str, ...] = ("example", "fleet100-day")
-"""Names accepted by :func:`builtin_faults_path`."""
-
 PROFILES: tuple[str, ...] = ("step", "ramp", "intermittent")
 """Onset profiles: full effect at once, a linear ramp from none to full, or seeded on/off bursts."""
-
-_FAULT_DIR = Path(__file__).resolve().parent / "faults"
-_DURATION_HINT = "a Prometheus duration, e.g. 90s, 30m, 1h45m, 1d, 250ms"
 
 
 class FaultError(ProblemsError):
@@ -129,7 +113,7 @@ _ALIASES = {
 }
 
 # kind -> (test, rule text, example); magnitudes whose kind ignores them must be 1.
-_MAGNITUDE_RULES: dict[str, tuple[Callable[[float], bool], str, str]] = {
+MAGNITUDE_RULES: dict[str, tuple[Callable[[float], bool], str, str]] = {
     "F1": (lambda m: 0.0 <= m <= 1.0, "a factor on the link's heralding success in [0, 1] (0 = link down)",
            "magnitude: 0.0"),
     "F2": (lambda m: m >= 1.0, "a factor >= 1 on the node's platform: NV optical-linewidth broadening, ion "
@@ -143,11 +127,11 @@ _MAGNITUDE_RULES: dict[str, tuple[Callable[[float], bool], str, str]] = {
     "F7": (lambda m: m == 1.0, "ignored, so it must be 1 or omitted", "omit magnitude"),
     "F8": (lambda m: m > 0.0, "unauthorized commands per second, > 0", "magnitude: 0.5"),
 }
-_DEFAULT_MAGNITUDE = {"F5": 1.0, "F7": 1.0}
+DEFAULT_MAGNITUDE = {"F5": 1.0, "F7": 1.0}
 # The magnitude a kind has no effect at (a ramp starts there; an intermittent fault's off phase sits there).
 _NEUTRAL = {"F1": 1.0, "F2": 1.0, "F3": 0.0, "F4": 0.0, "F5": 0.0, "F6": 0.0, "F7": 0.0, "F8": 0.0}
 # Onset profile of a fault-file entry that names none: readout drifts slowly (physics.md 2.1), the rest switch.
-_DEFAULT_PROFILE = {"F4": "ramp"}
+DEFAULT_PROFILE = {"F4": "ramp"}
 # Binary faults (a node is down or not, a cycle exists or not) cannot ramp.
 _BINARY = ("F5", "F7")
 _DEFAULT_PERIOD_NS = 600_000_000_000  # 10 min
@@ -181,11 +165,11 @@ def magnitude_unit(kind: FaultKind | str, hardware_type: str | None = None) -> s
     if key == "F2" and hardware_type is not None:
         return _F2_UNITS.get(hardware_type, "factor dividing T1 and T2")
     return _UNITS[key]
-_LINK_KINDS = ("F1",)
-_NODE_KINDS = ("F2", "F4", "F5", "F6", "F7", "F8")
+LINK_KINDS = ("F1",)
+NODE_KINDS = ("F2", "F4", "F5", "F6", "F7", "F8")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -272,7 +256,7 @@ class Fault:
         if kind is not None and kind.value in _BINARY and prof == "ramp":
             found.add("profile", f"{kind.value} ({kind.title}) is on or off, so it cannot ramp",
                       "use profile: step or profile: intermittent", "binary_ramp")
-        duration = self.duration_ns if _is_int(self.duration_ns) and self.duration_ns > 0 else None
+        duration = self.duration_ns if is_int(self.duration_ns) and self.duration_ns > 0 else None
         for name, wants in (("ramp_ns", "ramp"), ("period_ns", "intermittent"), ("duty", "intermittent"),
                             ("seed", "intermittent")):
             value = getattr(self, name)
@@ -294,7 +278,7 @@ class Fault:
                 object.__setattr__(self, "duty", float(duty) or 0.5)
             if self.seed is None:
                 object.__setattr__(self, "seed", zlib.crc32(str(self.id).encode()))
-            elif not _is_int(self.seed) or self.seed < 0:
+            elif not is_int(self.seed) or self.seed < 0:
                 found.add("seed", f"must be an integer >= 0, got {self.seed!r}", "e.g. seed: 7", "wrong_type")
 
     def _check_ns(self, name: str, duration: int | None, found: Problems, example: str) -> None:
@@ -303,7 +287,7 @@ class Fault:
         if value == 0 and not isinstance(value, bool):
             if duration is not None:  # else the duration's own problem is reported
                 object.__setattr__(self, name, duration)
-        elif not _is_int(value) or value <= 0 or (duration is not None and value > duration):
+        elif not is_int(value) or value <= 0 or (duration is not None and value > duration):
             found.add(name, f"must be an integer number of ns in (0, duration_ns={duration}], got {value!r}",
                       f"e.g. {example}, at most the fault's duration", "out_of_range")
 
@@ -326,10 +310,10 @@ class Fault:
             found.add("target", f"must be a non-empty string, got {self.target!r}", "a node or link id", "wrong_type")
 
     def _check_times(self, found: Problems) -> None:
-        if not _is_int(self.start_ns) or self.start_ns < 0:
+        if not is_int(self.start_ns) or self.start_ns < 0:
             found.add("start_ns", f"must be an integer >= 0, got {self.start_ns!r}", "ns from the run start",
                       "out_of_range")
-        if not _is_int(self.duration_ns) or self.duration_ns <= 0:
+        if not is_int(self.duration_ns) or self.duration_ns <= 0:
             found.add("duration_ns", f"must be an integer > 0, got {self.duration_ns!r}", "e.g. duration: 30m",
                       "out_of_range")
 
@@ -341,7 +325,7 @@ class Fault:
         if kind is None:
             return
         object.__setattr__(self, "magnitude", float(mag))
-        test, rule, example = _MAGNITUDE_RULES[kind.value]
+        test, rule, example = MAGNITUDE_RULES[kind.value]
         if not test(float(mag)):
             found.add("magnitude", f"{kind.value} ({kind.title}) takes {rule}, got {mag!r}", example, "out_of_range")
 
@@ -422,7 +406,7 @@ class Fault:
         return self.nodes or (self.target,)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain form accepted by :func:`faults_from_dict` (exact integer ns, ``type`` as ``"F1"``...)."""
+        """Plain form accepted by :func:`~qfleet.simulator.fault_files.faults_from_dict` (exact integer ns, ``type`` as ``"F1"``...)."""
         out: dict[str, Any] = {"id": self.id, "type": self.kind.value,
                                "target": list(self.nodes) if self.nodes else self.target,
                                "start_ns": self.start_ns, "duration_ns": self.duration_ns,
@@ -466,7 +450,7 @@ class FaultSchedule:
             else:
                 seen[fault.id] = i
         if not found.items:
-            found.items.extend(_overlaps(self.faults))
+            found.items.extend(overlap_problems(self.faults))
         found.raise_if_any(FaultError)
 
     def active(self, t_ns: int) -> tuple[Fault, ...]:
@@ -486,11 +470,11 @@ class FaultSchedule:
         return max((f.end_ns() for f in self.faults), default=0)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain versioned form accepted by :func:`faults_from_dict`."""
+        """Plain versioned form accepted by :func:`~qfleet.simulator.fault_files.faults_from_dict`."""
         return {"version": 1, "kind": "FaultSchedule", "faults": [f.to_dict() for f in self.faults]}
 
 
-def _overlaps(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list[Problem]:
+def overlap_problems(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list[Problem]:
     # Two same-kind faults on one target would compose ambiguously (multiply? max?); refusing is clearer.
     items = []
     by_key: dict[tuple[FaultKind, str], list[tuple[int, Fault]]] = {}
@@ -506,233 +490,3 @@ def _overlaps(faults: tuple[Fault, ...], paths: list[str] | None = None) -> list
                                                        f"({other}) on target {nxt.target!r}",
                                      f"merge them or start it at or after {_spell(prev.end_ns())}", "overlap"))
     return items
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Loading.
-
-_TOP_KEYS = ("version", "kind", "faults")
-_FAULT_KEYS = ("id", "type", "target", "start", "start_ns", "duration", "duration_ns", "magnitude", "principal",
-               "profile", "ramp", "ramp_ns", "period", "period_ns", "duty", "seed")
-
-
-def _time_field(entry: Mapping[str, Any], key: str, path: str, found: Problems,
-                required: bool = True) -> int | None:
-    """``start``/``duration`` as a duration, or ``start_ns``/``duration_ns`` as exact ns (one of the two).
-
-    An optional field (``ramp``, ``period``) that is absent is 0 (the fault's default)."""
-    ns_key = f"{key}_ns"
-    if key in entry and ns_key in entry:
-        found.add(f"{path}.{ns_key}", f"give {key} or {ns_key}, not both", f"remove {ns_key}", "conflict")
-        return None
-    if ns_key in entry:
-        value = entry[ns_key]
-        if not _is_int(value):
-            found.add(f"{path}.{ns_key}", f"must be an integer number of ns, got {value!r}",
-                      f"or write {key}: 30m", "wrong_type")
-            return None
-        return int(value)
-    if key not in entry:
-        if not required:
-            return 0
-        found.add(f"{path}.{key}", "is required", _DURATION_HINT, "required")
-        return None
-    try:
-        return parse_duration(entry[key])
-    except DurationError as err:
-        found.add(f"{path}.{key}", str(err), "", "bad_duration")
-        return None
-
-
-def _check_target(fault: Fault, path: str, fleet: Fleet) -> list[Problem]:
-    """Problems with ``fault``'s target in ``fleet``: it must exist and be a link or node as its kind needs."""
-    kind = fault.kind.value
-    wants_link = kind in _LINK_KINDS or (kind == "F3" and fault.target != ORCHESTRATOR)
-    if wants_link:
-        return _link_target(fault, path, fleet)
-    if kind in _NODE_KINDS:
-        node_ids = {n.id for n in fleet.nodes}
-        return [_unknown_target(fault, path, fleet, "a node id", n, node_ids) for n in fault.cycle()
-                if n not in node_ids]
-    return []
-
-
-def _unknown_target(fault: Fault, path: str, fleet: Fleet, what: str, value: str, known: set[str]) -> Problem:
-    shown = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
-    return Problem(f"{path}.target", f"{fault.kind.value} ({fault.kind.title}) targets {what}; {value!r} is not one "
-                                     f"in fleet {fleet.name!r}", f"{suggest(value, sorted(known))}known: {shown}",
-                   "unknown_target")
-
-
-def _link_target(fault: Fault, path: str, fleet: Fleet) -> list[Problem]:
-    link_ids = {lk.id for lk in fleet.links}
-    if fault.target in link_ids:
-        return []
-    kind = fault.kind.value
-    what = "a link id" if kind in _LINK_KINDS else f"{ORCHESTRATOR!r} or a link id"
-    head = f"{kind} ({fault.kind.title}) targets {what}"
-    if fault.target in {n.id for n in fleet.nodes}:
-        # A node where a link is wanted is a common slip; offer that node's links.
-        links = ", ".join(lk.id for lk in fleet.links_of(fault.target)) or "none"
-        return [Problem(f"{path}.target", f"{head}; {fault.target!r} is a node (its links: {links})",
-                        "name one of its links", "node_for_link")]
-    a, sep, b = fault.target.partition("~")
-    if sep and f"{b}~{a}" in link_ids:
-        return [Problem(f"{path}.target", f"{head}; {fault.target!r} is not one, but {b + '~' + a!r} is",
-                        "link ids are a~b as written in the fleet file", "reversed_link")]
-    return [_unknown_target(fault, path, fleet, what, fault.target,
-                            link_ids | ({ORCHESTRATOR} if kind == "F3" else set()))]
-
-
-def _fault_kind(entry: Mapping[str, Any], path: str, found: Problems) -> FaultKind | None:
-    if "type" not in entry:
-        found.add(f"{path}.type", "is required", "F1..F8 or an alias, e.g. type: link_degradation", "required")
-        return None
-    try:
-        return FaultKind.parse(entry["type"])
-    except FaultError as err:
-        found.items.extend(Problem(f"{path}.type", p.message, p.fix, p.code) for p in err.problems)
-        return None
-
-
-def _required_fields(entry: Mapping[str, Any], kind: FaultKind | None, path: str, found: Problems) -> None:
-    for key, example in (("id", "id: link-drop"), ("target", "target: qpu-a~qpu-b")):
-        if key not in entry:
-            found.add(f"{path}.{key}", "is required", f"e.g. {example}", "required")
-    if "magnitude" not in entry and kind is not None and kind.value not in _DEFAULT_MAGNITUDE:
-        _, rule, example = _MAGNITUDE_RULES[kind.value]
-        found.add(f"{path}.magnitude", f"is required for {kind.value} ({kind.title}): {rule}", example, "required")
-
-
-def _build_fault(entry: Mapping[str, Any], path: str, found: Problems) -> Fault | None:
-    """One fault entry as a :class:`Fault`, or None with its problems (under the keys the user wrote) in ``found``."""
-    before = len(found)
-    kind = _fault_kind(entry, path, found)
-    _required_fields(entry, kind, path, found)
-    start = _time_field(entry, "start", path, found)
-    duration = _time_field(entry, "duration", path, found)
-    ramp = _time_field(entry, "ramp", path, found, required=False)
-    period = _time_field(entry, "period", path, found, required=False)
-    if len(found) > before or kind is None or start is None or duration is None or ramp is None or period is None:
-        return None
-    target = entry["target"]
-    nodes: Any = ()
-    if isinstance(target, list):
-        nodes, target = target, (target[0] if target else "")
-    try:
-        return Fault(id=entry["id"], kind=kind, target=target, start_ns=start, duration_ns=duration,
-                     magnitude=entry.get("magnitude", 1.0), principal=entry.get("principal"), nodes=nodes,
-                     profile=entry.get("profile", _DEFAULT_PROFILE.get(kind.value, "step")), ramp_ns=ramp,
-                     period_ns=period, duty=entry.get("duty", 0.0), seed=entry.get("seed"))
-    except FaultError as err:
-        # Name the key the user wrote, not the dataclass field.
-        keys = {"nodes": "target", **{f"{k}_ns": k if k in entry else f"{k}_ns"
-                                      for k in ("start", "duration", "ramp", "period")}}
-        found.items.extend(Problem(f"{path}.{keys.get(p.path, p.path)}", p.message, p.fix, p.code)
-                           for p in err.problems)
-        return None
-
-
-def _fault_entries(doc: Mapping[str, Any], found: Problems) -> Iterable[tuple[str, Mapping[str, Any]]]:
-    """``(path, entry)`` for each fault entry that is a mapping (the others become problems)."""
-    raw = doc.get("faults", [])
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        found.add("faults", f"must be a list, got {type(raw).__name__}", "e.g. faults: [{id: drop, type: F1, ...}]",
-                  "wrong_type")
-        return []
-    entries = []
-    for i, entry in enumerate(raw):
-        if isinstance(entry, Mapping):
-            entries.append((f"faults[{i}]", entry))
-        else:
-            found.add(f"faults[{i}]", f"must be a mapping, got {entry!r}", "e.g. - {id: drop, type: F1, ...}",
-                      "wrong_type")
-    return entries
-
-
-def faults_from_dict(doc: Mapping[str, Any], *, fleet: Fleet | None = None,
-                     source: str = "<faults>") -> FaultSchedule:
-    """Build and validate a :class:`FaultSchedule` from a parsed fault document.
-
-    Each fault has ``id``, ``type`` (``F1``..``F8`` or an alias such as ``link_degradation``),
-    ``target`` (F7: a node id or a list, anchor first), ``start`` and ``duration`` (Prometheus durations such as
-    ``20m`` or ``1h45m``, see :func:`qfleet.units.parse_duration`; or exact ``start_ns`` / ``duration_ns``),
-    ``magnitude`` (required except for F5 and F7) and, for F8, ``principal``. Optional: ``profile``
-    (``step``, ``ramp``, ``intermittent``; F4 defaults to ``ramp``, a slow drift, the others to ``step``), with
-    ``ramp`` (duration, default the whole fault) or ``period`` (duration, default 10m), ``duty`` (fraction on,
-    default 0.5) and ``seed`` (the burst pattern's, default from the id); or the exact ``ramp_ns``/``period_ns``.
-
-    Args:
-        doc: the document (``version: 1``, ``kind: FaultSchedule``, ``faults``).
-        fleet: when given, each target must exist in it with the type its kind needs.
-        source: the name used as the prefix of every problem (usually the file name).
-
-    Raises:
-        FaultError: every problem found, one per line.
-
-    Examples:
-        >>> s = faults_from_dict({"version": 1, "kind": "FaultSchedule", "faults": [
-        ...     {"id": "hot", "type": "thermal_event", "target": "qpu-a", "start": "2h", "duration": "30m",
-        ...      "magnitude": 5}]})
-        >>> s.faults[0].kind, s.faults[0].start_ns
-        (<FaultKind.F2: 'F2'>, 7200000000000)
-    """
-    if not isinstance(doc, Mapping):
-        raise FaultError([Problem("", f"must be a mapping with version, kind, faults; got {doc!r}",
-                                  "start the file with version: 1 and kind: FaultSchedule", "not_a_mapping")],
-                         source=source)
-    found = Problems(source=source)
-    unknown_keys(found, doc, _TOP_KEYS, "")
-    if doc.get("version") != 1 or isinstance(doc.get("version"), bool):
-        found.add("version", f"must be 1, got {doc.get('version')!r}", "add version: 1", "wrong_version")
-    if doc.get("kind") != "FaultSchedule":
-        found.add("kind", f"must be 'FaultSchedule', got {doc.get('kind')!r}", "add kind: FaultSchedule",
-                  "wrong_kind")
-    built: list[Fault] = []
-    paths: list[str] = []
-    seen: dict[str, str] = {}
-    for path, entry in _fault_entries(doc, found):
-        unknown_keys(found, entry, _FAULT_KEYS, path)
-        fault = _build_fault(entry, path, found)
-        if fault is None:
-            continue
-        if fault.id in seen:
-            found.add(f"{path}.id", f"duplicate fault id {fault.id!r} (also {seen[fault.id]})",
-                      "give each fault a unique id", "duplicate_id")
-            continue
-        seen[fault.id] = path
-        if fleet is not None:
-            found.items.extend(_check_target(fault, path, fleet))
-        built.append(fault)
-        paths.append(path)
-    found.items.extend(_overlaps(tuple(built), paths))
-    found.raise_if_any(FaultError)
-    return FaultSchedule(tuple(built))
-
-
-def load_faults(path: str | Path, fleet: Fleet | None = None) -> FaultSchedule:
-    """Load and validate a fault YAML file (``yaml.safe_load``), checking targets against ``fleet`` if given.
-
-    Raises:
-        FaultError: the file is unreadable, not YAML, or breaks any rule (all problems at once).
-    """
-    p = Path(path)
-    return faults_from_dict(read_yaml(p, what="fault", error=FaultError), fleet=fleet, source=str(p))
-
-
-def builtin_faults_path(name: str) -> Path:
-    """Path of a built-in fault file, ``simulator/faults/<name>.yaml``.
-
-    Args:
-        name: one of :data:`BUILTIN_FAULTS` (``example`` targets mesh.yaml, ``fleet100-day`` fleet100.yaml).
-
-    Raises:
-        FaultError: ``name`` is not a built-in fault file.
-    """
-    if name not in BUILTIN_FAULTS:
-        raise FaultError([Problem("", f"unknown built-in fault file {name!r}",
-                                  f"{suggest(name, BUILTIN_FAULTS)}choose one of {', '.join(BUILTIN_FAULTS)}",
-                                  "unknown_faults")], source="builtin_faults_path")
-    return _FAULT_DIR / f"{name}.yaml"

@@ -16,15 +16,13 @@ from qfleet.simulator.circuits import (
     SlottedCircuit,
     bell_pair,
     bell_readout,
-    depolarize2_masks,
     ghz,
-    pauli_masks,
     purification,
     sample_detector_flips,
     swap_chain,
     teleported_cnot,
-    werner_masks,
 )
+from qfleet.simulator.noise_masks import depolarize2_masks, pauli_masks, werner_masks
 from qfleet.simulator.protocol_specs import ExperimentError, Value
 
 __all__ = ["RUNNERS", "Outcome"]

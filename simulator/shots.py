@@ -18,7 +18,7 @@ Noise model, per shot:
   state, and a Pauli error only flips its sign), and the corrected state does not depend on that outcome; the read
   bit is therefore wrong with probability (ro0 + ro1)/2, independently of everything else, exactly. The canary's
   checks *are* readouts of correlated bits, so there the flip is conditioned on each qubit's actual bit
-  (:func:`~qfleet.simulator.circuits.parity_readout_failures`);
+  (:func:`~qfleet.simulator.noise_masks.parity_readout_failures`);
 * crosstalk (F6): a spectator error on the faulty node's own qubits. With probability ``crosstalk`` per shot an
   event hits every qubit of that node that the job uses (comm qubits, data qubits, GHZ members; never a Choi
   reference, never a qubit of another node), each with an independent uniformly random X, Y or Z;
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from qfleet.simulator import circuits, physics
+from qfleet.simulator import circuits, noise_masks, physics
 from qfleet.simulator.runstate import Job, NodeState, Noise
 from qfleet.units import NS
 
@@ -232,12 +232,12 @@ class _Group:
         """Heralded-pair error, storage while waiting (own per shot), local gate for canaries, crosstalk, strays."""
         rng, rep = self.rng, self.rep
         pair = rep(self.stacked("pair", 3))                    # (n0, 3, I)
-        x, z = circuits.pauli_masks(pair[:, 0], pair[:, 1], pair[:, 2], rng)
+        x, z = noise_masks.pauli_masks(pair[:, 0], pair[:, 1], pair[:, 2], rng)
         wait0 = np.concatenate([n.wait0 for n in self.noises], axis=1)  # (n0, I)
         t0 = rep(self.stacked("t0", 2))                         # (n0, 2, I)
         if wait0.any():
             px, py, pz = physics.twirled_memory_paulis(wait0, t0[:, 0], t0[:, 1])
-            sx, sz = circuits.pauli_masks(px, py, pz, rng)
+            sx, sz = noise_masks.pauli_masks(px, py, pz, rng)
             x ^= sx
             z ^= sz
         if name == "bell_pair":
@@ -248,7 +248,7 @@ class _Group:
 
     def _canary_gate(self, x: np.ndarray, z: np.ndarray) -> None:
         d = np.array([n.extra["depol0"] for n in self.noises])
-        dx, dz = circuits.depolarize2_masks(self.rep(d)[None, :], self.rng)
+        dx, dz = noise_masks.depolarize2_masks(self.rep(d)[None, :], self.rng)
         x ^= dx
         z ^= dz
 
@@ -257,13 +257,13 @@ class _Group:
         with each qubit's readout wrong with P(wrong | its actual bit) of its node."""
         e0 = self.rep(np.array([n.extra["ro0"] for n in self.noises]))
         e1 = self.rep(np.array([n.extra["ro1"] for n in self.noises]))
-        fails = circuits.parity_readout_failures(flips, e0, e1, self.rng)
+        fails = noise_masks.parity_readout_failures(flips, e0, e1, self.rng)
         return np.asarray(~fails.any(axis=0))
 
     def _spectator_paulis(self, x: np.ndarray, z: np.ndarray, hit: np.ndarray) -> None:
         """An independent uniformly random X, Y or Z on every ``hit`` (rows, I) qubit."""
         third = np.full(hit.shape, 1 / 3)
-        cx, cz = circuits.pauli_masks(third, third, third, self.rng)
+        cx, cz = noise_masks.pauli_masks(third, third, third, self.rng)
         x ^= cx & hit
         z ^= cz & hit
 
@@ -296,7 +296,7 @@ class _Group:
         """Single-qubit gate error and readout flips before the measurements (two-qubit gates: :meth:`gates`)."""
         rng, rep = self.rng, self.rep
         g = rep(self.stacked("gate1", 3))                   # (n1, 3, I)
-        x1, z1 = circuits.pauli_masks(g[:, 0], g[:, 1], g[:, 2], rng)
+        x1, z1 = noise_masks.pauli_masks(g[:, 0], g[:, 1], g[:, 2], rng)
         f = rep(self.stacked("flip1", 2))                   # (n1, 2, I)
         u = rng.random(f.shape)
         x1 ^= u[:, 0] < f[:, 0]
@@ -308,14 +308,14 @@ class _Group:
         w2 = self.rep(self.stacked("wait2"))                     # (n2, I)
         t2 = self.rep(self.stacked("t2", 2))
         px, py, pz = physics.twirled_memory_paulis(w2, t2[:, 0], t2[:, 1])
-        return circuits.pauli_masks(px, py, pz, self.rng)
+        return noise_masks.pauli_masks(px, py, pz, self.rng)
 
     def gates(self, c: circuits.SlottedCircuit, masks: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """The whole DEPOLARIZE2 of every two-qubit gate, each half on the mask row where its qubit is exposed."""
         if self.noises[0].depol1 is None:
             return
         d = self.rep(self.stacked("depol1"))                # (gates, I)
-        dx, dz = circuits.depolarize2_masks(d, self.rng)    # (2 gates, I): gate j on rows 2j, 2j+1
+        dx, dz = noise_masks.depolarize2_masks(d, self.rng)    # (2 gates, I): gate j on rows 2j, 2j+1
         for j, ends in enumerate(_gate_rows(c, d.shape[0])):
             for half, (slot, row) in enumerate(ends):
                 masks[slot][0][row] ^= dx[2 * j + half]

@@ -20,7 +20,7 @@ from qfleet.collector import Store
 from qfleet.collector.migrate import upgrade
 from qfleet.collector.store import open_engine
 from qfleet.simulator.engine import RunConfig, Simulation
-from qfleet.simulator.faults import builtin_faults_path, load_faults
+from qfleet.simulator.fault_files import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
 from qfleet.slo.spec import builtin_specs_path, load_slos

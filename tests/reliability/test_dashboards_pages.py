@@ -25,7 +25,7 @@ from qfleet.collector.settings import ENV_DATABASE_URL
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import auth, ui
 from qfleet.simulator.engine import RunConfig, Simulation
-from qfleet.simulator.faults import builtin_faults_path, load_faults
+from qfleet.simulator.fault_files import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import StoreSink
 from qfleet.units import NS

@@ -1,7 +1,7 @@
 """Issue 12: three ``qfleet serve`` replicas on one PostgreSQL, SIGKILLed at random, page exactly as one would.
 
-The store receives a stream of 260 tenants whose scheduler queue age spikes for a few seconds each (a direct
-``queue_age`` rule, one alert group per tenant): 520 notifications, a firing and a resolved one per tenant.
+The store receives a stream of 260 tenants whose scheduler queue is stuck for a few seconds each (a direct
+``queue_age`` rule over queue age and depth, one alert group per tenant): 520 notifications, a firing and a resolved one per tenant.
 Meanwhile the replicas are killed (SIGKILL, no goodbye) and restarted every few seconds. Afterwards:
 
 * every notification reached the receiver (a firing and a resolved one per tenant; the outbox holds nothing pending
@@ -106,7 +106,7 @@ kind: AlertRules
 rules:
   - name: ChaosQueueStuck
     kind: queue_age
-    params: {threshold: 100, lookback: 3s}
+    params: {threshold: 100, window: 3s, lookback: 3s}
     for: 0s
     labels: {severity: page}
     annotations: {summary: "tenant {{ $labels.tenant }}"}
@@ -141,13 +141,16 @@ def _spawn(db: str, conf: Path, env: dict[str, str], log: Path) -> subprocess.Po
 
 
 def _spike(store: Store, tenant: int) -> None:
-    """One sample of 1000 s queue age for ``tenant`` now: the rule fires until it leaves the 3 s lookback."""
+    """One sample of 1000 s queue age and 5 queued jobs for ``tenant`` now: a stuck queue (old, non-empty, no job
+    succeeding) for the rule until the sample leaves its 3 s window."""
     with store.engine.connect() as c:   # the replicas' clock (same host), as their database server reads it
         now = int(c.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp()) * 1000000")).scalar()) * 1000
-    req = gauge_request("qfleet.scheduler.queue.age", "s", [(now, 1000.0, {"qfleet.tenant": f"t{tenant:03d}"})])
-    batch = decode_body("metrics", req.SerializeToString(), "application/x-protobuf", gzipped=False,
-                        max_bytes=1 << 20)
-    store.write(batch)
+    tenant_attr = {"qfleet.tenant": f"t{tenant:03d}"}
+    for name, unit, value in (("qfleet.scheduler.queue.age", "s", 1000.0), ("qfleet.scheduler.queue.depth", "{job}",
+                                                                              5.0)):
+        req = gauge_request(name, unit, [(now, value, tenant_attr)])
+        store.write(decode_body("metrics", req.SerializeToString(), "application/x-protobuf", gzipped=False,
+                                max_bytes=1 << 20))
 
 
 def _identity(body: bytes) -> tuple[Any, ...]:

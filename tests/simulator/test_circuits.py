@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from qfleet.simulator import circuits as C
+from qfleet.simulator import noise_masks as M
 from qfleet.simulator import physics as P
 
 N = 20_000
@@ -122,7 +123,7 @@ def test_correlated_pair_errors_are_invisible_on_a_bell_pair() -> None:
 def test_noise_is_really_per_instance(batch_size: int) -> None:
     # Even instances noiseless, odd ones Werner(0.8): the two halves must show F = 1 and F = 0.8, across batches.
     f = np.where(np.arange(N) % 2 == 0, 1.0, 0.8)[None, :]
-    result = C.run_instances(C.bell_pair(), [C.werner_masks(f, rng(1))], seed=3, batch_size=batch_size)
+    result = C.run_instances(C.bell_pair(), [M.werner_masks(f, rng(1))], seed=3, batch_size=batch_size)
     assert result.passed[0::2].all()
     assert close(result.passed[1::2].mean(), 0.8, N // 2)
 
@@ -131,7 +132,7 @@ def test_per_instance_fidelities_average_to_the_mean_prediction() -> None:
     # physics.md 3.2: per-run F ~ U(0.9, 0.995) through ghz(3); mean success = E[F_GHZ].
     g = rng(2)
     f = g.uniform(0.9, 0.995, size=(2, N))
-    wx, wz = C.werner_masks(f, g)
+    wx, wz = M.werner_masks(f, g)
     none = np.zeros((1, N), dtype=bool)
     masks = [(np.vstack([none, wx]), np.vstack([none, wz])), zeros(2), zeros(3)]
     passed = C.run_instances(C.ghz(3), masks, seed=4).passed
@@ -142,7 +143,7 @@ def test_per_instance_fidelities_average_to_the_mean_prediction() -> None:
 
 
 def test_same_seed_and_masks_give_the_same_result() -> None:
-    masks = [C.werner_masks(np.full((1, 5000), 0.9), rng(5))]
+    masks = [M.werner_masks(np.full((1, 5000), 0.9), rng(5))]
     a = C.run_instances(C.bell_pair(), masks, seed=7)
     b = C.run_instances(C.bell_pair(), masks, seed=7)
     assert np.array_equal(a.passed, b.passed)
@@ -154,7 +155,7 @@ def test_same_seed_and_masks_give_the_same_result() -> None:
 @pytest.mark.parametrize("f", [1.0, 0.99, 0.95, 0.9, 0.8, 0.6, 0.25])
 def test_werner_pair(f: float) -> None:
     # physics.md 1.2: one-sided DEPOLARIZE1(1 - F) is exactly Werner.
-    result = C.run_instances(C.bell_pair(), [C.werner_masks(np.full((1, N), f), rng(10))], seed=1)
+    result = C.run_instances(C.bell_pair(), [M.werner_masks(np.full((1, N), f), rng(10))], seed=1)
     assert close(result.fidelity(), f, N)
 
 
@@ -165,8 +166,8 @@ def test_werner_pair(f: float) -> None:
 @pytest.mark.parametrize("f0", [1.0, 0.95, 0.8])
 def test_memory_storage(f0: float, t: float, t1: float, t2: float) -> None:
     g = rng(11)
-    wx, wz = C.werner_masks(np.full((1, N), f0), g)
-    mx, mz = C.pauli_masks(*P.twirled_memory_paulis(t, t1, t2), g, shape=(2, N))
+    wx, wz = M.werner_masks(np.full((1, N), f0), g)
+    mx, mz = M.pauli_masks(*P.twirled_memory_paulis(t, t1, t2), g, shape=(2, N))
     result = C.run_instances(C.bell_pair(), [(wx ^ mx, wz ^ mz)], seed=1)
     assert close(result.fidelity(), P.memory_pair_fidelity(f0, t, t1, t2), N)
 
@@ -174,9 +175,9 @@ def test_memory_storage(f0: float, t: float, t1: float, t2: float) -> None:
 def _swap_masks(
     links: int, f: float, pg: float, eps: float, n: int, g: np.random.Generator
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    gx, gz = C.depolarize2_masks(np.full((links - 1, n), pg), g)
+    gx, gz = M.depolarize2_masks(np.full((links - 1, n), pg), g)
     readout = g.random((2 * (links - 1), n)) < eps
-    return [C.werner_masks(np.full((links, n), f), g), (gx ^ readout, gz), zeros(2, n)]
+    return [M.werner_masks(np.full((links, n), f), g), (gx ^ readout, gz), zeros(2, n)]
 
 
 @pytest.mark.parametrize("links", [2, 3, 5])
@@ -200,7 +201,7 @@ def test_swap_readout_follows_the_exact_form_not_the_first_order_one() -> None:
 def test_swap_chain_end_storage_slot_dephases_the_delivered_pair(pz: float) -> None:
     g = rng(14)
     masks = _swap_masks(3, 0.95, 0.0, 0.0, N, g)
-    masks[2] = C.pauli_masks(0.0, 0.0, pz, g, shape=(2, N))
+    masks[2] = M.pauli_masks(0.0, 0.0, pz, g, shape=(2, N))
     q = 2 * pz * (1 - pz)  # net single-Z probability of two independent Z errors
     fc = P.chain_fidelity([0.95] * 3)
     result = C.run_instances(C.swap_chain(3), masks, seed=1)
@@ -211,7 +212,7 @@ def test_swap_chain_end_storage_slot_dephases_the_delivered_pair(pz: float) -> N
 @pytest.mark.parametrize("f", [0.99, 0.95, 0.9])
 def test_ghz(nodes: int, f: float) -> None:
     g = rng(15)
-    wx, wz = C.werner_masks(np.full((nodes - 1, N), f), g)
+    wx, wz = M.werner_masks(np.full((nodes - 1, N), f), g)
     none = np.zeros((1, N), dtype=bool)
     masks = [(np.vstack([none, wx]), np.vstack([none, wz])), zeros(nodes - 1), zeros(nodes)]
     assert close(C.run_instances(C.ghz(nodes), masks, seed=1).fidelity(), P.ghz_fidelity(nodes, f), N)
@@ -219,7 +220,7 @@ def test_ghz(nodes: int, f: float) -> None:
 
 @pytest.mark.parametrize("f", [0.97, 0.9, 0.8, 0.6])
 def test_teleported_cnot_process_fidelity_is_the_link_fidelity(f: float) -> None:
-    masks = [C.werner_masks(np.full((1, N), f), rng(16)), zeros(2), zeros(2)]
+    masks = [M.werner_masks(np.full((1, N), f), rng(16)), zeros(2), zeros(2)]
     result = C.run_instances(C.teleported_cnot(), masks, seed=1)
     assert close(result.fidelity(), P.teleported_cnot_fidelity(f), N)
 
@@ -231,7 +232,7 @@ def test_teleported_cnot_control_waiting_dephases_like_a_link_z_error(q: float) 
     g = rng(17)
     x, z = zeros(2)
     z[0] = g.random(N) < q
-    masks = [C.werner_masks(np.full((1, N), 0.9), g), zeros(2), (x, z)]
+    masks = [M.werner_masks(np.full((1, N), 0.9), g), zeros(2), (x, z)]
     result = C.run_instances(C.teleported_cnot(), masks, seed=1)
     assert close(result.fidelity(), (1 - q) * 0.9 + q * 0.1 / 3, N)
 
@@ -242,7 +243,7 @@ def test_teleported_state(f: float, eps: float) -> None:
     # Readout flips on the two sent bits are an X and a Z error on the output: like one swap's BSM.
     g = rng(18)
     readout = g.random((2, N)) < eps
-    masks = [C.werner_masks(np.full((1, N), f), g), (readout, np.zeros((2, N), dtype=bool)), zeros(1)]
+    masks = [M.werner_masks(np.full((1, N), f), g), (readout, np.zeros((2, N), dtype=bool)), zeros(1)]
     result = C.run_instances(C.teleport_state(), masks, seed=1)
     assert close(result.fidelity(), P.swap_fidelity(f, 1.0, readout_error=eps), N)
 
@@ -250,7 +251,7 @@ def test_teleported_state(f: float, eps: float) -> None:
 @pytest.mark.parametrize("method", ["bbpssw", "dejmps"])
 @pytest.mark.parametrize("f", [0.6, 0.7, 0.85, 0.95])
 def test_purification_of_werner_pairs(method: str, f: float) -> None:
-    result = C.run_instances(C.purification(method), [C.werner_masks(np.full((2, N), f), rng(19))], seed=1)
+    result = C.run_instances(C.purification(method), [M.werner_masks(np.full((2, N), f), rng(19))], seed=1)
     p, f_out = P.bbpssw(f)
     assert close(result.kept.mean(), p, N)
     assert close(result.fidelity(), f_out, int(result.kept.sum()))
@@ -285,7 +286,7 @@ def test_dejmps_without_rotations_does_not_purify_dephasing(q: float) -> None:
 
 def test_pauli_masks_frequencies() -> None:
     n = 400_000
-    x, z = C.pauli_masks(0.1, 0.2, 0.3, rng(21), shape=(1, n))
+    x, z = M.pauli_masks(0.1, 0.2, 0.3, rng(21), shape=(1, n))
     got = {
         "X": (x & ~z).mean(),
         "Y": (x & z).mean(),
@@ -297,14 +298,14 @@ def test_pauli_masks_frequencies() -> None:
 
 def test_pauli_masks_broadcast_per_instance_probabilities() -> None:
     p = np.array([[0.0, 1.0, 0.0]])
-    x, z = C.pauli_masks(p, 0.0, p[:, ::-1] * 0, rng(22), shape=(4, 3))
+    x, z = M.pauli_masks(p, 0.0, p[:, ::-1] * 0, rng(22), shape=(4, 3))
     assert x.shape == (4, 3)
     assert x[:, 1].all() and not x[:, [0, 2]].any() and not z.any()
 
 
 def test_depolarize2_masks_cover_the_15_paulis_uniformly() -> None:
     n = 300_000
-    x, z = C.depolarize2_masks(np.full((1, n), 0.6), rng(23))
+    x, z = M.depolarize2_masks(np.full((1, n), 0.6), rng(23))
     code = x[0] * 8 + z[0] * 4 + x[1] * 2 + z[1]
     counts = np.bincount(code, minlength=16)
     assert close(counts[0] / n, 0.4, n)
@@ -313,7 +314,7 @@ def test_depolarize2_masks_cover_the_15_paulis_uniformly() -> None:
 
 
 def test_werner_masks_put_the_error_on_the_second_qubit_of_each_pair() -> None:
-    x, z = C.werner_masks(np.full((3, 1000), 0.25), rng(24))
+    x, z = M.werner_masks(np.full((3, 1000), 0.25), rng(24))
     assert x.shape == (6, 1000)
     assert not (x[0::2].any() or z[0::2].any())
     assert (x[1::2] | z[1::2]).mean() > 0.7  # 3/4 expected at F = 1/4
@@ -329,10 +330,10 @@ def test_werner_masks_put_the_error_on_the_second_qubit_of_each_pair() -> None:
         (lambda: C.ghz(1), "nodes=1"),
         (lambda: C.ghz(2.5), "nodes=2.5"),
         (lambda: C.purification("bbq"), "method='bbq'"),
-        (lambda: C.pauli_masks(0.5, 0.4, 0.3, rng(), shape=(1, 2)), "exceeds 1"),
-        (lambda: C.pauli_masks(-0.1, 0.0, 0.0, rng(), shape=(1, 2)), "px=-0.1"),
-        (lambda: C.werner_masks(0.1, rng(), shape=(1, 2)), "below 1/4"),
-        (lambda: C.depolarize2_masks(0.99, rng(), shape=(1, 2)), "15/16"),
+        (lambda: M.pauli_masks(0.5, 0.4, 0.3, rng(), shape=(1, 2)), "exceeds 1"),
+        (lambda: M.pauli_masks(-0.1, 0.0, 0.0, rng(), shape=(1, 2)), "px=-0.1"),
+        (lambda: M.werner_masks(0.1, rng(), shape=(1, 2)), "below 1/4"),
+        (lambda: M.depolarize2_masks(0.99, rng(), shape=(1, 2)), "15/16"),
         (lambda: C.run_instances(C.bell_pair(), [], seed=0), "1 slots but 0 mask pairs"),
         (lambda: C.run_instances(C.bell_pair(), [zeros(3, 4)], seed=0), "shape (3, 4)"),
         (

@@ -15,14 +15,8 @@ import pytest
 
 from qfleet.simulator import physics
 from qfleet.simulator.engine import RunConfig, Simulation
-from qfleet.simulator.faults import (
-    Fault,
-    FaultError,
-    FaultKind,
-    FaultSchedule,
-    faults_from_dict,
-    magnitude_unit,
-)
+from qfleet.simulator.fault_files import faults_from_dict
+from qfleet.simulator.faults import Fault, FaultError, FaultKind, FaultSchedule, magnitude_unit
 from qfleet.simulator.fleet import Fleet, Link, builtin_fleet_path, load_fleet
 from qfleet.simulator.telemetry import SPAN_NAMES
 from qfleet.units import NS

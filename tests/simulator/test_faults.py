@@ -10,16 +10,8 @@ import pytest
 import yaml
 
 from qfleet.problems import Problem, ProblemsError
-from qfleet.simulator.faults import (
-    BUILTIN_FAULTS,
-    Fault,
-    FaultError,
-    FaultKind,
-    FaultSchedule,
-    builtin_faults_path,
-    faults_from_dict,
-    load_faults,
-)
+from qfleet.simulator.fault_files import BUILTIN_FAULTS, builtin_faults_path, faults_from_dict, load_faults
+from qfleet.simulator.faults import Fault, FaultError, FaultKind, FaultSchedule
 from qfleet.simulator.fleet import Fleet, builtin_fleet_path, load_fleet
 from qfleet.units import NS
 

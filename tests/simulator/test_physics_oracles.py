@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from qfleet.simulator import circuits
+from qfleet.simulator import circuits, noise_masks
 from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.faults import FaultSchedule
 from qfleet.simulator.fleet import builtin_fleet_path, fleet_from_dict
@@ -227,7 +227,7 @@ def test_canary_asymmetric_readout_is_not_the_symmetric_mean() -> None:
 
 def test_parity_readout_failures_rejects_bad_probabilities() -> None:
     with pytest.raises(circuits.CircuitError, match="error_0=1.5"):
-        circuits.parity_readout_failures(np.zeros((1, 2), bool), 1.5, 0.0, np.random.default_rng(0))
+        noise_masks.parity_readout_failures(np.zeros((1, 2), bool), 1.5, 0.0, np.random.default_rng(0))
 
 
 # --- crosstalk reaches every qubit of the node the job uses, and nothing else -----------------------------------
