@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qfleet.alerts.model import Notification, Receiver
-from qfleet.alerts.payloads import idempotency_key, pagerduty_event, webhook_body
+from qfleet.alerts.payloads import idempotency_key, incident_url, pagerduty_event, webhook_body
 from qfleet.alerts.schema import AlertOutbox, table
 from qfleet.units import NS
 
@@ -132,8 +132,10 @@ class Backoff:
 
 
 def items_for(n: Notification, receiver: Receiver, *, external_url: str,
-              route_labels: tuple[tuple[str, str], ...] = (), pagerduty_client_url: str = "") -> list[OutboxItem]:
-    """The outbox items for ``n`` to every integration of ``receiver``, honouring ``send_resolved``.
+              route_labels: tuple[tuple[str, str], ...] = (), pagerduty_client_url: str = "",
+              incident_id: str = "") -> list[OutboxItem]:
+    """The outbox items for ``n`` to every integration of ``receiver``, honouring ``send_resolved``; with
+    ``incident_id``, each carries the incident's deep link (:func:`~qfleet.alerts.payloads.incident_url`).
 
     An integration with ``send_resolved: false`` gets the firing alerts only, and nothing when none fire
     (``notify/notify.go`` filters resolved alerts before the integration). Integration indexes: webhooks first,
@@ -148,7 +150,7 @@ def items_for(n: Notification, receiver: Receiver, *, external_url: str,
                 id=idempotency_key(n, receiver.name, index), receiver=receiver.name, integration="webhook",
                 url=url, group_key=n.group_key,
                 payload=webhook_body(m, receiver_name=receiver.name, external_url=external_url,
-                                     max_alerts=max_alerts, route_labels=route_labels)))
+                                     max_alerts=max_alerts, route_labels=route_labels, incident_id=incident_id)))
         index += 1
     for routing_key, send_resolved, url in receiver.pagerduty:
         m = n if send_resolved else _firing_only(n)
@@ -156,7 +158,8 @@ def items_for(n: Notification, receiver: Receiver, *, external_url: str,
             out.append(OutboxItem(
                 id=idempotency_key(n, receiver.name, index), receiver=receiver.name, integration="pagerduty",
                 url=url or PAGERDUTY_URL, group_key=n.group_key,
-                payload=pagerduty_event(m, routing_key=routing_key, client_url=pagerduty_client_url or external_url)))
+                payload=pagerduty_event(m, routing_key=routing_key, client_url=pagerduty_client_url or external_url,
+                                        incident_link=incident_url(external_url, incident_id) if incident_id else "")))
         index += 1
     return out
 

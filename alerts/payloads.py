@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
 
 from qfleet.alerts.model import Alert, Labels, Notification
 from qfleet.units import format_rfc3339
@@ -18,8 +19,13 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "PAGERDUTY_MAX_BYTES",
     "SIGNATURE_HEADER",
+    "DEFAULT_EXTERNAL_URL",
+    "ENV_EXTERNAL_URL",
     "ZERO_TIME",
+    "check_external_url",
+    "external_url_from_env",
     "idempotency_key",
+    "incident_url",
     "pagerduty_event",
     "sign",
     "signature_header",
@@ -28,6 +34,10 @@ __all__ = [
 ]
 
 SIGNATURE_HEADER = "X-Qfleet-Signature"
+#: Where ``qfleet dashboards`` answers by default: the base of notifications' links.
+DEFAULT_EXTERNAL_URL = "http://127.0.0.1:8501"
+#: The environment variable that overrides it (``--external-url`` wins over both).
+ENV_EXTERNAL_URL = "QFLEET_EXTERNAL_URL"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Go's zero ``time.Time``: what Alertmanager puts in ``endsAt`` of a firing alert.
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -59,12 +69,59 @@ def _alert_json(a: Alert, status: str) -> dict[str, object]:
     }
 
 
+def check_external_url(text: str) -> str:
+    """``text`` as the dashboards' external URL: absolute http(s) with a host, no query or fragment.
+
+    Raises:
+        ValueError: anything else, naming the value and an example.
+
+    >>> check_external_url("https://qfleet.example/ops/")
+    'https://qfleet.example/ops'
+    >>> check_external_url("qfleet.example")
+    Traceback (most recent call last):
+    ValueError: external URL 'qfleet.example' is not an absolute http(s) URL; use e.g. https://qfleet.example.com
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    odd = any(c.isspace() or c in '<>"\'`\\' for c in text.strip())  # links are built from it as text
+    if odd or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"external URL {text!r} is not an absolute http(s) URL; use e.g. https://qfleet.example.com")
+    return text.strip().rstrip("/")
+
+
+def external_url_from_env(environ: Mapping[str, str]) -> str:
+    """``$QFLEET_EXTERNAL_URL`` (checked), else :data:`DEFAULT_EXTERNAL_URL`.
+
+    Raises:
+        ValueError: the variable holds no absolute http(s) URL (the message names the variable).
+    """
+    text = environ.get(ENV_EXTERNAL_URL, "").strip()
+    if not text:
+        return DEFAULT_EXTERNAL_URL
+    try:
+        return check_external_url(text)
+    except ValueError as e:
+        raise ValueError(f"${ENV_EXTERNAL_URL}: {e}") from None
+
+
+def incident_url(external_url: str, incident_id: str) -> str:
+    """The on-call view of one incident under ``external_url`` (the dashboards' address as users reach it).
+
+    >>> incident_url("https://qfleet.example/", "inc 1")
+    'https://qfleet.example/oncall?incident=inc%201'
+    """
+    return f"{external_url.rstrip('/')}/oncall?incident={quote(incident_id, safe='')}"
+
+
 def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_alerts: int = 0,
-                 route_labels: Labels | dict[str, str] = ()) -> dict[str, object]:
+                 route_labels: Labels | dict[str, str] = (), incident_id: str = "") -> dict[str, object]:
     """The Alertmanager webhook v4 body of ``n`` (sre.md §18): firing alerts first, then resolved.
 
     ``max_alerts`` > 0 keeps that many alerts and counts the rest in ``truncatedAlerts``; the common labels and
     annotations are computed over all alerts, before truncation (as ``notify/webhook/webhook.go`` does).
+    With ``incident_id``, a ``qfleet`` object carries the incident and its deep link (:func:`incident_url`);
+    Alertmanager receivers ignore keys they do not know, and the signature covers it like the rest.
 
     >>> from qfleet.alerts.model import Alert, Notification
     >>> from qfleet.units import NS
@@ -79,7 +136,7 @@ def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_
         raise ValueError(f"max_alerts={max_alerts} is negative; use 0 for all alerts or a positive limit")
     alerts = [(a, "firing") for a in n.firing] + [(a, "resolved") for a in n.resolved]
     kept = alerts[:max_alerts] if max_alerts else alerts
-    return {
+    body: dict[str, object] = {
         "version": "4",
         "groupKey": n.group_key,
         "truncatedAlerts": len(alerts) - len(kept),
@@ -93,6 +150,9 @@ def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_
         "routeLabels": dict(route_labels),
         "alerts": [_alert_json(a, status) for a, status in kept],
     }
+    if incident_id:
+        body["qfleet"] = {"incident": incident_id, "incidentURL": incident_url(external_url, incident_id)}
+    return body
 
 
 def _severity(alerts: Iterable[Alert]) -> str:
@@ -125,7 +185,7 @@ def _instances(alerts: Iterable[Alert]) -> str:
 
 
 def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet", client: str = "qfleet",
-                    client_url: str = "") -> dict[str, object]:
+                    client_url: str = "", incident_link: str = "") -> dict[str, object]:
     """The PagerDuty Events API v2 event for ``n`` (sre.md §19): ``trigger`` while any alert fires, else ``resolve``.
 
     Never ``acknowledge``; ``dedup_key`` is the SHA-256 hex of the group key, so a group's trigger and resolve meet.
@@ -149,6 +209,8 @@ def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet"
     }
     if client_url:
         event["client_url"] = client_url
+    if incident_link:  # PagerDuty shows ``links`` on the incident: the responder lands on qfleet's view of it
+        event["links"] = [{"href": incident_link, "text": "qfleet incident"}]
     if n.firing:
         payload: dict[str, object] = {
             "summary": _summary(n),

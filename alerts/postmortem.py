@@ -29,7 +29,6 @@ import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +36,8 @@ from sqlalchemy import Connection, Engine, Row, func, or_, select
 
 from qfleet.alerts.impact import JOB_SPAN, IncidentImpact, incident_impact
 from qfleet.alerts.incidents import FAULT_SPAN, Incidents, first_alert_ns
+from qfleet.alerts.narrative import event_text, utc_second
+from qfleet.alerts.payloads import incident_url
 from qfleet.collector.schema import Span, SpanRollup
 from qfleet.slo.schema import SloEvaluation
 from qfleet.slo.sli import segment_labels
@@ -60,15 +61,6 @@ _E = SloEvaluation.__table__
 
 def _iso(ns: int | None) -> str | None:
     return None if ns is None else format_rfc3339(ns)
-
-
-def utc_second(ns: int) -> str:
-    """Integer Unix ns as UTC ISO-8601 to the second (what a review reads; the JSON keeps the exact ns).
-
-    >>> utc_second(1_735_689_600 * NS + 999_999_999)
-    '2025-01-01T00:00:00Z'
-    """
-    return datetime.fromtimestamp(ns // NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +87,9 @@ class _Telemetry:
     maintenance: Sequence[_Window]
 
 
-def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
-    """Gather everything about ``incident_id`` from the store.
+def build_postmortem(engine: Engine, incident_id: str, *, external_url: str | None = None) -> Postmortem:
+    """Gather everything about ``incident_id`` from the store; with ``external_url`` (the dashboards' address),
+    the document links the incident's on-call view (:func:`~qfleet.alerts.payloads.incident_url`).
 
     Raises:
         qfleet.alerts.incidents.IncidentError: no such incident.
@@ -125,9 +118,10 @@ def build_postmortem(engine: Engine, incident_id: str) -> Postmortem:
                               ("alert", alert_start))
     doc = {
         "version": 1,
-        "incident": _incident_doc(row),
+        "incident": {**_incident_doc(row),
+                     "url": incident_url(external_url, incident_id) if external_url else None},
         "timeline": [{"at": utc_second(e["at_ns"]), "at_unix_nano": e["at_ns"], "kind": e["kind"],
-                      "text": _event_text(e["kind"], e["detail"]), "detail": e["detail"]} for e in events],
+                      "text": event_text(e["kind"], e["detail"]), "detail": e["detail"]} for e in events],
         "impact": impact.to_json(),
         "budget": burned,
         "time_to_detect_s": (opened - detect_at) / NS,
@@ -212,49 +206,6 @@ def _with_first_symptom(events: list[dict[str, Any]], first: _Symptom | None) ->
                             "detail": {"span": span, "node": node, "link": link, "message": message}}]
     # Ties keep the store's order (fault, symptom, fired, notified ... as they happened), not the alphabet.
     return sorted(events, key=lambda e: e["at_ns"] or 0)
-
-
-_PLACE_KEYS = ("node", "link", "hardware_type", "slo")
-
-
-def _short(text: str, limit: int = 140) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters (an ellipsis says it was cut)."""
-    text = str(text).strip()   # inner line breaks stay: the renderers show them as visible escapes
-    if len(text) <= limit:
-        return text
-    cut = text[:limit - 1].rsplit(" ", 1)[0] or text[:limit - 1]
-    return cut + "…"
-
-
-def _event_text(kind: str, d: dict[str, Any]) -> str:
-    """One short sentence about a timeline event (its raw detail stays in the JSON export)."""
-    if kind == "fault":
-        end = f" until {utc_second(int(d['end']))}" if d.get("end") is not None else ""
-        profile = f", {d['profile']} onset" if d.get("profile") else ""
-        return _short(f"{d.get('kind', '')} {d.get('title', '')} on {d.get('target', '?')}{end} "
-                      f"(injected fault {d.get('fault_id', '?')}{profile})")
-    if kind == "first symptom":
-        where = d.get("node") or d.get("link") or "no node (never placed)"
-        msg = f": {d['message']}" if d.get("message") else ""
-        return _short(f"{d.get('span', 'span')} failed on {where}{msg}")
-    if kind == "fired":
-        labels = d.get("labels") or {}
-        where = ", ".join(f"{k}={labels[k]}" for k in _PLACE_KEYS if labels.get(k))
-        head = f"{labels.get('alertname', 'alert')} ({labels.get('severity', '-')})" + (f" on {where}" if where else "")
-        return _short(head + (f": {d['summary']}" if d.get("summary") else ""))
-    if kind == "notified":
-        return _short(f"{d.get('receiver', '?')}: {d.get('reason', '')}, {len(d.get('firing') or [])} firing, "
-                      f"{len(d.get('resolved') or [])} resolved")
-    if kind == "acknowledged":
-        return _short(f"by {d.get('by', '?')}")
-    if kind == "escalated":
-        return _short(f"to {d.get('to', '?')} (not acknowledged)")
-    if kind == "merged":
-        return _short(f"into incident {d.get('into', '?')}")
-    if kind == "resolved":
-        who = f"by {d['by']}" if d.get("by") else str(d.get("receiver") or "")
-        return _short(f"{who}: {d.get('reason', '')}".strip(": "))
-    return _short(", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, "", [], {})))
 
 
 def _burned(budget_rows: Sequence[_Budget]) -> list[dict[str, Any]]:
@@ -440,7 +391,9 @@ def _summary(d: dict[str, Any]) -> list[_Block]:
                          f", state {inc['state']}; opened {_second_of(inc['opened'])}, resolved "
                          f"{_second_of(inc['resolved'])}. Time to detect {_seconds(d['time_to_detect_s'])} "
                          f"(from the {d['time_to_detect_from']}), time to resolve "
-                         f"{_seconds(d['time_to_resolve_s'])}."))]
+                         f"{_seconds(d['time_to_resolve_s'])}.")),
+            # The link is built from the configured URL and a quoted id (never from telemetry): an autolink.
+            *([_Block("p", (f"On-call view: <{inc['url']}>",))] if inc.get("url") else [])]
 
 
 def _second_of(rfc3339: str | None) -> str:

@@ -26,6 +26,7 @@ from qfleet.alerts.incidents import Incidents
 from qfleet.alerts.leases import Lease, LeaseLost
 from qfleet.alerts.model import Alert, AlertingConfig, Notification, Silence
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
+from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
 from qfleet.alerts.rules import AlertRule, sync_rules
 from qfleet.alerts.schema import NotificationLog, table
 from qfleet.alerts.silence_store import SilenceStore
@@ -86,12 +87,13 @@ class AlertService:
         rules: direct alert rules over the store.
         secret: the HMAC key requests are signed with.
         clock: returns now in Unix ns.
-        external_url: qfleet's own URL, for payloads' ``externalURL``.
+        external_url: the dashboards' URL as responders reach it: payloads' ``externalURL`` and the base of each
+            notification's incident deep link.
         holder: this replica's name in leases (outbox items, the evaluation leader); None: a single process.
     """
 
     def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
-                 secret: bytes, clock: Callable[[], int], external_url: str = "http://127.0.0.1:8501",
+                 secret: bytes, clock: Callable[[], int], external_url: str = DEFAULT_EXTERNAL_URL,
                  holder: str | None = None) -> None:
         self.engine = engine
         self.config = config
@@ -223,9 +225,10 @@ class AlertService:
         notes = self.dispatcher.advance(at)
         items: list[OutboxItem] = []
         for n in notes:
-            items.extend(self._items(n))
-            self._last[(n.receiver, n.group_key)] = n
+            # The incident first, so that every delivery carries its deep link.
             incident = self.incidents.on_notification(n, at)
+            items.extend(self._items(n, incident_id=incident))
+            self._last[(n.receiver, n.group_key)] = n
             if incident:
                 self.incidents.link_faults(incident)
         return notes, items, self._escalate(at, items)
@@ -333,7 +336,7 @@ class AlertService:
                                              t.c.sent_unix_nano < cutoff))
         return items, len(gone)
 
-    def _items(self, n: Notification, receiver: str | None = None) -> list[OutboxItem]:
+    def _items(self, n: Notification, receiver: str | None = None, *, incident_id: str = "") -> list[OutboxItem]:
         name = receiver or n.receiver
         rcv = self.config.receivers.get(name)
         if rcv is None:
@@ -341,7 +344,7 @@ class AlertService:
             return []
         if receiver is not None:
             n = replace(n, receiver=name)
-        return items_for(n, rcv, external_url=self.external_url)
+        return items_for(n, rcv, external_url=self.external_url, incident_id=incident_id)
 
     def _page_to_escalate(self, incident_id: str) -> Notification | None:
         """The last notification of the incident's groups that pages (the opener's first), else of any group.
@@ -365,7 +368,7 @@ class AlertService:
             if last is not None:
                 # The unacknowledged page goes to the escalation receiver as well, under its own key.
                 items.extend(self._items(replace(last, at=at, reason="escalated: not acknowledged"),
-                                         receiver=cfg.escalation_receiver))
+                                         receiver=cfg.escalation_receiver, incident_id=incident_id))
             else:
                 logger.error("incident %s escalated, but no notification of its groups is stored to send to %r",
                              incident_id, cfg.escalation_receiver)

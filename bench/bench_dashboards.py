@@ -55,7 +55,7 @@ SPANS_PER_JOB = 5  # job, 2 entanglement requests, feedforward, measurement
 TENANTS = ("acme", "globex", "initech", "umbrella")
 KINDS = ("teleport", "ghz", "qkd", "blind")
 #: (name, URL path, title shown); the default page (exec) lives at "/".
-PAGES = (("exec", "", "Fleet overview"), ("oncall", "oncall", "On-call"), ("debug", "debug", "Debug a job"))
+PAGES = (("exec", "exec", "Fleet overview"), ("oncall", "oncall", "On-call"), ("debug", "debug", "Debug a job"))
 
 
 def _fleet() -> tuple[dict[str, str], list[tuple[str, str, str]]]:

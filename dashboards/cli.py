@@ -67,7 +67,8 @@ def command(settings: Settings, port: int) -> list[str]:
     """
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.headless", "true", "--server.address", settings.host, "--server.port", str(port),
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "viewer"]  # no "Deploy" button or developer menu in front of the on-call
 
 
 def supervise(cmd: Sequence[str], env: Mapping[str, str]) -> int:

@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, literal, select
+from sqlalchemy import Engine, and_, func, literal, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,7 +37,7 @@ from qfleet.collector.runs import Runs
 from qfleet.collector.schema import ROLLUP_STEP_NS, MetricRollup, MetricSample, MetricSeries, Span, SpanRollup
 from qfleet.collector.store import StoreError
 from qfleet.slo.schema import SloEvaluation
-from qfleet.units import NS
+from qfleet.units import NS, TimestampError, parse_rfc3339
 
 __all__ = [
     "LONG_WINDOW_NS",
@@ -49,6 +49,7 @@ __all__ = [
     "error_distributions",
     "fleet_kpis",
     "feedforward_heatmap",
+    "incident_filters",
     "incident_impact",
     "incident_timeline",
     "incidents",
@@ -62,7 +63,9 @@ __all__ = [
     "run_range",
     "runbook",
     "runs",
+    "SLO_STATES",
     "silence",
+    "slo_state",
     "slo_history",
     "slo_status",
     "trend",
@@ -90,13 +93,29 @@ _E = SloEvaluation.__table__
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Filters:
-    """The window ``[start_ns, end_ns)`` and optional hardware type, node and link every view filters on."""
+    """The window ``[start_ns, end_ns)`` and optional hardware type, node and link every view filters on.
+
+    ``place_nodes``, ``place_links`` and ``place_hardware`` scope to an incident's place (:func:`incident_filters`):
+    rows on one of those nodes or links (or, when it names neither, on those hardware types).
+    """
 
     start_ns: int
     end_ns: int
     hardware_type: str | None = None
     node: str | None = None
     link: str | None = None
+    place_nodes: tuple[str, ...] = ()
+    place_links: tuple[str, ...] = ()
+    place_hardware: tuple[str, ...] = ()
+
+
+def incident_filters(impact: IncidentImpact) -> Filters:
+    """The filters of an incident's own window and place: the scope its impact (and postmortem) counts over."""
+    if impact.scope == "place":
+        return Filters(start_ns=impact.start_ns, end_ns=impact.end_ns, place_nodes=impact.nodes,
+                       place_links=impact.links)
+    return Filters(start_ns=impact.start_ns, end_ns=impact.end_ns,
+                   place_hardware=impact.hardware_types if impact.scope == "hardware" else ())
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
@@ -106,30 +125,37 @@ def _floor(t: int) -> int:
     return t - t % ROLLUP_STEP_NS
 
 
+def _filters_where(t: Any, f: Filters, name: str) -> list[ColumnElement[bool]]:
+    """The hardware type, node, link and place conditions of ``f`` on table ``t`` (spans or their rollups)."""
+    w: list[ColumnElement[bool]] = []
+    if f.hardware_type:
+        w.append(t.c.hardware_type == f.hardware_type)
+    if f.node:
+        w.append(t.c.node_id == f.node)
+    if f.link and name not in _LINKLESS:
+        w.append(t.c.link_id == f.link)
+    at: list[ColumnElement[bool]] = []
+    if f.place_nodes:
+        at.append(t.c.node_id.in_(f.place_nodes))
+    if f.place_links and name not in _LINKLESS:
+        at.append(t.c.link_id.in_(f.place_links))
+    if not at and f.place_hardware:
+        at.append(t.c.hardware_type.in_(f.place_hardware))
+    if at:
+        w.append(or_(*at))
+    return w
+
+
 def _rollup_where(f: Filters, name: str) -> list[ColumnElement[bool]]:
     """Rollup buckets of span ``name`` whose minute starts in the window (the minute of ``start_ns`` included)."""
-    w: list[ColumnElement[bool]] = [_R.c.name == name, _R.c.bucket_start_unix_nano >= _floor(f.start_ns),
-                                    _R.c.bucket_start_unix_nano < f.end_ns]
-    if f.hardware_type:
-        w.append(_R.c.hardware_type == f.hardware_type)
-    if f.node:
-        w.append(_R.c.node_id == f.node)
-    if f.link and name not in _LINKLESS:
-        w.append(_R.c.link_id == f.link)
-    return w
+    return [_R.c.name == name, _R.c.bucket_start_unix_nano >= _floor(f.start_ns),
+            _R.c.bucket_start_unix_nano < f.end_ns, *_filters_where(_R, f, name)]
 
 
 def _span_where(f: Filters, name: str) -> list[ColumnElement[bool]]:
     """Raw spans of ``name`` started in the window, filtered like :func:`_rollup_where`."""
-    w: list[ColumnElement[bool]] = [_S.c.name == name, _S.c.start_time_unix_nano >= f.start_ns,
-                                    _S.c.start_time_unix_nano < f.end_ns]
-    if f.hardware_type:
-        w.append(_S.c.hardware_type == f.hardware_type)
-    if f.node:
-        w.append(_S.c.node_id == f.node)
-    if f.link and name not in _LINKLESS:
-        w.append(_S.c.link_id == f.link)
-    return w
+    return [_S.c.name == name, _S.c.start_time_unix_nano >= f.start_ns, _S.c.start_time_unix_nano < f.end_ns,
+            *_filters_where(_S, f, name)]
 
 
 def _bucket(col: Any, origin: int, step_ns: int) -> Any:
@@ -320,25 +346,58 @@ def trend(engine: Engine, f: Filters, *, span: str, step_ns: int) -> pd.DataFram
 # -- SLOs ------------------------------------------------------------------------------------------------------------
 
 
-def slo_status(engine: Engine, at_ns: int) -> pd.DataFrame:
-    """The latest evaluation per (slo, segment) at or before ``at_ns``.
+#: The states an SLO segment can be in, most urgent first (the exec page colours them).
+SLO_STATES = ("exhausted", "page", "ticket", "ok")
 
-    Columns ``slo``, ``segment``, ``sli``, ``remaining_fraction``, ``burn_1h``, ``burn_6h``, ``page``, ``ticket``,
-    ``steps_triggered`` (list of budget-policy step names), ``at``.
+
+def slo_state(page: bool, ticket: bool, remaining_fraction: float | None) -> str:
+    """``exhausted`` (no budget left), ``page``, ``ticket`` or ``ok``.
+
+    >>> slo_state(False, False, -0.2), slo_state(True, True, 0.5), slo_state(False, True, 0.9), slo_state(False, False, 1)
+    ('exhausted', 'page', 'ticket', 'ok')
     """
+    if remaining_fraction is not None and remaining_fraction <= 0:
+        return "exhausted"
+    return "page" if page else "ticket" if ticket else "ok"
+
+
+def slo_status(engine: Engine, at_ns: int, since_ns: int | None = None) -> pd.DataFrame:
+    """The latest evaluation per (slo, segment) at or before ``at_ns`` (and at or after ``since_ns``: a run's
+    start, so that another run's evaluations never show), for segments that saw events in their period.
+
+    Columns ``slo``, ``segment``, ``objective`` (e.g. 0.999), ``sli``, ``remaining_fraction``, ``burn_1h``,
+    ``burn_6h``, ``page``, ``ticket``, ``state`` (:func:`slo_state`), ``steps_triggered`` (list of budget-policy
+    step names), ``at``, ``period_start``, ``period_end`` (ns).
+    """
+    where = [_E.c.at_unix_nano <= at_ns, *([] if since_ns is None else [_E.c.at_unix_nano >= since_ns])]
     latest = (select(_E.c.slo, _E.c.segment, func.max(_E.c.at_unix_nano).label("at"))
-              .where(_E.c.at_unix_nano <= at_ns).group_by(_E.c.slo, _E.c.segment).subquery())
+              .where(*where).group_by(_E.c.slo, _E.c.segment).subquery())
     q = (select(_E.c.slo, _E.c.segment, _E.c.sli, _E.c.remaining_fraction, _E.c.burn_1h, _E.c.burn_6h, _E.c.page,
                 _E.c.ticket, _E.c.report, _E.c.at_unix_nano)
          .join(latest, and_(_E.c.slo == latest.c.slo, _E.c.segment == latest.c.segment,
                             _E.c.at_unix_nano == latest.c.at))
          .order_by(_E.c.slo, _E.c.segment))
-    cols = ["slo", "segment", "sli", "remaining_fraction", "burn_1h", "burn_6h", "page", "ticket",
-            "steps_triggered", "at"]
+    cols = ["slo", "segment", "objective", "sli", "remaining_fraction", "burn_1h", "burn_6h", "page", "ticket",
+            "state", "steps_triggered", "at", "period_start", "period_end"]
+    rows = []
     with engine.connect() as c:
-        rows = [(*r[:6], bool(r[6]), bool(r[7]), list((_doc(r[8]) or {}).get("steps_triggered", [])), int(r[9]))
-                for r in c.execute(q)]
+        for r in c.execute(q):
+            doc = _doc(r[8]) or {}
+            budget = doc.get("budget") or {}
+            if budget.get("no_data") or r[2] is None:  # no events in the period: nothing to show
+                continue
+            eb = doc.get("error_budget")
+            rows.append((r[0], r[1], None if eb is None else 1 - float(eb), r[2], r[3], r[4], r[5], bool(r[6]),
+                         bool(r[7]), slo_state(bool(r[6]), bool(r[7]), r[3]), list(doc.get("steps_triggered") or []),
+                         int(r[9]), _ns_of(budget.get("period_start")), _ns_of(budget.get("period_end"))))
     return pd.DataFrame(rows, columns=cols)
+
+
+def _ns_of(rfc3339: Any) -> int | None:
+    try:
+        return parse_rfc3339(str(rfc3339)) if rfc3339 else None
+    except TimestampError:
+        return None
 
 
 def slo_history(engine: Engine, slo: str, segment: str, f: Filters) -> pd.DataFrame:
@@ -354,23 +413,26 @@ def slo_history(engine: Engine, slo: str, segment: str, f: Filters) -> pd.DataFr
 # -- incidents -------------------------------------------------------------------------------------------------------
 
 
-def incidents(engine: Engine, *, state: str | None = None, limit: int = 100, run_id: str | None = None
-              ) -> pd.DataFrame:
+def incidents(engine: Engine, *, state: str | None = None, limit: int = 100, run_id: str | None = None,
+              include: str | None = None) -> pd.DataFrame:
     """Incidents, newest first: ``id``, ``state``, ``severity``, ``title``, ``opened``, ``acknowledged``,
-    ``resolved`` (ns, <NA> when not yet), ``receiver``, ``group_key``, ``labels`` (dict). In a store with runs,
-    only those of the selected run (``run_id``, default the latest): opened from its start until the next run's.
-    """
+    ``resolved``, ``escalated`` (ns, <NA> when not yet), ``owner`` (who acknowledged it), ``receiver``,
+    ``group_key``, ``labels`` (dict). In a store with runs, only those of the selected run (``run_id``, default
+    the latest): opened from its start until the next run's; ``include`` names one incident kept whatever its run
+    (a deep link's)."""
     runs = Runs(engine)
     run = runs.select(run_id)
     rng = None if run is None else runs.events_range(run)
     rows = [(r["id"], r["state"], r["severity"], r["title"], r["opened_unix_nano"], r["acknowledged_unix_nano"],
-             r["resolved_unix_nano"], r["receiver"], r["group_key"], r["labels"] or {})
-            for r in Incidents(engine, clock=lambda: 0).list(state=state, limit=None if rng else limit)
-            if rng is None or (rng[0] <= r["opened_unix_nano"] and (rng[1] is None or r["opened_unix_nano"] < rng[1]))
-            ][:limit]
-    df = pd.DataFrame(rows, columns=["id", "state", "severity", "title", "opened", "acknowledged", "resolved",
-                                     "receiver", "group_key", "labels"])
-    return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64"})
+             r["resolved_unix_nano"], r["escalated_unix_nano"], r["acknowledged_by"], r["receiver"], r["group_key"],
+             r["labels"] or {})
+            for r in Incidents(engine, clock=lambda: 0).list(state=state, limit=None if rng or include else limit)
+            if r["id"] == include or rng is None
+            or (rng[0] <= r["opened_unix_nano"] and (rng[1] is None or r["opened_unix_nano"] < rng[1]))]
+    kept = rows[:limit] + [r for r in rows[limit:] if r[0] == include]
+    df = pd.DataFrame(kept, columns=["id", "state", "severity", "title", "opened", "acknowledged", "resolved",
+                                     "escalated", "owner", "receiver", "group_key", "labels"])
+    return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64", "escalated": "Int64"})
 
 
 def incident_timeline(engine: Engine, incident_id: str) -> pd.DataFrame:

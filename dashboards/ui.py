@@ -12,7 +12,9 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Any
 
 import altair as alt
@@ -31,6 +33,7 @@ __all__ = [
     "clear_cache",
     "database_url",
     "engine",
+    "fmt_duration",
     "fmt_ns",
     "HARDWARE_COLOURS",
     "hardware_scale",
@@ -44,16 +47,22 @@ __all__ = [
     "runbook_body",
     "selected_run",
     "set_param",
+    "slo_table_html",
     "severity_badge",
     "SEVERITY_COLOURS",
+    "SLO_STATE_COLOURS",
     "severity_scale",
     "sidebar_filters",
+    "time_axis",
     "time_from_param",
     "to_time",
 ]
 
 #: Severity colours: page red, ticket amber, security purple.
 SEVERITY_COLOURS: dict[str, str] = {"page": "#d62728", "ticket": "#f0a202", "security": "#7b2cbf"}
+#: SLO state colours (exec page): exhausted dark red, page red, ticket amber, ok green.
+SLO_STATE_COLOURS: dict[str, str] = {"exhausted": "#7f0000", "page": "#d62728", "ticket": "#f0a202", "ok": "#2ca02c"}
+_STATE_TEXT = {"exhausted": "exhausted", "page": "paging", "ticket": "ticket", "ok": "ok"}
 #: One fixed colour per hardware family (anything else is grey).
 HARDWARE_COLOURS: dict[str, str] = {"trapped-ion": "#1f77b4", "nv-centre": "#2ca02c",
                                     "superconducting": "#17becf"}
@@ -178,7 +187,7 @@ def identity() -> str:
 
 def _encode(v: Any) -> Any:
     if isinstance(v, data.Filters):
-        return ("__filters__", v.start_ns, v.end_ns, v.hardware_type, v.node, v.link)
+        return ("__filters__", *(getattr(v, k.name) for k in fields(data.Filters)))
     if isinstance(v, list):
         return ("__list__", *v)
     return v
@@ -186,7 +195,7 @@ def _encode(v: Any) -> Any:
 
 def _decode(v: Any) -> Any:
     if isinstance(v, tuple) and v and v[0] == "__filters__":
-        return data.Filters(start_ns=v[1], end_ns=v[2], hardware_type=v[3], node=v[4], link=v[5])
+        return data.Filters(**{k.name: x for k, x in zip(fields(data.Filters), v[1:], strict=True)})
     if isinstance(v, tuple) and v and v[0] == "__list__":
         return list(v[1:])
     return v
@@ -230,6 +239,29 @@ def fmt_ns(ns: int | float | None) -> str:
     return ns_to_datetime(int(ns)).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def fmt_duration(ns: int) -> str:
+    """A duration for people: ``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h``.
+
+    >>> fmt_duration(45 * NS), fmt_duration(754 * NS), fmt_duration(11_100 * NS), fmt_duration(187_200 * NS)
+    ('45 s', '12 min', '3 h 05 min', '2 d 4 h')
+    """
+    s = int(ns) // NS
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86_400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86_400} d {s % 86_400 // 3600} h"
+
+
+def time_axis(field: str = "time", title: str = "Time (UTC, simulated)") -> alt.X:
+    """An Altair x encoding of a UTC datetime column: 24-hour ``MM-DD HH:MM`` labels in UTC (a browser's own
+    time zone and 12-hour clock never show)."""
+    return alt.X(f"{field}:T", title=title, scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(format="%m-%d %H:%M", labelAngle=0, labelOverlap=True))
+
+
 def time_from_param(text: str | None) -> int | None:
     """A URL's time: integer ns or RFC 3339 (``2026-01-01T02:00:00Z``); None if missing or unreadable (a hand-edited
     link falls back to the default window instead of failing the page)."""
@@ -243,10 +275,12 @@ def time_from_param(text: str | None) -> int | None:
 
 
 def to_time(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
-    """A copy of ``df`` with integer-ns columns ``cols`` converted to UTC datetimes (for Altair)."""
+    """A copy of ``df`` with integer-ns columns ``cols`` converted to UTC datetimes (for Altair), each with a
+    ``<col>_text`` twin in UTC for tooltips (Vega formats datetimes in the browser's time zone)."""
     out = df.copy()
     for c in cols:
         if c in out.columns:
+            out[f"{c}_text"] = [fmt_ns(v) for v in out[c]]
             out[c] = pd.to_datetime(out[c], unit="ns", utc=True)
     return out
 
@@ -418,6 +452,56 @@ def hardware_scale(present: Sequence[str] = ()) -> alt.Scale:
 def severity_scale(present: Sequence[str] = ()) -> alt.Scale:
     """An Altair colour scale with the severity colours."""
     return _scale(SEVERITY_COLOURS, [str(p) for p in present])
+
+
+def _chip(state: str) -> str:
+    colour = SLO_STATE_COLOURS.get(state, OTHER_COLOUR)
+    return (f'<span class="qf-state" data-state="{escape(state)}" style="background:{colour};color:#fff;'
+            f'padding:1px 8px;border-radius:8px;white-space:nowrap">{escape(_STATE_TEXT.get(state, state))}</span>')
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "—" if v is None or pd.isna(v) else format(float(v), fmt)
+
+
+def slo_table_html(slos: pd.DataFrame) -> str:
+    """The exec page's SLO table (rows of :func:`qfleet.dashboards.data.slo_status`) as escaped HTML: a legend,
+    then one row per SLO segment with its state chip, full segment, objective, SLI, budget remaining as a bar
+    coloured by state, both burn rates, the page and ticket conditions firing and the budget-policy steps
+    triggered."""
+    legend = " ".join(_chip(s) for s in SLO_STATE_COLOURS)
+    ats = sorted({int(a) for a in slos["at"]})
+    when = f"evaluated {fmt_ns(ats[-1])}" + (f" (some segments last at {fmt_ns(ats[0])})" if len(ats) > 1 else "")
+    head = ("State", "SLO · segment", "Objective", "SLI", "Budget remaining", "Burn 1\u00a0h / 6\u00a0h", "Alerts firing",
+            "Budget-policy steps")
+    rows = []
+    for r in slos.to_dict("records"):
+        state = str(r["state"])
+        colour = SLO_STATE_COLOURS.get(state, OTHER_COLOUR)
+        rem = r["remaining_fraction"]
+        width = 0.0 if rem is None or pd.isna(rem) else min(max(float(rem), 0.0), 1.0) * 100
+        rem_text = "—" if rem is None or pd.isna(rem) else (
+            f"exhausted ({float(rem) * 100:.1f}%)" if float(rem) <= 0 else f"{float(rem) * 100:.1f}%")
+        bar = (f'<div style="min-width:120px;border:1px solid {colour};border-radius:3px;position:relative;'
+               f'height:1.4em"><div style="width:{width:.1f}%;height:100%;background:{colour};opacity:0.45"></div>'
+               f'<span style="position:absolute;left:4px;top:0;white-space:nowrap">{escape(rem_text)}</span></div>')
+        steps = r["steps_triggered"]
+        firing = ", ".join(n for n, on in (("page", r["page"]), ("ticket", r["ticket"])) if on) or "none"
+        name = (f'<div class="qf-slo-name" style="font-weight:600">{escape(str(r["slo"]))}</div>'
+                f'<div class="qf-segment" style="white-space:nowrap">{escape(str(r["segment"] or "all"))}</div>')
+        cells = [_chip(state), name,
+                 _num(None if r["objective"] is None else r["objective"] * 100, "g") + "%",
+                 _num(None if r["sli"] is None else r["sli"] * 100, ".3f") + "%", bar,
+                 _num(r["burn_1h"], ".2f") + "× / " + _num(r["burn_6h"], ".2f") + "×", escape(firing),
+                 escape(", ".join(map(str, steps)) if isinstance(steps, list | tuple) and steps else "none")]
+        nowrap = {2, 3, 5}
+        rows.append(f'<tr data-state="{escape(state)}">' + "".join(
+            f'<td style="padding:3px 6px;{"white-space:nowrap" if i in nowrap else ""}">{c}</td>'
+            for i, c in enumerate(cells)) + "</tr>")
+    return (f'<div class="qf-slo" style="font-size:0.85rem;overflow-x:auto"><p>States: {legend} · '
+            f'{escape(when)} (UTC)</p><table style="width:100%;border-collapse:collapse"><thead><tr>'
+            + "".join(f'<th style="text-align:left;padding:3px 6px;vertical-align:bottom">{h}</th>' for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
 def severity_badge(severity: str) -> str:

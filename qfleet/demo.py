@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         return 2
     upgrade(engine)
     engine.dispose()
+    dashboards_url = f"http://127.0.0.1:{args.port}"  # what the demo serves: notifications and postmortems link it
     scenario = Path(args.scenario) if Path(args.scenario).exists() else builtin_gameday_path(args.scenario)
     gd = load_gameday(scenario)
     t0 = time.monotonic()
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
 
     bar = _Bar(out)
     try:
-        card = run_gameday(gd, db_url=settings.database_url, progress=bar)
+        card = run_gameday(gd, db_url=settings.database_url, progress=bar, external_url=dashboards_url)
     except RunOverlapError as e:
         bar.done()
         old = e.existing
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 continue
             if inc["opened_unix_nano"] < lo or (hi is not None and inc["opened_unix_nano"] >= hi):
                 continue  # another run's
-            pm = build_postmortem(engine, inc["id"])
+            pm = build_postmortem(engine, inc["id"], external_url=dashboards_url)
             write_export(pm, target / f"{inc['id']}.md", "md")
             write_export(pm, target / f"{inc['id']}.html", "html")
             exported += 1

@@ -40,7 +40,7 @@ class ServeError(ValueError):
 
 
 def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.time_ns, holder: str | None = None,
-                  external_url: str = "http://127.0.0.1:8501") -> Any:
+                  external_url: str | None = None) -> Any:
     """The :class:`alerts.service.AlertService` for ``config_dir`` (built-in defaults for what it lacks).
 
     Raises:
@@ -69,8 +69,11 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
     slos = pick("slos.yaml", builtin_specs_path())
     rules = pick("rules.yaml", Path(str(files("qfleet.alerts") / "rules" / "fleet.yaml")))
     secret_path = (base or Path.cwd()) / "webhook.secret"
+    from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
+
     return AlertService(engine, load_config(alerting), slos=load_slos(slos), rules=load_rules(rules),
-                        secret=create_secret(secret_path), clock=clock, holder=holder, external_url=external_url)
+                        secret=create_secret(secret_path), clock=clock, holder=holder,
+                        external_url=external_url or DEFAULT_EXTERNAL_URL)
 
 
 def sqlite_lock(engine: Any) -> IO[str] | None:
@@ -122,6 +125,15 @@ def _check_interval(eval_interval_s: float, resolve_timeout_ns: int) -> None:
                          "lower --eval-interval or raise resolve_timeout in alerting.yaml")
 
 
+def _external_url(text: str) -> str:
+    from qfleet.alerts.payloads import check_external_url
+
+    try:
+        return check_external_url(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -156,8 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retention", type=duration, default=parse_duration("14d"),
                    help="keep raw spans and samples this long before the service's clock (see --start-at), and "
                    "delivered notifications this long (default 14d; 0 keeps everything)")
-    p.add_argument("--external-url", default="http://127.0.0.1:8501",
-                   help="qfleet's own URL for notifications' externalURL (default http://127.0.0.1:8501)")
+    p.add_argument("--external-url", type=_external_url,
+                   help="the dashboards' URL as responders reach it: notifications' externalURL and the base of "
+                   "each incident's deep link (default $QFLEET_EXTERNAL_URL, else http://127.0.0.1:8501)")
     p.add_argument("--start-at", help="run the alerting clock from this RFC 3339 instant (a store recorded in "
                    "simulated time, e.g. by a game day); default: the wall clock")
     return p
@@ -168,6 +181,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from qfleet.alerts.leases import EVALUATE, Lease
+    from qfleet.alerts.payloads import external_url_from_env
     from qfleet.collector import (
         ListenError,
         Settings,
@@ -186,6 +200,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lock_handle = None
     try:
+        external_url = args.external_url or external_url_from_env(os.environ)
         settings = Settings.from_env(os.environ, database_url=args.db, host=args.host, token_file=args.token_file)
         token = load_token(settings.token_file)
         clock = _clock(args.start_at)
@@ -193,7 +208,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         lock_handle = sqlite_lock(engine)
         upgrade(engine)
         service = build_service(engine, Path(args.config) if args.config else None, clock=clock, holder=holder,
-                                external_url=args.external_url)
+                                external_url=external_url)
         _check_interval(args.eval_interval, service.config.resolve_timeout_ns)
         receiver = Receiver(Store(engine), ReceiverConfig(host=settings.host, port=args.port, token=token))
         receiver.start()

@@ -58,6 +58,7 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
 
     from qfleet.alerts.cli import incident_line
     from qfleet.alerts.incidents import IncidentError, Incidents
+    from qfleet.alerts.payloads import check_external_url, external_url_from_env
     from qfleet.alerts.postmortem import build_postmortem, render, write_export
     from qfleet.collector import Settings, SettingsError, StoreError, open_existing
     from qfleet.text import for_terminal
@@ -70,6 +71,8 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
     ex.add_argument("incident")
     ex.add_argument("--format", choices=["md", "json", "html"], default="md")
     ex.add_argument("-o", "--output", help="file to write (charts go beside it); default stdout")
+    ex.add_argument("--external-url", help="the dashboards' URL, to link the incident's on-call view (default "
+                    "$QFLEET_EXTERNAL_URL, else http://127.0.0.1:8501)")
     inc = groups.add_parser("incidents", help="incidents in the store")
     incs = inc.add_subparsers(dest="cmd", required=True)
     ls = incs.add_parser("list", help="list incidents (newest first)")
@@ -78,6 +81,12 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
     for sp in (ex, ls):
         sp.add_argument("--db", help="database URL (default $QFLEET_DATABASE_URL or sqlite:///qfleet.db)")
     args = p.parse_args(argv)
+    try:
+        external_url = (check_external_url(args.external_url) if getattr(args, "external_url", None)
+                        else external_url_from_env(os.environ))
+    except ValueError as e:
+        print(for_terminal(f"qfleet {args.group}: {e}"), file=err)
+        return 2
     try:
         # An existing, migrated store only: a mistyped path must not leave an empty database behind.
         engine = open_existing(Settings.from_env(os.environ, database_url=args.db).database_url)
@@ -93,7 +102,7 @@ def _paperwork(argv: list[str], out: TextIO, err: TextIO) -> int:
                 print(incident_line(r), file=out)  # titles come from telemetry: terminal-safe
             return 0
         try:
-            doc = build_postmortem(engine, args.incident)
+            doc = build_postmortem(engine, args.incident, external_url=external_url)
         except IncidentError as e:
             print(for_terminal(f"qfleet postmortem: {e}; find ids with `qfleet incidents list`"), file=err)
             return 2

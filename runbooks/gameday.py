@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from qfleet.alerts.config import config_from_dict
 from qfleet.alerts.model import Alert
+from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
 from qfleet.alerts.rules import load_rules
 from qfleet.alerts.service import AlertService
 from qfleet.collector import Store, open_engine, upgrade
@@ -316,10 +317,12 @@ class _Run:
     budgets: list[BudgetBurn]           # per SLO segment at the end
 
 
-def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], None] | None = None) -> Scorecard:
+def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], None] | None = None,
+                external_url: str = DEFAULT_EXTERNAL_URL) -> Scorecard:
     """Simulate ``gd`` into ``db_url`` (a fresh database is best) and score it.
 
-    ``progress(phase, fraction)`` is told how far the simulation and the alerting replay are.
+    ``progress(phase, fraction)`` is told how far the simulation and the alerting replay are; ``external_url``
+    is where the dashboards will answer (the base of the notifications' incident links).
     """
     report = progress or (lambda _phase, _frac: None)
     fleet = _fleet(gd.fleet)
@@ -328,7 +331,7 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
     try:
         upgrade(engine)
         sim = _simulate(engine, gd, fleet, faults, report)
-        run = _replay(engine, gd, sim.config.start_ns, report)
+        run = _replay(engine, gd, sim.config.start_ns, report, external_url)
     finally:
         engine.dispose()
     return score(name=gd.name, run_id=sim.run_id, start_ns=run.start_ns, end_ns=run.end_ns,
@@ -367,13 +370,13 @@ def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
     return sim
 
 
-def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None]) -> _Run:
+def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None], external_url: str) -> _Run:
     """Evaluate and dispatch every ``step`` of simulated time, delivering to local receivers; every firing is
     kept with the step at which it stopped (refined to its recorded end when the store has it)."""
     t_end = t0 + gd.duration_ns
     with _Sinks() as sinks:
         clock = [t0]
-        service = _service(engine, gd, sinks.base, lambda: clock[0])
+        service = _service(engine, gd, sinks.base, lambda: clock[0], external_url)
         firing: dict[tuple[str, int], Alert] = {}
         done: list[Alert] = []
         for t in range(t0 + gd.step_ns, t_end + 1, gd.step_ns):
@@ -409,14 +412,15 @@ def _incident(service: AlertService, row: Mapping[str, Any]) -> IncidentRecord:
                           tuple((str(d.get("fingerprint", "")), int(d.get("starts_at") or 0)) for d in fired))
 
 
-def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int]) -> AlertService:
+def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int], external_url: str) -> AlertService:
     doc = json.loads(json.dumps(gd.alerting))
     for r in doc.get("receivers", []):
         for w in r.get("webhook_configs", []):
             w["url"] = f"{base_url}/{r['name']}"
     config, _warnings = config_from_dict(doc, source=gd.source)
     slos = load_slos(builtin_specs_path() if gd.slos == "default" else Path(gd.slos))
-    return AlertService(engine, config, slos=slos, rules=load_rules(), secret=b"gameday", clock=clock)
+    return AlertService(engine, config, slos=slos, rules=load_rules(), secret=b"gameday", clock=clock,
+                        external_url=external_url)
 
 
 def _budgets(engine: Engine, service: AlertService, t0: int, at_ns: int) -> list[BudgetBurn]:

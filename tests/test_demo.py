@@ -22,6 +22,8 @@ def test_demo_runs_the_bad_day_and_exports_postmortems(tmp_path: Path, monkeypat
     assert "game day bad-day: PASSED" in report and "false positives: 0" in report
     pms = sorted((tmp_path / "postmortems").glob("*.md"))
     assert pms and all(p.with_suffix(".html").exists() for p in pms)
+    # Each links its incident's on-call view on the dashboards the demo serves next.
+    assert all(f"On-call view: <http://127.0.0.1:8501/oncall?incident={p.stem}>" in p.read_text() for p in pms)
     engine = open_engine(url)
     with engine.connect() as c:
         pages = c.execute(text("SELECT COUNT(*) FROM incidents WHERE severity IN ('page', 'security')")).scalar_one()

@@ -1,7 +1,10 @@
-"""Debug view: one job's trace as a waterfall on simulated time, its nodes' T1/T2 around it, gate and readout
-error distributions per node, the link fidelity histogram and the measurement variance."""
+"""Debug view: one job's trace as a waterfall on simulated time (log or linear axis, every bar labelled with its
+duration), its nodes' calibrated T1/T2 around it with their standard errors, gate and readout error distributions
+per node, the link fidelity histogram and the measurement variance."""
 
 from __future__ import annotations
+
+import math
 
 import altair as alt
 import pandas as pd
@@ -43,6 +46,25 @@ def _pick_trace(f: Filters | None) -> str | None:
     return tid
 
 
+def span_duration(ns: float) -> str:
+    """A span's duration in its own unit: ``750 ns``, ``12.5 µs``, ``3.20 ms``, ``1.50 s``.
+
+    >>> span_duration(750), span_duration(12_500), span_duration(3_200_000), span_duration(1.5e9)
+    ('750 ns', '12.5 µs', '3.20 ms', '1.50 s')
+    """
+    if ns < 1e3:
+        return f"{ns:.0f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.1f} µs"
+    if ns < 1e9:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+#: The log axis starts here (ms): a span starting with the job sits at 1 ns instead of at minus infinity.
+LOG_FLOOR_MS = 1e-6
+
+
 def _waterfall(trace: pd.DataFrame) -> None:
     t0 = int(trace["start_ns"].min())
     df = trace.copy().sort_values(["start_ns", "end_ns"]).reset_index(drop=True)
@@ -51,15 +73,31 @@ def _waterfall(trace: pd.DataFrame) -> None:
     df["row"] = [f"{i:03d} {n}" + (f" [{x}]" if isinstance(x, str) and x else "")
                  for i, (n, x) in enumerate(zip(df["name"], df["link"].fillna(df["node"]), strict=True))]
     df["status"] = df["status"].astype(str)
-    chart = alt.Chart(df[["row", "name", "start_ms", "end_ms", "duration_ms", "status", "node", "link"]],
-                      title=f"Trace waterfall from {ui.fmt_ns(t0)} (simulated)").mark_bar().encode(
-        x=alt.X("start_ms:Q", title="Time since job start (ms)"),
+    df["took"] = [span_duration(float(e - s)) for s, e in zip(df["start_ns"], df["end_ns"], strict=True)]
+    log = st.radio("Time axis", ["log", "linear"], horizontal=True, key="debug_waterfall_scale",
+                   help="log: nanosecond gates and second-long waits both stay visible; linear: true proportions"
+                   ) == "log"
+    if log:
+        # Offsets from the job's start, floored at 1 ns so that spans starting at 0 have a place on a log axis.
+        df["start_ms"] = df["start_ms"].clip(lower=LOG_FLOOR_MS)
+        df["end_ms"] = df[["end_ms", "start_ms"]].max(axis=1).clip(lower=LOG_FLOOR_MS * 2)
+    scale = alt.Scale(type="log") if log else alt.Scale(type="linear")
+    y = alt.Y("row:N", title=None, sort=None, axis=alt.Axis(labelLimit=360))
+    base = alt.Chart(df[["row", "name", "start_ms", "end_ms", "duration_ms", "status", "node", "link", "took"]]
+                     ).encode(y=y)
+    bars = base.mark_bar().encode(
+        x=alt.X("start_ms:Q", title="Time since job start (ms" + (", log scale)" if log else ")"), scale=scale),
         x2="end_ms:Q",
-        y=alt.Y("row:N", title="Span", sort=None, axis=alt.Axis(labelLimit=320)),
-        color=alt.Color("name:N", title="Span name"),
-        tooltip=["name:N", alt.Tooltip("start_ms:Q", title="Start (ms)", format=".3f"),
-                 alt.Tooltip("duration_ms:Q", title="Duration (ms)", format=".3f"), "status:N", "node:N", "link:N"],
-    ).properties(height=max(200, 36 * len(df)))
+        color=alt.Color("name:N", title="Span name", legend=alt.Legend(orient="bottom", columns=3)),
+        tooltip=["name:N", alt.Tooltip("start_ms:Q", title="Start (ms)", format=".6f"),
+                 alt.Tooltip("took:N", title="Duration"), "status:N", "node:N", "link:N"])
+    # Every bar is labelled with its duration, so a span too short to see at the job's scale still reads.
+    labels = base.mark_text(align="left", dx=4, fontSize=11).encode(x=alt.X("end_ms:Q", scale=scale), text="took:N")
+    # A fixed step per span row: Streamlit sizes a layered chart by its content, and a pixel height collapsed it.
+    # A tick at each span's start: a microsecond span late in a millisecond job is a sliver even on a log axis.
+    ticks = base.mark_tick(thickness=3, size=18).encode(x=alt.X("start_ms:Q", scale=scale), color="name:N")
+    chart = alt.layer(bars, ticks, labels, title=f"Trace waterfall from {ui.fmt_ns(t0)} UTC (simulated)").properties(
+        height=alt.Step(28))
     st.altair_chart(chart, width="stretch")
 
 
@@ -71,6 +109,31 @@ def _nodes_of(trace: pd.DataFrame) -> list[str]:
     return sorted(nodes)
 
 
+#: Calibration fits report a T1 this long or longer when they see no decay (simulator/telemetry.py: 1e9 s).
+NO_DECAY_S = 1e9
+
+
+def _device_series(metric: str, nodes: list[str], around: Filters) -> tuple[pd.DataFrame, list[str]]:
+    """The estimates of ``metric`` with their standard errors (``lo``, ``hi``): only finite values below
+    :data:`NO_DECAY_S`; and the nodes whose estimates all said "no decay" (shown as text, not as a flat line)."""
+    df = ui.query("node_series", metric, nodes, around)
+    if df.empty:
+        return df, []
+    err = ui.query("node_series", metric.replace("_seconds", "_stderr_seconds"), nodes, around)
+    if not err.empty:
+        df = df.merge(err.rename(columns={"value": "stderr"}), on=["time", "node"], how="left")
+    else:
+        df["stderr"] = float("nan")
+    finite = df["value"].map(lambda v: math.isfinite(v) and v < NO_DECAY_S)
+    no_decay = sorted(set(df.loc[~finite, "node"].astype(str)) - set(df.loc[finite, "node"].astype(str)))
+    df = df[finite].copy()
+    df["stderr"] = df["stderr"].where(df["stderr"].map(lambda v: math.isfinite(v) and v >= 0), 0.0)
+    # The lower bar end stays positive: the axis is logarithmic.
+    df["lo"] = (df["value"] - df["stderr"]).clip(lower=df["value"] / 10)
+    df["hi"] = df["value"] + df["stderr"]
+    return df, no_decay
+
+
 def _timelines(trace: pd.DataFrame, nodes: list[str]) -> None:
     if not nodes:
         st.info("This trace names no nodes — no T1/T2 timelines to show")
@@ -80,19 +143,28 @@ def _timelines(trace: pd.DataFrame, nodes: list[str]) -> None:
     cols = st.columns(2)
     for col, metric, label in ((cols[0], "qfleet_node_t2_seconds", "T2"), (cols[1], "qfleet_node_t1_seconds", "T1")):
         with col:
-            df = ui.query("node_series", metric, nodes, around)
+            df, no_decay = _device_series(metric, nodes, around)
+            if no_decay:
+                st.caption(f"{label}: no decay measured on {lit(', '.join(no_decay))} (the calibration's fit saw "
+                           "none: e.g. trapped-ion T1); not plotted")
             if df.empty:
-                st.info(f"No {label} samples for {lit(', '.join(nodes))} within 30 min of the job")
+                if not no_decay:
+                    st.info(f"No {label} estimates for {lit(', '.join(nodes))} within 30 min of the job")
                 continue
             df = ui.to_time(df, "time")
             job = pd.DataFrame({"t": pd.to_datetime([start, end], unit="ns", utc=True)})
-            line = alt.Chart(df, title=f"{label} of the job's nodes (±30 min)").mark_line().encode(
-                x=alt.X("time:T", title="Time (UTC, simulated)"),
-                y=alt.Y("value:Q", title=f"{label} (s, log scale)", scale=alt.Scale(type="log")),
-                color=alt.Color("node:N", title="Node"),
-                tooltip=["time:T", "node:N", alt.Tooltip("value:Q", title=f"{label} (s)", format=".6g")])
+            base = alt.Chart(df, title=f"{label} estimates of the job's nodes (±30 min; bars: ±1 standard error)")
+            y = alt.Y("value:Q", title=f"{label} (s, log scale)", scale=alt.Scale(type="log"))
+            line = base.mark_line(point=True).encode(
+                x=ui.time_axis(), y=y, color=alt.Color("node:N", title="Node"),
+                tooltip=[alt.Tooltip("time_text:N", title="Time (UTC)"), "node:N",
+                         alt.Tooltip("value:Q", title=f"{label} (s)", format=".6g"),
+                         alt.Tooltip("stderr:Q", title="Standard error (s)", format=".3g")])
+            bars = base.mark_errorbar(ticks=True).encode(
+                x="time:T", y=alt.Y("lo:Q", title=f"{label} (s, log scale)", scale=alt.Scale(type="log")),
+                y2="hi:Q", color="node:N")
             rule = alt.Chart(job).mark_rule(strokeDash=[4, 4], color="gray").encode(x="t:T")
-            st.altair_chart(line + rule, width="stretch")
+            st.altair_chart(alt.layer(line, bars, rule), width="stretch")
 
 
 def _errors(f: Filters) -> None:
@@ -138,10 +210,10 @@ def _variance(f: Filters, nodes: list[str]) -> None:
         return
     df = ui.to_time(df, "time")
     chart = alt.Chart(df, title="Measurement variance").mark_line().encode(
-        x=alt.X("time:T", title="Time (UTC, simulated)"),
+        x=ui.time_axis(),
         y=alt.Y("value:Q", title="Variance (ratio)"),
         color=alt.Color("node:N", title="Node"),
-        tooltip=["time:T", "node:N", alt.Tooltip("value:Q", title="Variance", format=".6g")])
+        tooltip=[alt.Tooltip("time_text:N", title="Time (UTC)"), "node:N", alt.Tooltip("value:Q", title="Variance", format=".6g")])
     st.altair_chart(chart, width="stretch")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from qfleet.dashboards import ui
@@ -11,6 +14,9 @@ from qfleet.units import NS
 
 __all__: list[str] = []
 
+
+
+NEVER_PLACED = "(never placed)"
 
 
 def _pct(v: float | None) -> str:
@@ -22,18 +28,45 @@ def _step_ns(f: Filters) -> int:
     return max(60, (window // NS // 48) // 60 * 60) * NS
 
 
-def _kpis(f: Filters) -> None:
+#: The KPI tiles' SLOs: their objective is the tile's target.
+KPI_SLOS = {"availability": "node-availability", "job_success_rate": "job-success",
+            "entanglement_success_rate": "entanglement-success"}
+
+
+def _objectives(slos: pd.DataFrame) -> dict[str, float]:
+    """SLO name -> objective (from the evaluations: what the SLO files said when they were evaluated)."""
+    if slos.empty:
+        return {}
+    return {str(k): float(v) for k, v in slos.dropna(subset=["objective"]).groupby("slo")["objective"].first().items()}
+
+
+def _tile(col: Any, label: str, value: float | None, objective: float | None, help: str) -> None:
+    """A KPI tile: its value, and against its SLO's objective the gap in percentage points (red below)."""
+    if value is None or objective is None:
+        col.metric(label, _pct(value), help=help, border=True)
+        return
+    gap = (value - objective) * 100
+    col.metric(label, _pct(value), delta=f"{gap:+.2f} pp vs {objective * 100:g}% objective",
+               delta_color="normal", help=help, border=True)
+
+
+def _kpis(f: Filters, slos: pd.DataFrame) -> None:
     k = ui.query("fleet_kpis", f)
+    objectives = _objectives(slos)
+    target = {key: objectives.get(name) for key, name in KPI_SLOS.items()}
     top, bottom = st.columns(3), st.columns(3)
     cols = [*top, *bottom]  # two rows of three: long labels and values stay readable
-    cols[0].metric("Availability", _pct(k.get("availability")), help="Mean of qfleet_node_up samples")
-    cols[1].metric("Utilisation", _pct(k.get("utilisation")),
+    _tile(cols[0], "Availability", k.get("availability"), target["availability"],
+          "Mean of the qfleet_node_up samples; target: the node-availability SLO")
+    cols[1].metric("Utilisation", _pct(k.get("utilisation")), border=True,
                    help="Fraction of the window the links spent on entanglement requests")
-    cols[2].metric("Job success", _pct(k.get("job_success_rate")), help=f"{k.get('jobs') or 0:,} jobs")
-    cols[3].metric("Entanglement success", _pct(k.get("entanglement_success_rate")))
-    cols[4].metric("Open incidents", f"{k.get('open_incidents') or 0:,}")
+    _tile(cols[2], "Job success", k.get("job_success_rate"), target["job_success_rate"],
+          f"{k.get('jobs') or 0:,} jobs; target: the job-success SLO")
+    _tile(cols[3], "Entanglement success", k.get("entanglement_success_rate"), target["entanglement_success_rate"],
+          "Entanglement requests that delivered a pair; target: the entanglement-success SLO")
+    cols[4].metric("Open incidents", f"{k.get('open_incidents') or 0:,}", border=True)
     cost = k.get("cost_per_successful_job")
-    cols[5].metric("Cost per successful job", "—" if cost is None else f"{cost:.2f} link-s",
+    cols[5].metric("Cost per successful job", "—" if cost is None else f"{cost:.2f} link-s", border=True,
                    help="Link-seconds of entanglement per successful job")
 
 
@@ -44,49 +77,77 @@ def _trend(f: Filters, span: str, title: str, empty: str) -> None:
         return
     df = ui.to_time(df, "time")
     df["success_pct"] = df["success_rate"] * 100
+    # Jobs refused before reaching a node carry no hardware type: a named series, not an unlabelled grey one.
+    df["hardware_type"] = [h if isinstance(h, str) and h else NEVER_PLACED for h in df["hardware_type"]]
     chart = alt.Chart(df, title=title).mark_line(point=True).encode(
-        x=alt.X("time:T", title="Time (UTC, simulated)"),
+        x=ui.time_axis(),
         y=alt.Y("success_pct:Q", title="Success (%)", scale=alt.Scale(zero=False)),
         color=alt.Color("hardware_type:N", title="Hardware type",
                         scale=ui.hardware_scale(df["hardware_type"].astype(str).unique().tolist())),
-        tooltip=[alt.Tooltip("time:T", title="Time"), "hardware_type:N",
+        tooltip=[alt.Tooltip("time_text:N", title="Time (UTC)"), "hardware_type:N",
                  alt.Tooltip("success_pct:Q", title="Success (%)", format=".2f"), "good:Q", "total:Q"],
     )
     st.altair_chart(chart, width="stretch")
 
 
-def _slo_table(f: Filters) -> None:
+def _slo_table(slos: pd.DataFrame) -> None:
     st.subheader("Service level objectives")
-    df = ui.query("slo_status", f.end_ns)
-    if df.empty:
-        st.info("No SLO evaluations at or before the end of this window — run `qfleet slo evaluate --record` "
-                "or `qfleet serve`")
+    if slos.empty:
+        st.info("No SLO evaluations with data in this window — run `qfleet slo evaluate --record` or "
+                "`qfleet serve`, or widen the time range")
         return
-    t = df.copy()
-    t["status"] = [("PAGE" if p else "ticket" if tk else "ok") for p, tk in zip(t["page"], t["ticket"], strict=True)]
-    # Jobs that never reached a node carry no hardware type: name the segment instead of showing "hardware_type=".
-    t["segment"] = [s if not s.endswith("=") else s[:-1] + ": (jobs never placed)" for s in t["segment"]]
-    t["steps_triggered"] = [", ".join(map(str, s)) if isinstance(s, list | tuple) else (s or "")
-                            for s in t["steps_triggered"]]
-    t["at"] = [ui.fmt_ns(a) for a in t["at"]]
-    t["sli_pct"] = t["sli"] * 100
-    cols = ["status", "slo", "segment", "sli_pct", "remaining_fraction", "burn_1h", "burn_6h", "steps_triggered",
-            "at"]
-    st.dataframe(
-        t[cols], hide_index=True, width="stretch", key="exec_slo_table",
-        column_config={
-            "status": st.column_config.TextColumn("Alert"),
-            "slo": st.column_config.TextColumn("SLO"),
-            "segment": st.column_config.TextColumn("Segment"),
-            "sli_pct": st.column_config.NumberColumn("SLI (%)", format="%.3f"),
-            "remaining_fraction": st.column_config.ProgressColumn("Budget remaining", min_value=0.0, max_value=1.0,
-                                                                  format="percent"),
-            "burn_1h": st.column_config.NumberColumn("Burn 1h (×)", format="%.2f"),
-            "burn_6h": st.column_config.NumberColumn("Burn 6h (×)", format="%.2f"),
-            "steps_triggered": st.column_config.TextColumn("Budget-policy steps"),
-            "at": st.column_config.TextColumn("Evaluated"),
-        },
-    )
+    # An HTML table (not a canvas grid): every segment is readable in full, the state colour is a real style, and
+    # all text is HTML-escaped (segments carry telemetry labels).
+    st.html(ui.slo_table_html(slos))
+
+
+class _Segment(NamedTuple):
+    slo: str
+    segment: str
+    period_start: int | None
+    period_end: int | None
+    objective: float | None
+
+
+def _int_or_none(v: Any) -> int | None:
+    return None if v is None or pd.isna(v) else int(v)
+
+
+def _burn_down(f: Filters, slos: pd.DataFrame) -> None:
+    """Budget remaining over the window for one SLO segment, against an even spend of the budget over its period."""
+    if slos.empty:
+        return
+    names: dict[str, _Segment] = {}
+    for r in slos.sort_values("remaining_fraction").to_dict("records"):  # the most burnt first: the default
+        names[f"{r['slo']} · {r['segment'] or 'all'}"] = _Segment(
+            str(r["slo"]), str(r["segment"]), _int_or_none(r["period_start"]), _int_or_none(r["period_end"]),
+            None if r["objective"] is None or pd.isna(r["objective"]) else float(r["objective"]))
+    picked = str(st.selectbox("Budget burn-down of", list(names), key="exec_burn_down"))
+    slo, segment, p0, p1, objective = names[picked]
+    hist = ui.query("slo_history", slo, segment, f)
+    if hist.empty:
+        st.info("No evaluations of this SLO segment in the window — widen the time range")
+        return
+    df = hist.dropna(subset=["remaining_fraction"]).copy()
+    df["remaining_pct"] = df["remaining_fraction"] * 100
+    df = ui.to_time(df, "at")
+    lines = [alt.Chart(df).mark_line(point=alt.OverlayMarkDef(color="#1f4e79"), color="#1f4e79").encode(
+        x=ui.time_axis("at"), y=alt.Y("remaining_pct:Q", title="Error budget remaining (%)"),
+        tooltip=[alt.Tooltip("at_text:N", title="Time (UTC)"),
+                 alt.Tooltip("remaining_pct:Q", title="Remaining (%)", format=".3f")])]
+    if p0 is not None and p1 is not None and p1 > p0:
+        # The even spend: the budget used at the rate that meets the objective exactly at the period's end.
+        ends = [int(hist["at"].iloc[0]), int(hist["at"].iloc[-1])]
+        even = pd.DataFrame({"at": ends, "remaining_pct": [100 * (1 - (t - p0) / (p1 - p0)) for t in ends]})
+        even = ui.to_time(even, "at")
+        lines.append(alt.Chart(even).mark_line(strokeDash=[6, 4], color="#555").encode(
+            x="at:T", y="remaining_pct:Q", tooltip=[alt.Tooltip("remaining_pct:Q", title="Even spend (%)",
+                                                                format=".3f")]))
+    lines.append(alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=ui.SLO_STATE_COLOURS["exhausted"]).encode(
+        y="y:Q"))
+    title = (f"{picked}: budget remaining (objective {objective * 100:g}%; dashed: even spend over the period; "
+             "0 = exhausted)") if objective is not None else picked
+    st.altair_chart(alt.layer(*lines, title=title), width="stretch")
 
 
 def _incidents(f: Filters) -> None:
@@ -121,7 +182,9 @@ def render() -> None:
         st.info("No telemetry in the store yet — nothing to summarise")
         return
     st.caption(f"{ui.fmt_ns(f.start_ns)} → {ui.fmt_ns(f.end_ns)} (simulated time)")
-    _kpis(f)
+    run = ui.query("run_range", ui.selected_run())
+    slos = ui.query("slo_status", f.end_ns, None if run is None else run[0])
+    _kpis(f, slos)
     left, right = st.columns(2)
     with left:
         _trend(f, "qfleet.entanglement.request", "Entanglement success by hardware type",
@@ -129,7 +192,8 @@ def render() -> None:
     with right:
         _trend(f, "qfleet.job", "Job success by hardware type",
                "No jobs in this window — widen the time range or clear the filters")
-    _slo_table(f)
+    _slo_table(slos)
+    _burn_down(f, slos)
     _incidents(f)
 
 

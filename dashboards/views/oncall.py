@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from qfleet.alerts.impact import IncidentImpact
+from qfleet.alerts.narrative import event_text
 from qfleet.dashboards import data, ui
 from qfleet.dashboards.data import Filters
 from qfleet.text import markdown_literal as lit
@@ -25,13 +26,34 @@ def _now_ns(floor_ns: int) -> int:
     return max(time.time_ns(), floor_ns)
 
 
-def _pick_incident() -> pd.Series | None:
-    df = ui.query("incidents", limit=500, run_id=ui.selected_run())
+def _age(row: pd.Series, now_ns: int) -> str:
+    """How long an incident has been open (or lasted, once resolved)."""
+    if pd.notna(row["resolved"]):
+        return f"lasted {ui.fmt_duration(int(row['resolved']) - int(row['opened']))}"
+    return f"open {ui.fmt_duration(max(0, now_ns - int(row['opened'])))}"
+
+
+def _incident_list(df: pd.DataFrame, now_ns: int) -> None:
+    """One row per incident: severity, title, state, age, owner, opened (text cells: titles come from telemetry)."""
+    t = pd.DataFrame({
+        "severity": df["severity"].fillna("-"), "title": df["title"], "state": df["state"],
+        "age": [_age(r, now_ns) for _, r in df.iterrows()],
+        "owner": [o if isinstance(o, str) and o else "unowned" for o in df["owner"]],
+        "opened": [ui.fmt_ns(v) for v in df["opened"]]})
+    st.dataframe(t, hide_index=True, width="stretch", key="oncall_incident_list",
+                 column_config={"title": st.column_config.TextColumn("Incident", width="large"),
+                                "owner": st.column_config.TextColumn("Owner", help="Who acknowledged it"),
+                                "opened": st.column_config.TextColumn("Opened (UTC)")})
+
+
+def _pick_incident(now_ns: int) -> pd.Series | None:
+    wanted = ui.param("incident")
+    df = ui.query("incidents", limit=500, run_id=ui.selected_run(), include=wanted)
     if df.empty:
-        st.info("No incidents in the store — nothing has paged or ticketed yet")
+        st.info("No incidents in the store — nothing has paged or ticketed yet" if ui.selected_run() is None else
+                "No incidents in this run — nothing paged or ticketed (pick another run in the sidebar)")
         ui.set_param("incident", None)
         return None
-    wanted = ui.param("incident")
     active = df[df["state"] != "resolved"]
     shown = df[(df["state"] != "resolved") | (df["id"] == wanted)]
     if st.toggle("Include resolved incidents", key="oncall_show_resolved", value=False):
@@ -40,17 +62,24 @@ def _pick_incident() -> pd.Series | None:
         st.success(f"No active incidents ({len(df)} resolved) — switch on 'Include resolved incidents' to review")
         ui.set_param("incident", None)
         return None
+    counts = active.groupby("severity").size() if not active.empty else pd.Series(dtype=int)
+    st.caption(f"{len(active)} active incident(s)" + "".join(f" · {ui.severity_badge(str(s))} {n}"
+                                                           for s, n in counts.items()))
+    _incident_list(shown, now_ns)
     ids = shown["id"].tolist()
     by_id = {r.id: r for r in shown.itertuples(index=False)}
     key = "oncall_incident"
+    if wanted in ids and st.session_state.get("_oncall_linked") != wanted:
+        st.session_state[key] = wanted   # a deep link (or a changed ?incident=) selects its incident once
+        st.session_state["_oncall_linked"] = wanted
     if key not in st.session_state or st.session_state[key] not in ids:
-        st.session_state[key] = wanted if wanted in ids else ids[0]
-    st.caption(f"{len(active)} active incident(s)")
+        st.session_state[key] = ids[0]
     iid = st.selectbox(
         "Incident", ids, key=key,
         format_func=lambda i: f"[{by_id[i].severity or '-'}] {by_id[i].title} · {by_id[i].state} · "
                               f"{ui.fmt_ns(by_id[i].opened)}")
     ui.set_param("incident", iid)
+    st.session_state["_oncall_linked"] = iid
     return df[df["id"] == iid].iloc[0]
 
 
@@ -127,41 +156,42 @@ def _write(fn: Callable[[], object], what: str) -> None:
     st.rerun()
 
 
-def _incident(inc: pd.Series, by: str) -> None:
+def _incident(inc: pd.Series, by: str) -> IncidentImpact | None:
     labels = ui.labels_of(inc["labels"])
     # Titles, labels and receivers come from telemetry and config: Markdown-escaped, so they show as text.
     st.subheader(lit(inc["title"]))
-    st.markdown(f"{ui.severity_badge(inc['severity'])} · state **{lit(inc['state'])}** · receiver "
-                f"{lit(inc['receiver'])} · opened {ui.fmt_ns(inc['opened'])} · acknowledged "
+    owner = inc["owner"] if isinstance(inc["owner"], str) and inc["owner"] else "unowned"
+    st.markdown(f"{ui.severity_badge(inc['severity'])} · state **{lit(inc['state'])}** · owner {lit(owner)} · "
+                f"receiver {lit(inc['receiver'])} · opened {ui.fmt_ns(inc['opened'])} · acknowledged "
                 f"{ui.fmt_ns(inc['acknowledged'])} · resolved {ui.fmt_ns(inc['resolved'])}")
     timeline = ui.query("incident_timeline", inc["id"])
     _actions(inc, timeline, by)
     _postmortem_download(inc)
-    _impact(ui.query("incident_impact", inc["id"]))
-    left, right = st.columns([3, 2])
-    with left:
-        st.markdown("**Alert timeline**")
-        if timeline.empty:
-            st.info("This incident has no timeline events")
-        else:
-            t = timeline.copy()
-            t["at"] = [ui.fmt_ns(a) for a in t["at"]]
-            t["detail"] = [d if isinstance(d, str) else ", ".join(
-                f"{k}={v}" for k, v in (d or {}).items() if v not in (None, "", [], {}) and k != "labels")
-                for d in t["detail"]]
-            st.dataframe(t[["at", "kind", "detail"]], hide_index=True, width="stretch",
-                         key="oncall_timeline_table")
-        with st.expander("Labels"):
-            st.json(labels)
-    with right:
-        url = ui.incident_runbook_url(labels)
-        text = data.runbook(url) if url else None
-        st.markdown(f"**Runbook** {lit(url) if url else ''}")
-        if text:
-            with st.container(height=420, border=True):
-                st.markdown(ui.runbook_body(text))
-        else:
-            st.info(f"No runbook found{f' at {lit(url)}' if url else ' for this incident'} — see runbooks/README.md")
+    impact = ui.query("incident_impact", inc["id"])
+    _impact(impact)
+    st.markdown("**Timeline**")
+    if timeline.empty:
+        st.info("This incident has no timeline events")
+    else:
+        # The postmortem's sentences (alerts.narrative), shown as text cells: labels come from telemetry.
+        t = pd.DataFrame({"time": [ui.fmt_ns(a) for a in timeline["at"]],
+                          "event": timeline["kind"],
+                          "what happened": [event_text(k, d if isinstance(d, dict) else {})
+                                            for k, d in zip(timeline["kind"], timeline["detail"], strict=True)]})
+        st.dataframe(t, hide_index=True, width="stretch", key="oncall_timeline_table",
+                     column_config={"time": st.column_config.TextColumn("Time (UTC)", width="small"),
+                                    "event": st.column_config.TextColumn("Event", width="small"),
+                                    "what happened": st.column_config.TextColumn("What happened", width="large")})
+    with st.expander("Labels"):
+        st.json(labels)
+    url = ui.incident_runbook_url(labels)
+    text = data.runbook(url) if url else None
+    if text:
+        with st.expander(f"Runbook {lit(url)}", expanded=True), st.container(height=420, border=False):
+            st.markdown(ui.runbook_body(text))
+    else:
+        st.info(f"No runbook found{f' at {lit(url)}' if url else ' for this incident'} — see runbooks/README.md")
+    return impact
 
 
 def _impact(impact: IncidentImpact | None) -> None:
@@ -187,22 +217,24 @@ def _heatmap(f: Filters) -> None:
     df["end"] = df["time"] + step
     df = ui.to_time(df, "time", "end")
     chart = alt.Chart(df, title="Feedforward latency by node").mark_rect().encode(
-        x=alt.X("time:T", title="Time (UTC, simulated)"),
+        x=ui.time_axis(),
         x2="end:T",
         y=alt.Y("node:N", title="Node"),
         color=alt.Color("mean_latency_s:Q", title="Mean latency (s)", scale=alt.Scale(scheme="orangered")),
-        tooltip=[alt.Tooltip("time:T", title="From"), "node:N",
+        tooltip=[alt.Tooltip("time_text:N", title="From (UTC)"), "node:N",
                  alt.Tooltip("mean_latency_s:Q", title="Mean latency (s)", format=".6f"),
                  alt.Tooltip("count:Q", title="Spans")],
     )
     st.altair_chart(chart, width="stretch")
 
 
-def _failures(f: Filters) -> None:
+def _failures(f: Filters, scoped: bool) -> None:
     st.subheader("Recent entanglement failures")
     df = ui.query("entanglement_failures", f, 50)
     if df.empty:
-        st.info("No failed entanglement requests in this window — widen the time range or clear the filters")
+        st.info("No failed entanglement requests on the incident's nodes and links in its window — switch on "
+                "'Fleet-wide panels' to see the whole fleet" if scoped else
+                "No failed entanglement requests in this window — widen the time range or clear the filters")
         return
     t = df.copy()
     t["debug"] = [f"debug?trace={quote(str(tid), safe='')}" for tid in t["trace_id"]]
@@ -216,21 +248,33 @@ def _failures(f: Filters) -> None:
         })
 
 
+def _scope(f: Filters | None, impact: IncidentImpact | None) -> Filters | None:
+    """The panels' filters: the incident's window and place (its impact's scope) unless fleet-wide is asked for."""
+    if impact is None:
+        return f
+    if st.toggle("Fleet-wide panels (ignore the incident's scope)", key="oncall_fleet_wide", value=False):
+        return f
+    st.caption(f"Panels scoped to the incident: {lit(impact.describe())}")
+    return data.incident_filters(impact)
+
+
 def render() -> None:
     """Draw the on-call page."""
     st.title("On-call")
     by = ui.identity()
     f = ui.sidebar_filters()
     ui.live_refresh()
-    inc = _pick_incident()
-    if inc is not None:
-        _incident(inc, by)
-    if f is None:
+    # Ages count to the wall clock, or to the end of the data for a simulated run (its clock is the run's).
+    now = f.end_ns if f is not None and ui.selected_run() is not None else _now_ns(0)
+    inc = _pick_incident(now)
+    impact = _incident(inc, by) if inc is not None else None
+    scoped = _scope(f, impact)
+    if scoped is None:
         st.info("No telemetry in the store yet — no latency or failures to show")
         return
     st.divider()
-    _heatmap(f)
-    _failures(f)
+    _heatmap(scoped)
+    _failures(scoped, scoped is not f)
 
 
 render()

@@ -13,6 +13,8 @@ from qfleet.alerts.model import Alert, Notification, fingerprint
 from qfleet.alerts.payloads import (
     PAGERDUTY_MAX_BYTES,
     ZERO_TIME,
+    check_external_url,
+    external_url_from_env,
     idempotency_key,
     pagerduty_event,
     sign,
@@ -70,6 +72,28 @@ def test_webhook_v4_every_field() -> None:
         ],
     }
     json.dumps(body)  # JSON-able as is
+
+
+def test_incident_deep_link_in_webhook_and_pagerduty_bodies() -> None:
+    body = webhook_body(note((alert("qpu-1"),)), receiver_name="oncall", external_url="https://ops.example/qfleet",
+                        incident_id="ab12")
+    assert body["qfleet"] == {"incident": "ab12", "incidentURL": "https://ops.example/qfleet/oncall?incident=ab12"}
+    assert "qfleet" not in webhook_body(note((alert("qpu-1"),)), receiver_name="oncall", external_url="http://x")
+    # PagerDuty Events API v2: ``links`` is a list of {href, text} shown on the incident.
+    ev = pagerduty_event(note((alert("qpu-1"),)), routing_key="k" * 32, client_url="https://ops.example/qfleet",
+                         incident_link="https://ops.example/qfleet/oncall?incident=ab12")
+    assert ev["links"] == [{"href": "https://ops.example/qfleet/oncall?incident=ab12", "text": "qfleet incident"}]
+    assert "links" not in pagerduty_event(note((alert("qpu-1"),)), routing_key="k" * 32)
+
+
+@pytest.mark.parametrize("bad", ["qfleet.example", "ftp://x", "https://", "https://x/?a=1", "https://x/#f",
+                                 "https://x/<script>", 'https://x/"q'])
+def test_external_url_must_be_absolute_http(bad: str) -> None:
+    with pytest.raises(ValueError, match="absolute http"):
+        check_external_url(bad)
+    with pytest.raises(ValueError, match="QFLEET_EXTERNAL_URL"):
+        external_url_from_env({"QFLEET_EXTERNAL_URL": bad})
+    assert external_url_from_env({}) == "http://127.0.0.1:8501"
 
 
 def test_webhook_status_resolved_when_nothing_fires() -> None:

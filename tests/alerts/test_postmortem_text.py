@@ -81,6 +81,18 @@ def test_html_export_is_balanced_and_shows_labels_as_text(sqlite_engine: Engine)
     assert any("FAKE LINE [click](http://evil.example) <script>" in cell for cell in parsed.text["td"])
 
 
+def test_postmortem_links_the_incidents_on_call_view(sqlite_engine: Engine) -> None:
+    iid = _incident(sqlite_engine, {"node": "qpu-a"}, "Node qpu-a is down")
+    pm = build_postmortem(sqlite_engine, iid, external_url="https://ops.example")
+    url = f"https://ops.example/oncall?incident={iid}"
+    assert pm.doc["incident"]["url"] == url
+    assert f"On-call view: <{url}>" in render(pm, "md")
+    parsed = _Page()
+    parsed.feed(render(pm, "html"))
+    assert f'<a href="{url}">{url}</a>' in render(pm, "html") and parsed.errors == []
+    assert build_postmortem(sqlite_engine, iid).doc["incident"]["url"] is None
+
+
 def test_timeline_is_readable_and_every_incident_has_a_time_to_detect(sqlite_engine: Engine) -> None:
     iid = _incident(sqlite_engine, {}, "Everything is slow")   # fleet-wide, no fault, no failed span
     doc = build_postmortem(sqlite_engine, iid).doc

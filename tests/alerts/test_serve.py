@@ -150,3 +150,24 @@ receivers:
     # Nothing the receiver already acknowledged is sent again; anything re-sent would carry a known key.
     again = rx.posts[sent:]
     assert all(h["Idempotency-Key"] in keys_before for h, _ in again), [h["Idempotency-Key"] for h, _ in again]
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_bad_external_url_is_one_line_and_writes_nothing(how: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from qfleet.serve import main
+
+    db = tmp_path / "q.db"
+    monkeypatch.chdir(tmp_path)
+    args = ["--db", f"sqlite:///{db}", "--port", "0"]
+    if how == "flag":
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--external-url", "dashboards.example"])
+        assert e.value.code == 2
+    else:
+        monkeypatch.setenv("QFLEET_EXTERNAL_URL", "dashboards.example")
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'dashboards.example'" in err[0] and "https://" in err[0], err
+    assert not db.exists()

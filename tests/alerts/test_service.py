@@ -124,6 +124,21 @@ def test_outage_pages_then_escalates_unless_acknowledged(sqlite_engine: Engine, 
     assert kinds.index("fault") < kinds.index("fired") < kinds.index("notified") < kinds.index("escalated")
 
 
+def test_every_delivery_links_its_incident(sqlite_engine: Engine, sink: Sink) -> None:
+    outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
+    sim = _fill(sqlite_engine, [outage], 60)
+    t0 = sim.config.start_ns
+    clock = [t0]
+    svc = _service(sqlite_engine, sink, clock, external_url="https://qfleet.example/ops")
+    _run(svc, clock, t0 + 15 * MIN, t0 + 40 * MIN)
+    [incident] = [i for i in svc.incidents.list() if "qpu-d" in json.dumps(i)]
+    got = [(p, b["qfleet"]) for p, b in sink.bodies if any(a["labels"].get("node") == "qpu-d" for a in b["alerts"])]
+    # The page and its escalation, as received over HTTP: both name the incident and its on-call view.
+    assert {p for p, _ in got} >= {"/pages", "/lead"}
+    assert all(q == {"incident": incident["id"],
+                     "incidentURL": f"https://qfleet.example/ops/oncall?incident={incident['id']}"} for _, q in got)
+
+
 def test_an_acknowledged_page_does_not_escalate(sqlite_engine: Engine, sink: Sink) -> None:
     outage = Fault(id="out", kind=FaultKind.F5, target="qpu-d", start_ns=20 * MIN, duration_ns=40 * MIN)
     sim = _fill(sqlite_engine, [outage], 60)

@@ -86,6 +86,7 @@ def streamlit_server(db_url: str, *, log_path: Path | None = None, app: Path = A
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
            "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "viewer",
            "--server.fileWatcherType", "none"]
     env = {**os.environ, "QFLEET_DATABASE_URL": db_url, "PYTHONPATH": str(REPO)}
     own_log = log_path is None

@@ -8,6 +8,7 @@ Screenshots go to ``test-artifacts/`` (git-ignored); with ``QFLEET_UPDATE_SCREEN
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from sqlalchemy import text
 
+from qfleet.alerts.model import Alert, Notification
+from qfleet.alerts.payloads import webhook_body
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import data
 from qfleet.units import NS
@@ -90,6 +94,13 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
                 "Cost per successful job": "—" if cost is None else f"{cost:.2f} link-s",
             }
             assert k["jobs"] and k["open_incidents"], "the seeded store has jobs and open incidents"
+            # "/" forwards to /exec, so that the address bar holds a link that opens this page again.
+            assert urlparse(page.url).path == "/exec", page.url
+            _check_slo_table(page, engine, _sidebar_filters(engine).end_ns)
+
+            # A copied /exec link opens the page itself, not a "Page not found" dialog.
+            render(page, name="exec-direct", title="Fleet overview", url=f"{base}/exec")
+            assert page.get_by_text("Page not found").count() == 0
 
             # On-call, by its sidebar link: the first active incident, its scope counts.
             r = render(page, name="oncall", title="On-call", nav_text="On-call",
@@ -111,6 +122,8 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
             after = data.incidents(engine, limit=500).set_index("id").loc[iid]
             assert after["state"] == "acknowledged"
             assert after["acknowledged"] is not None
+            # Recorded as the signed-in identity (--auth none: the local account), never a typed name.
+            assert after["owner"] == f"local:{getpass.getuser()}"
             kinds = data.incident_timeline(engine, iid)["kind"].tolist()
             assert any("ack" in str(kind) for kind in kinds), kinds
 
@@ -129,5 +142,49 @@ def test_dashboards_in_chromium(seeded_db_url: str, tmp_path: Path) -> None:
                 "Fidelity": "—" if root.get("qfleet.fidelity") is None else f"{float(root['qfleet.fidelity']):.4f}",
             }
             assert root.get("qfleet.outcome") != "success"
+
+            # A notification's deep link (its signed webhook body) opens its incident, here the oldest one.
+            oldest = data.incidents(engine, limit=500).iloc[-1]
+            n = Notification(at=0, receiver="pages", group_key="g", group_labels=(), reason="first notification",
+                             firing=(Alert(labels=(("alertname", "X"),), starts_at=0),), resolved=())
+            body = webhook_body(n, receiver_name="pages", external_url=base, incident_id=str(oldest["id"]))
+            link = body["qfleet"]["incidentURL"]  # type: ignore[index]
+            render(page, name="deep-link", title="On-call", url=link)
+            assert _query(page.url, "incident") == oldest["id"]
+            heading = page.locator('[data-testid="stHeading"]').filter(has_text=str(oldest["title"]))
+            assert heading.count() >= 1, oldest["title"]
     finally:
         engine.dispose()
+
+
+#: The exec page's state colours as the browser computes them.
+STATE_RGB = {"ok": "rgb(44, 160, 44)", "ticket": "rgb(240, 162, 2)", "page": "rgb(214, 39, 40)",
+             "exhausted": "rgb(127, 0, 0)"}
+
+
+def _check_slo_table(page: object, engine: object, end_ns: int) -> None:
+    """Every SLO segment with data is a row whose full segment text is visible, with its state chip in the state's
+    colour; the states come from the stored evaluations (raw SQL), not from the page's code."""
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        stored = c.execute(text(
+            "SELECT e.slo, e.segment, e.page, e.ticket, e.remaining_fraction FROM slo_evaluations e JOIN "
+            "(SELECT slo, segment, max(at_unix_nano) AS at FROM slo_evaluations WHERE at_unix_nano <= :end "
+            "GROUP BY slo, segment) l ON e.slo = l.slo AND e.segment = l.segment AND e.at_unix_nano = l.at "
+            "WHERE e.sli IS NOT NULL"), {"end": end_ns}).all()
+    want = {(slo, seg or "all"): "exhausted" if rem is not None and rem <= 0 else
+            "page" if p else "ticket" if t else "ok" for slo, seg, p, t, rem in stored}
+    rows = page.locator(".qf-slo tbody tr")  # type: ignore[attr-defined]
+    seen = {}
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        segment = row.locator(".qf-segment")
+        assert segment.is_visible()
+        # Not cut: the segment shows its whole text (its scroll width fits its box, and its box the table's).
+        assert segment.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), segment.inner_text()
+        assert segment.evaluate("e => e.getBoundingClientRect().right <= "
+                                "e.closest('.qf-slo').getBoundingClientRect().right + 1"), segment.inner_text()
+        chip = row.locator(".qf-state")
+        seen[(row.locator(".qf-slo-name").inner_text().strip(), segment.inner_text().strip())] = (
+            chip.evaluate("e => getComputedStyle(e).backgroundColor"))
+    assert seen == {k: STATE_RGB[v] for k, v in want.items()}
+    assert any(s.startswith("hardware_type=") for _, s in seen)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import shutil
+from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from qfleet.collector.migrate import upgrade
 from qfleet.collector.settings import ENV_DATABASE_URL
 from qfleet.collector.store import open_engine
 from qfleet.dashboards import cli, data, ui
+from qfleet.slo.spec import builtin_specs_path, load_slos
 from qfleet.text import markdown_literal
 from tests.dashboards.browser import free_port
 
@@ -108,11 +111,83 @@ def test_exec_shows_the_data_modules_kpis(seeded_db_url: str, engine: Any, monke
     assert m["Entanglement success"] == _pct(k["entanglement_success_rate"])
     assert m["Open incidents"] == f"{k['open_incidents'] or 0:,}"
     assert k["jobs"] and k["job_success_rate"] is not None
-    # Two trend charts, the SLO table and the incident table are drawn.
-    assert len(at.get("vega_lite_chart")) == 2
-    assert len(at.dataframe) == 2
-    slo = at.dataframe[0].value
-    assert len(slo) == len(data.slo_status(engine, f.end_ns)) > 0
+    # Two trend charts and the budget burn-down, the SLO table (HTML) and the incident table are drawn.
+    assert len(at.get("vega_lite_chart")) == 3
+    assert len(at.dataframe) == 1
+    rows = _slo_rows(at)
+    assert len(rows) == len(data.slo_status(engine, f.end_ns)) > 0
+    # KPI tiles carry their SLO's objective (from the SLO file, not from the page's data) and the gap to it.
+    objective = {s.name: s.target for s in load_slos(builtin_specs_path())}["job-success"]
+    delta = {m.label: m.proto.delta for m in at.metric}["Job success"]
+    gap = (k["job_success_rate"] - float(objective)) * 100
+    assert delta == f"{gap:+.2f} pp vs {float(objective) * 100:g}% objective"
+
+
+class _Rows(HTMLParser):
+    """The SLO table's rows: (data-state, the chip's background colour, {"slo", "segment"} texts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, str, dict[str, str]]] = []
+        self._field: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and a.get("data-state"):
+            self.rows.append((str(a["data-state"]), "", {}))
+        elif tag == "div" and a.get("class") in ("qf-slo-name", "qf-segment") and self.rows:
+            self._field = "slo" if a["class"] == "qf-slo-name" else "segment"
+            self.rows[-1][2][self._field] = ""
+        elif tag == "span" and a.get("class") == "qf-state" and self.rows and not self.rows[-1][1]:
+            style = dict(p.split(":", 1) for p in str(a.get("style")).split(";") if ":" in p)
+            state, _, cells = self.rows[-1]
+            self.rows[-1] = (state, style["background"], cells)
+
+    def handle_data(self, text: str) -> None:
+        if self._field is not None and self.rows:
+            self.rows[-1][2][self._field] += text
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div":
+            self._field = None
+
+
+def _slo_rows(at: AppTest) -> list[tuple[str, str, dict[str, str]]]:
+    [html] = [h.proto.body for h in at.get("html")]
+    parser = _Rows()
+    parser.feed(html)
+    return parser.rows
+
+
+#: The colours the exec page promises per state (docs: ok green, ticket amber, page red, exhausted dark red).
+STATE_COLOURS = {"ok": "#2ca02c", "ticket": "#f0a202", "page": "#d62728", "exhausted": "#7f0000"}
+
+
+def test_exec_slo_rows_are_readable_and_coloured_by_state(seeded_db_url: str, engine: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app("exec", seeded_db_url, monkeypatch)
+    _ok(at)
+    f = _shown_filters(at)
+    # The oracle: the stored evaluations themselves, latest per segment with data, and the state rule
+    # (no budget left > page > ticket > ok).
+    with engine.connect() as c:
+        stored = c.execute(text(
+            "SELECT e.slo, e.segment, e.page, e.ticket, e.remaining_fraction FROM slo_evaluations e JOIN "
+            "(SELECT slo, segment, max(at_unix_nano) AS at FROM slo_evaluations WHERE at_unix_nano <= :end "
+            "GROUP BY slo, segment) l ON e.slo = l.slo AND e.segment = l.segment AND e.at_unix_nano = l.at "
+            "WHERE e.sli IS NOT NULL ORDER BY e.slo, e.segment"), {"end": f.end_ns}).all()
+    expected = [(slo, seg or "all", "exhausted" if rem is not None and rem <= 0 else
+                 "page" if page else "ticket" if ticket else "ok") for slo, seg, page, ticket, rem in stored]
+    rows = _slo_rows(at)
+    assert [(cells["slo"], cells["segment"], state) for state, _, cells in rows] == expected
+    assert any(seg.startswith("hardware_type=") and len(seg) > len("hardware_type=") for _, seg, _ in expected)
+    for state, colour, _ in rows:
+        assert colour == STATE_COLOURS[state]
+    assert {s for *_, s in expected} - {"ok"}, "the fault-heavy store should burn some budget"
+    # A legend names every state in its colour.
+    [html] = [h.proto.body for h in at.get("html")]
+    for state, colour in STATE_COLOURS.items():
+        assert f'data-state="{state}" style="background:{colour}' in html
 
 
 def test_exec_hardware_filter_from_the_query_params(seeded_db_url: str, seeded_facts: dict[str, Any], engine: Any,
@@ -150,7 +225,7 @@ def test_exec_filter_matching_nothing_shows_empty_states(seeded_db_url: str, mon
     _ok(at)
     infos = _infos(at)
     assert any(i.startswith("No entanglement requests in this window") for i in infos), infos
-    assert len(at.get("vega_lite_chart")) == 1  # only the job trend (job spans carry no link) is drawn
+    assert len(at.get("vega_lite_chart")) == 2  # the job trend (job spans carry no link) and the burn-down
 
 
 def test_app_router_renders_the_default_page(seeded_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,11 +253,83 @@ def test_oncall_selects_the_incident_of_the_query_param(seeded_db_url: str, seed
         "nodes": str(len(impact["nodes"])), "links": str(len(impact["links"])),
         "tenants": str(len(impact["tenants"])), "jobs": str(impact["jobs_failed"])}
     assert any(markdown_literal(impact["window"]["from"]) in c.value for c in at.caption)
-    timeline = [d.value for d in at.dataframe if list(d.value.columns) == ["at", "kind", "detail"]]
-    assert len(timeline) == 1 and len(timeline[0]) == len(data.incident_timeline(engine, iid)) > 0
+    timeline = [d.value for d in at.dataframe if list(d.value.columns) == ["time", "event", "what happened"]]
+    stored = data.incident_timeline(engine, iid)
+    assert len(timeline) == 1 and len(timeline[0]) == len(stored) > 0
+    # Sentences with times to the second, not raw dicts or ns.
+    for when, at_ns in zip(timeline[0]["time"], stored["at"], strict=True):
+        assert when == datetime.fromtimestamp(int(at_ns) // 10**9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    fired = timeline[0][timeline[0]["event"] == "fired"]["what happened"].tolist()
+    assert fired and all("{" not in t and "'" not in t for t in timeline[0]["what happened"])
+    assert any(t.startswith("QfleetEntanglementCollapse (page) on link=") for t in fired), fired
+    # One row per incident with severity, age, state and owner.
+    listed = [d.value for d in at.dataframe if "owner" in d.value.columns]
+    assert len(listed) == 1 and set(listed[0].columns) >= {"severity", "state", "age", "owner"}
+    assert len(listed[0]) == len(set(data.incidents(engine, limit=500).query("state != 'resolved'")["id"]))
     assert _qp(at, "incident") == iid
     # The postmortem of the selected incident is offered for download (alerts.postmortem).
     assert len(at.get("download_button")) == 2
+
+
+def _failures_table(at: AppTest) -> Any:
+    [t] = [d.value for d in at.dataframe if "attempts" in d.value.columns]
+    return t
+
+
+def test_oncall_panels_are_scoped_to_the_incident(seeded_db_url: str, seeded_facts: dict[str, Any], engine: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    iid = seeded_facts["incident_id"]   # the F1 page on one link
+    at = _app("oncall", seeded_db_url, monkeypatch, incident=iid)
+    _ok(at)
+    impact = data.incident_impact(engine, iid)
+    assert impact is not None and impact.scope == "place"
+    # The oracle: failed entanglement requests on the incident's nodes or links in its window, from raw SQL.
+    nodes = ", ".join(f"'{n}'" for n in impact.nodes)
+    links = ", ".join(f"'{n}'" for n in impact.links)
+    with engine.connect() as c:
+        want = c.execute(text(
+            "SELECT start_time_unix_nano, link_id FROM spans WHERE name = 'qfleet.entanglement.request' "
+            f"AND status_code = 2 AND start_time_unix_nano >= :lo AND start_time_unix_nano < :hi AND "
+            f"(node_id IN ({nodes}) OR link_id IN ({links})) ORDER BY start_time_unix_nano DESC LIMIT 50"),
+            {"lo": impact.start_ns, "hi": impact.end_ns}).all()
+        fleet = c.execute(text("SELECT DISTINCT link_id FROM spans WHERE name = 'qfleet.entanglement.request' "
+                               "AND status_code = 2")).scalars().all()
+    shown = _failures_table(at)
+    assert want and list(shown["link"]) == [r[1] for r in want]
+    assert list(shown["time"]) == [ui.fmt_ns(r[0]) for r in want]
+    assert any("Panels scoped to the incident" in c.value for c in at.caption)
+    # The toggle widens every panel to the fleet (the sidebar's window): failures on other links come back.
+    at.toggle(key="oncall_fleet_wide").set_value(True).run()
+    _ok(at)
+    assert set(_failures_table(at)["link"]) - set(impact.links), (fleet, impact.links)
+
+
+def test_oncall_deep_link_from_a_webhook_body_opens_its_incident(writable_url: str, seeded_facts: dict[str, Any],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notification's ``qfleet.incidentURL`` (alerts.payloads) carries ``?incident=``: the page opens that
+    incident, even a resolved one the default list hides."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from qfleet.alerts.model import Alert, Notification
+    from qfleet.alerts.payloads import webhook_body
+
+    iid = seeded_facts["incident_ids"][-1]
+    eng = open_engine(writable_url)
+    try:
+        data.resolve(eng, iid, "local:tester", seeded_facts["end_ns"])
+    finally:
+        eng.dispose()
+    n = Notification(at=0, receiver="pages", group_key="g", group_labels=(), reason="first notification",
+                     firing=(Alert(labels=(("alertname", "X"),), starts_at=0),), resolved=())
+    body = webhook_body(n, receiver_name="pages", external_url="https://qfleet.example/ops", incident_id=iid)
+    link = urlsplit(body["qfleet"]["incidentURL"])  # type: ignore[index]
+    assert (link.netloc, link.path) == ("qfleet.example", "/ops/oncall")
+    params = {k: v[0] for k, v in parse_qs(link.query).items()}
+    at = _app("oncall", writable_url, monkeypatch, **params)
+    _ok(at)
+    assert at.selectbox(key="oncall_incident").value == iid
+    assert not at.toggle(key="oncall_show_resolved").value
+    assert any("state **resolved**" in m.value for m in at.markdown)
 
 
 def test_oncall_acknowledge_writes_to_the_store(writable_url: str, seeded_facts: dict[str, Any],
@@ -249,6 +396,70 @@ def test_debug_opens_the_trace_of_the_query_param(seeded_db_url: str, seeded_fac
     # waterfall, T2, T1, errors, fidelity, variance (each drawn or explained)
     charts = len(at.get("vega_lite_chart"))
     assert charts + len(at.info) >= 6
+
+
+def _charts(at: AppTest) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(spec JSON text, rows of every dataset) of each Vega-Lite chart on the page."""
+    import json
+
+    import pyarrow as pa
+
+    out = []
+    for ch in at.get("vega_lite_chart"):
+        rows: list[dict[str, Any]] = []
+        for ds in ch.proto.datasets:
+            rows += pa.ipc.open_stream(ds.data.data).read_all().to_pylist()
+        out.append((json.dumps(json.loads(ch.proto.spec)), rows))
+    return out
+
+
+def _trace_on(engine: Any, node_prefix: str) -> str:
+    with engine.connect() as c:
+        return str(c.execute(text("SELECT trace_id FROM spans WHERE name = 'qfleet.job' AND node_id LIKE :p "
+                                  "ORDER BY start_time_unix_nano LIMIT 1"), {"p": node_prefix + "%"}).scalar())
+
+
+def test_debug_shows_device_estimates_only_where_finite_with_their_errors(
+        seeded_db_url: str, engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Trapped ions report T1 = 1e9 s ("no decay", simulator/telemetry.py): said in words, never plotted.
+    at = _app("debug", seeded_db_url, monkeypatch, trace=_trace_on(engine, "ion-"))
+    _ok(at)
+    assert any(c.value.startswith("T1: no decay measured on ion") for c in at.caption)
+    t1 = [rows for spec, rows in _charts(at) if "T1 estimates" in spec]
+    assert t1 == []
+    # An NV centre's T1 is finite: plotted with ±1 standard error bars from qfleet_node_t1_stderr_seconds.
+    at = _app("debug", seeded_db_url, monkeypatch, trace=_trace_on(engine, "nv-"))
+    _ok(at)
+    [rows] = [rows for spec, rows in _charts(at) if "T1 estimates" in spec]
+    with engine.connect() as c:
+        stderr = {(n, v) for n, v in c.execute(text(
+            "SELECT s.node_id, x.value FROM metric_series s JOIN metric_samples x ON x.series_id = s.id "
+            "WHERE s.metric_name = 'qfleet_node_t1_stderr_seconds'")).all()}
+    rows = [r for r in rows if "value" in r]   # the layer's other dataset is the job's start and end
+    assert rows and all(r["value"] < 1e9 for r in rows)
+    assert all((r["node"], r["stderr"]) in stderr and r["hi"] == pytest.approx(r["value"] + r["stderr"])
+               for r in rows)
+
+
+def test_debug_waterfall_labels_every_span_on_a_log_axis(seeded_db_url: str, seeded_facts: dict[str, Any],
+                                                         engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tid = seeded_facts["failed_trace_id"]
+    at = _app("debug", seeded_db_url, monkeypatch, trace=tid)
+    _ok(at)
+    assert at.radio(key="debug_waterfall_scale").value == "log"
+    [(spec, rows)] = [(spec, rows) for spec, rows in _charts(at) if "Trace waterfall" in spec]
+    assert '"type": "log"' in spec and '"mark": {"type": "text"' in spec
+    trace = data.job_trace(engine, trace_id=tid)
+    assert len(rows) == len(trace) > 1
+    # Each bar's label is its own duration in a readable unit (3 significant digits).
+    unit = {"ns": 1, "µs": 10**3, "ms": 10**6, "s": 10**9}
+    shown = sorted(float(r["took"].split()[0]) * unit[r["took"].split()[1]] for r in rows)
+    true = sorted(int(e - s) for s, e in zip(trace["start_ns"], trace["end_ns"], strict=True))
+    assert all(abs(a - b) <= max(0.01 * b, 1) for a, b in zip(shown, true, strict=True)), (shown, true)
+    at.radio(key="debug_waterfall_scale").set_value("linear").run()
+    _ok(at)
+    [spec] = [spec for spec, _ in _charts(at) if "Trace waterfall" in spec]
+    assert '"type": "log"' not in spec
 
 
 def test_debug_lists_failed_jobs_by_default(seeded_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
