@@ -6,7 +6,10 @@ the writer process, which overlaps), jobs, spans and samples, the machine (cores
 line. Then the pacing check that used to be a test: `qfleet sim run --speed 240x` over 2 simulated minutes must take
 at least 0.5 s of wall time (it may not run ahead of the clock) and, on a loaded machine, well under 10 s.
 
+Peak RSS is reported for the engine (this process) and the writer (its child process).
+
     .venv/bin/python bench/bench_fleet_day.py [--hours 24] [--db sqlite:///path.db] [--no-pacing]
+    .venv/bin/python bench/bench_fleet_day.py --fleet fleet1000 --hours 1 --no-faults --no-pacing
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -39,10 +43,11 @@ def _machine() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def fleet_day(hours: float, seed: int, url: str) -> dict[str, Any]:
-    """Simulate ``hours`` of fleet100 with fleet100-day's faults into ``url``; the figures."""
-    fleet = load_fleet(builtin_fleet_path("fleet100"))
-    faults = load_faults(builtin_faults_path("fleet100-day"), fleet)
+def fleet_day(hours: float, seed: int, url: str, fleet_name: str = "fleet100", with_faults: bool = True
+              ) -> dict[str, Any]:
+    """Simulate ``hours`` of ``fleet_name`` (with fleet100-day's faults on fleet100) into ``url``; the figures."""
+    fleet = load_fleet(builtin_fleet_path(fleet_name))
+    faults = load_faults(builtin_faults_path("fleet100-day"), fleet) if with_faults else None
     t_start = time.perf_counter()
     engine = open_engine(url)
     upgrade(engine)
@@ -57,12 +62,15 @@ def fleet_day(hours: float, seed: int, url: str) -> dict[str, Any]:
     wall = time.perf_counter() - t_start
     size = Path(url.removeprefix("sqlite:///")).stat().st_size if url.startswith("sqlite:///") else None
     return {"bench": "fleet_day", "fleet": fleet.name, "hours": hours,
-            "faults": sorted({f.kind.value for f in faults.faults}), "jobs": sim.jobs_total,
+            "faults": sorted({f.kind.value for f in faults.faults}) if faults else [], "jobs": sim.jobs_total,
             "success_ratio": round(sim.outcomes["success"] / max(1, sim.jobs_total), 4), "spans": sink.stats.spans,
             "samples": sink.stats.samples, "wall_s": round(wall, 1), "engine_done_s": round(t_engine, 1),
             "split_s": {"control_plane": round(sim.timings.control_s, 1), "physics": round(sim.timings.physics_s, 1),
                         "telemetry": round(sim.timings.telemetry_s, 1), "storage": round(sink.stats.seconds, 1)},
-            "jobs_per_wall_s": round(sim.jobs_total / wall), "db_bytes": size, "target_s": TARGET_S}
+            "jobs_per_wall_s": round(sim.jobs_total / wall), "db_bytes": size, "target_s": TARGET_S,
+            # ru_maxrss is in KiB on Linux; the children's figure is the largest child's (the writer).
+            "peak_rss_mb": {"engine": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                            "writer": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}}
 
 
 def pacing(tmp: Path) -> dict[str, Any]:
@@ -86,18 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary directory)")
     ap.add_argument("--no-pacing", action="store_true", help="skip the paced-run check")
+    ap.add_argument("--fleet", default="fleet100", choices=["fleet100", "fleet1000"], help="built-in fleet")
+    ap.add_argument("--no-faults", action="store_true", help="no faults (fleet100-day's apply to fleet100 only)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="qfleet-fleetday-") as tmp:
-        out = fleet_day(args.hours, args.seed, args.db or f"sqlite:///{Path(tmp) / 'fleetday.db'}")
+        if args.fleet != "fleet100" and not args.no_faults:
+            ap.error(f"--fleet {args.fleet}: fleet100-day's faults name fleet100's nodes; add --no-faults")
+        out = fleet_day(args.hours, args.seed, args.db or f"sqlite:///{Path(tmp) / 'fleetday.db'}", args.fleet,
+                        not args.no_faults)
         out.update(_machine())
         size = out["db_bytes"]
-        print(f"{out['fleet']}: {args.hours:g} h simulated, faults {', '.join(out['faults'])}")
+        print(f"{out['fleet']}: {args.hours:g} h simulated, faults {', '.join(out['faults']) or 'none'}")
         print(f"  {out['jobs']:,} jobs ({out['success_ratio']:.2%} successful), {out['spans']:,} spans, "
               f"{out['samples']:,} samples{f', {size / 1e9:.2f} GB' if size else ''}")
         print(f"  wall {out['wall_s']:.1f} s (target < {TARGET_S} s for 24 h); engine finished at "
               f"{out['engine_done_s']:.1f} s")
         print("  split: " + ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in out["split_s"].items())
               + " (storage runs in a writer process, overlapping the engine)")
+        print(f"  peak RSS: engine {out['peak_rss_mb']['engine']} MB, writer {out['peak_rss_mb']['writer']} MB")
         print(f"  machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}")
         print(json.dumps(out))
         if not args.no_pacing:

@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="simulate a fleet (with faults) into the store or a live collector")
-    run.add_argument("--fleet", required=True, help="fleet YAML, or a built-in name: line, star, mesh, fleet100")
+    run.add_argument("--fleet", required=True, help="fleet YAML, or a built-in name: line, star, mesh, fleet100, fleet1000")
     run.add_argument("--duration", default="1h", help="simulated time, e.g. 90s, 30m, 24h (default 1h; at most 90d)")
     run.add_argument("--faults", help="fault schedule YAML, or a built-in name: example, fleet100-day")
     run.add_argument("--seed", type=int, default=7)

@@ -305,7 +305,7 @@ def builtin_fleet_path(name: str) -> Path:
     """Path of a built-in topology file, ``simulator/fleets/<name>.yaml``.
 
     Args:
-        name: one of :data:`BUILTIN_FLEETS` (``line``, ``star``, ``mesh``, ``fleet100``).
+        name: one of :data:`BUILTIN_FLEETS` (``line``, ``star``, ``mesh``, ``fleet100``, ``fleet1000``).
 
     Raises:
         FleetError: ``name`` is not a built-in fleet.

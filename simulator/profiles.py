@@ -33,7 +33,7 @@ SCHEMES: tuple[str, ...] = ("double-click", "single-click")
 """Heralded entanglement-generation schemes (physics.md §1.1)."""
 JOB_KINDS: tuple[str, ...] = ("teleport", "teleported_cnot", "ghz", "pair_delivery", "canary")
 """Job kinds a tenant's ``mix`` may name."""
-BUILTIN_FLEETS: tuple[str, ...] = ("line", "star", "mesh", "fleet100")
+BUILTIN_FLEETS: tuple[str, ...] = ("line", "star", "mesh", "fleet100", "fleet1000")
 """Names accepted by :func:`qfleet.simulator.fleet.builtin_fleet_path`."""
 
 #: The :class:`Node` fields a profile supplies.

@@ -109,6 +109,20 @@ def test_fleet100_shape_and_daily_job_volume() -> None:
     assert any(len(link.repeaters) >= 2 for link in fleet.links)
 
 
+def test_fleet1000_is_ten_fleet100_regions_in_a_ring() -> None:
+    small, big = load_fleet(builtin_fleet_path("fleet100")), load_fleet(builtin_fleet_path("fleet1000"))
+    assert len(big.processors()) == 10 * len(small.processors()) == 1000
+    assert len(big.repeaters()) == 10 * len(small.repeaters()) + 10
+    assert len(big.links) == 10 * len(small.links) + 10
+    assert [t.rate_per_s for t in big.tenants] == pytest.approx([10 * t.rate_per_s for t in small.tenants])
+    # Region r3's copy of a fleet-100 link has the same length and memories as the original.
+    orig = {(lk.a, lk.b): lk for lk in small.links}
+    for lk in big.links:
+        if lk.a.startswith("r3-") and lk.b.startswith("r3-"):
+            o = orig[(lk.a.removeprefix("r3-"), lk.b.removeprefix("r3-"))]
+            assert (lk.length_km, lk.memories) == (o.length_km, o.memories)
+
+
 def test_mesh_has_six_processors_mixed_hardware_and_a_repeater_link() -> None:
     fleet = load_fleet(builtin_fleet_path("mesh"))
     assert len(fleet.processors()) == 6
@@ -119,7 +133,7 @@ def test_mesh_has_six_processors_mixed_hardware_and_a_repeater_link() -> None:
 
 
 def test_builtin_fleet_path_rejects_unknown_names() -> None:
-    with pytest.raises(FleetError, match=r"'mesh6'.*did you mean 'mesh'.*line, star, mesh, fleet100"):
+    with pytest.raises(FleetError, match=r"'mesh6'.*did you mean 'mesh'.*line, star, mesh, fleet100, fleet1000"):
         builtin_fleet_path("mesh6")
 
 
