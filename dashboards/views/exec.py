@@ -10,6 +10,7 @@ import streamlit as st
 
 from qfleet.dashboards import ui
 from qfleet.dashboards.data import Filters
+from qfleet.text import markdown_literal as lit
 from qfleet.units import NS
 
 __all__: list[str] = []
@@ -107,6 +108,7 @@ class _Segment(NamedTuple):
     period_start: int | None
     period_end: int | None
     objective: float | None
+    at: int
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -114,16 +116,17 @@ def _int_or_none(v: Any) -> int | None:
 
 
 def _burn_down(f: Filters, slos: pd.DataFrame) -> None:
-    """Budget remaining over the window for one SLO segment, against an even spend of the budget over its period."""
+    """Budget remaining over the window for one SLO segment, with the objective's line: 0 % (exhausted) and, for a
+    calendar period, the even spend that uses the budget up exactly at the period's end."""
     if slos.empty:
         return
     names: dict[str, _Segment] = {}
     for r in slos.sort_values("remaining_fraction").to_dict("records"):  # the most burnt first: the default
         names[f"{r['slo']} · {r['segment'] or 'all'}"] = _Segment(
             str(r["slo"]), str(r["segment"]), _int_or_none(r["period_start"]), _int_or_none(r["period_end"]),
-            None if r["objective"] is None or pd.isna(r["objective"]) else float(r["objective"]))
+            None if r["objective"] is None or pd.isna(r["objective"]) else float(r["objective"]), int(r["at"]))
     picked = str(st.selectbox("Budget burn-down of", list(names), key="exec_burn_down"))
-    slo, segment, p0, p1, objective = names[picked]
+    slo, segment, p0, p1, objective, evaluated = names[picked]
     hist = ui.query("slo_history", slo, segment, f)
     if hist.empty:
         st.info("No evaluations of this SLO segment in the window — widen the time range")
@@ -135,9 +138,13 @@ def _burn_down(f: Filters, slos: pd.DataFrame) -> None:
         x=ui.time_axis("at"), y=alt.Y("remaining_pct:Q", title="Error budget remaining (%)"),
         tooltip=[alt.Tooltip("at_text:N", title="Time (UTC)"),
                  alt.Tooltip("remaining_pct:Q", title="Remaining (%)", format=".3f")])]
-    if p0 is not None and p1 is not None and p1 > p0:
-        # The even spend: the budget used at the rate that meets the objective exactly at the period's end.
-        ends = [int(hist["at"].iloc[0]), int(hist["at"].iloc[-1])]
+    last_at = int(hist["at"].iloc[-1])
+    # A calendar period ends after the evaluation; a rolling one ends at each evaluation (window = period).
+    calendar = p0 is not None and p1 is not None and p1 > evaluated and p1 > p0
+    if calendar:
+        assert p0 is not None and p1 is not None
+        # The even spend: errors at exactly the objective's rate use the budget up at the period's end.
+        ends = [int(hist["at"].iloc[0]), last_at]
         even = pd.DataFrame({"at": ends, "remaining_pct": [100 * (1 - (t - p0) / (p1 - p0)) for t in ends]})
         even = ui.to_time(even, "at")
         lines.append(alt.Chart(even).mark_line(strokeDash=[6, 4], color="#555").encode(
@@ -145,8 +152,12 @@ def _burn_down(f: Filters, slos: pd.DataFrame) -> None:
                                                                 format=".3f")]))
     lines.append(alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=ui.SLO_STATE_COLOURS["exhausted"]).encode(
         y="y:Q"))
-    title = (f"{picked}: budget remaining (objective {objective * 100:g}%; dashed: even spend over the period; "
-             "0 = exhausted)") if objective is not None else picked
+    # Over a rolling window, errors at exactly the objective's rate keep the budget at 0 % (used up, not over).
+    guide = ("dashed: an even spend over the calendar period" if calendar else
+             "rolling window: at exactly the objective the budget sits at 0")
+    st.caption(f"{lit(picked)}: objective {objective * 100:g}%; the red line is an exhausted budget; {guide}."
+               if objective is not None else lit(picked))
+    title = f"{picked}: error budget remaining"
     st.altair_chart(alt.layer(*lines, title=title), width="stretch")
 
 

@@ -190,6 +190,21 @@ def test_exec_slo_rows_are_readable_and_coloured_by_state(seeded_db_url: str, en
         assert f'data-state="{state}" style="background:{colour}' in html
 
 
+def test_exec_burn_down_draws_the_objectives_line_for_the_period_kind(seeded_db_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app("exec", seeded_db_url, monkeypatch)
+    _ok(at)
+    picked = at.selectbox(key="exec_burn_down").value
+    slo = picked.split(" · ")[0]
+    spec = {s.name: s for s in load_slos(builtin_specs_path())}[slo]
+    [chart] = [spec_ for spec_, _ in _charts(at) if "error budget remaining" in spec_]
+    # A rolling window (the built-ins'): exactly at the objective the budget sits at 0, the red line; no even
+    # spend, which only a calendar period has.
+    assert spec.period.rolling_ns is not None
+    assert '"strokeDash": [6, 4]' not in chart and '"type": "rule"' in chart
+    assert any("rolling window" in c.value for c in at.caption)
+
+
 def test_exec_hardware_filter_from_the_query_params(seeded_db_url: str, seeded_facts: dict[str, Any], engine: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     hw = seeded_facts["hardware_types"][0]

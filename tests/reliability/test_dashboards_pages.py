@@ -304,3 +304,34 @@ def test_proxy_mode_without_the_header_shows_nothing(writable: str, monkeypatch:
     _ok(at)
     assert any("X-Forwarded-User" in e.value for e in at.error)
     assert "oncall_ack" not in [b.key for b in at.button] and not at.dataframe
+
+
+def test_slo_table_html_shows_hostile_segments_as_text() -> None:
+    """The exec page's SLO table is HTML (st.html): SLO names, segments and policy steps are escaped text."""
+    from html.parser import HTMLParser
+
+    import pandas as pd
+
+    hostile = '<img src=http://evil/p.png onerror="alert(1)">'
+    rows = pd.DataFrame([{"slo": "job-success<script>", "segment": f"hardware_type={hostile}", "objective": 0.99,
+                          "sli": 0.5, "remaining_fraction": -2.0, "burn_1h": 3.0, "burn_6h": 2.0, "page": True,
+                          "ticket": True, "state": "exhausted", "steps_triggered": ["<b>freeze</b>"],
+                          "at": 10**18, "period_start": None, "period_end": None}])
+    html = ui.slo_table_html(rows)
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: set[str] = set()
+            self.text = ""
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.add(tag)
+
+        def handle_data(self, data: str) -> None:
+            self.text += data
+
+    parsed = Tags()
+    parsed.feed(html)
+    assert parsed.tags <= {"div", "p", "span", "table", "thead", "tbody", "tr", "th", "td"}, parsed.tags
+    assert hostile in parsed.text and "job-success<script>" in parsed.text and "<b>freeze</b>" in parsed.text
