@@ -41,7 +41,7 @@ def event_text(kind: str, d: dict[str, Any]) -> str:
         end = f" until {utc_second(int(d['end']))}" if d.get("end") is not None else ""
         profile = f", {d['profile']} onset" if d.get("profile") else ""
         return short(f"{d.get('kind', '')} {d.get('title', '')} on {d.get('target', '?')}{end} "
-                      f"(injected fault {d.get('fault_id', '?')}{profile})")
+                     f"(injected fault {d.get('fault_id', '?')}{profile})")
     if kind == "first symptom":
         where = d.get("node") or d.get("link") or "no node (never placed)"
         msg = f": {d['message']}" if d.get("message") else ""
@@ -53,7 +53,7 @@ def event_text(kind: str, d: dict[str, Any]) -> str:
         return short(head + (f": {d['summary']}" if d.get("summary") else ""))
     if kind == "notified":
         return short(f"{d.get('receiver', '?')}: {d.get('reason', '')}, {len(d.get('firing') or [])} firing, "
-                      f"{len(d.get('resolved') or [])} resolved")
+                     f"{len(d.get('resolved') or [])} resolved")
     if kind == "acknowledged":
         return short(f"by {d.get('by', '?')}")
     if kind == "escalated":

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from qfleet.alerts.model import Alert, Labels, Notification
 from qfleet.units import format_rfc3339
@@ -81,8 +81,6 @@ def check_external_url(text: str) -> str:
     Traceback (most recent call last):
     ValueError: external URL 'qfleet.example' is not an absolute http(s) URL; use e.g. https://qfleet.example.com
     """
-    from urllib.parse import urlsplit
-
     parts = urlsplit(text.strip())
     odd = any(c.isspace() or c in '<>"\'`\\' for c in text.strip())  # links are built from it as text
     if odd or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:

@@ -63,7 +63,6 @@ __all__ = [
     "run_range",
     "runbook",
     "runs",
-    "SLO_STATES",
     "silence",
     "slo_state",
     "slo_history",
@@ -346,10 +345,6 @@ def trend(engine: Engine, f: Filters, *, span: str, step_ns: int) -> pd.DataFram
 # -- SLOs ------------------------------------------------------------------------------------------------------------
 
 
-#: The states an SLO segment can be in, most urgent first (the exec page colours them).
-SLO_STATES = ("exhausted", "page", "ticket", "ok")
-
-
 def slo_state(page: bool, ticket: bool, remaining_fraction: float | None) -> str:
     """``exhausted`` (no budget left), ``page``, ``ticket`` or ``ok``.
 
@@ -416,7 +411,7 @@ def slo_history(engine: Engine, slo: str, segment: str, f: Filters) -> pd.DataFr
 def incidents(engine: Engine, *, state: str | None = None, limit: int = 100, run_id: str | None = None,
               include: str | None = None) -> pd.DataFrame:
     """Incidents, newest first: ``id``, ``state``, ``severity``, ``title``, ``opened``, ``acknowledged``,
-    ``resolved``, ``escalated`` (ns, <NA> when not yet), ``owner`` (who acknowledged it), ``receiver``,
+    ``resolved`` (ns, <NA> when not yet), ``owner`` (who acknowledged it), ``receiver``,
     ``group_key``, ``labels`` (dict). In a store with runs, only those of the selected run (``run_id``, default
     the latest): opened from its start until the next run's; ``include`` names one incident kept whatever its run
     (a deep link's)."""
@@ -424,15 +419,14 @@ def incidents(engine: Engine, *, state: str | None = None, limit: int = 100, run
     run = runs.select(run_id)
     rng = None if run is None else runs.events_range(run)
     rows = [(r["id"], r["state"], r["severity"], r["title"], r["opened_unix_nano"], r["acknowledged_unix_nano"],
-             r["resolved_unix_nano"], r["escalated_unix_nano"], r["acknowledged_by"], r["receiver"], r["group_key"],
-             r["labels"] or {})
+             r["resolved_unix_nano"], r["acknowledged_by"], r["receiver"], r["group_key"], r["labels"] or {})
             for r in Incidents(engine, clock=lambda: 0).list(state=state, limit=None if rng or include else limit)
             if r["id"] == include or rng is None
             or (rng[0] <= r["opened_unix_nano"] and (rng[1] is None or r["opened_unix_nano"] < rng[1]))]
     kept = rows[:limit] + [r for r in rows[limit:] if r[0] == include]
     df = pd.DataFrame(kept, columns=["id", "state", "severity", "title", "opened", "acknowledged", "resolved",
-                                     "escalated", "owner", "receiver", "group_key", "labels"])
-    return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64", "escalated": "Int64"})
+                                     "owner", "receiver", "group_key", "labels"])
+    return df.astype({"opened": "Int64", "acknowledged": "Int64", "resolved": "Int64"})
 
 
 def incident_timeline(engine: Engine, incident_id: str) -> pd.DataFrame:

@@ -46,6 +46,7 @@ __all__ = [
     "query",
     "runbook_body",
     "selected_run",
+    "segment_text",
     "set_param",
     "slo_table_html",
     "severity_badge",
@@ -62,7 +63,6 @@ __all__ = [
 SEVERITY_COLOURS: dict[str, str] = {"page": "#d62728", "ticket": "#f0a202", "security": "#7b2cbf"}
 #: SLO state colours (exec page): exhausted dark red, page red, ticket amber, ok green.
 SLO_STATE_COLOURS: dict[str, str] = {"exhausted": "#7f0000", "page": "#d62728", "ticket": "#f0a202", "ok": "#2ca02c"}
-_STATE_TEXT = {"exhausted": "exhausted", "page": "paging", "ticket": "ticket", "ok": "ok"}
 #: One fixed colour per hardware family (anything else is grey).
 HARDWARE_COLOURS: dict[str, str] = {"trapped-ion": "#1f77b4", "nv-centre": "#2ca02c",
                                     "superconducting": "#17becf"}
@@ -457,11 +457,27 @@ def severity_scale(present: Sequence[str] = ()) -> alt.Scale:
 def _chip(state: str) -> str:
     colour = SLO_STATE_COLOURS.get(state, OTHER_COLOUR)
     return (f'<span class="qf-state" data-state="{escape(state)}" style="background:{colour};color:#fff;'
-            f'padding:1px 8px;border-radius:8px;white-space:nowrap">{escape(_STATE_TEXT.get(state, state))}</span>')
+            f'padding:1px 8px;border-radius:8px;white-space:nowrap">{escape("paging" if state == "page" else state)}</span>')
 
 
 def _num(v: Any, fmt: str) -> str:
     return "—" if v is None or pd.isna(v) else format(float(v), fmt)
+
+
+#: Columns of the SLO table that never wrap: objective, SLI, burn rates.
+_NOWRAP = frozenset({2, 3, 5})
+
+
+def segment_text(segment: str) -> str:
+    """A segment as the table shows it: ``all`` when unsegmented; ``hardware_type (never placed)`` for jobs that
+    never reached a node (their segment value is empty, ``hardware_type=``).
+
+    >>> segment_text(""), segment_text("hardware_type="), segment_text("hardware_type=nv-centre")
+    ('all', 'hardware_type (never placed)', 'hardware_type=nv-centre')
+    """
+    if not segment:
+        return "all"
+    return segment[:-1] + " (never placed)" if segment.endswith("=") else segment
 
 
 def slo_table_html(slos: pd.DataFrame) -> str:
@@ -488,15 +504,14 @@ def slo_table_html(slos: pd.DataFrame) -> str:
         steps = r["steps_triggered"]
         firing = ", ".join(n for n, on in (("page", r["page"]), ("ticket", r["ticket"])) if on) or "none"
         name = (f'<div class="qf-slo-name" style="font-weight:600">{escape(str(r["slo"]))}</div>'
-                f'<div class="qf-segment" style="white-space:nowrap">{escape(str(r["segment"] or "all"))}</div>')
+                f'<div class="qf-segment" style="white-space:nowrap">{escape(segment_text(str(r["segment"] or "")))}</div>')
         cells = [_chip(state), name,
                  _num(None if r["objective"] is None else r["objective"] * 100, "g") + "%",
                  _num(None if r["sli"] is None else r["sli"] * 100, ".3f") + "%", bar,
                  _num(r["burn_1h"], ".2f") + "× / " + _num(r["burn_6h"], ".2f") + "×", escape(firing),
                  escape(", ".join(map(str, steps)) if isinstance(steps, list | tuple) and steps else "none")]
-        nowrap = {2, 3, 5}
         rows.append(f'<tr data-state="{escape(state)}">' + "".join(
-            f'<td style="padding:3px 6px;{"white-space:nowrap" if i in nowrap else ""}">{c}</td>'
+            f'<td style="padding:3px 6px;{"white-space:nowrap" if i in _NOWRAP else ""}">{c}</td>'
             for i, c in enumerate(cells)) + "</tr>")
     return (f'<div class="qf-slo" style="font-size:0.85rem;overflow-x:auto"><p>States: {legend} · '
             f'{escape(when)} (UTC)</p><table style="width:100%;border-collapse:collapse"><thead><tr>'

@@ -50,6 +50,7 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
     from importlib.resources import files
 
     from qfleet.alerts.config import load_config
+    from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
     from qfleet.alerts.rules import load_rules
     from qfleet.alerts.service import AlertService
     from qfleet.alerts.webhook import create_secret
@@ -69,8 +70,6 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
     slos = pick("slos.yaml", builtin_specs_path())
     rules = pick("rules.yaml", Path(str(files("qfleet.alerts") / "rules" / "fleet.yaml")))
     secret_path = (base or Path.cwd()) / "webhook.secret"
-    from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
-
     return AlertService(engine, load_config(alerting), slos=load_slos(slos), rules=load_rules(rules),
                         secret=create_secret(secret_path), clock=clock, holder=holder,
                         external_url=external_url or DEFAULT_EXTERNAL_URL)

@@ -93,9 +93,9 @@ def _waterfall(trace: pd.DataFrame) -> None:
                  alt.Tooltip("took:N", title="Duration"), "status:N", "node:N", "link:N"])
     # Every bar is labelled with its duration, so a span too short to see at the job's scale still reads.
     labels = base.mark_text(align="left", dx=4, fontSize=11).encode(x=alt.X("end_ms:Q", scale=scale), text="took:N")
-    # A fixed step per span row: Streamlit sizes a layered chart by its content, and a pixel height collapsed it.
     # A tick at each span's start: a microsecond span late in a millisecond job is a sliver even on a log axis.
     ticks = base.mark_tick(thickness=3, size=18).encode(x=alt.X("start_ms:Q", scale=scale), color="name:N")
+    # A fixed step per span row: Streamlit sizes a layered chart by its content, and a pixel height collapsed it.
     chart = alt.layer(bars, ticks, labels, title=f"Trace waterfall from {ui.fmt_ns(t0)} UTC (simulated)").properties(
         height=alt.Step(28))
     st.altair_chart(chart, width="stretch")

@@ -15,8 +15,6 @@ from qfleet.units import NS
 
 __all__: list[str] = []
 
-
-
 NEVER_PLACED = "(never placed)"
 
 
@@ -122,7 +120,7 @@ def _burn_down(f: Filters, slos: pd.DataFrame) -> None:
         return
     names: dict[str, _Segment] = {}
     for r in slos.sort_values("remaining_fraction").to_dict("records"):  # the most burnt first: the default
-        names[f"{r['slo']} · {r['segment'] or 'all'}"] = _Segment(
+        names[f"{r['slo']} · {ui.segment_text(str(r['segment'] or ''))}"] = _Segment(
             str(r["slo"]), str(r["segment"]), _int_or_none(r["period_start"]), _int_or_none(r["period_end"]),
             None if r["objective"] is None or pd.isna(r["objective"]) else float(r["objective"]), int(r["at"]))
     picked = str(st.selectbox("Budget burn-down of", list(names), key="exec_burn_down"))
