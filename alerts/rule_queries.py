@@ -5,6 +5,10 @@ Counters are read as Prometheus' ``increase()`` over ``(at - window, at]``, rese
 (so a rule never waits for the rollup job); a cumulative series born inside the window counts from zero, as
 OpenTelemetry's cumulative start time says. Gauges read their latest sample within ``lookback``. The kinds and
 their parameters are listed in :mod:`qfleet.alerts.rules`.
+
+The rules of one evaluation read the same series over the same or nested windows, so an evaluation reads each
+sample window and baseline once and cuts later reads from it (:class:`Reads`); series metadata is kept across
+evaluations until the series table grows.
 """
 
 from __future__ import annotations
@@ -13,14 +17,13 @@ import math
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine
 
 from qfleet.alerts.model import Alert, labels_key
-from qfleet.alerts.rules import AlertRule
-from qfleet.collector.schema import MetricSample, MetricSeries, Span
+from qfleet.alerts.rule_reads import Reads, Series, known_series
+from qfleet.alerts.rules import KIND_METRICS, AlertRule
 
 if TYPE_CHECKING:
     from qfleet.alerts.sources import AlertState
@@ -28,119 +31,37 @@ if TYPE_CHECKING:
 __all__ = ["KIND_QUERIES", "evaluate_rules", "sync_rules"]
 
 
-# -- reading the store ------------------------------------------------------------------------------------------
-
-
-def _label(v: Any) -> str:
-    """A stored label value as Prometheus text (JSON ``false`` is ``false``)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-@dataclass(frozen=True, slots=True)
-class _Series:
-    id: int
-    labels: dict[str, str]
-    node: str
-    link: str
-    hardware: str
-
-
-def _series(conn: Connection, metric: str) -> list[_Series]:
-    t = MetricSeries.__table__
-    rows = conn.execute(select(t.c.id, t.c.labels, t.c.node_id, t.c.link_id, t.c.hardware_type)
-                        .where(t.c.metric_name == metric).order_by(t.c.id)).all()
-    out = []
-    for r in rows:
-        labels = {k: _label(v) for k, v in (r.labels or {}).items()}
-        out.append(_Series(r.id, labels, r.node_id or labels.get("qfleet.node.id", ""),
-                           r.link_id or labels.get("qfleet.link.id", ""),
-                           r.hardware_type or labels.get("qfleet.hardware.type", "")))
-    return out
-
-
-def _samples(conn: Connection, ids: Sequence[int], lo: int, hi: int) -> dict[int, list[tuple[int, float]]]:
-    """Samples in ``(lo, hi]`` per series, oldest first."""
-    s = MetricSample.__table__
-    out: dict[int, list[tuple[int, float]]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    rows = conn.execute(select(s.c.series_id, s.c.time_unix_nano, s.c.value)
-                        .where(s.c.series_id.in_(list(ids)), s.c.time_unix_nano > lo, s.c.time_unix_nano <= hi)
-                        .order_by(s.c.series_id, s.c.time_unix_nano)).all()
-    for sid, t, v in rows:
-        out[sid].append((t, v))
-    return out
-
-
-def _baseline(conn: Connection, ids: Sequence[int], at: int) -> dict[int, float]:
-    """The last sample at or before ``at`` per series (series without one are absent)."""
-    s = MetricSample.__table__
-    if not ids:
-        return {}
-    last = (select(s.c.series_id, func.max(s.c.time_unix_nano).label("t"))
-            .where(s.c.series_id.in_(list(ids)), s.c.time_unix_nano <= at).group_by(s.c.series_id).subquery())
-    rows = conn.execute(select(s.c.series_id, s.c.value).join(
-        last, and_(s.c.series_id == last.c.series_id, s.c.time_unix_nano == last.c.t))).all()
-    return {sid: v for sid, v in rows}
-
-
-def _increases(conn: Connection, series: Sequence[_Series], at: int, window: int) -> dict[int, float]:
-    """Reset-aware ``increase()`` over ``(at - window, at]`` per series id."""
-    ids = [x.id for x in series]
-    base = _baseline(conn, ids, at - window)
-    out: dict[int, float] = {}
-    for sid, pts in _samples(conn, ids, at - window, at).items():
-        prev = base.get(sid, 0.0)
-        inc = 0.0
-        for _t, v in pts:
-            inc += v - prev if v >= prev else v  # a drop is a counter reset: count from zero
-            prev = v
-        out[sid] = inc
-    return out
-
-
-def _latest(conn: Connection, series: Sequence[_Series], at: int, lookback: int) -> dict[int, float]:
-    """The latest sample in ``(at - lookback, at]`` per series id (stale series are absent)."""
-    return {sid: pts[-1][1] for sid, pts in _samples(conn, [x.id for x in series], at - lookback, at).items()
-            if pts}
-
-
-def _node_hardware(conn: Connection) -> dict[str, str]:
-    """Node -> hardware type, from the ``qfleet_node_up`` series (for series that lack the label)."""
-    return {x.node: x.hardware for x in _series(conn, "qfleet_node_up") if x.node and x.hardware}
-
-
 # -- the kinds --------------------------------------------------------------------------------------------------
 
 _Hit = tuple[dict[str, str], float]  # per-alert labels, $value
 
 
-def _heartbeat_missing(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _heartbeat_missing(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     window, lookback = rule.param("window"), rule.param("lookback")
     hits: dict[str, tuple[dict[str, str], float]] = {}
-    hb = [x for x in _series(conn, "qfleet_node_heartbeats_total") if x.node]
-    inc = _increases(conn, hb, at, window)
-    old = _baseline(conn, [x.id for x in hb], at - window)
-    by_node: dict[str, list[_Series]] = {}
+    hb = [x for x in db.series("qfleet_node_heartbeats_total") if x.node]
+    inc = db.increases(hb, at, window)
+    old = db.baseline([x.id for x in hb], at - window)
+    by_node: dict[str, list[Series]] = {}
     for x in hb:
         by_node.setdefault(x.node, []).append(x)
     for node, xs in by_node.items():
         if any(x.id in old for x in xs) and sum(inc.get(x.id, 0.0) for x in xs) == 0:
             hits[node] = ({"node": node, "hardware_type": xs[0].hardware}, 0.0)
-    up = [x for x in _series(conn, "qfleet_node_up") if x.node]
-    for x, v in ((x, _latest(conn, [x], at, lookback).get(x.id)) for x in up):
+    up = [x for x in db.series("qfleet_node_up") if x.node]
+    latest = db.latest(up, at, lookback)
+    for x in up:
+        v = latest.get(x.id)
         if v is not None and v == 0 and x.node not in hits:
             hits[x.node] = ({"node": x.node, "hardware_type": x.hardware}, 0.0)
     return [hits[n] for n in sorted(hits)]
 
 
-def _bucket_share_above(conn: Connection, metric: str, le: float, at: int, window: int,
+def _bucket_share_above(db: Reads, metric: str, le: float, at: int, window: int,
                         key: str) -> dict[str, tuple[float, float]]:
-    """Per value of ``key`` (a _Series attribute): (events above ``le``, all events) over the window."""
-    series = _series(conn, metric)
-    inc = _increases(conn, series, at, window)
+    """Per value of ``key`` (a Series attribute): (events above ``le``, all events) over the window."""
+    series = db.series(metric)
+    inc = db.increases(series, at, window)
     out: dict[str, list[float]] = {}
     for x in series:
         b = x.labels.get("le", "")
@@ -157,17 +78,17 @@ def _bucket_share_above(conn: Connection, metric: str, le: float, at: int, windo
     return {k: (total - good, total) for k, (good, total) in out.items()}
 
 
-def _coherence_window(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _coherence_window(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     window, ratio, min_events = rule.param("window"), rule.param("ratio"), rule.param("min_events")
     hits: list[_Hit] = []
-    usage = _bucket_share_above(conn, "qfleet_coherence_window_usage_bucket", rule.param("threshold"), at,
+    usage = _bucket_share_above(db, "qfleet_coherence_window_usage_bucket", rule.param("threshold"), at,
                                 window, "hardware")
     for hw, (bad, total) in sorted(usage.items()):
         if total >= max(min_events, 1) and bad / total > ratio:
             hits.append(({"hardware_type": hw, "indicator": "coherence_window_usage"}, bad / total))
     le = rule.param("latency_le")
     if le is not None:
-        lat = _bucket_share_above(conn, "qfleet_orchestrator_latency_seconds_bucket", le, at, window, "hardware")
+        lat = _bucket_share_above(db, "qfleet_orchestrator_latency_seconds_bucket", le, at, window, "hardware")
         bad = sum(b for b, _ in lat.values())
         total = sum(n for _, n in lat.values())
         if total >= max(min_events, 1) and bad / total > rule.param("latency_ratio"):
@@ -175,11 +96,11 @@ def _coherence_window(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
     return hits
 
 
-def _unauthorized_commands(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
-    series = [x for x in _series(conn, "qfleet_audit_events_total")
+def _unauthorized_commands(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
+    series = [x for x in db.series("qfleet_audit_events_total")
               if x.labels.get("qfleet.authorized", "").lower() == "false"]
-    inc = _increases(conn, series, at, rule.param("window"))
-    hw = _node_hardware(conn) if any(not x.hardware for x in series) else {}
+    inc = db.increases(series, at, rule.param("window"))
+    hw = db.node_hardware() if any(not x.hardware for x in series) else {}
     per: dict[tuple[str, str, str], float] = {}
     for x in series:
         if inc.get(x.id, 0.0) > 0:
@@ -188,24 +109,28 @@ def _unauthorized_commands(conn: Connection, rule: AlertRule, at: int) -> list[_
     return [({"node": n, "principal": p, "hardware_type": hw}, v) for (n, p, hw), v in sorted(per.items())]
 
 
-def _queue_age(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _queue_age(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     # Stuck, not just old: a queue that is long at a load peak or while a node calibrates still starts jobs, so
     # the oldest job must stay old, the queue never empty, and no job of the tenant succeed for the whole window.
     window, thr = rule.param("window"), rule.param("threshold")
-    age = _by_tenant(_series(conn, "qfleet_scheduler_queue_age_seconds"))
-    depth = _by_tenant(_series(conn, "qfleet_scheduler_queue_depth"))
-    done = [x for x in _series(conn, "qfleet_jobs_total") if x.labels.get("qfleet.outcome") == "success"]
-    started = _increases(conn, done, at, window)
+    age_series = db.series("qfleet_scheduler_queue_age_seconds")
+    depth_series = db.series("qfleet_scheduler_queue_depth")
+    age, depth = _by_tenant(age_series), _by_tenant(depth_series)
+    done = [x for x in db.series("qfleet_jobs_total") if x.labels.get("qfleet.outcome") == "success"]
+    started = db.increases(done, at, window)
     succeeded: dict[str, float] = {}
     for x in done:
         t = x.labels.get("qfleet.tenant", "")
         succeeded[t] = succeeded.get(t, 0.0) + started.get(x.id, 0.0)
+    # Every tenant's samples in one read each (the lookback is cut from the window when inside it).
+    age_pts = db.samples([x.id for x in age_series], at - window, at)
+    depth_pts = db.samples([x.id for x in depth_series], at - window, at)
+    age_latest = db.latest(age_series, at, rule.param("lookback"))
     hits = []
     for tenant, xs in sorted(age.items()):
-        ages = [v for pts in _samples(conn, [x.id for x in xs], at - window, at).values() for _t, v in pts]
-        depths = [v for pts in _samples(conn, [x.id for x in depth.get(tenant, [])], at - window, at).values()
-                  for _t, v in pts]
-        latest = _latest(conn, xs, at, rule.param("lookback"))
+        ages = [v for x in xs for _t, v in age_pts[x.id]]
+        depths = [v for x in depth.get(tenant, []) for _t, v in depth_pts[x.id]]
+        latest = {x.id: age_latest[x.id] for x in xs if x.id in age_latest}
         if not latest or not ages or min(ages) <= thr or not depths or min(depths) <= 0:
             continue
         if succeeded.get(tenant, 0.0) > 0:
@@ -214,16 +139,16 @@ def _queue_age(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
     return hits
 
 
-def _by_tenant(series: Sequence[_Series]) -> dict[str, list[_Series]]:
-    out: dict[str, list[_Series]] = {}
+def _by_tenant(series: Sequence[Series]) -> dict[str, list[Series]]:
+    out: dict[str, list[Series]] = {}
     for x in series:
         out.setdefault(x.labels.get("qfleet.tenant", ""), []).append(x)
     return out
 
 
-def _entanglement_collapse(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
-    series = [x for x in _series(conn, "qfleet_entanglement_requests_total") if x.link]
-    inc = _increases(conn, series, at, rule.param("window"))
+def _entanglement_collapse(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
+    series = [x for x in db.series("qfleet_entanglement_requests_total") if x.link]
+    inc = db.increases(series, at, rule.param("window"))
     per: dict[str, list[Any]] = {}
     for x in series:
         cell = per.setdefault(x.link, [0.0, 0.0, x.hardware])
@@ -260,13 +185,13 @@ def _value_at(pts: Sequence[tuple[int, float]], t: int) -> float | None:
     return last
 
 
-def _calibrations(conn: Connection, metric: str, rule: AlertRule,
-                  at: int) -> list[tuple[_Series, float, list[float], int]]:
+def _calibrations(db: Reads, metric: str, rule: AlertRule,
+                  at: int) -> list[tuple[Series, float, list[float], int]]:
     """Per series of ``metric`` with a current estimate and at least one earlier one: (series, latest estimate,
     the earlier estimates over the baseline window, when the latest was made)."""
-    series = [x for x in _series(conn, metric) if x.node]
-    latest = _latest(conn, series, at, rule.param("lookback"))
-    history = _samples(conn, [x.id for x in series], at - rule.param("baseline"), at)
+    series = [x for x in db.series(metric) if x.node]
+    history = db.samples([x.id for x in series], at - rule.param("baseline"), at)  # first: the lookback is cut
+    latest = db.latest(series, at, rule.param("lookback"))
     out = []
     for x in series:
         est = _estimates(history.get(x.id, []))
@@ -285,12 +210,12 @@ def _worst(found: dict[str, tuple[float, str]], node: str, score: float, hw: str
         found[node] = (score, hw)
 
 
-def _readout_drift(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _readout_drift(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     # Platforms differ by orders of magnitude (NV readout error ~7 %, an ion's 0.1 %): judge the latest estimate
     # against the node's own earlier ones, and only a rise both large and beyond the estimates' shot noise.
     n = max(rule.param("shots"), 1)
     worst: dict[str, tuple[float, str]] = {}
-    for x, now, before, _t in _calibrations(conn, "qfleet_node_readout_error_ratio", rule, at):
+    for x, now, before, _t in _calibrations(db, "qfleet_node_readout_error_ratio", rule, at):
         ref = statistics.median(before)
         rise = now - ref
         se = math.sqrt(max(now * (1 - now), 0.0) / n + max(ref * (1 - ref), 0.0) / n)
@@ -299,13 +224,13 @@ def _readout_drift(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
     return [(_node_labels(node, hw), round(d, 4)) for node, (d, hw) in sorted(worst.items())]
 
 
-def _t2_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _t2_drop(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     # The latest T2 estimate as a fraction of the median earlier one, when the drop exceeds the fits' stated
     # standard errors (a noisy fit of a healthy node is not a decoherence event).
-    errs = {x.node: x for x in _series(conn, "qfleet_node_t2_stderr_seconds") if x.node}
-    err_pts = _samples(conn, [x.id for x in errs.values()], at - rule.param("baseline"), at)
+    errs = {x.node: x for x in db.series("qfleet_node_t2_stderr_seconds") if x.node}
+    err_pts = db.samples([x.id for x in errs.values()], at - rule.param("baseline"), at)
     worst: dict[str, tuple[float, str]] = {}
-    for x, now, before, t_now in _calibrations(conn, "qfleet_node_t2_seconds", rule, at):
+    for x, now, before, t_now in _calibrations(db, "qfleet_node_t2_seconds", rule, at):
         ref = statistics.median(before)
         if ref <= 0 or now >= rule.param("ratio") * ref:
             continue
@@ -318,10 +243,10 @@ def _t2_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
     return [(_node_labels(node, hw), round(-d, 3)) for node, (d, hw) in sorted(worst.items())]
 
 
-def _per_key_increase(conn: Connection, series: Sequence[_Series], at: int, window: int,
-                      key: Callable[[_Series], tuple[str, str] | None]) -> dict[tuple[str, str], float]:
+def _per_key_increase(db: Reads, series: Sequence[Series], at: int, window: int,
+                      key: Callable[[Series], tuple[str, str] | None]) -> dict[tuple[str, str], float]:
     """Summed counter increases over ``(at - window, at]`` per ``key(series)`` (series keyed None are skipped)."""
-    inc = _increases(conn, series, at, window)
+    inc = db.increases(series, at, window)
     out: dict[tuple[str, str], float] = {}
     for x in series:
         k = key(x)
@@ -330,24 +255,26 @@ def _per_key_increase(conn: Connection, series: Sequence[_Series], at: int, wind
     return out
 
 
-def _link_hardware(conn: Connection, link: str) -> str:
+def _link_hardware(db: Reads, link: str) -> str:
     """The hardware type of a link ``a~b`` when both ends share it, else ''."""
-    hw = _node_hardware(conn)
+    hw = db.node_hardware()
     ends = {hw.get(n, "") for n in link.split("~")}
     return ends.pop() if len(ends) == 1 else ""
 
 
-def _heralding_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _heralding_drop(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     # The measured heralding rate of the window against the link's own rate over the baseline before it: a
     # degrading link (polarisation drift, misalignment, an NV's optical interface) as well as a cut.
     window, base = rule.param("window"), rule.param("baseline")
     link = lambda x: (x.link, "") if x.link else None  # noqa: E731
-    heralds = [x for x in _series(conn, "qfleet_entanglement_heralds_total") if x.link]
-    attempts = [x for x in _series(conn, "qfleet_entanglement_attempts_total") if x.link]
-    h_now = _per_key_increase(conn, heralds, at, window, link)
-    a_now = _per_key_increase(conn, attempts, at, window, link)
-    h_all = _per_key_increase(conn, heralds, at - window, base, link)
-    a_all = _per_key_increase(conn, attempts, at - window, base, link)
+    heralds = [x for x in db.series("qfleet_entanglement_heralds_total") if x.link]
+    attempts = [x for x in db.series("qfleet_entanglement_attempts_total") if x.link]
+    db.prefetch(heralds, at - window - base, at)
+    db.prefetch(attempts, at - window - base, at)
+    h_now = _per_key_increase(db, heralds, at, window, link)
+    a_now = _per_key_increase(db, attempts, at, window, link)
+    h_all = _per_key_increase(db, heralds, at - window, base, link)
+    a_all = _per_key_increase(db, attempts, at - window, base, link)
     hits = []
     for k, n in sorted(a_now.items()):
         n0 = a_all.get(k, 0.0)
@@ -359,24 +286,25 @@ def _heralding_drop(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
         se = math.sqrt(p0 * (1 - p0) / n + p0 * (1 - p0) / n0)
         if p0 - p > rule.param("sigmas") * se:
             labels = {"link": k[0]}
-            if hw := _link_hardware(conn, k[0]):
+            if hw := _link_hardware(db, k[0]):
                 labels["hardware_type"] = hw
             hits.append((labels, round(p / p0, 3)))
     return hits
 
 
-def _canary_failures(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _canary_failures(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     # A node's canary stabilizer checks failing more than they did before the window: spectator errors (F6), a
     # decohering memory (F2) or a drifting readout (F4) on that node, whatever its platform's usual fail ratio.
     window, base = rule.param("window"), rule.param("baseline")
-    series = [x for x in _series(conn, "qfleet_canary_checks_total") if x.node]
+    series = [x for x in db.series("qfleet_canary_checks_total") if x.node]
     hw = {x.node: x.hardware for x in series if x.hardware}
     fail = lambda x: (x.node, "") if x.labels.get("qfleet.outcome") == "fail" else None  # noqa: E731
     node = lambda x: (x.node, "")  # noqa: E731
-    f_now, n_now = (_per_key_increase(conn, series, at, window, fail),
-                    _per_key_increase(conn, series, at, window, node))
-    f_all, n_all = (_per_key_increase(conn, series, at - window, base, fail),
-                    _per_key_increase(conn, series, at - window, base, node))
+    db.prefetch(series, at - window - base, at)
+    f_now, n_now = (_per_key_increase(db, series, at, window, fail),
+                    _per_key_increase(db, series, at, window, node))
+    f_all, n_all = (_per_key_increase(db, series, at - window, base, fail),
+                    _per_key_increase(db, series, at - window, base, node))
     hits = []
     for k, n in sorted(n_now.items()):
         n0 = n_all.get(k, 0.0)
@@ -385,25 +313,17 @@ def _canary_failures(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
         q0, q = f_all.get(k, 0.0) / n0, f_now.get(k, 0.0) / n
         var = max(q0 * (1 - q0), 1.0 / n0)  # a node that never failed still has sampling noise
         if q - q0 > rule.param("rise") and q - q0 > rule.param("sigmas") * math.sqrt(var / n + var / n0):
-            hits.append((_node_labels(k[0], hw.get(k[0], "") or _node_hardware(conn).get(k[0], "")), round(q, 4)))
+            hits.append((_node_labels(k[0], hw.get(k[0], "") or db.node_hardware().get(k[0], "")), round(q, 4)))
     return hits
 
 
-def _maintenance(conn: Connection, lo: int, hi: int) -> set[str]:
-    """Nodes with an announced ``qfleet.maintenance`` window overlapping ``(lo, hi]``."""
-    s = Span.__table__
-    rows = conn.execute(select(s.c.node_id).where(s.c.name == "qfleet.maintenance", s.c.start_time_unix_nano <= hi,
-                                                  s.c.end_time_unix_nano > lo)).all()
-    return {r.node_id for r in rows if r.node_id}
-
-
-def _link_silence(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+def _link_silence(db: Reads, rule: AlertRule, at: int) -> list[_Hit]:
     # Every entanglement request holds a communication qubit at both ends (canaries hold none): a link whose
     # ends are up and outside maintenance that carried no request for the whole window, though its baseline
     # expects some, has its ends' qubits held (a scheduler deadlock, F7). Links too quiet to tell are not judged.
-    hw = _node_hardware(conn)
+    hw = db.node_hardware()
     hits: list[_Hit] = []
-    for link in _silent(conn, rule, at, "qfleet_entanglement_requests_total", lambda x: x.link,
+    for link in _silent(db, rule, at, "qfleet_entanglement_requests_total", lambda x: x.link,
                         lambda place: tuple(place.split("~"))):
         kinds = {hw.get(end, "") for end in link.split("~")}
         one = kinds.pop() if len(kinds) == 1 else ""
@@ -411,22 +331,23 @@ def _link_silence(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
     return hits
 
 
-def _silent(conn: Connection, rule: AlertRule, at: int, metric: str, place_of: Callable[[_Series], str],
+def _silent(db: Reads, rule: AlertRule, at: int, metric: str, place_of: Callable[[Series], str],
             nodes_of: Callable[[str], tuple[str, ...]]) -> list[str]:
     """The places (nodes or links) whose ``metric`` did not rise over ``window`` though they rose in at least
     ``min_expected`` steps per window over ``baseline``, with every node of the place that sends heartbeats
     still sending them and none in an announced maintenance window."""
     window, base = rule.param("window"), rule.param("baseline")
-    series = [x for x in _series(conn, metric) if place_of(x)]
+    series = [x for x in db.series(metric) if place_of(x)]
     key = lambda x: (place_of(x), "")  # noqa: E731
-    n_now = _per_key_increase(conn, series, at, window, key)
-    n_all = _per_key_increase(conn, series, at - window, base, key)
-    beat_series = [x for x in _series(conn, "qfleet_node_heartbeats_total") if x.node]
-    beats = _per_key_increase(conn, beat_series, at, window, lambda x: (x.node, ""))
+    db.prefetch(series, at - window - base, at)
+    n_now = _per_key_increase(db, series, at, window, key)
+    n_all = _per_key_increase(db, series, at - window, base, key)
+    beat_series = [x for x in db.series("qfleet_node_heartbeats_total") if x.node]
+    beats = _per_key_increase(db, beat_series, at, window, lambda x: (x.node, ""))
     known = {x.node for x in beat_series}
     # Events per step vary: count active steps (samples where the counter rose) rather than events.
-    busy = _active_steps(conn, series, at - window - base, at - window, place_of)
-    quiet = _maintenance(conn, at - window - base, at)
+    busy = _active_steps(db, series, at - window - base, at - window, place_of)
+    quiet = db.maintenance(at - window - base, at)
     out = []
     for k, n0 in sorted(n_all.items()):
         ends = nodes_of(k[0])
@@ -439,26 +360,27 @@ def _silent(conn: Connection, rule: AlertRule, at: int, metric: str, place_of: C
     return out
 
 
-def _active_steps(conn: Connection, series: Sequence[_Series], lo: int, hi: int,
-                  place_of: Callable[[_Series], str]) -> dict[str, tuple[int, int]]:
+def _active_steps(db: Reads, series: Sequence[Series], lo: int, hi: int,
+                  place_of: Callable[[Series], str]) -> dict[str, tuple[int, int]]:
     """Per place, the samples in ``(lo, hi]`` at which its counter rose (active steps) and the time its samples
     span there (a run younger than the baseline has a shorter one)."""
     by_node: dict[str, set[int]] = {}
     spans: dict[str, tuple[int, int]] = {}
-    pts = _samples(conn, [x.id for x in series], lo, hi)
+    pts = db.samples([x.id for x in series], lo, hi)
     for x in series:
-        prev = None
-        for t, v in pts.get(x.id, []):
-            a, b = spans.get(place_of(x), (t, t))
-            spans[place_of(x)] = (min(a, t), max(b, t))
-            if prev is not None and v > prev:
-                by_node.setdefault(place_of(x), set()).add(t)
-            prev = v
+        p = pts.get(x.id, [])
+        if not p:
+            continue
+        place, first, last = place_of(x), p[0][0], p[-1][0]  # points are oldest first
+        a, b = spans.get(place, (first, last))
+        spans[place] = (min(a, first), max(b, last))
+        if rose := {t for (_t, prev), (t, v) in zip(p, p[1:], strict=False) if v > prev}:
+            by_node.setdefault(place, set()).update(rose)
     return {n: (len(ts), spans[n][1] - spans[n][0]) for n, ts in by_node.items()}
 
 
-#: kind -> its query: ``(connection, rule, at_ns) -> [(per-alert labels, $value)]``.
-KIND_QUERIES: Mapping[str, Callable[[Connection, AlertRule, int], list[_Hit]]] = {
+_Query = Callable[[Reads, AlertRule, int], list[_Hit]]
+_KINDS: Mapping[str, _Query] = {
     "heartbeat_missing": _heartbeat_missing,
     "coherence_window": _coherence_window,
     "unauthorized_commands": _unauthorized_commands,
@@ -470,6 +392,21 @@ KIND_QUERIES: Mapping[str, Callable[[Connection, AlertRule, int], list[_Hit]]] =
     "canary_failures": _canary_failures,
     "link_silence": _link_silence,
 }
+
+
+def _on_connection(query: _Query) -> Callable[[Connection, AlertRule, int], list[_Hit]]:
+    """``query`` on the caller's connection with reads of its own (no shared series: the caller's transaction may
+    hold series it has not committed)."""
+
+    def run(conn: Connection, rule: AlertRule, at: int) -> list[_Hit]:
+        return query(Reads(conn), rule, at)
+
+    return run
+
+
+#: kind -> its query: ``(connection, rule, at_ns) -> [(per-alert labels, $value)]``.
+KIND_QUERIES: Mapping[str, Callable[[Connection, AlertRule, int], list[_Hit]]] = {
+    kind: _on_connection(query) for kind, query in _KINDS.items()}
 _TEMPLATE = re.compile(r"\{\{\s*\$(labels\.([a-zA-Z_][a-zA-Z0-9_]*)|value)\s*\}\}")
 
 
@@ -489,8 +426,11 @@ def evaluate_rules(rules: Sequence[AlertRule], engine: Engine, at_ns: int) -> li
     """
     out: list[Alert] = []
     with engine.connect() as conn:
+        db = Reads(conn, known_series(engine, conn))
+        # Every series the rules read (node_up for hardware types) in one query; span names match none.
+        db.load({m for r in rules for m in (*KIND_METRICS.get(r.kind, ()), "qfleet_node_up")})
         for rule in rules:
-            for extra, value in KIND_QUERIES[rule.kind](conn, rule, at_ns):
+            for extra, value in _KINDS[rule.kind](db, rule, at_ns):
                 labels = {**dict(rule.labels), **extra, "alertname": rule.name}
                 ann = {k: _render(v, labels, value) for k, v in rule.annotations}
                 out.append(Alert(labels=labels_key(labels), annotations=labels_key(ann), starts_at=at_ns))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -200,6 +201,14 @@ _strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 def _json(v: Any) -> str:
     """JSON text of an attribute map; NaN and infinities (not JSON) become strings."""
+    try:
+        out = orjson.dumps(v)
+    except (TypeError, orjson.JSONEncodeError):
+        out = b"null"  # a type or an integer orjson does not take: the stdlib encoder decides below
+    if b"null" not in out:
+        return out.decode()
+    # orjson writes NaN and infinities as null, indistinguishable from None: the strict encoder tells them apart
+    # (rare: most attribute maps hold no null, and a string that merely contains "null" just takes this path).
     try:
         return _strict_json(v)
     except ValueError:
@@ -418,29 +427,34 @@ class Store:
 
     # -- rollups -----------------------------------------------------------------
 
-    def refresh_rollups(self, *, settle_ns: int = 0, max_buckets: int = 10_000) -> RollupResult:
+    def refresh_rollups(self, *, settle_ns: int = 0, max_buckets: int = 10_000,
+                        before_ns: int | None = None) -> RollupResult:
         """Recompute pending minute buckets; idempotent and safe to re-run.
 
         Only buckets not written to for ``settle_ns`` are taken (0: all of them), so a
         live receiver rolls up its current minute once it settles instead of rescanning
-        it on every pass. Works in transactions of at most ``max_buckets`` buckets per
-        signal until nothing eligible is pending; returns how many were recomputed.
+        it on every pass; with ``before_ns``, only buckets that start before it (a bulk
+        writer rolls up the minutes it has moved past while it waits for the next step).
+        Works in transactions of at most ``max_buckets`` buckets per signal until nothing
+        eligible is pending; returns how many were recomputed.
         """
         total = RollupResult(0, 0)
         cutoff = self.clock() - settle_ns
         while True:
-            r = self._refresh_rollups_once(max_buckets, cutoff)
+            r = self._refresh_rollups_once(max_buckets, cutoff, before_ns)
             if not (r.span_buckets or r.metric_buckets):
                 return total
             total = RollupResult(total.span_buckets + r.span_buckets,
                                  total.metric_buckets + r.metric_buckets)
 
-    def _refresh_rollups_once(self, max_buckets: int, cutoff: int) -> RollupResult:
+    def _refresh_rollups_once(self, max_buckets: int, cutoff: int, before_ns: int | None) -> RollupResult:
         p = _table(RollupPending)
         done: dict[Signal, list[int]] = {Signal.SPANS: [], Signal.METRICS: []}
         with self.engine.begin() as conn:
             for sig in (Signal.SPANS, Signal.METRICS):
-                settled = (p.c.signal == int(sig), p.c.touched_unix_nano <= cutoff)
+                settled: tuple[Any, ...] = (p.c.signal == int(sig), p.c.touched_unix_nano <= cutoff)
+                if before_ns is not None:
+                    settled += (p.c.bucket_start_unix_nano < before_ns,)
                 buckets = list(conn.execute(
                     select(p.c.bucket_start_unix_nano).where(*settled)
                     .order_by(p.c.bucket_start_unix_nano).limit(max_buckets)).scalars())

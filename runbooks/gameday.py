@@ -33,7 +33,7 @@ from qfleet.alerts.model import Alert
 from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
 from qfleet.alerts.rules import load_rules
 from qfleet.alerts.service import AlertService
-from qfleet.collector import Store, open_engine, upgrade
+from qfleet.collector import Runs, Store, open_engine, upgrade
 from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
 from qfleet.runbooks.scoring import (
     DEFAULT_GRACE_NS,
@@ -51,7 +51,7 @@ from qfleet.simulator.engine import RunConfig, Simulation
 from qfleet.simulator.fault_files import faults_from_dict
 from qfleet.simulator.faults import Fault, FaultSchedule
 from qfleet.simulator.fleet import Fleet, builtin_fleet_path, load_fleet
-from qfleet.simulator.sinks import StoreSink
+from qfleet.simulator.sinks import ProcessStoreSink, StoreSink
 from qfleet.slo.spec import builtin_specs_path, load_slos
 from qfleet.units import NS, DurationError, parse_duration, parse_rfc3339
 
@@ -358,16 +358,35 @@ def fault_window(f: Fault, run_start_ns: int, fleet: Fleet | None = None) -> Fau
 def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
               report: Callable[[str, float], None]) -> Simulation:
     sim = Simulation(fleet, faults, RunConfig(duration_ns=gd.duration_ns, seed=gd.seed, load=gd.load))
+    resource = {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id, "qfleet.fleet": fleet.name}
+    run_range = (sim.config.start_ns, sim.config.start_ns + gd.duration_ns)
     # The run's whole range is registered before the first step: an overlap with a stored run fails before any
     # row is written, and no step pays a run extension.
-    sink = StoreSink(Store(engine), {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id,
-                                     "qfleet.fleet": fleet.name},
-                     run_range=(sim.config.start_ns, sim.config.start_ns + gd.duration_ns))
-    for step in sim.steps():
-        sink.write(step)
-        report("simulating the fleet", (step.end_ns - sim.config.start_ns) / gd.duration_ns)
-    sink.close()
+    sink: StoreSink | ProcessStoreSink
+    if _shareable(engine):
+        # Storage on the second core, overlapping the engine (a game day's store writes take as long as its
+        # simulation); the writer process opens its own connection to the same database.
+        Runs(engine).register(sim.run_id, fleet=fleet.name, start_ns=run_range[0], end_ns=run_range[1])
+        sink = ProcessStoreSink(engine.url.render_as_string(hide_password=False), resource, run_range=run_range,
+                                registered=True)
+    else:
+        sink = StoreSink(Store(engine), resource, run_range=run_range)
+    try:
+        for step in sim.steps():
+            sink.write(step)
+            report("simulating the fleet", (step.end_ns - sim.config.start_ns) / gd.duration_ns)
+        sink.close()
+    except BaseException:
+        if isinstance(sink, ProcessStoreSink):
+            sink.abandon()
+        raise
     return sim
+
+
+def _shareable(engine: Engine) -> bool:
+    """Whether another process can open ``engine``'s database (not an in-memory SQLite one)."""
+    url = engine.url
+    return url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
 
 
 def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None], external_url: str) -> _Run:

@@ -246,8 +246,14 @@ class ControlPlane(JobTimeline):
             return done
         job.epoch = self._avail_epoch
         nodes = self._nodes
-        if any(nodes[n].free < c for n, c in job.need.items()) or any(self._link_busy[lid] for lid in job.links):
-            return False
+        # Plain loops, not any() over generators: this runs for every start attempt.
+        for n, c in job.need.items():
+            if nodes[n].free < c:
+                return False
+        busy = self._link_busy
+        for lid in job.links:
+            if busy[lid]:
+                return False
         for n, c in job.need.items():
             nodes[n].free -= c
             nodes[n].inflight.add(job)
@@ -277,11 +283,13 @@ class ControlPlane(JobTimeline):
         After a job ends (``freed``), only queued jobs that want one of its nodes or links are tried.
         """
         queues = self._queues
-        if freed is not None and not any(queues):
+        # Only tenants with queued jobs have anything to time out or start (most job ends find every queue empty).
+        waiting = [i for i, q in enumerate(queues) if q]
+        if not waiting:
             return
         timeout = round(self.fleet.scheduler.queue_timeout_s * NS)
-        order = sorted(range(len(queues)), key=lambda i: (-self._tenants[i].priority,
-                                                          self._served[i] / self._tenants[i].weight))
+        tenants, served = self._tenants, self._served
+        order = sorted(waiting, key=lambda i: (-tenants[i].priority, served[i] / tenants[i].weight))
         for i in order:
             q = queues[i]
             while q and now - q[0].arrival > timeout:

@@ -34,6 +34,14 @@ from qfleet.units import NS
 __all__ = ["NodeCalibration", "RunTelemetry", "calibrate_node"]
 
 _ROOT = "0000000000000001"
+_JOB, _REQUEST, _SWAP = SPAN_NAMES["job"], SPAN_NAMES["entanglement"], SPAN_NAMES["swap"]
+_FEEDFORWARD, _MEASUREMENT = SPAN_NAMES["feedforward"], SPAN_NAMES["measurement"]
+# Label keys of the per-job metrics (see RunTelemetry._lab_of).
+_JOBS_KEYS = ("tenant", "kind", "outcome", "hardware")
+_LINK_KEYS = ("link",)
+_REQUEST_KEYS = ("link", "hardware", "outcome")
+_HW_KEYS = ("hardware",)
+_FIDELITY_KEYS = ("hardware", "kind")
 Labels = tuple[tuple[str, Any], ...]
 #: Stands for an infinite time constant in a gauge (no T1 process modelled, or no decay resolved).
 _NO_DECAY_S = 1e9
@@ -100,7 +108,10 @@ class RunTelemetry:
         # An entanglement swap at a node: a Bell-state measurement, CNOT, Hadamard and the readout of both qubits.
         self._swap_ns = {n.id: max(1, round((n.gate_time_2q_s + n.gate_time_1q_s + n.readout_time_s) * NS))
                          for n in fleet.nodes}
-        self._labels: dict[Labels, Labels] = {}
+        self._labels: dict[tuple[tuple[str, ...], tuple[Any, ...]], Labels] = {}
+        self._run8 = run_id[:8]
+        # (link labels, attempts, success probability) of the segments finished since the last take().
+        self._herald_draws: list[tuple[Labels, int, float]] = []
 
     # -- calibration experiments ---------------------------------------------------------------------------
 
@@ -127,15 +138,9 @@ class RunTelemetry:
 
     def take(self, t_ns: int) -> tuple[SpanColumns, MetricsData]:
         """The spans since the last call and a snapshot of every metric due at ``t_ns``."""
+        self._draw_heralds()
         metrics = self.metrics.snapshot(t_ns)
         return self.spans.take(), metrics
-
-    def _lab(self, **kv: Any) -> Labels:
-        key = tuple(kv.items())
-        hit = self._labels.get(key)
-        if hit is None:
-            hit = self._labels[key] = labels(**kv)
-        return hit
 
     def trace(self, key: Any) -> str:
         """The trace id of an event keyed by ``key``."""
@@ -284,21 +289,33 @@ class RunTelemetry:
     # -- jobs ---------------------------------------------------------------------------------------------------
 
     def job(self, job: Job, tenant: Tenant) -> None:
-        """A finished job: its root span and metrics, then a child span per stage it reached."""
+        """A finished job: its root span and metrics, then a child span per stage it reached.
+
+        The hot path of a run's telemetry (one call per job): spans are appended as rows and label tuples come
+        from caches, with no keyword-argument dicts per call."""
         trace = f"{self.run_id}{job.idx:016x}"
-        jid = f"{self.run_id[:8]}-{job.idx}"
+        jid = f"{self._run8}-{job.idx}"
         hw = self._hardware[job.nodes[0]] if job.nodes else None
         end = max(job.end, job.arrival + 1)
-        self._root(job, tenant, trace, jid, hw, end)
-        seq = self._entanglement(job, trace, jid, 1)
+        rows = self.spans.rows
+        self._root(rows, job, tenant, trace, jid, hw, end)
+        seq = self._entanglement(rows, job, trace, jid, 1)
         if job.segs and not job.window_ns:
             return  # the job never reached its swaps and feedforward
-        seq = self._swaps(job, trace, jid, seq)
-        seq = self._feedforward(job, trace, jid, hw, seq)
+        seq = self._swaps(rows, job, trace, jid, seq)
+        seq = self._feedforward(rows, job, trace, jid, hw, seq)
         if not math.isnan(job.fidelity):
-            self._measurement(job, trace, jid, hw, seq + 1, end)
+            self._measurement(rows, job, trace, jid, hw, seq + 1, end)
 
-    def _root(self, job: Job, tenant: Tenant, trace: str, jid: str, hw: str | None, end: int) -> None:
+    def _lab_of(self, keys: tuple[str, ...], *values: Any) -> Labels:
+        """The label tuple of ``keys`` = ``values`` (as :func:`labels` builds it), cached."""
+        hit = self._labels.get((keys, values))
+        if hit is None:
+            hit = self._labels[(keys, values)] = labels(**dict(zip(keys, values, strict=True)))
+        return hit
+
+    def _root(self, rows: list[tuple[Any, ...]], job: Job, tenant: Tenant, trace: str, jid: str, hw: str | None,
+              end: int) -> None:
         outcome = job.outcome
         attrs: dict[str, Any] = {"qfleet.tenant": tenant.id, "qfleet.job.kind": job.kind, "qfleet.outcome": outcome,
                                  "qfleet.shots": job.shots, "qfleet.fidelity.target": tenant.fidelity_target,
@@ -313,16 +330,17 @@ class RunTelemetry:
             attrs["qfleet.fidelity"] = job.fidelity
         if job.failover:
             attrs["qfleet.failover"] = True
-        self.spans.add(trace, _ROOT, None, SPAN_NAMES["job"], job.arrival, end, attrs,
-                       node=job.nodes[0] if job.nodes else None, job=jid, run=self.run_id, hardware=hw,
-                       error="" if outcome == "success" else outcome, kind=2)
-        self.metrics.add("qfleet.jobs", self._lab(tenant=tenant.id, kind=job.kind, outcome=outcome, hardware=hw or ""))
+        ok = outcome == "success"
+        rows.append((trace, _ROOT, None, _JOB, 2, job.arrival, end, 0 if ok else 2, "" if ok else outcome, attrs,
+                     job.nodes[0] if job.nodes else None, None, jid, self.run_id, hw))
+        self.metrics.add("qfleet.jobs", self._lab_of(_JOBS_KEYS, tenant.id, job.kind, outcome, hw or ""))
         if job.orch_ns:
             self.metrics.observe("qfleet.orchestrator.latency", (), job.orch_ns / NS)
 
-    def _entanglement(self, job: Job, trace: str, jid: str, seq: int) -> int:
+    def _entanglement(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, seq: int) -> int:
         """One span per segment's pair requests (all the job's shots), and the link metrics; the last sequence."""
         m = self.metrics
+        lab_of = self._lab_of
         for i, s in enumerate(job.segs if job.gen_ns else ()):
             seq += 1
             ok = job.seg_ok[i] if job.seg_ok else False
@@ -330,62 +348,70 @@ class RunTelemetry:
             gen = job.gen_ns[i] if job.gen_ns else 0.0
             attempts = job.attempts[i] if job.attempts else 0
             hw = self._hardware[s.left]
-            self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["entanglement"], job.start,
-                           job.start + max(1, int(gen * job.shots)),
-                           {"qfleet.attempts": attempts, "qfleet.pairs": job.shots if ok else 0,
-                            "qfleet.latency_s": gen / NS},
-                           node=s.left, link=lid, job=jid, run=self.run_id, hardware=hw,
-                           error="" if ok else "entanglement_timeout")
-            lab = self._lab(link=lid)
+            rows.append((trace, f"{seq:016x}", _ROOT, _REQUEST, 1, job.start, job.start + max(1, int(gen * job.shots)),
+                         0 if ok else 2, "" if ok else "entanglement_timeout",
+                         {"qfleet.attempts": attempts, "qfleet.pairs": job.shots if ok else 0,
+                          "qfleet.latency_s": gen / NS}, s.left, lid, jid, self.run_id, hw))
+            lab = lab_of(_LINK_KEYS, lid)
             m.add("qfleet.entanglement.attempts", lab, attempts)
-            m.add("qfleet.entanglement.heralds", lab, self._heralds(attempts, s.p))
+            # Drawn at the step's end (_draw_heralds); none when nothing was tried or nothing can succeed.
+            self._herald_draws.append((lab, attempts, min(1.0, s.p)) if attempts > 0 and s.p > 0.0 else (lab, 0, 0.0))
             # One request per job and segment (all its shots' pairs); the pairs are counted separately.
-            m.add("qfleet.entanglement.requests", self._lab(link=lid, hardware=hw,
-                                                            outcome="success" if ok else "timeout"))
+            m.add("qfleet.entanglement.requests", lab_of(_REQUEST_KEYS, lid, hw, "success" if ok else "timeout"))
             if ok:
-                m.add("qfleet.entanglement.pairs", self._lab(link=lid), job.shots)
-                m.observe("qfleet.entanglement.latency", self._lab(hardware=hw), gen / NS)
+                m.add("qfleet.entanglement.pairs", lab, job.shots)
+                m.observe("qfleet.entanglement.latency", lab_of(_HW_KEYS, hw), gen / NS)
         return seq
 
-    def _heralds(self, attempts: int, p: float) -> int:
-        """Heralded successes among a segment's ``attempts`` (each memory's attempt succeeds with probability p).
+    def _draw_heralds(self) -> None:
+        """Heralded successes among each segment's attempts since the last call (each memory's attempt succeeds
+        with probability p), added to the herald counters.
 
         Drawn, not derived from the job's pair count: the timeline counts attempts per segment (including a dead
-        segment's whole retry budget) but not which segment's pairs were regenerated."""
-        if attempts <= 0 or p <= 0.0:
-            return 0
+        segment's whole retry budget) but not which segment's pairs were regenerated. One vectorised draw per step
+        takes the same numbers, in the same order, as one draw per segment would (the stream is this one's own)."""
+        draws, self._herald_draws = self._herald_draws, []
+        if not draws:
+            return
         if self._herald_rng is None:
             self._herald_rng = np.random.default_rng([self._run_seed(), 0x4E52])
-        return int(self._herald_rng.binomial(attempts, min(1.0, p)))
+        tried = [d for d in draws if d[1]]
+        got = iter(self._herald_rng.binomial(np.array([d[1] for d in tried], dtype=np.int64),
+                                             np.array([d[2] for d in tried])).tolist() if tried else ())
+        add = self.metrics.add
+        for lab, n, _p in draws:
+            add("qfleet.entanglement.heralds", lab, next(got) if n else 0)
 
-    def _swaps(self, job: Job, trace: str, jid: str, seq: int) -> int:
+    def _swaps(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, seq: int) -> int:
         if job.kind != "pair_delivery" or len(job.segs) < 2:
             return seq
         for s in job.segs[:-1]:
             seq += 1
             rn = s.right
-            self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["swap"], job.ready,
-                           job.ready + self._swap_ns[rn], {}, node=rn, link=s.link.id, job=jid,
-                           run=self.run_id, hardware=self._hardware[rn])
+            rows.append((trace, f"{seq:016x}", _ROOT, _SWAP, 1, job.ready, job.ready + self._swap_ns[rn], 0, "", {},
+                         rn, s.link.id, jid, self.run_id, self._hardware[rn]))
         return seq
 
-    def _feedforward(self, job: Job, trace: str, jid: str, hw: str | None, seq: int) -> int:
+    def _feedforward(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, hw: str | None,
+                     seq: int) -> int:
         if not job.segs:
             return seq
         seq += 1
-        self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["feedforward"], job.ready,
-                       job.ready + max(1, job.ff_ns),
-                       {"qfleet.feedforward.latency_s": job.ff_ns / NS, "qfleet.coherence_window_s": job.window_ns / NS,
-                        "qfleet.coherence_window.usage": job.usage}, node=job.nodes[0], link=job.segs[0].link.id,
-                       job=jid, run=self.run_id, hardware=hw,
-                       error="coherence_window_exceeded" if job.outcome == "coherence_window_exceeded" else "")
-        self.metrics.observe("qfleet.feedforward.latency", self._lab(hardware=hw), job.ff_ns / NS)
-        self.metrics.observe("qfleet.coherence_window.usage", self._lab(hardware=hw), min(job.usage, 1e6))
+        late = job.outcome == "coherence_window_exceeded"
+        rows.append((trace, f"{seq:016x}", _ROOT, _FEEDFORWARD, 1, job.ready, job.ready + max(1, job.ff_ns),
+                     2 if late else 0, "coherence_window_exceeded" if late else "",
+                     {"qfleet.feedforward.latency_s": job.ff_ns / NS, "qfleet.coherence_window_s": job.window_ns / NS,
+                      "qfleet.coherence_window.usage": job.usage}, job.nodes[0], job.segs[0].link.id, jid,
+                     self.run_id, hw))
+        lab = self._lab_of(_HW_KEYS, hw)
+        self.metrics.observe("qfleet.feedforward.latency", lab, job.ff_ns / NS)
+        self.metrics.observe("qfleet.coherence_window.usage", lab, min(job.usage, 1e6))
         return seq
 
-    def _measurement(self, job: Job, trace: str, jid: str, hw: str | None, seq: int, end: int) -> None:
+    def _measurement(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, hw: str | None, seq: int,
+                     end: int) -> None:
         last = job.nodes[-1]
-        self.spans.add(trace, f"{seq:016x}", _ROOT, SPAN_NAMES["measurement"], max(job.start, end - 1000), end,
-                       {"qfleet.passed": job.passed, "qfleet.fidelity": job.fidelity},
-                       node=last, job=jid, run=self.run_id, hardware=self._hardware[last])
-        self.metrics.observe("qfleet.job.fidelity", self._lab(hardware=hw, kind=job.kind), job.fidelity)
+        rows.append((trace, f"{seq:016x}", _ROOT, _MEASUREMENT, 1, max(job.start, end - 1000), end, 0, "",
+                     {"qfleet.passed": job.passed, "qfleet.fidelity": job.fidelity}, last, None, jid, self.run_id,
+                     self._hardware[last]))
+        self.metrics.observe("qfleet.job.fidelity", self._lab_of(_FIDELITY_KEYS, hw, job.kind), job.fidelity)

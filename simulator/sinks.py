@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from qfleet.collector import Runs, SpanColumns, Store, TelemetryBatch
 from qfleet.collector.convert import from_metrics_data
 from qfleet.simulator.telemetry import SCOPE
+from qfleet.units import NS
 
 if TYPE_CHECKING:
     from qfleet.simulator.engine import SimStep
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans"]
 
 logger = logging.getLogger(__name__)
+
+#: How far behind the step being written the writer process rolls up while idle: a step's metric samples also
+#: touch the next minute, and most of its spans start in the minute before.
+_ROLLUP_LAG_NS = 120 * NS
+#: Most queued steps the writer process puts in one transaction.
+_COALESCE_STEPS = 8
 
 
 @dataclass(slots=True)
@@ -92,23 +99,39 @@ class StoreSink:
                     end_ns: int | None = None) -> None:
         """Write one step given as span columns and already converted metric rows; ``end_ns`` (default: the step
         start plus one ns) is where the step ends, for a run registered step by step."""
+        self.write_steps([(spans, metrics, start_ns, end_ns)])
+
+    def write_steps(self, steps: Sequence[tuple[SpanColumns, TelemetryBatch, int, int | None]]) -> None:
+        """Write several steps (as :meth:`write_parts` takes them, in time order) in one transaction."""
+        if not steps:
+            return
         t0 = time.perf_counter()
-        end = end_ns if end_ns is not None else start_ns + 1
+        start_ns, end_ns = steps[0][2], steps[-1][3]
+        end = end_ns if end_ns is not None else steps[-1][2] + 1
         if not self._registered:
             self.begin(start_ns, end)
         elif self._run_id is not None and self._end_ns is not None and end > self._end_ns:
-            self._runs.extend(self._run_id, end)  # before the rows: an overlap refuses this step whole
+            self._runs.extend(self._run_id, end)  # before the rows: an overlap refuses these steps whole
             self._end_ns = end
-        batch = spans.to_batch(service_name=self.resource["service.name"], resource_attributes=self.resource,
-                               scope_name=SCOPE)
-        batch.extend(metrics)
+        batch = TelemetryBatch()
+        for spans, metrics, _start, _end in steps:
+            batch.extend(spans.to_batch(service_name=self.resource["service.name"],
+                                        resource_attributes=self.resource, scope_name=SCOPE))
+            batch.extend(metrics)
         if batch.rejected_spans or batch.rejected_points:
             # The simulator builds valid rows; a refusal here is a bug, but never a silent one.
-            logger.error("store refused %d spans and %d points of step %d: %s", batch.rejected_spans,
+            logger.error("store refused %d spans and %d points of the steps from %d: %s", batch.rejected_spans,
                          batch.rejected_points, start_ns, "; ".join(batch.errors[:3]))
         self.store.write(batch)
         self.stats.spans += len(batch.spans)
         self.stats.samples += len(batch.samples)
+        self.stats.seconds += time.perf_counter() - t0
+
+    def roll_up_before(self, t_ns: int) -> None:
+        """Compute the pending rollups of the minutes that start before ``t_ns`` (a later step may still touch
+        them, which only leaves them pending again)."""
+        t0 = time.perf_counter()
+        self.store.refresh_rollups(before_ns=t_ns)
         self.stats.seconds += time.perf_counter() - t0
 
     def close(self) -> None:
@@ -130,11 +153,24 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
     try:
         while True:
             item = inbox.get()
+            steps = []
+            # Behind the engine, the steps already queued share one transaction (fewer commits and statements).
+            while item is not None:
+                steps.append(item)
+                if len(steps) >= _COALESCE_STEPS:
+                    break
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    break
+            sink.write_steps(steps)
             if item is None:
                 sink.close()
                 outbox.put(("done", sink.stats))
                 return
-            sink.write_parts(*item)
+            if inbox.empty():
+                # Waiting for the engine anyway: roll up the minutes behind these steps now, not all at the close.
+                sink.roll_up_before(steps[-1][2] - _ROLLUP_LAG_NS)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         outbox.put(("error", f"{type(e).__name__}: {e}"))
     finally:
@@ -148,7 +184,8 @@ class ProcessStoreSink:
     statement. Steps cross over as span columns and converted metric rows through a bounded queue
     (backpressure: the simulation waits when the writer falls behind, memory stays flat). A failed write
     stops the writer and is raised from the next :meth:`write` or from :meth:`close`; the transaction of the
-    failed step is rolled back, earlier steps stay committed.
+    failed steps is rolled back (a writer that falls behind puts the steps it finds queued, up to eight, in one
+    transaction), earlier steps stay committed.
 
     Args:
         url: the database URL (the writer opens its own engine; the schema must be migrated).

@@ -49,6 +49,9 @@ __all__ = [
     "report_json",
 ]
 
+#: The standard windows' lengths, parsed once (every evaluation of every SLO needs them).
+_STANDARD_NS: tuple[tuple[str, int], ...] = tuple((w, parse_duration(w)) for w in StandardWindows)
+
 #: An infinite burn rate / consumed fraction (target 1.0 with bad events); see the module docstring.
 INF: float = math.inf
 
@@ -327,7 +330,7 @@ def evaluate_slo(
     at_ns = int(at_ns)
     start_ns, end_ns = period_bounds(slo.period, at_ns)
 
-    lengths: dict[str, int] = {w: parse_duration(w) for w in StandardWindows}
+    lengths: dict[str, int] = dict(_STANDARD_NS)
     for pair in slo.policy.pairs:
         for ns in (pair.long_ns, pair.short_ns):
             lengths.setdefault(window_label(ns), ns)

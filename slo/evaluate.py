@@ -3,10 +3,10 @@ and keep the results as the evaluation history the dashboards plot and the alert
 
 from __future__ import annotations
 
-import json
+from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, insert, text
 
 from qfleet.slo.budget import StepCounts, evaluate_slo, report_json
 from qfleet.slo.model import SLO, SLOReport, StandardWindows
@@ -41,15 +41,22 @@ def evaluate_store(slos: Sequence[SLO], source: SliSource, at_ns: int, *, refres
         at_ns: the instant (Unix ns); windows are ``(at - W, at]``.
         refresh: materialise the per-minute counts up to ``at_ns`` first (incremental).
     """
+    starts = [window_starts(slo, at_ns) for slo in slos]
+    if refresh:
+        # One refresh per reach (usually one for all the SLOs): they share its reads and its transaction.
+        reach: dict[int, list[SLO]] = defaultdict(list)
+        for slo, s in zip(slos, starts, strict=True):
+            reach[min(s)].append(slo)
+        for since, group in reach.items():
+            source.refresh(group, at_ns, since_ns=since)
+    occurrences = iter(source.interval_counts_many(
+        [(slo, s) for slo, s in zip(slos, starts, strict=True) if slo.budgeting == "Occurrences"], at_ns))
     reports: list[SLOReport] = []
-    for slo in slos:
-        starts = window_starts(slo, at_ns)
-        if refresh:
-            source.refresh([slo], at_ns, since_ns=min(starts))
+    for slo, s in zip(slos, starts, strict=True):
         if slo.budgeting == "Occurrences":
-            per = source.interval_counts(slo, at_ns, starts)
+            per = next(occurrences)
         else:
-            per = source.minute_counts(slo, min(starts), at_ns)
+            per = source.minute_counts(slo, min(s), at_ns)
         for seg, samples in sorted((per or {"": []}).items()):
             counts = StepCounts((t, c.good, c.total) for t, c in samples)
             reports.append(evaluate_slo(slo, counts, at_ns, segment=segment_labels(seg)))
@@ -61,22 +68,24 @@ def _float(x: object) -> float | None:
     return float(x) if isinstance(x, int | float) else None
 
 
+# Built once: record runs every evaluation.
+_DELETE = text("DELETE FROM slo_evaluations WHERE slo = :slo AND segment = :segment AND at_unix_nano = :at")
+_INSERT = insert(SloEvaluation)
+
+
 def record(engine: Engine, reports: Sequence[SLOReport]) -> int:
     """Store ``reports`` in ``slo_evaluations`` (replacing an earlier evaluation of the same instant)."""
     rows = []
     for r in reports:
-        doc = report_json(r)
+        doc = report_json(r)  # JSON-ready already: the column type encodes it
         burns = {w: doc["windows"].get(w, {}).get("burn_rate") for w in ("1h", "6h")}
         rows.append({"slo": r.slo, "segment": segment_key(r.segment), "at_unix_nano": r.at_ns,
                      "sli": _float(doc["budget"]["sli"]), "remaining_fraction": _float(doc["budget"]["remaining_fraction"]),
                      "burn_1h": _float(burns["1h"]), "burn_6h": _float(burns["6h"]),
                      "page": bool(r.severities.get("page")), "ticket": bool(r.severities.get("ticket")),
-                     "report": json.loads(json.dumps(doc))})
-    with engine.begin() as conn:
-        for row in rows:
-            conn.execute(delete(SloEvaluation).where(
-                SloEvaluation.slo == row["slo"], SloEvaluation.segment == row["segment"],
-                SloEvaluation.at_unix_nano == row["at_unix_nano"]))
-        if rows:
-            conn.execute(insert(SloEvaluation), rows)
+                     "report": doc})
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(_DELETE, [{"slo": r["slo"], "segment": r["segment"], "at": r["at_unix_nano"]} for r in rows])
+            conn.execute(_INSERT, rows)
     return len(rows)

@@ -7,6 +7,7 @@ lives in :mod:`qfleet.slo.spec`, the maths in :mod:`qfleet.slo.budget`, the stor
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Literal
@@ -42,6 +43,7 @@ _LABEL_UNITS = (("d", 86400 * NS), ("h", 3600 * NS), ("m", _MINUTE))
 StandardWindows: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
+@functools.lru_cache(maxsize=1024)  # every report names the same few windows, every evaluation
 def window_label(ns: int) -> str:
     """The name reports and rules give a window: one unit, the largest of d, h, m that divides it.
 

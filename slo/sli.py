@@ -17,17 +17,18 @@ transaction that moves the marker.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import operator
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, case, delete, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, TextClause, bindparam, func, select, text
 
 from qfleet.collector.schema import (
     ROLLUP_STEP_NS,
@@ -38,7 +39,7 @@ from qfleet.collector.schema import (
     Span,
     SpanRollup,
 )
-from qfleet.collector.store import Store
+from qfleet.collector.store import Store, Touched
 from qfleet.slo.model import (
     SLO,
     Counts,
@@ -48,7 +49,6 @@ from qfleet.slo.model import (
     SpanRatioIndicator,
     SpanThresholdIndicator,
 )
-from qfleet.slo.schema import SloCount, SloCountMark
 
 __all__ = ["SliSource", "counts_key", "segment_key", "segment_labels"]
 
@@ -141,6 +141,132 @@ def _le(bound: Fraction) -> str:
     return repr(float(bound))
 
 
+# -- prebuilt statements --------------------------------------------------------------------------------------------
+# Built once: an evaluation runs them for every SLO every minute, and building and compiling Core expressions per
+# call cost more than SQLite itself. They write only this package's tables (qfleet.slo.schema).
+
+_MARKS = text("SELECT slo, lo_unix_nano, hi_unix_nano, marker FROM slo_count_marks WHERE slo IN :keys").bindparams(
+    bindparam("keys", expanding=True))
+# The same upsert on SQLite and PostgreSQL.
+_SET_MARK = text("INSERT INTO slo_count_marks (slo, lo_unix_nano, hi_unix_nano, marker) VALUES (:slo, :lo, :hi, :marker) "
+                 "ON CONFLICT (slo) DO UPDATE SET lo_unix_nano = excluded.lo_unix_nano, "
+                 "hi_unix_nano = excluded.hi_unix_nano, marker = excluded.marker")
+_DELETE_COUNTS = text("DELETE FROM slo_counts WHERE slo = :slo AND bucket_start_unix_nano >= :lo "
+                      "AND bucket_start_unix_nano < :hi")
+_INSERT_COUNTS = text("INSERT INTO slo_counts (slo, segment, bucket_start_unix_nano, good, total) "
+                      "VALUES (:slo, :segment, :bucket, :good, :total)")
+# Reads of the collector's tables go through its schema (Core, built once): only SQL on this package's own
+# tables is written out as text.
+_SER, _ROL, _SMP = MetricSeries.__table__, MetricRollup.__table__, MetricSample.__table__
+_SERIES_VERSION = select(func.count(), func.max(_SER.c.id)).select_from(_SER)
+_SERIES = select(_SER.c.id, _SER.c.labels, _SER.c.node_id, _SER.c.link_id, _SER.c.hardware_type).where(
+    _SER.c.metric_name == bindparam("metric"))
+_ROLLUPS = select(_ROL.c.series_id, _ROL.c.bucket_start_unix_nano, _ROL.c.increase, _ROL.c.last_value,
+                  _ROL.c.value_min, _ROL.c.value_max, _ROL.c.sample_count).where(
+    _ROL.c.series_id.in_(bindparam("ids", expanding=True)), _ROL.c.bucket_start_unix_nano >= bindparam("lo"),
+    _ROL.c.bucket_start_unix_nano < bindparam("hi"))
+_SAMPLES = select(_SMP.c.value).where(_SMP.c.series_id == bindparam("sid"), _SMP.c.time_unix_nano >= bindparam("lo"),
+                                      _SMP.c.time_unix_nano < bindparam("hi"))
+_MINUTES = ("SELECT segment, bucket_start_unix_nano, good, total FROM slo_counts WHERE slo = :slo "
+            "AND bucket_start_unix_nano > :lo AND bucket_start_unix_nano <= :hi")
+_MINUTES_ALL = text(f"{_MINUTES} ORDER BY segment, bucket_start_unix_nano")
+_MINUTES_SINCE = text(f"{_MINUTES} AND bucket_start_unix_nano >= :first ORDER BY segment, bucket_start_unix_nano")
+
+
+@functools.cache
+def _intervals_sql(cuts: int, clipped: bool) -> TextClause:
+    """Per SLO key, segment and interval, the sums of the keys' minutes, for ``cuts`` window starts.
+
+    Each minute goes to the first (latest) cut it lies after: the interval it belongs to. A minute ``b`` lies
+    after cut ``c`` iff its step end ``b + STEP > c``, i.e. ``b > :c{k}`` with the parameter ``c - STEP``.
+    """
+    whens = " ".join(f"WHEN bucket_start_unix_nano > :c{k} THEN {k}" for k in range(cuts))
+    clip = " AND bucket_start_unix_nano >= :first" if clipped else ""
+    return text(f"SELECT slo, segment, k, sum(good), sum(total) FROM (SELECT slo, segment, CASE {whens} END AS k, "
+                f"good, total FROM slo_counts WHERE slo IN :keys AND bucket_start_unix_nano > :c{cuts - 1} "
+                f"AND bucket_start_unix_nano <= :hi{clip}) AS minutes GROUP BY slo, segment, k").bindparams(
+        bindparam("keys", expanding=True))
+
+
+# -- series metadata ------------------------------------------------------------------------------------------------
+
+# A series as the SLIs read it: id, labels, promoted labels.
+_SeriesRow = tuple[int, dict[str, Any], dict[str, Any]]
+# The series an SLO counts, in ``metric_series`` order: id -> (segment, flag). The flag marks a ratio's good series,
+# a histogram's ``_count`` series (its ``le`` bucket otherwise); gauges do not use it.
+_Selection = dict[int, tuple[str, bool]]
+
+
+class _Series:
+    """The decoded ``metric_series`` rows of one database, per metric, and the series each SLO selects.
+
+    The store only ever adds series, so the row count and largest id (``version``) change whenever the table
+    does (the count also catches a lower id that commits after a higher one).
+    """
+
+    def __init__(self, version: tuple[int, int | None]) -> None:
+        self.version = version
+        self._rows: dict[str, list[_SeriesRow]] = {}
+        self._selections: dict[str, _Selection] = {}
+
+    def rows(self, conn: Connection, metric: str) -> list[_SeriesRow]:
+        if (out := self._rows.get(metric)) is None:
+            out = self._rows[metric] = [
+                (sid, json.loads(labels) if isinstance(labels, str) else (labels or {}),
+                 {"node_id": node, "link_id": link, "hardware_type": hw})
+                for sid, labels, node, link, hw in conn.execute(_SERIES, {"metric": metric})]
+        return out
+
+    def selection(self, conn: Connection, key: str, slo: SLO) -> _Selection:
+        """The series ``slo`` counts (``key`` is its :func:`counts_key`: what decides the selection)."""
+        if (sel := self._selections.get(key)) is not None:
+            return sel
+        ind, sel = slo.indicator, {}
+        if isinstance(ind, MetricRatioIndicator):
+            for sid, lab, prom in self.rows(conn, ind.metric):
+                if _matches(lab, ind.total_match):
+                    sel[sid] = (_segment(slo, prom), _matches(lab, ind.good_match))
+        elif isinstance(ind, HistogramIndicator):
+            le = _le(ind.threshold)
+            for sid, lab, prom in self.rows(conn, ind.metric + "_bucket"):
+                if lab.get("le") == le and _matches(lab, ind.match):
+                    sel[sid] = (_segment(slo, prom), False)
+            for sid, lab, prom in self.rows(conn, ind.metric + "_count"):
+                if _matches(lab, ind.match):
+                    sel[sid] = (_segment(slo, prom), True)
+        elif isinstance(ind, GaugeThresholdIndicator):
+            sel = {sid: (_segment(slo, prom), False) for sid, lab, prom in self.rows(conn, ind.metric)
+                   if _matches(lab, ind.match)}
+        self._selections[key] = sel
+        return sel
+
+
+_series_cache: weakref.WeakKeyDictionary[Engine, _Series] = weakref.WeakKeyDictionary()
+
+
+def _series(engine: Engine, conn: Connection) -> _Series:
+    """The series metadata of ``engine``'s database, re-read only when the table changed."""
+    count, top = conn.execute(_SERIES_VERSION).one()
+    version = (int(count), top)
+    cached = _series_cache.get(engine)
+    if cached is None or cached.version != version:
+        cached = _series_cache[engine] = _Series(version)
+    return cached
+
+
+def _segment(slo: SLO, row: dict[str, Any]) -> str:
+    return segment_key((dim, row.get(dim)) for dim in slo.group_by)
+
+
+class _Job(NamedTuple):
+    """One SLO to count over some minute ranges (disjoint, aligned) and, after a refresh, its new mark."""
+
+    key: str
+    slo: SLO
+    ranges: list[tuple[int, int]]
+    mark: tuple[int, int, int] = (0, 0, 0)
+
+
 class SliSource:
     """Per-minute SLO counts over one store.
 
@@ -168,14 +294,11 @@ class SliSource:
         Idempotent: the range is replaced in one transaction. Returns the number of rows written.
         """
         lo, hi = lo_ns // STEP * STEP, -(-hi_ns // STEP) * STEP
-        rows = self._compute(slo, lo, hi)
-        key = counts_key(slo)
+        job = _Job(counts_key(slo), slo, [(lo, hi)])
+        with self.engine.connect() as conn:
+            [rows] = self._count(conn, [job])
         with self.engine.begin() as conn:
-            conn.execute(delete(SloCount).where(SloCount.slo == key, SloCount.bucket_start_unix_nano >= lo,
-                                                SloCount.bucket_start_unix_nano < hi))
-            if rows:
-                conn.execute(insert(SloCount), [{"slo": key, "segment": seg, "bucket_start_unix_nano": b,
-                                                 "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
+            self._replace(conn, [job], [rows])
         return len(rows)
 
     def refresh(self, slos: Sequence[SLO], until_ns: int, *, since_ns: int) -> int:
@@ -183,82 +306,97 @@ class SliSource:
 
         Per SLO, recounts the minutes it counted before that the store changed since (late spans, a second run
         into the same store, a replica catching up, a rollup pass), counts the minutes of the range not counted
-        yet, and moves its mark, in one transaction. Idempotent; concurrent refreshes of one SLO take turns on
-        its mark row. Returns rows written.
+        yet, and moves its mark, in one transaction for all the SLOs. Idempotent; concurrent refreshes of one SLO
+        take turns on its mark row. Returns rows written.
         """
-        store = Store(self.engine)
-        return sum(self._refresh_one(store, slo, since_ns, until_ns) for slo in slos)
-
-    def _refresh_one(self, store: Store, slo: SLO, since_ns: int, until_ns: int) -> int:
-        key = counts_key(slo)
         lo, hi = since_ns // STEP * STEP, -(-until_ns // STEP) * STEP
-        if lo >= hi:
+        todo = {counts_key(slo): slo for slo in slos}  # SLOs with one key share their counts: count them once
+        if lo >= hi or not todo:
             return 0
-        m = SloCountMark
         with self.engine.connect() as conn:
-            mark = conn.execute(select(m.lo_unix_nano, m.hi_unix_nano, m.marker).where(m.slo == key)).first()
-        if mark is None or hi < mark.lo_unix_nano or lo > mark.hi_unix_nano:
-            # Nothing counted within reach: count the range afresh (an older span's rows are left, unmarked,
-            # and counted again if a window reaches them); the marker is only read.
-            c_lo, c_hi, marker = lo, lo, 0
-        else:
-            c_lo, c_hi, marker = mark.lo_unix_nano, mark.hi_unix_nano, mark.marker
-        # Read the changes before counting: whatever changes later gets a number at or above the new marker.
-        signal = Signal.METRICS if isinstance(slo.indicator, _METRIC_KINDS) else Signal.SPANS
-        touched = store.touched_since(marker, signal=signal, lo_ns=c_lo, hi_ns=c_hi)
-        ranges = _runs(touched.buckets)
-        ranges += [r for r in ((lo, c_lo), (c_hi, hi)) if r[0] < r[1]]
-        rows: dict[tuple[str, int], tuple[int, int]] = {}
-        for a, b in ranges:
-            rows.update(self._compute(slo, a, b))
+            marks = {k: (a, b, m) for k, a, b, m in conn.execute(_MARKS, {"keys": list(todo)})}
+        store = Store(self.engine)
+        jobs: list[_Job] = []
+        touched: dict[tuple[int, Signal, int, int], Touched] = {}
+        for key, slo in todo.items():
+            mark = marks.get(key)
+            if mark is None or hi < mark[0] or lo > mark[1]:
+                # Nothing counted within reach: count the range afresh (an older span's rows are left, unmarked,
+                # and counted again if a window reaches them); the marker is only read.
+                c_lo, c_hi, marker = lo, lo, 0
+            else:
+                c_lo, c_hi, marker = mark
+            # Read the changes before counting: whatever changes later gets a number at or above the new marker.
+            # SLOs at the same mark share one read (in a steady state, all of them).
+            signal = Signal.METRICS if isinstance(slo.indicator, _METRIC_KINDS) else Signal.SPANS
+            if (seen := touched.get((marker, signal, c_lo, c_hi))) is None:
+                seen = touched[marker, signal, c_lo, c_hi] = store.touched_since(
+                    marker, signal=signal, lo_ns=c_lo, hi_ns=c_hi)
+            ranges = _runs(seen.buckets) + [r for r in ((lo, c_lo), (c_hi, hi)) if r[0] < r[1]]
+            jobs.append(_Job(key, slo, ranges, (min(lo, c_lo), max(hi, c_hi), seen.marker)))
+        # A connection opened after the reads above: even under snapshot isolation it sees what they reported.
+        with self.engine.connect() as conn:
+            rows = self._count(conn, jobs)
         with self.engine.begin() as conn:
-            # The mark first: its row lock makes a concurrent refresh of this SLO wait for our commit.
-            self._set_mark(conn, key, min(lo, c_lo), max(hi, c_hi), touched.marker)
-            for a, b in ranges:
-                conn.execute(delete(SloCount).where(SloCount.slo == key, SloCount.bucket_start_unix_nano >= a,
-                                                    SloCount.bucket_start_unix_nano < b))
-            if rows:
-                conn.execute(insert(SloCount), [{"slo": key, "segment": seg, "bucket_start_unix_nano": b,
-                                                 "good": g, "total": n} for (seg, b), (g, n) in sorted(rows.items())])
-        return len(rows)
+            # The marks first, in key order: their row locks make a concurrent refresh of these SLOs wait for our
+            # commit (and two refreshes never wait for each other's marks crosswise).
+            conn.execute(_SET_MARK, [{"slo": j.key, "lo": j.mark[0], "hi": j.mark[1], "marker": j.mark[2]}
+                                     for j in sorted(jobs, key=lambda j: j.key)])
+            self._replace(conn, jobs, rows)
+        return sum(map(len, rows))
 
     @staticmethod
-    def _set_mark(conn: Connection, key: str, lo: int, hi: int, marker: int) -> None:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(SloCountMark).values(slo=key, lo_unix_nano=lo, hi_unix_nano=hi, marker=marker)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["slo"], set_={
-            "lo_unix_nano": lo, "hi_unix_nano": hi, "marker": marker}))
+    def _replace(conn: Connection, jobs: Sequence[_Job],
+                 rows: Sequence[dict[tuple[str, int], tuple[int, int]]]) -> None:
+        """Replace the ``slo_counts`` rows of every job's ranges by its counted ``rows``."""
+        gone = [{"slo": j.key, "lo": a, "hi": b} for j in jobs for a, b in j.ranges]
+        new = [{"slo": j.key, "segment": seg, "bucket": b, "good": g, "total": n}
+               for j, counted in zip(jobs, rows, strict=True) for (seg, b), (g, n) in sorted(counted.items())]
+        if gone:
+            conn.execute(_DELETE_COUNTS, gone)
+        if new:
+            conn.execute(_INSERT_COUNTS, new)
 
-    def _segment(self, slo: SLO, row: dict[str, Any]) -> str:
-        return segment_key((dim, row.get(dim)) for dim in slo.group_by)
+    def _count(self, conn: Connection, jobs: Sequence[_Job]) -> list[dict[tuple[str, int], tuple[int, int]]]:
+        """Per job, ``(segment, minute) -> (good, total)`` over its ranges.
 
-    def _compute(self, slo: SLO, lo: int, hi: int) -> dict[tuple[str, int], tuple[int, int]]:
+        The metric SLOs read their rollups together: one query per distinct range, for the union of their series.
+        """
+        metric = [j for j in jobs if isinstance(j.slo.indicator, _METRIC_KINDS)]
+        selections: dict[str, _Selection] = {}
+        if metric:
+            series = _series(self.engine, conn)
+            selections = {j.key: series.selection(conn, j.key, j.slo) for j in metric}
+        ids = sorted(set().union(*selections.values()))
+        rollups: dict[tuple[int, int], list[_Rollup]] = {}
+        out = []
+        for job in jobs:
+            acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for lo, hi in job.ranges:
+                if (sel := selections.get(job.key)) is None:
+                    self._spans(conn, job.slo, lo, hi, acc)
+                    continue
+                if (lo, hi) not in rollups:
+                    rollups[lo, hi] = self._increases(conn, ids, lo, hi)
+                self._metrics(conn, job.slo, sel, rollups[lo, hi], acc)
+            # Counter increases are floats in the rollups; events are whole numbers. A segment with an empty label
+            # (e.g. never-placed jobs without a hardware type) is no segment: drop it.
+            out.append({k: (round(g), round(n)) for k, (g, n) in acc.items()
+                        if round(n) > 0 and not (job.slo.group_by and _partial(k[0]))})
+        return out
+
+    def _spans(self, conn: Connection, slo: SLO, lo: int, hi: int, acc: dict[tuple[str, int], list[float]]) -> None:
         ind = slo.indicator
-        acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
-        if isinstance(ind, SpanRatioIndicator):
-            self._span_ratio(slo, ind, lo, hi, acc)
-        elif isinstance(ind, SpanThresholdIndicator):
-            self._span_threshold(slo, ind, lo, hi, acc)
-        elif isinstance(ind, MetricRatioIndicator):
-            self._metric_ratio(slo, ind, lo, hi, acc)
-        elif isinstance(ind, HistogramIndicator):
-            self._histogram(slo, ind, lo, hi, acc)
-        elif isinstance(ind, GaugeThresholdIndicator):
-            self._gauge(slo, ind, lo, hi, acc)
+        if isinstance(ind, SpanRatioIndicator) and all(k in _PROMOTED for k, _ in ind.where):
+            self._span_ratio(conn, slo, ind, lo, hi, acc)
+        elif isinstance(ind, SpanRatioIndicator | SpanThresholdIndicator):
+            # Attribute filters and per-event thresholds are not in the rollups: count the raw spans.
+            self._span_threshold(conn, slo, ind, lo, hi, acc)
         else:  # pragma: no cover - the model admits no other kind
             raise TypeError(f"unknown indicator {ind!r}")
-        # Counter increases are floats in the rollups; events are whole numbers. A segment with an empty label
-        # (e.g. never-placed jobs without a hardware type) is no segment: drop it.
-        return {k: (round(g), round(n)) for k, (g, n) in acc.items()
-                if round(n) > 0 and not (slo.group_by and _partial(k[0]))}
 
-    def _span_ratio(self, slo: SLO, ind: SpanRatioIndicator, lo: int, hi: int,
+    def _span_ratio(self, conn: Connection, slo: SLO, ind: SpanRatioIndicator, lo: int, hi: int,
                     acc: dict[tuple[str, int], list[float]]) -> None:
-        promoted_only = all(k in _PROMOTED for k, _ in ind.where)
-        if not promoted_only:
-            # Attribute filters are not in the rollups: count the raw spans.
-            self._span_threshold(slo, ind, lo, hi, acc)
-            return
         r = SpanRollup.__table__
         q = select(r.c.bucket_start_unix_nano, r.c.status_code, r.c.node_id, r.c.link_id, r.c.hardware_type,
                    func.sum(r.c.span_count)).where(
@@ -266,126 +404,95 @@ class SliSource:
         for k, v in ind.where:
             q = q.where(r.c[k] == str(v))
         q = q.group_by(r.c.bucket_start_unix_nano, r.c.status_code, r.c.node_id, r.c.link_id, r.c.hardware_type)
-        with self.engine.connect() as conn:
-            for b, status, node, link, hw, total in conn.execute(q):
-                seg = self._segment(slo, {"node_id": node or None, "link_id": link or None,
-                                          "hardware_type": hw or None})
-                n = int(total)  # PostgreSQL sums BIGINT as NUMERIC (a Decimal, which float += refuses)
-                a = acc[(seg, b)]
-                a[1] += n
-                if status != 2:
-                    a[0] += n
+        for b, status, node, link, hw, total in conn.execute(q):
+            seg = _segment(slo, {"node_id": node or None, "link_id": link or None, "hardware_type": hw or None})
+            n = int(total)  # PostgreSQL sums BIGINT as NUMERIC (a Decimal, which float += refuses)
+            a = acc[(seg, b)]
+            a[1] += n
+            if status != 2:
+                a[0] += n
 
-    def _span_threshold(self, slo: SLO, ind: SpanRatioIndicator | SpanThresholdIndicator, lo: int, hi: int,
-                        acc: dict[tuple[str, int], list[float]]) -> None:
+    def _span_threshold(self, conn: Connection, slo: SLO, ind: SpanRatioIndicator | SpanThresholdIndicator,
+                        lo: int, hi: int, acc: dict[tuple[str, int], list[float]]) -> None:
         s = Span.__table__
         q = select(s.c.start_time_unix_nano, s.c.status_code, s.c.attributes, s.c.node_id, s.c.link_id,
                    s.c.hardware_type).where(s.c.name == ind.span, s.c.start_time_unix_nano >= lo,
                                             s.c.start_time_unix_nano < hi)
-        with self.engine.connect() as conn:
-            for start, status, attrs, node, link, hw in conn.execute(q):
-                a = json.loads(attrs) if isinstance(attrs, str) else (attrs or {})
-                row = {"node_id": node, "link_id": link, "hardware_type": hw}
-                if not all(str(row.get(k, a.get(k))) == str(v) for k, v in ind.where):
-                    continue
-                if isinstance(ind, SpanRatioIndicator):
-                    good = status != 2
-                else:
-                    value = a.get(ind.attribute)
-                    if isinstance(ind.threshold_attribute, str):
-                        limit = a.get(ind.threshold_attribute)
-                        thr = None if limit is None else Fraction(limit) * ind.margin
-                    else:
-                        thr = ind.threshold
-                    if value is None or thr is None or (isinstance(value, float) and not math.isfinite(value)):
-                        continue  # not an event of this SLI (no value to judge)
-                    good = _OPS[ind.op](Fraction(value), thr)
-                cell = acc[(self._segment(slo, row), start // STEP * STEP)]
-                cell[1] += 1
-                cell[0] += good
-
-    def _series(self, metric: str) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
-        t = MetricSeries.__table__
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.id, t.c.labels, t.c.node_id, t.c.link_id, t.c.hardware_type).where(
-                t.c.metric_name == metric)).all()
-        out = []
-        for sid, labels, node, link, hw in rows:
-            lab = json.loads(labels) if isinstance(labels, str) else (labels or {})
-            out.append((sid, lab, {"node_id": node, "link_id": link, "hardware_type": hw}))
-        return out
-
-    def _increases(self, ids: Sequence[int], lo: int, hi: int) -> list[_Rollup]:
-        if not ids:
-            return []
-        r = MetricRollup.__table__
-        q = select(r.c.series_id, r.c.bucket_start_unix_nano, r.c.increase, r.c.last_value, r.c.value_min,
-                   r.c.value_max, r.c.sample_count).where(
-            r.c.series_id.in_(bindparam("ids", expanding=True)), r.c.bucket_start_unix_nano >= lo,
-            r.c.bucket_start_unix_nano < hi)
-        with self.engine.connect() as conn:
-            return [_Rollup(*row) for row in conn.execute(q, {"ids": list(ids)})]
-
-    def _metric_ratio(self, slo: SLO, ind: MetricRatioIndicator, lo: int, hi: int,
-                      acc: dict[tuple[str, int], list[float]]) -> None:
-        good_ids, seg_of = set(), {}
-        for sid, lab, prom in self._series(ind.metric):
-            if not _matches(lab, ind.total_match):
+        for start, status, attrs, node, link, hw in conn.execute(q):
+            a = json.loads(attrs) if isinstance(attrs, str) else (attrs or {})
+            row = {"node_id": node, "link_id": link, "hardware_type": hw}
+            if not all(str(row.get(k, a.get(k))) == str(v) for k, v in ind.where):
                 continue
-            seg_of[sid] = self._segment(slo, prom)
-            if _matches(lab, ind.good_match):
-                good_ids.add(sid)
-        for sid, b, inc, *_ in self._increases(list(seg_of), lo, hi):
-            a = acc[(seg_of[sid], b)]
-            a[1] += inc or 0.0
-            if sid in good_ids:
-                a[0] += inc or 0.0
+            if isinstance(ind, SpanRatioIndicator):
+                good = status != 2
+            else:
+                value = a.get(ind.attribute)
+                if isinstance(ind.threshold_attribute, str):
+                    limit = a.get(ind.threshold_attribute)
+                    thr = None if limit is None else Fraction(limit) * ind.margin
+                else:
+                    thr = ind.threshold
+                if value is None or thr is None or (isinstance(value, float) and not math.isfinite(value)):
+                    continue  # not an event of this SLI (no value to judge)
+                good = _OPS[ind.op](Fraction(value), thr)
+            cell = acc[(_segment(slo, row), start // STEP * STEP)]
+            cell[1] += 1
+            cell[0] += good
 
-    def _histogram(self, slo: SLO, ind: HistogramIndicator, lo: int, hi: int,
-                   acc: dict[tuple[str, int], list[float]]) -> None:
-        le = _le(ind.threshold)
-        bucket_ids, count_ids, seg_of = set(), set(), {}
-        for sid, lab, prom in self._series(ind.metric + "_bucket"):
-            if lab.get("le") == le and _matches(lab, ind.match):
-                bucket_ids.add(sid)
-                seg_of[sid] = self._segment(slo, prom)
-        for sid, lab, prom in self._series(ind.metric + "_count"):
-            if _matches(lab, ind.match):
-                count_ids.add(sid)
-                seg_of[sid] = self._segment(slo, prom)
-        for sid, b, inc, *_ in self._increases(list(seg_of), lo, hi):
-            a = acc[(seg_of[sid], b)]
-            if sid in count_ids:
-                a[1] += inc or 0.0
-                if ind.op == "gt":
-                    a[0] += inc or 0.0
-            elif sid in bucket_ids:
-                a[0] += (inc or 0.0) if ind.op == "lte" else -(inc or 0.0)
+    @staticmethod
+    def _increases(conn: Connection, ids: Sequence[int], lo: int, hi: int) -> list[_Rollup]:
+        # In chunks: a statement takes at most 32766 parameters on SQLite, 65535 on PostgreSQL.
+        return [_Rollup(*row) for i in range(0, len(ids), 10_000)
+                for row in conn.execute(_ROLLUPS, {"ids": list(ids[i:i + 10_000]), "lo": lo, "hi": hi})]
 
-    def _gauge(self, slo: SLO, ind: GaugeThresholdIndicator, lo: int, hi: int,
+    @staticmethod
+    def _metrics(conn: Connection, slo: SLO, sel: _Selection, rollups: Sequence[_Rollup],
+                 acc: dict[tuple[str, int], list[float]]) -> None:
+        """Add the rollups of the series ``slo`` selects (``rollups`` may hold others: skipped)."""
+        ind = slo.indicator
+        if isinstance(ind, GaugeThresholdIndicator):
+            SliSource._gauge(conn, ind, sel, rollups, acc)
+            return
+        ratio = isinstance(ind, MetricRatioIndicator)
+        # A histogram's good events: its le bucket under `lte`; its _count less that bucket under `gt`.
+        gt = isinstance(ind, HistogramIndicator) and ind.op == "gt"
+        for r in rollups:
+            if (s := sel.get(r.series_id)) is None:
+                continue
+            seg, flag = s
+            inc = r.increase or 0.0
+            a = acc[(seg, r.bucket_start)]
+            if ratio:
+                a[1] += inc
+                if flag:  # a good series
+                    a[0] += inc
+            elif flag:  # the histogram's _count
+                a[1] += inc
+                if gt:
+                    a[0] += inc
+            else:  # its le bucket
+                a[0] += -inc if gt else inc
+
+    @staticmethod
+    def _gauge(conn: Connection, ind: GaugeThresholdIndicator, sel: _Selection, rollups: Sequence[_Rollup],
                acc: dict[tuple[str, int], list[float]]) -> None:
-        seg_of = {sid: self._segment(slo, prom) for sid, lab, prom in self._series(ind.metric)
-                  if _matches(lab, ind.match)}
         op, thr = _OPS[ind.op], ind.threshold
         mixed: list[tuple[int, int]] = []
-        for sid, b, _inc, _last, vmin, vmax, n in self._increases(list(seg_of), lo, hi):
-            ok_min, ok_max = op(Fraction(vmin), thr), op(Fraction(vmax), thr)
-            a = acc[(seg_of[sid], b)]
+        for r in rollups:
+            if (s := sel.get(r.series_id)) is None:
+                continue
+            ok_min, ok_max = op(Fraction(r.value_min), thr), op(Fraction(r.value_max), thr)
+            a = acc[(s[0], r.bucket_start)]
             if ok_min == ok_max:
-                a[1] += n
-                a[0] += n if ok_min else 0
+                a[1] += r.sample_count
+                a[0] += r.sample_count if ok_min else 0
             else:
-                mixed.append((sid, b))  # some samples in, some out: count them one by one
-        if mixed:
-            s = MetricSample.__table__
-            q = select(s.c.value).where(s.c.series_id == bindparam("sid"), s.c.time_unix_nano >= bindparam("lo"),
-                                        s.c.time_unix_nano < bindparam("hi"))
-            with self.engine.connect() as conn:
-                for sid, b in mixed:
-                    vals = conn.execute(q, {"sid": sid, "lo": b, "hi": b + STEP}).scalars().all()
-                    a = acc[(seg_of[sid], b)]
-                    a[1] += len(vals)
-                    a[0] += sum(1 for v in vals if op(Fraction(v), thr))
+                mixed.append((r.series_id, r.bucket_start))  # some samples in, some out: count them one by one
+        for sid, b in mixed:
+            vals = conn.execute(_SAMPLES, {"sid": sid, "lo": b, "hi": b + STEP}).scalars().all()
+            a = acc[(sel[sid][0], b)]
+            a[1] += len(vals)
+            a[0] += sum(1 for v in vals if op(Fraction(v), thr))
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -395,36 +502,41 @@ class SliSource:
         Returned as ``(interval_end_ns, Counts)`` pairs: used as samples, any window ``(s, at]`` with ``s`` in
         ``starts`` sums exactly the intervals inside it. One aggregate query, however long the period.
         """
-        cuts = sorted({s for s in starts if s < at_ns}, reverse=True)  # descending window starts
-        if not cuts:
-            return {}
-        ends = [at_ns, *cuts]  # interval k is (cuts[k], ends[k]]
-        step_end = SloCount.bucket_start_unix_nano + STEP
-        # Each minute goes to the first (latest) cut it lies after: the interval it belongs to.
-        interval = case(*((step_end > c, k) for k, c in enumerate(cuts))).label("k")
-        sel = select(SloCount.segment, interval, SloCount.good, SloCount.total).where(
-            SloCount.slo == counts_key(slo), step_end > cuts[-1], step_end <= at_ns)
-        if (first := self._first_bucket()) is not None:
-            sel = sel.where(SloCount.bucket_start_unix_nano >= first)
-        minutes = sel.subquery()
-        q = select(minutes.c.segment, minutes.c.k, func.sum(minutes.c.good), func.sum(minutes.c.total)).group_by(
-            minutes.c.segment, minutes.c.k)
-        out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
+        return self.interval_counts_many([(slo, starts)], at_ns)[0]
+
+    def interval_counts_many(self, wanted: Sequence[tuple[SLO, Sequence[int]]],
+                             at_ns: int) -> list[dict[str, list[tuple[int, Counts]]]]:
+        """:meth:`interval_counts` of each ``(slo, starts)``: one query per distinct set of window starts."""
+        # Descending window starts -> the positions in `wanted` of the SLOs (by key) that cut there.
+        groups: dict[tuple[int, ...], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for i, (slo, starts) in enumerate(wanted):
+            if cuts := tuple(sorted({s for s in starts if s < at_ns}, reverse=True)):
+                groups[cuts][counts_key(slo)].append(i)
+        first = self._first_bucket()
+        if not groups:
+            return [{} for _ in wanted]
+        out: list[dict[str, list[tuple[int, Counts]]]] = [defaultdict(list) for _ in wanted]
         with self.engine.connect() as conn:
-            for seg, k, g, n in conn.execute(q):
-                out[seg].append((ends[int(k)], Counts(int(g), int(n))))
-        return dict(out)
+            for cuts, where in groups.items():
+                ends = [at_ns, *cuts]  # interval k is (cuts[k], ends[k]]
+                # A minute b is in (c, at] iff its step end b + STEP is: b > c - STEP and b <= at - STEP.
+                binds: dict[str, Any] = {f"c{k}": c - STEP for k, c in enumerate(cuts)}
+                binds.update(keys=list(where), hi=at_ns - STEP)
+                if first is not None:
+                    binds["first"] = first
+                for key, seg, k, g, n in conn.execute(_intervals_sql(len(cuts), first is not None), binds):
+                    for i in where[key]:
+                        out[i][seg].append((ends[int(k)], Counts(int(g), int(n))))
+        return [dict(o) for o in out]
 
     def minute_counts(self, slo: SLO, lo_exclusive_ns: int, at_ns: int) -> dict[str, list[tuple[int, Counts]]]:
         """Per segment, every materialised minute in ``(lo, at]`` as ``(step_end_ns, Counts)`` (for timeslices)."""
-        t = SloCount
-        q = select(t.segment, t.bucket_start_unix_nano, t.good, t.total).where(
-            t.slo == counts_key(slo), t.bucket_start_unix_nano + STEP > lo_exclusive_ns,
-            t.bucket_start_unix_nano + STEP <= at_ns).order_by(t.segment, t.bucket_start_unix_nano)
-        if (first := self._first_bucket()) is not None:
-            q = q.where(t.bucket_start_unix_nano >= first)
+        first = self._first_bucket()
+        params = {"slo": counts_key(slo), "lo": lo_exclusive_ns - STEP, "hi": at_ns - STEP}
+        if first is not None:
+            params["first"] = first
         out: dict[str, list[tuple[int, Counts]]] = defaultdict(list)
         with self.engine.connect() as conn:
-            for seg, b, g, n in conn.execute(q):
+            for seg, b, g, n in conn.execute(_MINUTES_ALL if first is None else _MINUTES_SINCE, params):
                 out[seg].append((b + STEP, Counts(int(g), int(n))))
         return dict(out)
