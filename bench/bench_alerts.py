@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{alerts_received:,} alerts received")
     print(f"  one cycle {total:.3f} s against a 30 s evaluation interval: alert state in SQL {a0 - s0:.3f}, timeline "
           f"{a1 - a0:.3f}, flush {a2 - a1:.3f}, payloads and outbox {a3 - a2:.3f}, signed delivery {a4 - a3:.3f}")
+    out["cores"], out["loadavg"] = os.cpu_count(), [round(x, 2) for x in os.getloadavg()]
+    print(f"machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}")
     print(json.dumps(out))
     return 0
 

@@ -25,6 +25,7 @@ import cProfile
 import gc
 import json
 import operator
+import os
 import pstats
 import sqlite3
 import statistics
@@ -337,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             if f"ratio_{key}" in r:
                 print(f"{'':<11} {label:<44} {r[f'{key}_rows_per_s']:>9,} {r[f'ratio_{key}']:>7.2f}")
     print(f"target: qfleet / raw >= {results[0]['target']}")
-    print(json.dumps({"bench": "bulk", "attr_json_bytes": round(attr_len), "results": results}))
+    machine = {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    print(f"machine: {machine['cores']} cores, load average {' '.join(map(str, machine['loadavg']))}")
+    print(json.dumps({"bench": "bulk", "attr_json_bytes": round(attr_len), "results": results, **machine}))
     return 0
 
 

@@ -26,6 +26,7 @@ import argparse
 import cProfile
 import gc
 import json
+import os
 import pstats
 import statistics
 import sys
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         run_qfleet(n)
         print("\n--- cProfile of the export worker (SqlSpanProcessor._export_items) ---")
         pstats.Stats(TimedSqlProcessor.profile).sort_stats("tottime").print_stats(15)
+    out["cores"], out["loadavg"] = os.cpu_count(), [round(x, 2) for x in os.getloadavg()]
+    print(f"machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}")
     print(json.dumps(out))
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  naive full scan of the raw spans: {t_naive:.1f} s ({t_naive / fast:,.0f}x slower)")
         print(f"  one-time work: bulk write {t_write:.1f} s, collector rollups {t_rollup:.1f} s, "
               f"SLO per-minute counts {t_counts:.1f} s")
+        out["cores"], out["loadavg"] = os.cpu_count(), [round(x, 2) for x in os.getloadavg()]
+        print(f"machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}")
         print(json.dumps(out))
         engine.dispose()
     return 0
