@@ -19,7 +19,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["main"]
 
@@ -59,21 +62,21 @@ class _Exporter:
     """
 
     def __init__(self) -> None:
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def warm(self) -> None:
-        """Start the helper (once)."""
+    def warm(self) -> ProcessPoolExecutor:
+        """The helper, started on the first call."""
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self._pool.submit(_warm_up)
+        return self._pool
 
     def export(self, url: str, incident_ids: Sequence[str], target: Path, external_url: str) -> None:
         """Export every incident of ``incident_ids``; raises what an export raised."""
-        self.warm()
-        helped = self._pool.submit(_export, url, incident_ids[1::2], str(target), external_url)
+        helped = self.warm().submit(_export, url, incident_ids[1::2], str(target), external_url)
         _export(url, incident_ids[::2], str(target), external_url)
         helped.result()
 
@@ -147,8 +150,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
 
     try:
         card = run_gameday(gd, db_url=settings.database_url, progress=progress, external_url=dashboards_url)
-    except RunOverlapError as e:
+    except BaseException as e:
         exporter.close()
+        if not isinstance(e, RunOverlapError):
+            raise
         bar.done()
         old = e.existing
         print(f"qfleet demo: {settings.database_url} already holds the demo's simulated hours ({old.describe()}); "
