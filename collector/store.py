@@ -217,6 +217,9 @@ def _json(v: Any) -> str:
 
 # SQLite's default limit on bound parameters per statement (since 3.32).
 _SQLITE_MAX_PARAMS = 32_766
+# A metric rollup row (``metric_rollups``), in the order _rollup_metrics builds it.
+_ROLLUP_COLUMNS = ("series_id", "bucket_start_unix_nano", "sample_count", "value_sum", "value_min", "value_max",
+                   "last_value", "last_time_unix_nano", "increase")
 
 # PostgreSQL binary COPY needs each column's wire type (most specific SQLAlchemy type first).
 _PG_TYPES: tuple[tuple[type, str], ...] = (
@@ -251,7 +254,7 @@ class Store:
         self.clock = clock
         self.dialect = engine.dialect.name
         self._series_ids: dict[str, int] = {}
-        self._sql_cache: dict[tuple[str, tuple[str, ...], int], str] = {}
+        self._sql_cache: dict[tuple[str, tuple[str, ...], int, bool], str] = {}
 
     # -- writes ------------------------------------------------------------------
 
@@ -380,13 +383,17 @@ class Store:
         finally:
             cur.close()
 
-    def _values_sql(self, table: str, cols: Sequence[str], key: Sequence[str], n: int) -> str:
-        ck = (table, tuple(cols), n)
+    def _values_sql(self, table: str, cols: Sequence[str], key: Sequence[str], n: int, *,
+                    replace: bool = False) -> str:
+        """``n`` rows of ``cols`` into ``table``; a row whose ``key`` exists is kept, or with ``replace`` updated."""
+        ck = (table, tuple(cols), n, replace)
         sql = self._sql_cache.get(ck)
         if sql is None:
             one = f"({', '.join('?' * len(cols))})"
+            action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
+                      if replace else "DO NOTHING")
             sql = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([one] * n)} "
-                   f"ON CONFLICT ({', '.join(key)}) DO NOTHING")
+                   f"ON CONFLICT ({', '.join(key)}) {action}")
             self._sql_cache[ck] = sql
         return sql
 
@@ -512,30 +519,54 @@ class Store:
             for sid, last in conn.execute(select(s.c.id, before).where(s.c.id.in_(chunk))):
                 if last is not None:
                     prev_last[sid] = last
-        out: list[dict[str, Any]] = []
+        # One row per series and minute, in _ROLLUP_COLUMNS order; the running bucket in locals (this loop sees
+        # every sample of the minutes it rolls up).
+        out: list[tuple[Any, ...]] = []
         step = ROLLUP_STEP_NS
-        cur: dict[str, Any] | None = None
+        key: tuple[int, int] | None = None
+        count, total, low, high, last, last_t = 0, 0.0, 0.0, 0.0, 0.0, 0
+        inc: float | None = None
         for sid, t, v, temporality, monotonic, mtype in rows:
             b = t // step * step
-            if cur is None or cur["series_id"] != sid or cur["bucket_start_unix_nano"] != b:
-                cur = {"series_id": sid, "bucket_start_unix_nano": b, "sample_count": 0,
-                       "value_sum": 0.0, "value_min": v, "value_max": v, "last_value": v,
-                       "last_time_unix_nano": t, "increase": None}
-                out.append(cur)
-            cur["sample_count"] += 1
-            cur["value_sum"] += v
-            cur["value_min"] = min(cur["value_min"], v)
-            cur["value_max"] = max(cur["value_max"], v)
+            if key is None or key[0] != sid or key[1] != b:
+                if key is not None:
+                    out.append((*key, count, total, low, high, last, last_t, inc))
+                key = (sid, b)
+                count, total, low, high, inc = 0, 0.0, v, v, None
+            count += 1
+            total += v
+            low = min(low, v)
+            high = max(high, v)
             if temporality == Temporality.DELTA and monotonic:
-                cur["increase"] = (cur["increase"] or 0.0) + v
+                inc = (inc or 0.0) + v
             elif temporality == Temporality.CUMULATIVE and monotonic and mtype != MetricType.GAUGE:
                 p = prev_last.get(sid)
                 # A drop means the counter reset: the new value is all increase.
-                step_inc = 0.0 if p is None else (v - p if v >= p else v)
-                cur["increase"] = (cur["increase"] or 0.0) + step_inc
+                inc = (inc or 0.0) + (0.0 if p is None else (v - p if v >= p else v))
                 prev_last[sid] = v
-            cur["last_value"], cur["last_time_unix_nano"] = v, t
-        self._upsert(conn, r, out, ("series_id", "bucket_start_unix_nano"))
+            last, last_t = v, t
+        if key is not None:
+            out.append((*key, count, total, low, high, last, last_t, inc))
+        self._upsert_rows(conn, r, _ROLLUP_COLUMNS, out, ("series_id", "bucket_start_unix_nano"))
+
+    def _upsert_rows(self, conn: Connection, table: Table, cols: Sequence[str], rows: list[tuple[Any, ...]],
+                     key: Sequence[str]) -> None:
+        """Insert or replace ``rows`` (tuples in ``cols`` order): multi-row VALUES on SQLite, as in :meth:`_insert`
+        (SQLAlchemy's per-row parameter handling cost more than SQLite's work on a minute of rollups)."""
+        if self.dialect != "sqlite":
+            self._upsert(conn, table, [dict(zip(cols, row, strict=True)) for row in rows], key)
+            return
+        per = max(1, min(500, _SQLITE_MAX_PARAMS // len(cols)))
+        raw = conn.connection.driver_connection
+        assert raw is not None  # a live DB-API connection: we are inside a transaction
+        cur = raw.cursor()
+        try:
+            for lo in range(0, len(rows), per):
+                chunk = rows[lo:lo + per]
+                cur.execute(self._values_sql(table.name, cols, key, len(chunk), replace=True),
+                            list(chain.from_iterable(chunk)))
+        finally:
+            cur.close()
 
     def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
                 key: Sequence[str]) -> None:
