@@ -369,6 +369,11 @@ class Store:
             return
         if json_idx:
             rows = _encode_json(rows, json_idx)
+        self._sqlite_values(conn, table, cols, rows, key, replace=False)
+
+    def _sqlite_values(self, conn: Connection, table: Table, cols: Sequence[str], rows: list[tuple[Any, ...]],
+                       key: Sequence[str], *, replace: bool) -> None:
+        """``rows`` into a SQLite ``table`` as multi-row VALUES statements (see :meth:`_values_sql`)."""
         # Multi-row VALUES: one statement steps many rows, where executemany binds and
         # steps them one by one through Python (measured +15 % in bench/bench_bulk.py).
         per = max(1, min(500, _SQLITE_MAX_PARAMS // len(cols)))
@@ -378,7 +383,7 @@ class Store:
         try:
             for lo in range(0, len(rows), per):
                 chunk = rows[lo:lo + per]
-                cur.execute(self._values_sql(table.name, cols, key, len(chunk)),
+                cur.execute(self._values_sql(table.name, cols, key, len(chunk), replace=replace),
                             list(chain.from_iterable(chunk)))
         finally:
             cur.close()
@@ -556,17 +561,7 @@ class Store:
         if self.dialect != "sqlite":
             self._upsert(conn, table, [dict(zip(cols, row, strict=True)) for row in rows], key)
             return
-        per = max(1, min(500, _SQLITE_MAX_PARAMS // len(cols)))
-        raw = conn.connection.driver_connection
-        assert raw is not None  # a live DB-API connection: we are inside a transaction
-        cur = raw.cursor()
-        try:
-            for lo in range(0, len(rows), per):
-                chunk = rows[lo:lo + per]
-                cur.execute(self._values_sql(table.name, cols, key, len(chunk), replace=True),
-                            list(chain.from_iterable(chunk)))
-        finally:
-            cur.close()
+        self._sqlite_values(conn, table, cols, rows, key, replace=True)
 
     def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
                 key: Sequence[str]) -> None:
