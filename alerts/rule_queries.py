@@ -28,7 +28,7 @@ from qfleet.alerts.rules import KIND_METRICS, AlertRule
 if TYPE_CHECKING:
     from qfleet.alerts.sources import AlertState
 
-__all__ = ["KIND_QUERIES", "evaluate_rules", "sync_rules"]
+__all__ = ["KIND_QUERIES", "RuleEvaluator", "evaluate_rules", "evaluate_rules_at", "sync_rules"]
 
 
 # -- the kinds --------------------------------------------------------------------------------------------------
@@ -437,9 +437,26 @@ def evaluate_rules(rules: Sequence[AlertRule], engine: Engine, at_ns: int) -> li
     return out
 
 
+def evaluate_rules_at(rules: Sequence[AlertRule], url: str, instants: Sequence[int]) -> list[list[Alert]]:
+    """:func:`evaluate_rules` at each of ``instants``, on a connection of its own to the database at ``url``
+    (what a helper process runs for a replay that knows its instants ahead)."""
+    from qfleet.collector import open_engine
+
+    engine = open_engine(url)
+    try:
+        return [evaluate_rules(rules, engine, at) for at in instants]
+    finally:
+        engine.dispose()
+
+
+#: ``(rules, engine, at_ns) -> alerts``: how a rule source evaluates (:func:`evaluate_rules`, or a replay's
+#: lookup of alerts evaluated ahead).
+RuleEvaluator = Callable[[Sequence[AlertRule], Engine, int], list[Alert]]
+
+
 def sync_rules(rules: Sequence[AlertRule], engine: Engine, state: AlertState, at_ns: int, *,
-               source: str = "rules") -> list[Alert]:
-    """Evaluate ``rules`` at ``at_ns`` and sync them into ``state`` with each rule's ``for``; the changed
-    alerts (fired, resolved, annotations updated)."""
-    return state.sync(evaluate_rules(rules, engine, at_ns), at_ns, source=source,
+               source: str = "rules", evaluator: RuleEvaluator = evaluate_rules) -> list[Alert]:
+    """Evaluate ``rules`` at ``at_ns`` (with ``evaluator``) and sync them into ``state`` with each rule's
+    ``for``; the changed alerts (fired, resolved, annotations updated)."""
+    return state.sync(evaluator(rules, engine, at_ns), at_ns, source=source,
                       for_ns={r.name: r.for_ns for r in rules})

@@ -27,7 +27,8 @@ from qfleet.alerts.leases import Lease, LeaseLost
 from qfleet.alerts.model import Alert, AlertingConfig, Notification, Silence
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
 from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
-from qfleet.alerts.rules import AlertRule, sync_rules
+from qfleet.alerts.rule_queries import RuleEvaluator, evaluate_rules, sync_rules
+from qfleet.alerts.rules import AlertRule
 from qfleet.alerts.schema import NotificationLog, table
 from qfleet.alerts.silence_store import SilenceStore
 from qfleet.alerts.sources import AlertState, slo_alerts
@@ -90,11 +91,13 @@ class AlertService:
         external_url: the dashboards' URL as responders reach it: payloads' ``externalURL`` and the base of each
             notification's incident deep link.
         holder: this replica's name in leases (outbox items, the evaluation leader); None: a single process.
+        rule_evaluator: how the rules are evaluated at an instant (default :func:`evaluate_rules` on ``engine``;
+            a game-day replay passes one that looks up alerts a helper process evaluated ahead).
     """
 
     def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
                  secret: bytes, clock: Callable[[], int], external_url: str = DEFAULT_EXTERNAL_URL,
-                 holder: str | None = None) -> None:
+                 holder: str | None = None, rule_evaluator: RuleEvaluator = evaluate_rules) -> None:
         self.engine = engine
         self.config = config
         self.slos = tuple(slos)
@@ -102,6 +105,7 @@ class AlertService:
         self.clock = clock
         self.external_url = external_url
         self.holder = holder
+        self.rule_evaluator = rule_evaluator
         self.state = AlertState(engine)
         self.outbox = Outbox(engine, clock=clock, owner=holder)
         self.deliverer = Deliverer(self.outbox, secret=secret, clock=clock)
@@ -211,7 +215,8 @@ class AlertService:
         if self.slos:
             out.append(("slo", self._slo_source))
         if self.rules:
-            out.append(("rules", lambda at: sync_rules(self.rules, self.engine, self.state, at)))  # honours `for`
+            out.append(("rules", lambda at: sync_rules(self.rules, self.engine, self.state, at,  # honours `for`
+                                                      evaluator=self.rule_evaluator)))
         return out
 
     def _slo_source(self, at: int) -> list[Alert]:

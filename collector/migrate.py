@@ -33,6 +33,7 @@ __all__ = [
     "reporting_unreachable",
     "require_existing",
     "shown_url",
+    "sqlite_file",
     "unreachable",
     "upgrade",
 ]
@@ -109,13 +110,10 @@ def is_connection_error(err: DBAPIError) -> bool:
 
 
 def _sqlite_parent_missing(engine: Engine) -> StoreError | None:
-    database = engine.url.database
-    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+    path = sqlite_file(engine.url)
+    if path is None or path.parent.is_dir():
         return None
-    parent = Path(database).expanduser().parent
-    if parent.is_dir():
-        return None
-    return StoreError(f"SQLite database {database!r}: directory {str(parent)!r} does not exist; "
+    return StoreError(f"SQLite database {engine.url.database!r}: directory {str(path.parent)!r} does not exist; "
                       "create it (mkdir -p) or pass another --db")
 
 
@@ -155,13 +153,14 @@ def head_revisions() -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def _sqlite_file(url: URL) -> Path | None:
-    """The file a SQLite URL names, or ``None`` for in-memory and ``file:`` URI databases."""
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names; ``None`` for another backend, an in-memory database or a ``file:`` URI
+    (which SQLite opens itself: it may be in memory, and ``mode=ro``/``rw`` refuse to create)."""
     database = url.database
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
     if database.startswith("file:") or str(url.query.get("uri", "")).lower() in ("true", "1"):
-        return None  # SQLite opens URI databases itself (mode=ro/rw refuse to create)
+        return None
     return Path(database).expanduser()
 
 
@@ -171,7 +170,7 @@ def require_existing(engine: Engine) -> None:
     Raises:
         StoreError: the file does not exist; the message names it and how to create a store there.
     """
-    path = _sqlite_file(engine.url)
+    path = sqlite_file(engine.url)
     if path is not None and not path.is_file():
         engine.dispose()
         raise StoreError(f"SQLite database {str(path)!r} does not exist; check --db (or $QFLEET_DATABASE_URL), "

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-#: The game day's phase that replays the alerting on one core (the helper process starts then).
+#: The game day's phase that replays the alerting (the helper queues its export imports then).
 _REPLAY_PHASE = "evaluating SLOs and alerts"
 
 
@@ -54,29 +54,35 @@ def _export(url: str, incident_ids: Sequence[str], target: str, external_url: st
 
 
 class _Exporter:
-    """Exports the postmortems, half of them in one helper process.
+    """One helper process for the demo's second core: it evaluates the alert rules beside the replay (the game
+    day's simulation keeps both cores busy, its replay only one), then exports half of the postmortems.
 
-    The helper is started (spawned, and importing matplotlib and the postmortem code) as the alert replay begins:
-    the game day's simulation keeps both cores busy, its replay only one. A postmortem is mostly two charts, so two
-    processes export the demo's in about half the time.
+    It is spawned as the replay begins, and imports matplotlib and the postmortem code once the rules are done.
+    A postmortem is mostly two charts, so two processes export the demo's in about half the time.
     """
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._warming = False
 
-    def warm(self) -> ProcessPoolExecutor:
+    def pool(self) -> ProcessPoolExecutor:
         """The helper, started on the first call."""
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._pool.submit(_warm_up)
         return self._pool
+
+    def warm(self) -> None:
+        """Queue the export's imports in the helper (after the work queued so far), once."""
+        if not self._warming:
+            self._warming = True
+            self.pool().submit(_warm_up)
 
     def export(self, url: str, incident_ids: Sequence[str], target: Path, external_url: str) -> None:
         """Export every incident of ``incident_ids``; raises what an export raised."""
-        helped = self.warm().submit(_export, url, incident_ids[1::2], str(target), external_url)
+        helped = self.pool().submit(_export, url, incident_ids[1::2], str(target), external_url)
         _export(url, incident_ids[::2], str(target), external_url)
         helped.result()
 
@@ -149,7 +155,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         bar(phase, frac)
 
     try:
-        card = run_gameday(gd, db_url=settings.database_url, progress=progress, external_url=dashboards_url)
+        card = run_gameday(gd, db_url=settings.database_url, progress=progress, external_url=dashboards_url,
+                           helper=exporter.pool)
     except BaseException as e:
         exporter.close()
         if not isinstance(e, RunOverlapError):

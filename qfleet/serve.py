@@ -77,7 +77,7 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
 
 def sqlite_lock(engine: Any) -> IO[str] | None:
     """On a SQLite file, an exclusive lock on ``<file>.serve.lock`` held for the process's life (None on
-    PostgreSQL or an in-memory database): SQLite has one writer, and two services would each run the alerting
+    PostgreSQL, an in-memory database or a ``file:`` URI): SQLite has one writer, and two services would each run the alerting
     cycle.
 
     Raises:
@@ -85,9 +85,12 @@ def sqlite_lock(engine: Any) -> IO[str] | None:
     """
     import fcntl
 
-    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+    from qfleet.collector import sqlite_file
+
+    database = sqlite_file(engine.url)
+    if database is None:
         return None
-    path = Path(f"{engine.url.database}.serve.lock")
+    path = Path(f"{database}.serve.lock")
     handle = open(path, "a+")  # noqa: SIM115 (held open until the process exits)
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,9 +32,10 @@ from sqlalchemy import Engine
 from qfleet.alerts.config import config_from_dict
 from qfleet.alerts.model import Alert
 from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
-from qfleet.alerts.rules import load_rules
+from qfleet.alerts.rule_queries import RuleEvaluator, evaluate_rules, evaluate_rules_at
+from qfleet.alerts.rules import AlertRule, load_rules
 from qfleet.alerts.service import AlertService
-from qfleet.collector import Runs, Store, open_engine, upgrade
+from qfleet.collector import Store, open_engine, sqlite_file, upgrade
 from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
 from qfleet.runbooks.scoring import (
     DEFAULT_GRACE_NS,
@@ -318,11 +320,13 @@ class _Run:
 
 
 def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], None] | None = None,
-                external_url: str = DEFAULT_EXTERNAL_URL) -> Scorecard:
+                external_url: str = DEFAULT_EXTERNAL_URL, helper: Callable[[], Executor] | None = None) -> Scorecard:
     """Simulate ``gd`` into ``db_url`` (a fresh database is best) and score it.
 
     ``progress(phase, fraction)`` is told how far the simulation and the alerting replay are; ``external_url``
-    is where the dashboards will answer (the base of the notifications' incident links).
+    is where the dashboards will answer (the base of the notifications' incident links). ``helper``, called
+    as the replay starts, gives a process pool that evaluates the alert rules beside it (the replay leaves the
+    second core idle otherwise); the scorecard is the same with or without it.
     """
     report = progress or (lambda _phase, _frac: None)
     fleet = _fleet(gd.fleet)
@@ -331,7 +335,7 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
     try:
         upgrade(engine)
         sim = _simulate(engine, gd, fleet, faults, report)
-        run = _replay(engine, gd, sim.config.start_ns, report, external_url)
+        run = _replay(engine, gd, sim.config.start_ns, report, external_url, helper)
     finally:
         engine.dispose()
     return score(name=gd.name, run_id=sim.run_id, start_ns=run.start_ns, end_ns=run.end_ns,
@@ -366,9 +370,7 @@ def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
     if _shareable(engine):
         # Storage on the second core, overlapping the engine (a game day's store writes take as long as its
         # simulation); the writer process opens its own connection to the same database.
-        Runs(engine).register(sim.run_id, fleet=fleet.name, start_ns=run_range[0], end_ns=run_range[1])
-        sink = ProcessStoreSink(engine.url.render_as_string(hide_password=False), resource, run_range=run_range,
-                                registered=True)
+        sink = ProcessStoreSink.for_run(engine, resource, run_range)
     else:
         sink = StoreSink(Store(engine), resource, run_range=run_range)
     try:
@@ -384,21 +386,67 @@ def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
 
 
 def _shareable(engine: Engine) -> bool:
-    """Whether another process can open ``engine``'s database (not an in-memory SQLite one)."""
-    url = engine.url
-    return url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
+    """Whether another process can open ``engine``'s database (a server, or a SQLite file named by path)."""
+    return engine.url.get_backend_name() != "sqlite" or sqlite_file(engine.url) is not None
 
 
-def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None], external_url: str) -> _Run:
+class _RulesAhead:
+    """The rules' alerts at a replay's instants, from a helper process working back from the last instant while
+    the replay works forward; each instant's alerts come from whichever side reaches it first.
+
+    The rules read only the finished simulation's rows, so both sides compute the same alerts: where an instant
+    is evaluated changes the replay's speed, never its result. A chunk the helper has not started when the
+    replay reaches it is cancelled; one it is working on is waited for; one that failed is evaluated here.
+    """
+
+    def __init__(self, pool: Executor, url: str, rules: Sequence[AlertRule], instants: Sequence[int],
+                 chunk: int = 10) -> None:
+        chunks = [tuple(instants[i:i + chunk]) for i in range(0, len(instants), chunk)]
+        self._where = {at: (k, j) for k, c in enumerate(chunks) for j, at in enumerate(c)}
+        # Submitted last chunk first: the helper takes them in that order.
+        backwards = [pool.submit(evaluate_rules_at, tuple(rules), url, c) for c in reversed(chunks)]
+        self._futures: list[Future[list[list[Alert]]]] = backwards[::-1]
+
+    def __call__(self, rules: Sequence[AlertRule], engine: Engine, at: int) -> list[Alert]:
+        where = self._where.get(at)
+        if where is not None:
+            future = self._futures[where[0]]
+            if not future.cancel() and future.exception() is None:  # done, or under way: waited for
+                return future.result()[where[1]]
+        return evaluate_rules(rules, engine, at)
+
+    def cancel(self) -> None:
+        """Drop the chunks the helper has not started (the replay ended or failed)."""
+        for future in self._futures:
+            future.cancel()
+
+
+def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None], external_url: str,
+            helper: Callable[[], Executor] | None = None) -> _Run:
     """Evaluate and dispatch every ``step`` of simulated time, delivering to local receivers; every firing is
     kept with the step at which it stopped (refined to its recorded end when the store has it)."""
     t_end = t0 + gd.duration_ns
+    instants = range(t0 + gd.step_ns, t_end + 1, gd.step_ns)
+    rules = load_rules()
+    ahead = None
+    if helper is not None and _shareable(engine):
+        ahead = _RulesAhead(helper(), engine.url.render_as_string(hide_password=False), rules, instants)
+    try:
+        return _replay_with(engine, gd, t0, instants, report, external_url, rules, ahead or evaluate_rules)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+
+
+def _replay_with(engine: Engine, gd: GameDay, t0: int, instants: range, report: Callable[[str, float], None],
+                 external_url: str, rules: Sequence[AlertRule], evaluator: RuleEvaluator) -> _Run:
+    t_end = t0 + gd.duration_ns
     with _Sinks() as sinks:
         clock = [t0]
-        service = _service(engine, gd, sinks.base, lambda: clock[0], external_url)
+        service = _service(engine, gd, sinks.base, lambda: clock[0], external_url, rules, evaluator)
         firing: dict[tuple[str, int], Alert] = {}
         done: list[Alert] = []
-        for t in range(t0 + gd.step_ns, t_end + 1, gd.step_ns):
+        for t in instants:
             clock[0] = t
             service.evaluate(t)
             service.dispatch(t)
@@ -431,15 +479,16 @@ def _incident(service: AlertService, row: Mapping[str, Any]) -> IncidentRecord:
                           tuple((str(d.get("fingerprint", "")), int(d.get("starts_at") or 0)) for d in fired))
 
 
-def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int], external_url: str) -> AlertService:
+def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int], external_url: str,
+             rules: Sequence[AlertRule], evaluator: RuleEvaluator) -> AlertService:
     doc = json.loads(json.dumps(gd.alerting))
     for r in doc.get("receivers", []):
         for w in r.get("webhook_configs", []):
             w["url"] = f"{base_url}/{r['name']}"
     config, _warnings = config_from_dict(doc, source=gd.source)
     slos = load_slos(builtin_specs_path() if gd.slos == "default" else Path(gd.slos))
-    return AlertService(engine, config, slos=slos, rules=load_rules(), secret=b"gameday", clock=clock,
-                        external_url=external_url)
+    return AlertService(engine, config, slos=slos, rules=rules, secret=b"gameday", clock=clock,
+                        external_url=external_url, rule_evaluator=evaluator)
 
 
 def _budgets(engine: Engine, service: AlertService, t0: int, at_ns: int) -> list[BudgetBurn]:

@@ -269,7 +269,7 @@ def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, 
     Into the store, the run is registered here, before the writer starts: a run over hours the store already
     holds is refused (:class:`qfleet.collector.RunOverlapError`, exit 2) with nothing written.
     """
-    from qfleet.collector import Runs, Settings, load_token, open_engine, upgrade
+    from qfleet.collector import Settings, load_token, open_engine, upgrade
     from qfleet.simulator.sinks import OtlpSink, ProcessStoreSink
 
     settings = Settings.from_env(env, database_url=args.db, token_file=args.token_file)
@@ -280,12 +280,9 @@ def _sink(args: argparse.Namespace, env: Mapping[str, str], resource: dict[str, 
     engine = open_engine(settings.database_url)
     try:
         upgrade(engine)
-        Runs(engine).register(resource["qfleet.run.id"], fleet=resource["qfleet.fleet"], start_ns=run_range[0],
-                              end_ns=run_range[1])
+        return ProcessStoreSink.for_run(engine, resource, run_range), engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
-    where = engine.url.render_as_string(hide_password=True)
-    return ProcessStoreSink(settings.database_url, resource, run_range=run_range, registered=True), where
 
 
 @dataclass(slots=True)

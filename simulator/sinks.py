@@ -28,6 +28,8 @@ from qfleet.simulator.telemetry import SCOPE
 from qfleet.units import NS
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from qfleet.simulator.engine import SimStep
 
 __all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans"]
@@ -37,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: How far behind the step being written the writer process rolls up while idle: a step's metric samples also
 #: touch the next minute, and most of its spans start in the minute before.
 _ROLLUP_LAG_NS = 120 * NS
+#: The writer process rolls up at most once per this much simulated time: each pass seeks every series' previous
+#: value and commits, so a pass per one-minute step cost the demo's writer 3 s more than one per ten minutes.
+_ROLLUP_EVERY_NS = 600 * NS
 #: Most queued steps the writer process puts in one transaction.
 _COALESCE_STEPS = 8
 
@@ -150,6 +155,7 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
 
     engine = open_engine(url)
     sink = StoreSink(Store(engine), resource, run_range=run[0], registered=run[1])
+    rolled_to: int | None = None
     try:
         while True:
             item = inbox.get()
@@ -168,9 +174,11 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
                 sink.close()
                 outbox.put(("done", sink.stats))
                 return
-            if inbox.empty():
+            before = steps[-1][2] - _ROLLUP_LAG_NS
+            if inbox.empty() and (rolled_to is None or before - rolled_to >= _ROLLUP_EVERY_NS):
                 # Waiting for the engine anyway: roll up the minutes behind these steps now, not all at the close.
-                sink.roll_up_before(steps[-1][2] - _ROLLUP_LAG_NS)
+                sink.roll_up_before(before)
+                rolled_to = before
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         outbox.put(("error", f"{type(e).__name__}: {e}"))
     finally:
@@ -220,6 +228,20 @@ class ProcessStoreSink:
                 sys.modules["__main__"] = main
         self.stats = SinkStats()
         self._failed: str | None = None
+
+    @classmethod
+    def for_run(cls, engine: Engine, resource: Mapping[str, Any], run_range: tuple[int, int]) -> ProcessStoreSink:
+        """Register the run of ``resource`` over ``run_range`` in ``engine``'s (migrated) store, then start a
+        writer on the same database: a run over hours the store already holds is refused before the writer
+        starts, with nothing written.
+
+        Raises:
+            qfleet.collector.RunOverlapError: the run overlaps a stored one.
+        """
+        Runs(engine).register(str(resource["qfleet.run.id"]), fleet=str(resource.get("qfleet.fleet", "")),
+                              start_ns=run_range[0], end_ns=run_range[1])
+        return cls(engine.url.render_as_string(hide_password=False), resource, run_range=run_range,
+                   registered=True)
 
     def _check(self, block: bool = False, timeout: float | None = None) -> tuple[str, Any] | None:
         try:

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from qfleet.collector import open_engine
 from qfleet.problems import ProblemsError
 from qfleet.runbooks.cli import main
-from qfleet.runbooks.gameday import GameDayError, builtin_gameday_path, gameday_from_dict
+from qfleet.runbooks.gameday import (
+    GameDayError,
+    builtin_gameday_path,
+    gameday_from_dict,
+    run_gameday,
+)
 
 SCENARIOS = sorted(p.stem for p in builtin_gameday_path("x").parent.glob("*.yaml"))
 
@@ -94,3 +105,52 @@ def test_every_problem_of_a_scenario_is_reported_at_once_with_its_fix() -> None:
     assert "'5m5m'" in problems["duration"].message and "1m30s" in problems["step"].fix
     assert "qpu-z" in str(problems["faults[0].target"]) and "'x'" in problems["seed"].message
     assert "did you mean 'duration'" in problems["durtion"].fix
+
+
+class _Inline(Executor):
+    """An executor that runs each call as it is submitted: every rule evaluation comes from the "helper"."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.calls += 1
+        f: Future[Any] = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+
+def _alert_rows(url: str) -> list[tuple[Any, ...]]:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT fingerprint, labels, annotations, starts_at_unix_nano, ends_at_unix_nano, updated_unix_nano"
+                " FROM alerts ORDER BY fingerprint, starts_at_unix_nano"))]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_rules_evaluated_by_a_helper_give_the_same_game_day(tmp_path: Path) -> None:
+    # The oracle is the replay that evaluates every rule itself. With a helper, each instant's alerts come from
+    # wherever they were evaluated first: all from the helper (inline), or split by timing (a real spawned
+    # process). The outage starts and ends inside the helper's chunks of ten instants, so an instant's alerts
+    # taken from the wrong slot of a chunk would move a firing; nothing may differ, stored alerts included.
+    gd = gameday_from_dict({
+        "version": 1, "kind": "GameDay", "name": "helper", "fleet": "line", "duration": "50m", "seed": 7,
+        "faults": [{"id": "down", "type": "F5", "target": "qpu-d", "start": "13m", "duration": "14m"}],
+        "expect": {"faults": [{"fault": "down", "alerts": ["QfleetNodeHeartbeatMissing"], "within": "5m"}]}})
+    urls = {name: f"sqlite:///{tmp_path / name}.db" for name in ("serial", "inline", "process")}
+    cards = {"serial": run_gameday(gd, db_url=urls["serial"])}
+    inline = _Inline()
+    cards["inline"] = run_gameday(gd, db_url=urls["inline"], helper=lambda: inline)
+    assert inline.calls == 5  # 50 one-minute instants in chunks of ten, every one evaluated by the "helper"
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        cards["process"] = run_gameday(gd, db_url=urls["process"], helper=lambda: pool)
+    assert cards["serial"].passed
+    serial_rows = _alert_rows(urls["serial"])
+    assert any(json.loads(r[1])["alertname"] == "QfleetNodeHeartbeatMissing" for r in serial_rows)
+    for name in ("inline", "process"):
+        assert cards[name] == cards["serial"], name
+        assert _alert_rows(urls[name]) == serial_rows, name
