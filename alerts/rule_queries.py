@@ -28,7 +28,7 @@ from qfleet.alerts.rules import KIND_METRICS, AlertRule
 if TYPE_CHECKING:
     from qfleet.alerts.sources import AlertState
 
-__all__ = ["KIND_QUERIES", "RuleEvaluator", "evaluate_rules", "evaluate_rules_at", "sync_rules"]
+__all__ = ["KIND_QUERIES", "RuleEvaluator", "evaluate_rules", "sync_rules"]
 
 
 # -- the kinds --------------------------------------------------------------------------------------------------
@@ -435,18 +435,6 @@ def evaluate_rules(rules: Sequence[AlertRule], engine: Engine, at_ns: int) -> li
                 ann = {k: _render(v, labels, value) for k, v in rule.annotations}
                 out.append(Alert(labels=labels_key(labels), annotations=labels_key(ann), starts_at=at_ns))
     return out
-
-
-def evaluate_rules_at(rules: Sequence[AlertRule], url: str, instants: Sequence[int]) -> list[list[Alert]]:
-    """:func:`evaluate_rules` at each of ``instants``, on a connection of its own to the database at ``url``
-    (what a helper process runs for a replay that knows its instants ahead)."""
-    from qfleet.collector import open_engine
-
-    engine = open_engine(url)
-    try:
-        return [evaluate_rules(rules, engine, at) for at in instants]
-    finally:
-        engine.dispose()
 
 
 #: ``(rules, engine, at_ns) -> alerts``: how a rule source evaluates (:func:`evaluate_rules`, or a replay's

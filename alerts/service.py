@@ -36,11 +36,11 @@ from qfleet.alerts.timeline import Dispatcher
 from qfleet.alerts.webhook import Deliverer
 from qfleet.collector.schema import Span
 from qfleet.slo.evaluate import evaluate_store, record
-from qfleet.slo.model import SLO
+from qfleet.slo.model import SLO, SLOReport
 from qfleet.slo.sli import SliSource
 from qfleet.units import NS
 
-__all__ = ["AlertService", "CycleStats"]
+__all__ = ["AlertService", "CycleStats", "SloEvaluator", "evaluate_slos"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ logger = logging.getLogger(__name__)
 Log = dict[tuple[str, str], tuple[frozenset[str], frozenset[str], int]]
 _MAINTENANCE_SPAN = "qfleet.maintenance"
 _MAINTENANCE_LOOKBACK_NS = 10 * 86_400 * NS  # calibration windows older than this cannot matter any more
+#: ``(slos, engine, at_ns) -> reports``: how the SLO source evaluates (:func:`evaluate_slos`, or a replay's lookup
+#: of reports evaluated ahead).
+SloEvaluator = Callable[[Sequence[SLO], Engine, int], list[SLOReport]]
+
+
+def evaluate_slos(slos: Sequence[SLO], engine: Engine, at_ns: int) -> list[SLOReport]:
+    """Every SLO's reports at ``at_ns``, the per-minute counts refreshed first (the SLO source's default)."""
+    return evaluate_store(slos, SliSource(engine), at_ns)
+
+
 #: A leader that finds more missed cycles than this skips to now instead of replaying them one by one.
 _MAX_BACKLOG = 10
 
@@ -91,13 +101,15 @@ class AlertService:
         external_url: the dashboards' URL as responders reach it: payloads' ``externalURL`` and the base of each
             notification's incident deep link.
         holder: this replica's name in leases (outbox items, the evaluation leader); None: a single process.
-        rule_evaluator: how the rules are evaluated at an instant (default :func:`evaluate_rules` on ``engine``;
-            a game-day replay passes one that looks up alerts a helper process evaluated ahead).
+        slo_evaluator: how the SLOs are evaluated at an instant (default :func:`evaluate_slos`);
+        rule_evaluator: how the rules are (default :func:`evaluate_rules` on ``engine``). A game-day replay passes
+            those of :class:`qfleet.alerts.ahead.Ahead`, which a helper process evaluated ahead.
     """
 
     def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
                  secret: bytes, clock: Callable[[], int], external_url: str = DEFAULT_EXTERNAL_URL,
-                 holder: str | None = None, rule_evaluator: RuleEvaluator = evaluate_rules) -> None:
+                 holder: str | None = None, slo_evaluator: SloEvaluator | None = None,
+                 rule_evaluator: RuleEvaluator = evaluate_rules) -> None:
         self.engine = engine
         self.config = config
         self.slos = tuple(slos)
@@ -105,6 +117,7 @@ class AlertService:
         self.clock = clock
         self.external_url = external_url
         self.holder = holder
+        self.slo_evaluator = slo_evaluator or evaluate_slos
         self.rule_evaluator = rule_evaluator
         self.state = AlertState(engine)
         self.outbox = Outbox(engine, clock=clock, owner=holder)
@@ -220,7 +233,7 @@ class AlertService:
         return out
 
     def _slo_source(self, at: int) -> list[Alert]:
-        reports = evaluate_store(self.slos, SliSource(self.engine), at)
+        reports = self.slo_evaluator(self.slos, self.engine, at)
         record(self.engine, reports)
         return self.state.sync(slo_alerts(reports, self.slos, at), at, source="slo")
 

@@ -7,10 +7,11 @@ measured), then runs, one after the other on the same machine:
   fresh SQLite file through the collector's bulk path), the baseline with ``PYTHONPATH`` at its worktree;
 * ``qfleet demo --no-serve`` in an empty folder, each side's own code.
 
-Prints both wall times, the speed-up (baseline / current) beside the targets, the machine's cores and load
+Each side runs ``--runs`` times, interleaved in alternating order; prints the median wall times, the speed-up
+(baseline median / current median) and every run's ratio beside the targets, the machine's cores and load
 average before and after, and one JSON line. Exit status 1 when a target is missed.
 
-    .venv/bin/python bench/bench_speedup.py [--baseline 8274248] [--hours 2] [--skip-demo]
+    .venv/bin/python bench/bench_speedup.py [--baseline 8274248] [--hours 2] [--runs 3] [--skip-demo]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,12 +70,37 @@ def _demo(tree: Path, baseline: bool) -> dict[str, Any]:
     return {"wall_s": round(wall, 1), "exit": out.returncode, "summary": head}
 
 
+def _pair(name: str, run: Any, tree: Path, runs: int) -> dict[str, Any]:
+    """``runs`` runs of each side, interleaved and in alternating order (this machine class drifts over minutes:
+    back-to-back blocks would hand one side the slow stretch); the medians and every run's ratio."""
+    base: list[dict[str, Any]] = []
+    cur: list[dict[str, Any]] = []
+    for i in range(runs):
+        for baseline in ((True, False) if i % 2 == 0 else (False, True)):
+            (base if baseline else cur).append(run(tree if baseline else REPO, baseline))
+    b = statistics.median(r["wall_s"] for r in base)
+    c = statistics.median(r["wall_s"] for r in cur)
+    out: dict[str, Any] = {"baseline_s": b, "current_s": c, "baseline_runs_s": [r["wall_s"] for r in base],
+                           "current_runs_s": [r["wall_s"] for r in cur],
+                           "run_ratios": [round(x["wall_s"] / y["wall_s"], 2) for x, y in zip(base, cur, strict=True)]}
+    if name == "fleet_day":
+        out.update(baseline_split_s=base[-1]["split_s"], current_split_s=cur[-1]["split_s"],
+                   jobs=[base[-1]["jobs"], cur[-1]["jobs"]], spans=[base[-1]["spans"], cur[-1]["spans"]])
+    else:
+        out["summaries"] = [base[-1]["summary"], cur[-1]["summary"]]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--baseline", default="8274248", help="git revision to compare with (default 8274248)")
     ap.add_argument("--hours", type=float, default=2.0, help="simulated hours of the fleet-day slice")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each side (interleaved); the medians are compared")
     ap.add_argument("--skip-demo", action="store_true", help="time the fleet-day slice only")
     args = ap.parse_args(argv)
+    if args.runs < 1:
+        print(f"bench_speedup: --runs {args.runs} must be at least 1", file=sys.stderr)
+        return 2
     before = _machine()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="qfleet-baseline-") as tmp:
@@ -81,19 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), args.baseline],
                        check=True)
         try:
-            base, cur = _fleet_day(tree, args.hours, True), _fleet_day(REPO, args.hours, False)
-            results["fleet_day"] = {"baseline_s": base["wall_s"], "current_s": cur["wall_s"],
-                                    "baseline_split_s": base["split_s"], "current_split_s": cur["split_s"],
-                                    "jobs": [base["jobs"], cur["jobs"]], "spans": [base["spans"], cur["spans"]]}
+            results["fleet_day"] = _pair("fleet_day", lambda t, b: _fleet_day(t, args.hours, b), tree, args.runs)
             if not args.skip_demo:
-                bd, cd = _demo(tree, True), _demo(REPO, False)
-                results["demo"] = {"baseline_s": bd["wall_s"], "current_s": cd["wall_s"],
-                                   "summaries": [bd["summary"], cd["summary"]]}
+                results["demo"] = _pair("demo", _demo, tree, args.runs)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
     after = _machine()
     missed = []
-    print(f"simulator speed against {args.baseline} (same script, same machine)")
+    print(f"simulator speed against {args.baseline} (same script, same machine; medians of {args.runs} "
+          f"interleaved runs)")
     for name, r in results.items():
         r["speedup"] = round(r["baseline_s"] / r["current_s"], 2) if r["current_s"] else None
         ok = r["speedup"] is not None and r["speedup"] >= TARGETS[name]
@@ -101,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             missed.append(name)
         label = f"fleet100 {args.hours:g} h, all faults" if name == "fleet_day" else "qfleet demo --no-serve"
         print(f"  {label:<32} baseline {r['baseline_s']:7.1f} s   current {r['current_s']:7.1f} s   "
-              f"speed-up {r['speedup']}x (target >= {TARGETS[name]:g}x){'' if ok else '  MISSED'}")
+              f"speed-up {r['speedup']}x (target >= {TARGETS[name]:g}x){'' if ok else '  MISSED'}; "
+              f"per run {', '.join(f'{x}x' for x in r['run_ratios'])}")
     print(f"  machine: {before['cores']} cores, load average {' '.join(map(str, before['loadavg']))} before, "
           f"{' '.join(map(str, after['loadavg']))} after")
-    print(json.dumps({"bench": "speedup", "baseline": args.baseline, "hours": args.hours, "results": results,
-                      "machine_before": before, "machine_after": after, "missed": missed}))
+    print(json.dumps({"bench": "speedup", "baseline": args.baseline, "hours": args.hours, "runs": args.runs,
+                      "results": results, "machine_before": before, "machine_after": after, "missed": missed}))
     return 1 if missed else 0
 
 

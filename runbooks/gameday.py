@@ -17,7 +17,7 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,10 +29,10 @@ from typing import Any
 import yaml
 from sqlalchemy import Engine
 
+from qfleet.alerts.ahead import Ahead
 from qfleet.alerts.config import config_from_dict
 from qfleet.alerts.model import Alert
 from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
-from qfleet.alerts.rule_queries import RuleEvaluator, evaluate_rules, evaluate_rules_at
 from qfleet.alerts.rules import AlertRule, load_rules
 from qfleet.alerts.service import AlertService
 from qfleet.collector import Store, open_engine, sqlite_file, upgrade
@@ -54,6 +54,7 @@ from qfleet.simulator.fault_files import faults_from_dict
 from qfleet.simulator.faults import Fault, FaultSchedule
 from qfleet.simulator.fleet import Fleet, builtin_fleet_path, load_fleet
 from qfleet.simulator.sinks import ProcessStoreSink, StoreSink
+from qfleet.slo.model import SLO
 from qfleet.slo.spec import builtin_specs_path, load_slos
 from qfleet.units import NS, DurationError, parse_duration, parse_rfc3339
 
@@ -325,8 +326,8 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
 
     ``progress(phase, fraction)`` is told how far the simulation and the alerting replay are; ``external_url``
     is where the dashboards will answer (the base of the notifications' incident links). ``helper``, called
-    as the replay starts, gives a process pool that evaluates the alert rules beside it (the replay leaves the
-    second core idle otherwise); the scorecard is the same with or without it.
+    as the replay starts, gives a process pool that evaluates the SLOs and alert rules beside it (the replay
+    leaves the second core idle otherwise); the scorecard is the same with or without it.
     """
     report = progress or (lambda _phase, _frac: None)
     fleet = _fleet(gd.fleet)
@@ -390,60 +391,29 @@ def _shareable(engine: Engine) -> bool:
     return engine.url.get_backend_name() != "sqlite" or sqlite_file(engine.url) is not None
 
 
-class _RulesAhead:
-    """The rules' alerts at a replay's instants, from a helper process working back from the last instant while
-    the replay works forward; each instant's alerts come from whichever side reaches it first.
-
-    The rules read only the finished simulation's rows, so both sides compute the same alerts: where an instant
-    is evaluated changes the replay's speed, never its result. A chunk the helper has not started when the
-    replay reaches it is cancelled; one it is working on is waited for; one that failed is evaluated here.
-    """
-
-    def __init__(self, pool: Executor, url: str, rules: Sequence[AlertRule], instants: Sequence[int],
-                 chunk: int = 10) -> None:
-        chunks = [tuple(instants[i:i + chunk]) for i in range(0, len(instants), chunk)]
-        self._where = {at: (k, j) for k, c in enumerate(chunks) for j, at in enumerate(c)}
-        # Submitted last chunk first: the helper takes them in that order.
-        backwards = [pool.submit(evaluate_rules_at, tuple(rules), url, c) for c in reversed(chunks)]
-        self._futures: list[Future[list[list[Alert]]]] = backwards[::-1]
-
-    def __call__(self, rules: Sequence[AlertRule], engine: Engine, at: int) -> list[Alert]:
-        where = self._where.get(at)
-        if where is not None:
-            future = self._futures[where[0]]
-            if not future.cancel() and future.exception() is None:  # done, or under way: waited for
-                return future.result()[where[1]]
-        return evaluate_rules(rules, engine, at)
-
-    def cancel(self) -> None:
-        """Drop the chunks the helper has not started (the replay ended or failed)."""
-        for future in self._futures:
-            future.cancel()
-
-
 def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float], None], external_url: str,
             helper: Callable[[], Executor] | None = None) -> _Run:
     """Evaluate and dispatch every ``step`` of simulated time, delivering to local receivers; every firing is
-    kept with the step at which it stopped (refined to its recorded end when the store has it)."""
-    t_end = t0 + gd.duration_ns
-    instants = range(t0 + gd.step_ns, t_end + 1, gd.step_ns)
+    kept with the step at which it stopped (refined to its recorded end when the store has it). With a
+    ``helper``, the SLOs and rules are evaluated by it and this process together (:class:`Ahead`)."""
+    instants = range(t0 + gd.step_ns, t0 + gd.duration_ns + 1, gd.step_ns)
+    slos = load_slos(builtin_specs_path() if gd.slos == "default" else Path(gd.slos))
     rules = load_rules()
-    ahead = None
-    if helper is not None and _shareable(engine):
-        ahead = _RulesAhead(helper(), engine.url.render_as_string(hide_password=False), rules, instants)
+    if helper is None or not _shareable(engine):
+        return _replay_with(engine, gd, t0, instants, report, external_url, slos, rules, None)
+    ahead = Ahead(helper(), engine, slos, rules, instants)
     try:
-        return _replay_with(engine, gd, t0, instants, report, external_url, rules, ahead or evaluate_rules)
+        return _replay_with(engine, gd, t0, instants, report, external_url, slos, rules, ahead)
     finally:
-        if ahead is not None:
-            ahead.cancel()
+        ahead.cancel()
 
 
 def _replay_with(engine: Engine, gd: GameDay, t0: int, instants: range, report: Callable[[str, float], None],
-                 external_url: str, rules: Sequence[AlertRule], evaluator: RuleEvaluator) -> _Run:
+                 external_url: str, slos: Sequence[SLO], rules: Sequence[AlertRule], ahead: Ahead | None) -> _Run:
     t_end = t0 + gd.duration_ns
     with _Sinks() as sinks:
         clock = [t0]
-        service = _service(engine, gd, sinks.base, lambda: clock[0], external_url, rules, evaluator)
+        service = _service(engine, gd, sinks.base, lambda: clock[0], external_url, slos, rules, ahead)
         firing: dict[tuple[str, int], Alert] = {}
         done: list[Alert] = []
         for t in instants:
@@ -480,15 +450,18 @@ def _incident(service: AlertService, row: Mapping[str, Any]) -> IncidentRecord:
 
 
 def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int], external_url: str,
-             rules: Sequence[AlertRule], evaluator: RuleEvaluator) -> AlertService:
+             slos: Sequence[SLO], rules: Sequence[AlertRule], ahead: Ahead | None) -> AlertService:
     doc = json.loads(json.dumps(gd.alerting))
     for r in doc.get("receivers", []):
         for w in r.get("webhook_configs", []):
             w["url"] = f"{base_url}/{r['name']}"
     config, _warnings = config_from_dict(doc, source=gd.source)
-    slos = load_slos(builtin_specs_path() if gd.slos == "default" else Path(gd.slos))
+    if ahead is None:
+        return AlertService(engine, config, slos=slos, rules=rules, secret=b"gameday", clock=clock,
+                            external_url=external_url)
     return AlertService(engine, config, slos=slos, rules=rules, secret=b"gameday", clock=clock,
-                        external_url=external_url, rule_evaluator=evaluator)
+                        external_url=external_url, slo_evaluator=ahead.slo_reports,
+                        rule_evaluator=ahead.rule_alerts)
 
 
 def _budgets(engine: Engine, service: AlertService, t0: int, at_ns: int) -> list[BudgetBurn]:

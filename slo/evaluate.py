@@ -15,7 +15,7 @@ from qfleet.slo.schema import SloEvaluation
 from qfleet.slo.sli import SliSource, segment_key, segment_labels
 from qfleet.units import parse_duration
 
-__all__ = ["evaluate_store", "lookback_ns", "record", "window_starts"]
+__all__ = ["evaluate_store", "lookback_ns", "record", "refresh_counts", "window_starts"]
 
 
 def window_starts(slo: SLO, at_ns: int) -> list[int]:
@@ -43,12 +43,7 @@ def evaluate_store(slos: Sequence[SLO], source: SliSource, at_ns: int, *, refres
     """
     starts = [window_starts(slo, at_ns) for slo in slos]
     if refresh:
-        # One refresh per reach (usually one for all the SLOs): they share its reads and its transaction.
-        reach: dict[int, list[SLO]] = defaultdict(list)
-        for slo, s in zip(slos, starts, strict=True):
-            reach[min(s)].append(slo)
-        for since, group in reach.items():
-            source.refresh(group, at_ns, since_ns=since)
+        refresh_counts(slos, source, at_ns)
     occurrences = iter(source.interval_counts_many(
         [(slo, s) for slo, s in zip(slos, starts, strict=True) if slo.budgeting == "Occurrences"], at_ns))
     reports: list[SLOReport] = []
@@ -61,6 +56,17 @@ def evaluate_store(slos: Sequence[SLO], source: SliSource, at_ns: int, *, refres
             counts = StepCounts((t, c.good, c.total) for t, c in samples)
             reports.append(evaluate_slo(slo, counts, at_ns, segment=segment_labels(seg)))
     return reports
+
+
+def refresh_counts(slos: Sequence[SLO], source: SliSource, at_ns: int, *, first_ns: int | None = None) -> None:
+    """Materialise the per-minute counts that evaluations of ``slos`` read at every instant from ``first_ns``
+    (default ``at_ns``) to ``at_ns`` (what ``evaluate_store(..., refresh=True)`` does for one instant)."""
+    # One refresh per reach (usually one for all the SLOs): they share its reads and its transaction.
+    reach: dict[int, list[SLO]] = defaultdict(list)
+    for slo in slos:
+        reach[min(window_starts(slo, at_ns if first_ns is None else first_ns))].append(slo)
+    for since, group in reach.items():
+        source.refresh(group, at_ns, since_ns=since)
 
 
 def _float(x: object) -> float | None:

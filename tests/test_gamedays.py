@@ -120,23 +120,29 @@ class _Inline(Executor):
         return f
 
 
-def _alert_rows(url: str) -> list[tuple[Any, ...]]:
+#: What a replay stores that a helper must not change: alert state and the SLO evaluation history.
+_STORED = {"alerts": "SELECT fingerprint, labels, annotations, starts_at_unix_nano, ends_at_unix_nano, "
+                     "updated_unix_nano FROM alerts ORDER BY fingerprint, starts_at_unix_nano",
+           "slo_evaluations": "SELECT slo, segment, at_unix_nano, sli, remaining_fraction, burn_1h, burn_6h, page, "
+                              "ticket, report FROM slo_evaluations ORDER BY slo, segment, at_unix_nano"}
+
+
+def _stored(url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = open_engine(url)
     try:
         with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(
-                "SELECT fingerprint, labels, annotations, starts_at_unix_nano, ends_at_unix_nano, updated_unix_nano"
-                " FROM alerts ORDER BY fingerprint, starts_at_unix_nano"))]
+            return {name: [tuple(r) for r in conn.execute(text(sql))] for name, sql in _STORED.items()}
     finally:
         engine.dispose()
 
 
 @pytest.mark.slow
-def test_rules_evaluated_by_a_helper_give_the_same_game_day(tmp_path: Path) -> None:
-    # The oracle is the replay that evaluates every rule itself. With a helper, each instant's alerts come from
-    # wherever they were evaluated first: all from the helper (inline), or split by timing (a real spawned
-    # process). The outage starts and ends inside the helper's chunks of ten instants, so an instant's alerts
-    # taken from the wrong slot of a chunk would move a firing; nothing may differ, stored alerts included.
+def test_a_helper_evaluating_slos_and_rules_gives_the_same_game_day(tmp_path: Path) -> None:
+    # The oracle is the replay that evaluates every SLO and rule itself, refreshing the SLO counts instant by
+    # instant. With a helper, the counts are materialised once and each instant's evaluation comes from wherever
+    # it was done first: all from the helper (inline), or split by timing (a real spawned process). The outage
+    # starts and ends inside the helper's chunks of ten instants, so an evaluation taken from the wrong slot of
+    # a chunk would move a firing; nothing may differ, the stored alerts and SLO evaluations included.
     gd = gameday_from_dict({
         "version": 1, "kind": "GameDay", "name": "helper", "fleet": "line", "duration": "50m", "seed": 7,
         "faults": [{"id": "down", "type": "F5", "target": "qpu-d", "start": "13m", "duration": "14m"}],
@@ -149,8 +155,9 @@ def test_rules_evaluated_by_a_helper_give_the_same_game_day(tmp_path: Path) -> N
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         cards["process"] = run_gameday(gd, db_url=urls["process"], helper=lambda: pool)
     assert cards["serial"].passed
-    serial_rows = _alert_rows(urls["serial"])
-    assert any(json.loads(r[1])["alertname"] == "QfleetNodeHeartbeatMissing" for r in serial_rows)
+    serial = _stored(urls["serial"])
+    assert any(json.loads(r[1])["alertname"] == "QfleetNodeHeartbeatMissing" for r in serial["alerts"])
+    assert len(serial["slo_evaluations"]) >= 50 and any(r[7] for r in serial["slo_evaluations"])  # pages
     for name in ("inline", "process"):
         assert cards[name] == cards["serial"], name
-        assert _alert_rows(urls[name]) == serial_rows, name
+        assert _stored(urls[name]) == serial, name
