@@ -108,7 +108,7 @@ class AlertService:
 
     def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
                  secret: bytes, clock: Callable[[], int], external_url: str = DEFAULT_EXTERNAL_URL,
-                 holder: str | None = None, slo_evaluator: SloEvaluator | None = None,
+                 holder: str | None = None, slo_evaluator: SloEvaluator = evaluate_slos,
                  rule_evaluator: RuleEvaluator = evaluate_rules) -> None:
         self.engine = engine
         self.config = config
@@ -117,7 +117,7 @@ class AlertService:
         self.clock = clock
         self.external_url = external_url
         self.holder = holder
-        self.slo_evaluator = slo_evaluator or evaluate_slos
+        self.slo_evaluator = slo_evaluator
         self.rule_evaluator = rule_evaluator
         self.state = AlertState(engine)
         self.outbox = Outbox(engine, clock=clock, owner=holder)

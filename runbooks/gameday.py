@@ -33,8 +33,9 @@ from qfleet.alerts.ahead import Ahead
 from qfleet.alerts.config import config_from_dict
 from qfleet.alerts.model import Alert
 from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
+from qfleet.alerts.rule_queries import evaluate_rules
 from qfleet.alerts.rules import AlertRule, load_rules
-from qfleet.alerts.service import AlertService
+from qfleet.alerts.service import AlertService, evaluate_slos
 from qfleet.collector import Store, open_engine, sqlite_file, upgrade
 from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
 from qfleet.runbooks.scoring import (
@@ -396,40 +397,35 @@ def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float],
     """Evaluate and dispatch every ``step`` of simulated time, delivering to local receivers; every firing is
     kept with the step at which it stopped (refined to its recorded end when the store has it). With a
     ``helper``, the SLOs and rules are evaluated by it and this process together (:class:`Ahead`)."""
-    instants = range(t0 + gd.step_ns, t0 + gd.duration_ns + 1, gd.step_ns)
+    t_end = t0 + gd.duration_ns
+    instants = range(t0 + gd.step_ns, t_end + 1, gd.step_ns)
     slos = load_slos(builtin_specs_path() if gd.slos == "default" else Path(gd.slos))
     rules = load_rules()
-    if helper is None or not _shareable(engine):
-        return _replay_with(engine, gd, t0, instants, report, external_url, slos, rules, None)
-    ahead = Ahead(helper(), engine, slos, rules, instants)
+    ahead = Ahead(helper(), engine, slos, rules, instants) if helper is not None and _shareable(engine) else None
     try:
-        return _replay_with(engine, gd, t0, instants, report, external_url, slos, rules, ahead)
+        with _Sinks() as sinks:
+            clock = [t0]
+            service = _service(engine, gd, sinks.base, lambda: clock[0], external_url, slos, rules, ahead)
+            firing: dict[tuple[str, int], Alert] = {}
+            done: list[Alert] = []
+            for t in instants:
+                clock[0] = t
+                service.evaluate(t)
+                service.dispatch(t)
+                now = {(a.fingerprint, a.starts_at): a for a in service.state.active()}
+                done.extend(dataclasses.replace(a, ends_at=t) for k, a in firing.items() if k not in now)
+                firing = {k: firing.get(k, a) for k, a in now.items()}
+                report("evaluating SLOs and alerts", (t - t0) / gd.duration_ns)
+            clock[0] = t_end + _SETTLE_NS
+            service.dispatch(clock[0])  # let the last groups flush
+            recorded = {(a.fingerprint, a.starts_at): a.ends_at for a in service.state.resolved_since(t0)}
+            alerts = [dataclasses.replace(a, ends_at=min(a.ends_at or t_end,
+                                                         recorded.get((a.fingerprint, a.starts_at)) or t_end))
+                      for a in done] + list(firing.values())
+            deliveries = [_delivery(receiver, body) for receiver, body in sinks.got]
     finally:
-        ahead.cancel()
-
-
-def _replay_with(engine: Engine, gd: GameDay, t0: int, instants: range, report: Callable[[str, float], None],
-                 external_url: str, slos: Sequence[SLO], rules: Sequence[AlertRule], ahead: Ahead | None) -> _Run:
-    t_end = t0 + gd.duration_ns
-    with _Sinks() as sinks:
-        clock = [t0]
-        service = _service(engine, gd, sinks.base, lambda: clock[0], external_url, slos, rules, ahead)
-        firing: dict[tuple[str, int], Alert] = {}
-        done: list[Alert] = []
-        for t in instants:
-            clock[0] = t
-            service.evaluate(t)
-            service.dispatch(t)
-            now = {(a.fingerprint, a.starts_at): a for a in service.state.active()}
-            done.extend(dataclasses.replace(a, ends_at=t) for k, a in firing.items() if k not in now)
-            firing = {k: firing.get(k, a) for k, a in now.items()}
-            report("evaluating SLOs and alerts", (t - t0) / gd.duration_ns)
-        clock[0] = t_end + _SETTLE_NS
-        service.dispatch(clock[0])  # let the last groups flush
-        recorded = {(a.fingerprint, a.starts_at): a.ends_at for a in service.state.resolved_since(t0)}
-        alerts = [dataclasses.replace(a, ends_at=min(a.ends_at or t_end, recorded.get((a.fingerprint, a.starts_at))
-                                                     or t_end)) for a in done] + list(firing.values())
-        deliveries = [_delivery(receiver, body) for receiver, body in sinks.got]
+        if ahead is not None:
+            ahead.cancel()
     incidents = [_incident(service, row) for row in service.incidents.list()
                  if t0 <= row["opened_unix_nano"] <= t_end + _SETTLE_NS]
     return _Run(t0, t_end, sorted(alerts, key=lambda a: (a.starts_at, a.fingerprint)), deliveries, incidents,
@@ -456,12 +452,9 @@ def _service(engine: Engine, gd: GameDay, base_url: str, clock: Callable[[], int
         for w in r.get("webhook_configs", []):
             w["url"] = f"{base_url}/{r['name']}"
     config, _warnings = config_from_dict(doc, source=gd.source)
-    if ahead is None:
-        return AlertService(engine, config, slos=slos, rules=rules, secret=b"gameday", clock=clock,
-                            external_url=external_url)
     return AlertService(engine, config, slos=slos, rules=rules, secret=b"gameday", clock=clock,
-                        external_url=external_url, slo_evaluator=ahead.slo_reports,
-                        rule_evaluator=ahead.rule_alerts)
+                        external_url=external_url, slo_evaluator=ahead.slo_reports if ahead else evaluate_slos,
+                        rule_evaluator=ahead.rule_alerts if ahead else evaluate_rules)
 
 
 def _budgets(engine: Engine, service: AlertService, t0: int, at_ns: int) -> list[BudgetBurn]:
