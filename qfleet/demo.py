@@ -54,11 +54,11 @@ def _export(url: str, incident_ids: Sequence[str], target: str, external_url: st
 
 
 class _Exporter:
-    """One helper process for the demo's second core: it evaluates the alert rules beside the replay (the game
-    day's simulation keeps both cores busy, its replay only one), then exports half of the postmortems.
+    """One helper process for the demo's second core: it evaluates SLOs and alert rules beside the replay (the
+    game day's simulation keeps both cores busy, its replay only one), then exports half of the postmortems.
 
-    It is spawned as the replay begins, and imports matplotlib and the postmortem code once the rules are done.
-    A postmortem is mostly two charts, so two processes export the demo's in about half the time.
+    It is spawned as the replay begins, and imports matplotlib and the postmortem code after the evaluations
+    queued to it. A postmortem is mostly two charts, so two processes export the demo's in about half the time.
     """
 
     def __init__(self) -> None:

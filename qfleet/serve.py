@@ -77,8 +77,8 @@ def build_service(engine: Any, config_dir: Path | None, *, clock: Any = time.tim
 
 def sqlite_lock(engine: Any) -> IO[str] | None:
     """On a SQLite file, an exclusive lock on ``<file>.serve.lock`` held for the process's life (None on
-    PostgreSQL, an in-memory database or a ``file:`` URI): SQLite has one writer, and two services would each run the alerting
-    cycle.
+    PostgreSQL, an in-memory database or a ``file:`` URI): SQLite has one writer, and two services would each
+    run the alerting cycle.
 
     Raises:
         ServeError: another process holds the lock (its pid is named).
