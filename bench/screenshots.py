@@ -8,6 +8,10 @@ on-call and debug pages, waits for their full render and saves full-page PNGs as
     qfleet demo --no-serve                                  # ./qfleet.db, the bad day (incidents)
     qfleet gameday run calm-line --db sqlite:///calm.db     # a store with no incidents
     .venv/bin/python bench/screenshots.py demo=sqlite:///qfleet.db calm=sqlite:///calm.db --docs
+
+``--lab-report FILE.html`` shoots an alert-quality lab report (``qfleet lab run ... -o FILE.html``) at 1400 px
+wide, full page, to ``<out>/lab-report.png`` (with ``--docs``, also ``docs/img/lab-report.png``, cropped to its
+first 2,400 px).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ PAGES = (("exec", "/exec", "Fleet overview", '[data-testid="stMetric"]'),
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stores", nargs="+", help="NAME=DATABASE_URL, e.g. demo=sqlite:///qfleet.db")
+    ap.add_argument("stores", nargs="*", help="NAME=DATABASE_URL, e.g. demo=sqlite:///qfleet.db")
+    ap.add_argument("--lab-report", type=Path, help="an HTML report of `qfleet lab run` to shoot")
     ap.add_argument("--out", default=str(REPO / "test-artifacts" / "screens"), help="directory for the PNGs")
     ap.add_argument("--docs", action="store_true", help="also copy the first store's 1400×1000 pages to docs/img/")
     args = ap.parse_args(argv)
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         stores.append((name, url))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.lab_report:
+        _lab_report(args.lab_report, out, args.docs)
     for i, (name, url) in enumerate(stores):
         with streamlit_server(url) as base:
             for width, height in SIZES:
@@ -56,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
                         if args.docs and i == 0 and (width, height) == SIZES[0]:
                             shutil.copyfile(shot, REPO / "docs" / "img" / f"{pname}.png")
     return 0
+
+
+def _lab_report(report: Path, out: Path, docs: bool) -> None:
+    with chromium_page(width=1400, height=1000) as page:
+        page.goto(report.resolve().as_uri())
+        page.locator("svg").first.wait_for(state="visible")
+        shot = out / "lab-report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(shot)
+        if docs:
+            height = min(2400, int(page.evaluate("document.documentElement.scrollHeight")))
+            page.screenshot(path=str(REPO / "docs" / "img" / "lab-report.png"),
+                            clip={"x": 0, "y": 0, "width": 1400, "height": height}, full_page=True)
 
 
 if __name__ == "__main__":

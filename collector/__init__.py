@@ -14,7 +14,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "rows": ["TelemetryBatch"],
     "span_rows": ["SpanColumns"],
-    "migrate": ["current_revisions", "downgrade", "head_revisions", "open_existing", "sqlite_file", "upgrade"],
+    "migrate": ["current_revisions", "downgrade", "head_revisions", "open_existing", "scratch_database", "sqlite_file",
+                "upgrade"],
     "receiver": ["Receiver", "ReceiverConfig"],
     "runs": ["Run", "RunOverlapError", "Runs"],
     "schema": ["PROMOTED_ATTRIBUTES", "ROLLUP_STEP_NS"],
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.collector.migrate import downgrade as downgrade
     from qfleet.collector.migrate import head_revisions as head_revisions
     from qfleet.collector.migrate import open_existing as open_existing
+    from qfleet.collector.migrate import scratch_database as scratch_database
     from qfleet.collector.migrate import sqlite_file as sqlite_file
     from qfleet.collector.migrate import upgrade as upgrade
     from qfleet.collector.receiver import Receiver as Receiver

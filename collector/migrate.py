@@ -208,3 +208,35 @@ def open_existing(url: str, **kwargs: Any) -> Engine:
         raise StoreError(f"database {shown!r} {state}, not at head {', '.join(heads)}; "
                          f"run `qfleet db upgrade --db {shown}`")
     return engine
+
+
+@contextmanager
+def scratch_database(server_url: str, name: str, *, keep: bool = False) -> Iterator[str]:
+    """A fresh PostgreSQL database ``name`` on the server of ``server_url`` for the block (its URL), dropped after
+    unless ``keep``; a leftover of the same name (a killed run's) is dropped first. The role needs CREATEDB.
+
+    Raises:
+        ValueError: ``server_url`` is not PostgreSQL, or ``name`` is not lower-case letters, digits and ``_``.
+    """
+    import re
+
+    from sqlalchemy import create_engine, make_url, text
+
+    base = make_url(server_url)
+    if base.get_backend_name() != "postgresql" or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"cannot make database {name!r} on {shown_url(base)}: a PostgreSQL URL and a name of "
+                         "lower-case letters, digits and _ (at most 63) are needed")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    drop = text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # name checked above: a safe identifier
+    try:
+        with reporting_unreachable(admin), admin.connect() as c:
+            c.execute(drop)
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield base.set(database=name).render_as_string(hide_password=False)
+        finally:
+            if not keep:
+                with admin.connect() as c:
+                    c.execute(drop)
+    finally:
+        admin.dispose()

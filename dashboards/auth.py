@@ -17,13 +17,13 @@ process through its environment (:meth:`AuthConfig.to_env`), never its command l
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from qfleet.files import write_atomic
 
 __all__ = [
     "ENV_AUTH",
@@ -181,16 +181,7 @@ def add_user(path: Path, name: str, password: str) -> None:
     users = read_users(path) if path.exists() else {}
     users[name] = hash_password(password)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(f"{n}:{d}\n" for n, d in sorted(users.items())))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, "".join(f"{n}:{d}\n" for n, d in sorted(users.items())).encode(), mode=0o600)
 
 
 def proxy_identity(headers: Mapping[str, str], header: str) -> str | None:

@@ -27,6 +27,7 @@ COMMANDS = {
     "alerts": "qfleet.alerts.cli",
     "serve": "qfleet.serve",
     "gameday": "qfleet.runbooks.cli",
+    "lab": "qfleet.runbooks.lab_cli",
     "dashboards": "qfleet.dashboards.cli",
     "postmortem": "qfleet.runbooks.cli",
     "incidents": "qfleet.runbooks.cli",
@@ -44,6 +45,7 @@ commands:
   alerts      alert routing previews, timeline replays, silences, acknowledgements, incidents
   serve       the collector plus SLO evaluation, alert rules and notification delivery, in one process
   gameday     run a game-day scenario end to end and score detection (run, list)
+  lab         alert quality over campaigns of game days: detection curves, false pages (run, compare, tune)
   postmortem  export an incident's postmortem (md, json, html with charts)
   incidents   list incidents
   dashboards  the Streamlit exec, on-call and debug views (127.0.0.1:8501)

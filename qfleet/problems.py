@@ -23,6 +23,7 @@ __all__ = [
     "Problem",
     "Problems",
     "ProblemsError",
+    "check_header",
     "did_you_mean",
     "read_yaml",
 ]
@@ -154,6 +155,20 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"did you mean {close[0]!r}? " if close else ""
+
+
+def check_header(doc: Any, found: Problems, *, kind: str, what: str, keys: Collection[str],
+                 error: type[E]) -> None:
+    """The common start of a ``version: 1, kind: <kind>`` document: a mapping (else ``error`` at once), no keys
+    beyond ``keys``, and the right version and kind (``what`` names the document in messages)."""
+    if not isinstance(doc, Mapping):
+        found.add("", f"a {what} is a mapping, not {type(doc).__name__}",
+                  f"start the file with version: 1 and kind: {kind}", "not_a_mapping")
+        found.raise_if_any(error)
+    found.unknown_keys(doc, "", keys)
+    if doc.get("version") != 1 or doc.get("kind") != kind:
+        found.add("version", f"version {doc.get('version')!r} and kind {doc.get('kind')!r} are not a {what}",
+                  f"write version: 1 and kind: {kind}", "bad_header")
 
 
 def read_yaml(path: Path, *, what: str, error: type[E]) -> Any:

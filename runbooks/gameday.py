@@ -37,7 +37,7 @@ from qfleet.alerts.rule_queries import evaluate_rules
 from qfleet.alerts.rules import AlertRule, load_rules
 from qfleet.alerts.service import AlertService, evaluate_slos
 from qfleet.collector import Store, open_engine, sqlite_file, upgrade
-from qfleet.problems import Problem, Problems, ProblemsError, read_yaml
+from qfleet.problems import Problem, Problems, ProblemsError, check_header, read_yaml
 from qfleet.runbooks.scoring import (
     DEFAULT_GRACE_NS,
     BudgetBurn,
@@ -61,10 +61,10 @@ from qfleet.units import NS, DurationError, parse_duration, parse_rfc3339
 
 # The scorer's values are re-exported: scenarios and scorecards are used together.
 __all__ = ["Expectation", "FaultScore", "GameDay", "GameDayError", "Scorecard", "builtin_gameday_path",
-           "fault_window", "gameday_from_dict", "load_gameday", "run_gameday"]
+           "fault_window", "gameday_from_dict", "load_gameday", "run_gameday", "simulate_gameday"]
 
 _KEYS = ("version", "kind", "name", "description", "fleet", "duration", "seed", "load", "step", "faults", "slos",
-         "alerting", "expect")
+         "rules", "alerting", "expect")
 _EXPECT_KEYS = ("faults", "false_positives", "budget", "grace")
 _EXPECTATION_KEYS = ("fault", "alerts", "within", "receiver", "localized")
 #: After the last step, dispatch once more this much later so the last groups flush.
@@ -93,6 +93,7 @@ class GameDay:
     grace_ns: int = DEFAULT_GRACE_NS
     budget: dict[str, Fraction] = field(default_factory=dict)  # slo -> largest share of its period budget
     source: str = "<gameday>"
+    rules: str = "default"  # the alert rules file under test, or the built-ins
 
 
 def builtin_gameday_path(name: str) -> Path:
@@ -117,14 +118,7 @@ def gameday_from_dict(doc: Mapping[str, Any], *, source: str = "<gameday>") -> G
         GameDayError: every problem of ``doc`` at once (field path, the bad value, the fix).
     """
     found = Problems(source=source)
-    if not isinstance(doc, Mapping):
-        found.add("", f"a game day is a mapping, not {type(doc).__name__}",
-                  "start the file with version: 1 and kind: GameDay", "not_a_mapping")
-        found.raise_if_any(GameDayError)
-    found.unknown_keys(doc, "", _KEYS)
-    if doc.get("version") != 1 or doc.get("kind") != "GameDay":
-        found.add("version", f"version {doc.get('version')!r} and kind {doc.get('kind')!r} are not a game day",
-                  "write version: 1 and kind: GameDay", "bad_header")
+    check_header(doc, found, kind="GameDay", what="game day", keys=_KEYS, error=GameDayError)
     duration = _duration(doc, "duration", None, found)
     step = _duration(doc, "step", "60s", found)
     faults = {"version": 1, "kind": "FaultSchedule", "faults": doc.get("faults") or []}
@@ -137,12 +131,18 @@ def gameday_from_dict(doc: Mapping[str, Any], *, source: str = "<gameday>") -> G
     budget = _budget(expect.get("budget") or {}, found)
     grace = _duration(expect, "grace", "15m", found, "expect.", zero_ok=True)
     alerting = _alerting(doc.get("alerting"), found)
+    rules = str(doc.get("rules", "default"))
+    if rules != "default":
+        try:
+            load_rules(Path(rules))
+        except ValueError as e:  # AlertRulesError: its problems become the scenario's
+            _absorb(e, "rules", found)
     found.raise_if_any(GameDayError)
     return GameDay(name=str(doc.get("name", Path(source).stem)), fleet=str(doc.get("fleet", "mesh")),
                    duration_ns=duration, seed=int(numbers["seed"]), load=float(numbers["load"]), step_ns=step,
                    faults=faults, slos=str(doc.get("slos", "default")), alerting=alerting,
                    expectations=expectations, false_positives=int(numbers["false_positives"]), budget=budget, grace_ns=grace,
-                   source=source)
+                   source=source, rules=rules)
 
 
 # -- the checks of gameday_from_dict ------------------------------------------------------------------------------
@@ -322,8 +322,15 @@ class _Run:
 
 
 def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], None] | None = None,
-                external_url: str = DEFAULT_EXTERNAL_URL, helper: Callable[[], Executor] | None = None) -> Scorecard:
+                external_url: str = DEFAULT_EXTERNAL_URL, helper: Callable[[], Executor] | None = None,
+                simulated: bool = False, writer_process: bool = True) -> Scorecard:
     """Simulate ``gd`` into ``db_url`` (a fresh database is best) and score it.
+
+    ``simulated``: the database already holds exactly this simulation and nothing else (a copy of a store this
+    function simulated for the same fleet, faults, duration, seed and load), so only the alerting is replayed:
+    how the alert-quality lab tries several rule settings on one simulated run. ``writer_process``: store the
+    simulation from a second process (where the database allows it), overlapping the engine; the lab runs one
+    game day per core and turns it off.
 
     ``progress(phase, fraction)`` is told how far the simulation and the alerting replay are; ``external_url``
     is where the dashboards will answer (the base of the notifications' incident links). ``helper``, called
@@ -336,7 +343,8 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
     engine = open_engine(db_url)
     try:
         upgrade(engine)
-        sim = _simulate(engine, gd, fleet, faults, report)
+        sim = (Simulation(fleet, faults, _config(gd)) if simulated
+               else _simulate(engine, gd, fleet, faults, report, writer_process))
         run = _replay(engine, gd, sim.config.start_ns, report, external_url, helper)
     finally:
         engine.dispose()
@@ -346,6 +354,19 @@ def run_gameday(gd: GameDay, *, db_url: str, progress: Callable[[str, float], No
                  expectations=gd.expectations, deliveries=run.deliveries, incidents=run.incidents,
                  grace_ns=gd.grace_ns, allowed_false_positives=gd.false_positives, budgets=run.budgets,
                  budget_limits=gd.budget)
+
+
+def simulate_gameday(gd: GameDay, *, db_url: str) -> str:
+    """Only the simulation of ``gd``, into ``db_url`` (one process); its run id. Copies of the store can then be
+    replayed with ``run_gameday(..., simulated=True)`` under different rules."""
+    fleet = _fleet(gd.fleet)
+    faults: FaultSchedule = faults_from_dict(gd.faults, fleet=fleet, source=gd.source)
+    engine = open_engine(db_url)
+    try:
+        upgrade(engine)
+        return _simulate(engine, gd, fleet, faults, lambda _phase, _frac: None, writer_process=False).run_id
+    finally:
+        engine.dispose()
 
 
 def fault_window(f: Fault, run_start_ns: int, fleet: Fleet | None = None) -> FaultWindow:
@@ -362,14 +383,14 @@ def fault_window(f: Fault, run_start_ns: int, fleet: Fleet | None = None) -> Fau
 
 
 def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
-              report: Callable[[str, float], None]) -> Simulation:
-    sim = Simulation(fleet, faults, RunConfig(duration_ns=gd.duration_ns, seed=gd.seed, load=gd.load))
+              report: Callable[[str, float], None], writer_process: bool = True) -> Simulation:
+    sim = Simulation(fleet, faults, _config(gd))
     resource = {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id, "qfleet.fleet": fleet.name}
     run_range = (sim.config.start_ns, sim.config.start_ns + gd.duration_ns)
     # The run's whole range is registered before the first step: an overlap with a stored run fails before any
     # row is written, and no step pays a run extension.
     sink: StoreSink | ProcessStoreSink
-    if _shareable(engine):
+    if writer_process and _shareable(engine):
         # Storage on the second core, overlapping the engine (a game day's store writes take as long as its
         # simulation); the writer process opens its own connection to the same database.
         sink = ProcessStoreSink.for_run(engine, resource, run_range)
@@ -387,6 +408,10 @@ def _simulate(engine: Engine, gd: GameDay, fleet: Fleet, faults: FaultSchedule,
     return sim
 
 
+def _config(gd: GameDay) -> RunConfig:
+    return RunConfig(duration_ns=gd.duration_ns, seed=gd.seed, load=gd.load)
+
+
 def _shareable(engine: Engine) -> bool:
     """Whether another process can open ``engine``'s database (a server, or a SQLite file named by path)."""
     return engine.url.get_backend_name() != "sqlite" or sqlite_file(engine.url) is not None
@@ -400,7 +425,7 @@ def _replay(engine: Engine, gd: GameDay, t0: int, report: Callable[[str, float],
     t_end = t0 + gd.duration_ns
     instants = range(t0 + gd.step_ns, t_end + 1, gd.step_ns)
     slos = load_slos(builtin_specs_path() if gd.slos == "default" else Path(gd.slos))
-    rules = load_rules()
+    rules = load_rules() if gd.rules == "default" else load_rules(Path(gd.rules))
     ahead = Ahead(helper(), engine, slos, rules, instants) if helper is not None and _shareable(engine) else None
     try:
         with _Sinks() as sinks:

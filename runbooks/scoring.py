@@ -139,6 +139,9 @@ class FaultScore:
     incidents: int
     passed: bool
     why: str = ""
+    #: Per alert name that located the fault within its detection window: (name, seconds from the fault's start
+    #: to its first locating firing, whether one of its firings there named the exact place), sorted by name.
+    detections: tuple[tuple[str, float, bool], ...] = ()
 
 
 def _ratio(num: int, den: Fraction | int) -> float | None:
@@ -163,6 +166,8 @@ class Scorecard:
     incidents: int
     budgets: tuple[BudgetBurn, ...] = ()
     budget_failures: tuple[str, ...] = ()
+    #: (alert name, severity) of each false positive, in the order of ``false_positives``.
+    false_alerts: tuple[tuple[str, str], ...] = ()
 
     @property
     def true_alerts(self) -> int:
@@ -193,11 +198,11 @@ class Scorecard:
         return {
             "name": self.name, "run_id": self.run_id, "passed": self.passed,
             "duration_s": self.duration_ns / NS, "grace_s": self.grace_ns / NS,
-            "faults": [{k: list(v) if isinstance(v, tuple) else v for k, v in _fields(f).items()}
-                       for f in self.faults],
+            "faults": [{k: _plain(v) for k, v in _fields(f).items()} for f in self.faults],
             "alerts": self.alerts, "true_alerts": self.true_alerts,
             "precision": self.precision, "recall": self.recall,
-            "false_positives": list(self.false_positives), "allowed_false_positives": self.allowed_false_positives,
+            "false_positives": list(self.false_positives), "false_alerts": _plain(self.false_alerts),
+            "allowed_false_positives": self.allowed_false_positives,
             "false_pages": self.false_pages, "false_tickets": self.false_tickets,
             "false_pages_per_day": _ratio(self.false_pages, self.days),
             "false_tickets_per_day": _ratio(self.false_tickets, self.days),
@@ -240,6 +245,11 @@ class Scorecard:
 
 def _fields(f: FaultScore) -> dict[str, Any]:
     return {name: getattr(f, name) for name in FaultScore.__slots__}
+
+
+def _plain(v: Any) -> Any:
+    """Tuples (nested) as lists, for JSON."""
+    return [_plain(x) for x in v] if isinstance(v, tuple) else v
 
 
 def _float(x: Fraction | float | None) -> float | None:
@@ -339,7 +349,7 @@ def score(*, name: str, run_id: str, start_ns: int, end_ns: int, faults: Sequenc
     located = {f.id: [(a, w) for a in alerts if (w := locate(dict(a.labels), f, hardware))] for f in faults}
     owned = {f.id: [a for a, _w in located[f.id] if _overlaps(a, f.start_ns, f.end_ns + grace_ns)] for f in faults}
     true_keys = {_key(a) for own in owned.values() for a in own}
-    false = [a for a in alerts if _key(a) not in true_keys]
+    false = sorted((a for a in alerts if _key(a) not in true_keys), key=lambda a: (a.starts_at, a.fingerprint))
     scores = tuple(_score_fault(f, expect.get(f.id), located[f.id], owned[f.id], deliveries, incidents)
                    for f in faults)
     limits = budget_limits or {}
@@ -350,8 +360,8 @@ def score(*, name: str, run_id: str, start_ns: int, end_ns: int, faults: Sequenc
     return Scorecard(
         name=name, run_id=run_id, duration_ns=end_ns - start_ns, grace_ns=grace_ns, faults=scores,
         alerts=len(alerts),
-        false_positives=tuple(f"{alert_name(a)}{_where(a)}@{(a.starts_at - start_ns) / NS:.0f}s"
-                              for a in sorted(false, key=lambda a: (a.starts_at, a.fingerprint))),
+        false_positives=tuple(f"{alert_name(a)}{_where(a)}@{(a.starts_at - start_ns) / NS:.0f}s" for a in false),
+        false_alerts=tuple((alert_name(a), a.label("severity") or "") for a in false),
         false_pages=sum(a.label("severity") == "page" for a in false),
         false_tickets=sum(a.label("severity") == "ticket" for a in false),
         allowed_false_positives=allowed_false_positives, notifications=len(deliveries), incidents=len(incidents),
@@ -368,6 +378,20 @@ def _where(a: Alert) -> str:
 class _Detection:
     hits: list[tuple[Alert, Where]] = field(default_factory=list)
     why: str = ""
+
+
+def _by_name(f: FaultWindow, within_ns: int, located: list[tuple[Alert, Where]]
+             ) -> tuple[tuple[str, float, bool], ...]:
+    """Every alert name locating ``f`` within ``within_ns`` of its start: (name, seconds to its first such
+    firing, whether any of them named the exact place)."""
+    exact = "fleet" if f.fleet_wide else "exact"
+    first: dict[str, tuple[int, bool]] = {}
+    for a, w in located:
+        if f.start_ns <= a.starts_at <= f.start_ns + within_ns:
+            name = alert_name(a)
+            t, named = first.get(name, (a.starts_at, False))
+            first[name] = (min(t, a.starts_at), named or w == exact)
+    return tuple((name, (t - f.start_ns) / NS, named) for name, (t, named) in sorted(first.items()))
 
 
 def _detect(f: FaultWindow, exp: Expectation, located: list[tuple[Alert, Where]]) -> _Detection:
@@ -402,7 +426,8 @@ def _resolved_s(f: FaultWindow, owned: list[Alert]) -> float | None:
 
 def _score_fault(f: FaultWindow, exp: Expectation | None, located: list[tuple[Alert, Where]], owned: list[Alert],
                  deliveries: Sequence[Delivery], incidents: Sequence[IncidentRecord]) -> FaultScore:
-    det = _detect(f, exp or Expectation(fault=f.id), located)
+    exp_or_default = exp or Expectation(fault=f.id)
+    det = _detect(f, exp_or_default, located)
     exact = "fleet" if f.fleet_wide else "exact"
     named = [a for a, w in det.hits if w == exact]
     why = "" if exp is None else _why(f, exp, det, bool(named), deliveries)
@@ -416,4 +441,5 @@ def _score_fault(f: FaultWindow, exp: Expectation | None, located: list[tuple[Al
         time_to_resolve_s=_resolved_s(f, owned),
         alerts=tuple(sorted({alert_name(a) for a in owned})),
         receivers=tuple(sorted({d.receiver for d in mine})), notifications=len(mine),
-        incidents=sum(bool(keys & set(i.alerts)) for i in incidents), passed=not why, why=why)
+        incidents=sum(bool(keys & set(i.alerts)) for i in incidents), passed=not why, why=why,
+        detections=_by_name(f, exp_or_default.within_ns, located))

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from qfleet.files import write_atomic
 from qfleet.units import TimestampError, parse_rfc3339
 
 __all__ = ["main", "parse_at_ns"]
@@ -121,13 +122,10 @@ def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _write_whole(path: Path, text: str) -> None:
-    """Write ``path`` all at once: a temporary file beside it, then a rename, so no half-written file is left."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write ``path`` all at once (:func:`~qfleet.files.write_atomic`), so no half-written file is left."""
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode(), mode=0o644, keep_mode=True)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise ValueError(f"-o {str(path)!r} cannot be written ({err.strerror or err}); "
                          "check that its directory exists and is writable") from None
 
