@@ -10,6 +10,7 @@ result.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 
@@ -23,6 +24,8 @@ from qfleet.slo.model import SLO, SLOReport
 from qfleet.slo.sli import SliSource
 
 __all__ = ["Ahead", "evaluate_at"]
+
+_log = logging.getLogger(__name__)
 
 #: One instant's evaluation: the SLO reports and the rules' alerts.
 Evaluation = tuple[list[SLOReport], list[Alert]]
@@ -72,6 +75,7 @@ class Ahead:
         backwards = [pool.submit(evaluate_at, url, self._slos, self._rules, c) for c in reversed(chunks)]
         self._futures: list[Future[list[Evaluation]]] = backwards[::-1]
         self._last: tuple[int, Evaluation] | None = None
+        self.helper_failures = 0  # instants whose chunk failed in the helper (evaluated here instead)
 
     def _at(self, at: int) -> Evaluation:
         if self._last is not None and self._last[0] == at:
@@ -80,8 +84,15 @@ class Ahead:
         found: Evaluation | None = None
         if where is not None:
             future = self._futures[where[0]]
-            if not future.cancel() and future.exception() is None:  # done, or under way: waited for
-                found = future.result()[where[1]]
+            if not future.cancel():  # done, or under way: waited for
+                failed = future.exception()
+                if failed is None:
+                    found = future.result()[where[1]]
+                elif not self.helper_failures:
+                    # Still correct (evaluated here), but the speed-up is gone: say so once, not per instant.
+                    _log.warning("the evaluation helper failed (%s); evaluating in this process",
+                                 type(failed).__name__)
+                self.helper_failures += failed is not None
         if found is None:
             found = _evaluate(self._engine, self._slos, self._rules, at)
         self._last = (at, found)

@@ -120,6 +120,15 @@ class _Inline(Executor):
         return f
 
 
+class _Broken(Executor):
+    """A helper whose every chunk fails, as a pool whose worker died does."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        f: Future[Any] = Future()
+        f.set_exception(RuntimeError("the helper died"))
+        return f
+
+
 #: What a replay stores that a helper must not change: alert state and the SLO evaluation history.
 _STORED = {"alerts": "SELECT fingerprint, labels, annotations, starts_at_unix_nano, ends_at_unix_nano, "
                      "updated_unix_nano FROM alerts ORDER BY fingerprint, starts_at_unix_nano",
@@ -137,7 +146,8 @@ def _stored(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @pytest.mark.slow
-def test_a_helper_evaluating_slos_and_rules_gives_the_same_game_day(tmp_path: Path) -> None:
+def test_a_helper_evaluating_slos_and_rules_gives_the_same_game_day(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     # The oracle is the replay that evaluates every SLO and rule itself, refreshing the SLO counts instant by
     # instant. With a helper, the counts are materialised once and each instant's evaluation comes from wherever
     # it was done first: all from the helper (inline), or split by timing (a real spawned process). The outage
@@ -147,17 +157,22 @@ def test_a_helper_evaluating_slos_and_rules_gives_the_same_game_day(tmp_path: Pa
         "version": 1, "kind": "GameDay", "name": "helper", "fleet": "line", "duration": "30m", "seed": 7,
         "faults": [{"id": "down", "type": "F5", "target": "qpu-d", "start": "13m", "duration": "14m"}],
         "expect": {"faults": [{"fault": "down", "alerts": ["QfleetNodeHeartbeatMissing"], "within": "5m"}]}})
-    urls = {name: f"sqlite:///{tmp_path / name}.db" for name in ("serial", "inline", "process")}
+    urls = {name: f"sqlite:///{tmp_path / name}.db" for name in ("serial", "inline", "process", "broken")}
     cards = {"serial": run_gameday(gd, db_url=urls["serial"])}
     inline = _Inline()
     cards["inline"] = run_gameday(gd, db_url=urls["inline"], helper=lambda: inline)
     assert inline.calls == 3  # 30 one-minute instants in chunks of ten, every one evaluated by the "helper"
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         cards["process"] = run_gameday(gd, db_url=urls["process"], helper=lambda: pool)
+    assert not [r for r in caplog.records if r.name == "qfleet.alerts.ahead"]  # the real helper did not fail
+    # A helper that fails changes nothing either, and says so once (not once per instant).
+    cards["broken"] = run_gameday(gd, db_url=urls["broken"], helper=_Broken)
+    warned = [r for r in caplog.records if r.name == "qfleet.alerts.ahead"]
+    assert len(warned) == 1 and "RuntimeError" in warned[0].getMessage()
     assert cards["serial"].passed
     serial = _stored(urls["serial"])
     assert any(json.loads(r[1])["alertname"] == "QfleetNodeHeartbeatMissing" for r in serial["alerts"])
     assert len(serial["slo_evaluations"]) >= 30 and any(r[7] for r in serial["slo_evaluations"])  # pages
-    for name in ("inline", "process"):
+    for name in ("inline", "process", "broken"):
         assert cards[name] == cards["serial"], name
         assert _stored(urls[name]) == serial, name
