@@ -19,10 +19,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qfleet.files import write_atomic
 from qfleet.runbooks.campaign import Campaign, RunSpec, campaign_hash, expand
+
+if TYPE_CHECKING:
+    from qfleet.runbooks.scoring import Scorecard
 
 __all__ = ["LabError", "Progress", "check_db_server", "claim_work_dir", "execute", "load_records", "record_of",
            "run_campaign", "run_one", "write_json"]
@@ -37,7 +40,7 @@ class LabError(ValueError):
     names the fix."""
 
 
-def record_of(spec: Mapping[str, Any], card: Any) -> dict[str, Any]:
+def record_of(spec: Mapping[str, Any], card: Scorecard) -> dict[str, Any]:
     """The run record (:mod:`~qfleet.runbooks.labstats` reads it) of a scored game day."""
     j = card.to_json()
     fault = None
@@ -66,7 +69,7 @@ def run_one(spec: Mapping[str, Any], work_dir: str | None = None, keep_store: bo
     from qfleet.runbooks.gameday import gameday_from_dict, run_gameday
 
     own_dir = work_dir is None
-    base = Path(tempfile.mkdtemp(prefix="qfleet-lab-") if own_dir else work_dir)  # type: ignore[arg-type]
+    base = Path(tempfile.mkdtemp(prefix="qfleet-lab-")) if work_dir is None else Path(work_dir)
     stores = base / "stores"
     stores.mkdir(parents=True, exist_ok=True)
     db = stores / f"{spec['key']}.db"
