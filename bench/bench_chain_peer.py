@@ -12,57 +12,33 @@ only to record delivered fidelities, ``Timeline.init()`` / ``run()``. Its wall t
 run, not interpreter start-up or imports; qfleet's covers the whole :func:`qfleet.simulator.chain.run_chain` (median of
 ``--repeats`` after one warm-up).
 
-Mapping SeQUeNCe's defaults (read in ``site-packages/sequence``) onto :class:`qfleet.simulator.chain.ChainConfig`:
-
-* ``MemoryArray`` efficiency 1 -> ``emission_efficiency = collection_efficiency = 1``; ``fidelity`` (raw) 0.99 ->
-  ``raw_fidelity``; ``coherence_time`` 1 s -> ``coherence_time_s = 1`` (T2 dephasing; in the peer's ket formalism
-  it is a hard expiry with no decay, irrelevant in a 0.5 s window where pairs are consumed at once).
-* ``QuantumChannel``: attenuation 2e-4 dB/m over 5 km arms -> 0.2 dB/km, ``hop_km = 10``; light 2e-4 m/ps ->
-  5 us/km, as qfleet's ``FIBRE_S_PER_KM``.
-* ``SingleAtomBSM`` + Barrett-Kok (``barret_kok.py``) -> ``scheme = "double-click"``: two emission rounds, one
-  click each, so p = eta**2 / 2 with eta = T(5 km) * detector efficiency (0.9 nominal) = 0.715, p = 0.255.
-* Swapping (``swapping.py``): success 1, F = F1 * F2 * 0.95; ideal gates and measurements -> ``gate_error =
-  readout_error = 0``, ``processing_time_s = 0``.
-
-Two protocol effects of the peer set its rate and have no physical counterpart in qfleet, so they are folded into
-effective values, measured in a diagnostic run (N = 2, seed 0, the attempts counted by instrumenting
-``BarretKokA``; 9,144 attempts at r0: 4,675 failed after round 1, 2,559 after round 2, 1,910 succeeded):
-
-* Attempt duration. From the memory turning RAW: resource-manager REQUEST (50 us), NEGOTIATE (50), the non-primary's
-  NEGOTIATE_ACK margin (50), photon to the BSM and result back (25 + 25) make round 1 = 200 us; round 2 repeats
-  NEGOTIATE .. result (150). A round-1 miss ends the attempt at 200 us, anything else at 350 us: mean 273.3 us ->
-  ``prep_time_s = 273.3 us - L/c (50 us) = 223.3 us``.
-* Detector dead time. The detectors' 25 MHz count rate (40 ns dead time) is shared by the 5 memories of a link,
-  whose photons the 80 MHz channel spaces 12.5 ns apart, and the memories stay in lock-step on the 50 us message
-  grid, so clicks are lost to other memories' dead time (7,396 recorded of 9,624 arriving photons). The measured
-  success per attempt is 1,910 / 9,144 = 0.2089 instead of 0.2553 -> ``detector_efficiency = sqrt(2 p) / T(5 km) =
-  0.814``. (At N = 4 the peer's memories desynchronise and its p rises to 0.231.)
-
-With these, N = 2 pair counts agree within statistics. For N >= 4 qfleet delivers fewer pairs than the peer (about
--20 % at N = 4, -25 % at N = 8): qfleet matches hop pairs lane by lane (memory k of every hop) and frees a lane on
-delivery, so each round waits for its slowest hop, while the peer pools its memories: a heralded pair on one hop is
-swapped with whichever pair the next hop has ready, and repeater memories are freed at the swap. Pooling is most of
-the gap: a scratch variant of the lane model that frees repeater memories at the swap gave 1,068 (N = 4) and 868
-(N = 8) pairs against the lane model's 1,076 and 732, still short of the peer's 1,326 and 989.
+qfleet runs ``qfleet sim chain --preset sequence-0.8.5-swap`` (:mod:`qfleet.simulator.chain_presets`): every value
+there is the workload's or a default read in the peer's source (cited ``file:line``); nothing is fitted to the
+peer's output. The peer's protocol is modelled explicitly by the pooled policy: Barrett-Kok's REQUEST and two
+NEGOTIATE rounds at 5 us/km, the detectors' dead time shared by a hop's concurrent sessions, tree-ordered swaps
+after a REQUEST/RESPONSE round trip to both ends, interior memories freed at the swap. Before the runs the bench
+asks the installed peer for the defaults the preset cites (``--peer-defaults``) and stops if any differs.
 
 Fidelities differ by design: the peer multiplies F1 * F2 * 0.95 per swap (0.99**(N-1) * 0.95**(N-2)), a rule with no
 physical basis that falls far below the Werner swap algebra w = w1 * w2 (physics.md 1.4); qfleet samples every pair
-in Stim with its own storage dephasing (emission to swap or delivery, classical transit included), next to the
-closed-form prediction and to the Werner value without storage.
+in Stim with its own storage dephasing (T2 = 1 s, emission to swap or to its last correction, classical transit
+included), next to the closed-form prediction (Werner with storage) and the peer's rule.
+
+Pass criteria (issue 17): delivered pairs within +-10 % of the peer at every N, and at least 1000x the peer's
+delivered pairs per wall-second.
 
     .venv/bin/python bench/bench_chain_peer.py [--nodes 2 4 8] [--seed 0] [--repeats 5] [--peer-python PATH]
     .venv/bin/python bench/bench_chain_peer.py --quick      # qfleet only, no peer
 
-Prints a table, the budget check that used to be a test (qfleet's default 8-router chain, 0.5 s simulated, runs
-in well under a second: median of ``--repeats`` after a warm-up, as a long-lived CLI would run it), the machine
-(cores, load average) and one final JSON line.
+Prints the comparison table, the budget check (qfleet's default 8-router chain, 0.5 s simulated, runs in well under
+a second: median of ``--repeats`` after a warm-up, as a long-lived CLI would run it), the machine (cores, load
+average) and one final JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -85,19 +61,11 @@ RAW_FIDELITY = 0.99
 TARGET_FIDELITY = 0.6
 START_S = 0.01
 DURATION_S = 0.5
-PEER_SWAP_DEGRADATION = 0.95  # sequence/entanglement_management/swapping.py, EntanglementSwappingA default
 BUDGET_NODES = 8
 BUDGET_S = 1.0
-
-# Diagnostic N = 2 run of the peer, seed 0 (see the module docstring).
-PEER_ATTEMPTS = 9_144
-PEER_ROUND1_MISSES = 4_675
-PEER_SUCCESSES = 1_910
-PEER_ROUND1_S = 200e-6
-PEER_ATTEMPT_S = 350e-6
-PEER_P_ATTEMPT = PEER_SUCCESSES / PEER_ATTEMPTS
-PEER_MEAN_ATTEMPT_S = (PEER_ROUND1_MISSES * PEER_ROUND1_S
-                       + (PEER_ATTEMPTS - PEER_ROUND1_MISSES) * PEER_ATTEMPT_S) / PEER_ATTEMPTS
+PRESET = "sequence-0.8.5-swap"
+RATE_TOLERANCE = 0.10
+SPEED_TARGET = 1000.0
 
 
 # --- peer side (runs under the peer's interpreter; imports nothing from qfleet) ----------------------------------
@@ -161,6 +129,42 @@ def peer_worker(nodes: int, seed: int) -> dict[str, Any]:
             "mean_fidelity": sum(delivered) / len(delivered) if delivered else None, "events": tl.run_counter}
 
 
+def peer_defaults() -> dict[str, float]:
+    """The installed peer's defaults that the preset cites, read from its constructors' signatures."""
+    import inspect
+
+    from sequence.components.detector import Detector
+    from sequence.components.memory import MemoryArray
+    from sequence.components.optical_channel import QuantumChannel
+    from sequence.entanglement_management.swapping import EntanglementSwappingA
+
+    def default(cls: Any, name: str) -> float:
+        return float(inspect.signature(cls.__init__).parameters[name].default)
+
+    return {"detector_efficiency": default(Detector, "efficiency"),
+            "detector_dead_time_s": default(Detector, "count_rate"),
+            "prep_time_s": default(QuantumChannel, "frequency"),
+            "emission_efficiency": default(MemoryArray, "efficiency"),
+            "swap_success": default(EntanglementSwappingA, "success_prob"),
+            "cutoff_s": default(MemoryArray, "cutoff_ratio") * COHERENCE_S}
+
+
+def check_peer_defaults(peer_python: Path) -> dict[str, Any]:
+    """Compare the preset's cited raw values with the installed peer's; stop on any difference."""
+    from qfleet.simulator.chain_presets import CITATIONS
+
+    done = subprocess.run([str(peer_python), str(Path(__file__).resolve()), "--peer-defaults"], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"reading the peer's defaults failed: {done.stderr[-2000:]}")
+    actual = json.loads(done.stdout.strip().splitlines()[-1])
+    cited = {k: v for k, (_, v) in CITATIONS[PRESET].items()}
+    wrong = {k: (cited[k], actual.get(k)) for k in cited if actual.get(k) != cited[k]}
+    if wrong:
+        raise SystemExit(f"the preset cites values the installed peer does not have (cited, actual): {wrong}")
+    return {"checked": sorted(cited), "ok": True}
+
+
 def run_peer(peer_python: Path, nodes: int, seed: int) -> dict[str, Any]:
     """The peer worker in its own interpreter; its last stdout line is the JSON result."""
     cmd = [str(peer_python), str(Path(__file__).resolve()), "--peer-worker", "--nodes", str(nodes),
@@ -174,25 +178,11 @@ def run_peer(peer_python: Path, nodes: int, seed: int) -> dict[str, Any]:
 # --- qfleet side -------------------------------------------------------------------------------------------------
 
 def qfleet_config(nodes: int) -> Any:
-    """ChainConfig carrying the peer's parameters (mapping in the module docstring)."""
-    from qfleet.simulator import physics
+    """The ChainConfig of ``qfleet sim chain --preset sequence-0.8.5-swap --nodes N``."""
     from qfleet.simulator.chain import ChainConfig
+    from qfleet.simulator.chain_presets import preset
 
-    arm = physics.fibre_transmissivity(HOP_M / 2000, ATTENUATION_DB_PER_M * 1000)
-    return ChainConfig(
-        nodes=nodes,
-        hop_km=HOP_M / 1000,
-        attenuation_db_per_km=ATTENUATION_DB_PER_M * 1000,
-        raw_fidelity=RAW_FIDELITY,
-        memories=MEMORIES_RESERVED,
-        duration_s=DURATION_S,
-        coherence_time_s=COHERENCE_S,
-        scheme="double-click",
-        emission_efficiency=1.0,
-        collection_efficiency=1.0,
-        detector_efficiency=math.sqrt(2 * PEER_P_ATTEMPT) / arm,
-        prep_time_s=PEER_MEAN_ATTEMPT_S - (HOP_M / 1000) * physics.FIBRE_S_PER_KM,
-    )
+    return ChainConfig(nodes=nodes, **preset(PRESET))
 
 
 def run_qfleet(nodes: int, seed: int, repeats: int) -> dict[str, Any]:
@@ -230,11 +220,6 @@ def budget_check(repeats: int) -> dict[str, Any]:
 
 # --- report ------------------------------------------------------------------------------------------------------
 
-def peer_rule_fidelity(nodes: int) -> float:
-    """The peer's swap rule: F0**(N-1) * 0.95**(N-2)."""
-    return RAW_FIDELITY ** (nodes - 1) * PEER_SWAP_DEGRADATION ** (nodes - 2)
-
-
 def _rate(row: dict[str, Any] | None) -> float | None:
     if not row or not row["wall_s"]:
         return None
@@ -246,32 +231,23 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def report(rows: list[dict[str, Any]], out: Any = sys.stdout) -> None:
-    """Print the throughput table, the fidelity table and the notes."""
-    print(f"{'N':>2} | {'peer pairs':>10} {'peer F':>7} {'peer wall s':>11} {'pairs/wall-s':>12} | "
-          f"{'qfleet pairs':>12} {'qfleet F':>15} {'wall ms':>8} {'pairs/wall-s':>12} | {'ratio':>8}", file=out)
+    """Print the comparison table and the notes."""
+    print(f"{'N':>2} | {'peer pairs':>10} {'qfleet pairs':>12} {'ratio':>6} | {'peer pairs/wall-s':>17} "
+          f"{'qfleet pairs/wall-s':>19} {'speed-up':>9} | {'peer F':>7} {'qfleet F (Stim)':>16} "
+          f"{'peer rule F':>11} {'Werner+storage':>14}", file=out)
     for row in rows:
         peer, q = row["peer"], row["qfleet"]
         qf = f"{q['mean_fidelity']:.4f}+-{q['fidelity_stderr']:.4f}" if q["mean_fidelity"] is not None else "-"
-        print(f"{row['nodes']:>2} | {_fmt(peer and peer['pairs_delivered'], 'd'):>10} "
-              f"{_fmt(peer and peer['mean_fidelity'], '.4f'):>7} {_fmt(peer and peer['wall_s'], '.2f'):>11} "
-              f"{_fmt(_rate(peer), ',.0f'):>12} | {q['pairs_delivered']:>12d} {qf:>15} {q['wall_s'] * 1e3:>8.2f} "
-              f"{_fmt(_rate(q), ',.0f'):>12} | {_fmt(row['ratio'], ',.0f'):>8}", file=out)
+        print(f"{row['nodes']:>2} | {_fmt(peer and peer['pairs_delivered'], ',d'):>10} "
+              f"{q['pairs_delivered']:>12,d} {_fmt(row['pair_ratio'], '.3f'):>6} | {_fmt(_rate(peer), ',.0f'):>17} "
+              f"{_fmt(_rate(q), ',.0f'):>19} {_fmt(row['speedup'], ',.0f'):>8}x | "
+              f"{_fmt(peer and peer['mean_fidelity'], '.4f'):>7} {qf:>16} {row['peer_rule_fidelity']:>11.4f} "
+              f"{_fmt(q['predicted_fidelity'], '.4f'):>14}", file=out)
     print(file=out)
-    print(f"{'N':>2} | {'peer F':>7} {'F0^(N-1)*0.95^(N-2)':>19} | {'Werner, no storage':>18} "
-          f"{'Werner+storage':>14} {'qfleet Stim':>11} | {'end-qubit wait':>14}", file=out)
-    for row in rows:
-        peer, q = row["peer"], row["qfleet"]
-        print(f"{row['nodes']:>2} | {_fmt(peer and peer['mean_fidelity'], '.4f'):>7} "
-              f"{peer_rule_fidelity(row['nodes']):>19.4f} | {q['werner_fidelity']:>18.4f} "
-              f"{_fmt(q['predicted_fidelity'], '.4f'):>14} {_fmt(q['mean_fidelity'], '.4f'):>11} | "
-              f"{_fmt(q['mean_end_wait_s'] and q['mean_end_wait_s'] * 1e3, '.3f'):>11} ms", file=out)
-    print(file=out)
-    print("Pairs: N = 2 uses the peer-calibrated link (p = 0.209, 273 us per attempt). N >= 4 differ by scheduling: "
-          "the peer pools memories (any ready pair swaps with any other, repeaters free at the swap); qfleet "
-          "matches pairs lane by lane and frees a lane on delivery, so each round waits for its slowest hop.",
-          file=out)
-    print("Fidelity: the peer multiplies F1*F2*0.95 per swap; qfleet samples each pair in Stim (Werner links, "
-          "w = w1*w2 per swap, T2 = 1 s dephasing over each qubit's own storage and classical transit).", file=out)
+    print("ratio = qfleet / peer delivered pairs (target 0.90-1.10); speed-up = qfleet / peer pairs per wall-second "
+          f"(target >= {SPEED_TARGET:,.0f}x). Peer rule F = 0.99^(N-1) * 0.95^(N-2); Werner+storage = the closed "
+          "form qfleet's Stim samples estimate (Werner links, w = w1*w2 per swap, T2 = 1 s dephasing over each "
+          "qubit's storage and classical transit).", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,10 +260,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="interpreter of the venv with sequence==0.8.5")
     parser.add_argument("--quick", action="store_true", help="qfleet only, no peer (smoke test)")
     parser.add_argument("--peer-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--peer-defaults", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if any(n < 2 for n in args.nodes) or args.repeats < 1:
         parser.error("--nodes must all be >= 2 and --repeats >= 1")
 
+    if args.peer_defaults:
+        print(json.dumps(peer_defaults()))
+        return 0
     if args.peer_worker:
         if len(args.nodes) != 1:
             parser.error("--peer-worker runs exactly one chain length")
@@ -297,24 +277,33 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick and not args.peer_python.exists():
         parser.error(f"--peer-python {args.peer_python} does not exist; create it with "
                      "`python3 -m venv .venv-peer && .venv-peer/bin/pip install sequence==0.8.5` or pass --quick")
+    from qfleet.simulator.chain_presets import peer_rule_fidelity
+
+    defaults = None if args.quick else check_peer_defaults(args.peer_python)
     rows = []
     for n in args.nodes:
         peer = None if args.quick else run_peer(args.peer_python, n, args.seed)
         q = run_qfleet(n, args.seed, args.repeats)
         peer_rate, q_rate = _rate(peer), _rate(q)
-        ratio = q_rate / peer_rate if peer_rate and q_rate else None
-        rows.append({"nodes": n, "peer": peer, "qfleet": q, "ratio": ratio,
-                     "peer_rule_fidelity": peer_rule_fidelity(n)})
+        rows.append({"nodes": n, "peer": peer, "qfleet": q,
+                     "pair_ratio": q["pairs_delivered"] / peer["pairs_delivered"] if peer else None,
+                     "speedup": q_rate / peer_rate if peer_rate and q_rate else None,
+                     "peer_rule_fidelity": peer_rule_fidelity(RAW_FIDELITY, n)})
     report(rows)
     budget = budget_check(args.repeats)
     print(f"\nbudget: the default {budget['nodes']}-router chain ({budget['simulated_s']:g} s simulated, "
           f"{budget['pairs_delivered']:,} pairs) ran in {budget['median_wall_s'] * 1e3:.1f} ms (median of "
           f"{args.repeats}; budget < {BUDGET_S * 1e3:.0f} ms): {'ok' if budget['ok'] else 'OUT OF BUDGET'}")
     print(f"machine: {budget['cores']} cores, load average {' '.join(map(str, budget['loadavg']))}")
-    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-    print(json.dumps({"bench": "chain_peer", "seed": args.seed, "quick": args.quick,
-                      "peer_p_attempt": PEER_P_ATTEMPT, "peer_mean_attempt_s": PEER_MEAN_ATTEMPT_S,
-                      "min_ratio": min(ratios) if ratios else None, "rows": rows, "budget": budget}))
+    verdict = None
+    if not args.quick:
+        pairs_ok = all(abs(r["pair_ratio"] - 1) <= RATE_TOLERANCE for r in rows)
+        speed_ok = all(r["speedup"] is not None and r["speedup"] >= SPEED_TARGET for r in rows)
+        verdict = {"pairs_within_10pct": pairs_ok, "speedup_at_least_1000x": speed_ok}
+        print(f"pairs within +-{RATE_TOLERANCE:.0%} at every N: {'PASS' if pairs_ok else 'FAIL'}; "
+              f">= {SPEED_TARGET:,.0f}x pairs per wall-second at every N: {'PASS' if speed_ok else 'FAIL'}")
+    print(json.dumps({"bench": "chain_peer", "preset": PRESET, "seed": args.seed, "quick": args.quick,
+                      "peer_defaults": defaults, "verdict": verdict, "rows": rows, "budget": budget}))
     return 0
 
 

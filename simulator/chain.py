@@ -1,7 +1,25 @@
 """Repeater-chain workload: end-to-end pairs over a linear chain of routers, timed in numpy, verified in Stim.
 
 The chain has ``nodes`` routers and ``nodes - 1`` hops; each hop is heralded at a midpoint station (physics.md 1.1).
-Each router reserves ``memories`` memories per side, and memory k of every hop forms *lane* k. A lane runs rounds:
+Each router reserves ``memories`` memories per side. Two memory policies share the link physics and the fidelity
+sampling:
+
+**pooled** (default). Any free memory on one side of a hop and any on the other form a generation session: attempts
+until a herald, all of a session's attempts drawn as one duration (geometric in the attempts, per attempt class),
+so nothing loops per attempt. A heralded pair is ready at both routers. Interior router r swaps pairs on its two
+designated neighbours (SeQUeNCe's binary nesting: routers 1, 3, 5, ... join adjacent hops, then every other one,
+see ``chain_pooled._tree_partners``), pairing the oldest ready pair of each side as soon as both exist; with
+``swap_negotiation`` it first waits a REQUEST/RESPONSE round trip to the farther end. Its two memories are freed at
+the swap and start generating again; the outcome reaches each end at 5 us/km, and the end-to-end pair is delivered
+when it reaches router 0 (the far end frees its memory when the outcome reaches it). A swap fails with probability
+``1 - swap_success`` (both ends' memories are freed on the news); pairs stored past ``cutoff_s`` are discarded.
+``link_protocol="negotiated"`` times attempts as SeQUeNCe's Barrett-Kok does: a REQUEST, then two rounds of
+NEGOTIATE / ACK / photon / result, a miss in round 1 ending the attempt early; a free requester polls every round
+trip until the other side has a free memory. With ``detector_dead_time_s`` concurrent sessions of a hop block each
+other's clicks (lock-step model). One small discrete-event loop over heralds, swaps and classical arrivals, a few
+events per pair and hop.
+
+**lanes**. Memory k of every hop forms lane k. A lane runs rounds:
 
 1. At the round start every hop of the lane makes geometric attempts (success ``p`` per attempt, one attempt every
    ``prep_time_s + hop_km * 5 us/km``): hop h's pair is heralded at R_h = start + K_h * cycle, K_h ~ Geometric(p).
@@ -11,16 +29,15 @@ Each router reserves ``memories`` memories per side, and memory k of every hop f
 3. The end-to-end pair is delivered when the last outcome reaches the farther end; the lane's memories are then
    freed and the next round starts. Freeing on delivery is what lets the memory count limit throughput.
 
-Pairs on adjacent hops are therefore matched in order within a lane. Nothing loops per attempt or per pair: each
-round's duration depends only on that round's draws, so lane timelines are one ``cumsum`` over rounds. Times are
-integer nanoseconds.
+Each round's duration depends only on that round's draws, so lane timelines are one ``cumsum`` over rounds.
 
-Every qubit's storage time (emission to swap for repeater qubits, emission to delivery for end qubits, classical
-transit included, physics.md 1.3) sets its own Pauli-twirled T1/T2 noise. Each delivered pair is one instance of
-:func:`simulator.circuits.swap_chain` in a FlipSimulator batch with its own masks: Werner (1-F)/3 per link, storage
-at the repeaters (slot 0), gate depolarising and readout flips at the Bell measurements (slot 1), end-qubit storage
-(slot 2). Its fidelity is sampled, not computed; ``predicted_fidelity`` is the closed form for the same per-pair
-noise and ``werner_fidelity`` the Werner swap algebra with no storage at all (physics.md 1.4).
+Times are integer nanoseconds. Every qubit's storage time (emission to swap for repeater qubits, emission to the
+arrival of its last correction for end qubits, classical transit included, physics.md 1.3) sets its own
+Pauli-twirled T1/T2 noise. Each delivered pair is one instance of :func:`simulator.circuits.swap_chain` (swaps
+commute, so one circuit serves any nesting) in a FlipSimulator batch with its own masks: Werner (1-F)/3 per link,
+storage at the repeaters (slot 0), gate depolarising and readout flips at the Bell measurements (slot 1), end-qubit
+storage (slot 2). Its fidelity is sampled, not computed; ``predicted_fidelity`` is the closed form for the same
+per-pair noise and ``werner_fidelity`` the Werner swap algebra with no storage at all (physics.md 1.4).
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from qfleet.simulator import circuits, noise_masks, physics
+from qfleet.simulator.chain_pooled import _link_model, _pooled_timings, _Timings
 from qfleet.units import NS
 
 __all__ = ["ChainConfig", "ChainError", "ChainResult", "run_chain"]
@@ -42,6 +60,12 @@ _MAX_MEMORIES = 10_000
 _MAX_EXPECTED_PAIRS = 20_000_000
 _MAX_DRAWS_PER_CHUNK = 1 << 22
 _MAX_MEAN_PAIR_S = 1e6
+
+MEMORY_POLICIES: tuple[str, ...] = ("pooled", "lanes")
+LINK_PROTOCOLS: tuple[str, ...] = ("cycle", "negotiated")
+# Fields the lanes policy does not model, with the defaults it accepts.
+_POOLED_ONLY: dict[str, object] = {"link_protocol": "cycle", "swap_negotiation": False, "swap_success": 1.0,
+                                   "cutoff_s": math.inf, "detector_dead_time_s": 0.0}
 
 
 class ChainError(ValueError):
@@ -87,6 +111,20 @@ class ChainConfig:
         gate_error: DEPOLARIZE2 probability of each swap's two-qubit gate (0 like the peer).
         readout_error: Flip probability of each Bell-measurement bit (0 like the peer).
         processing_time_s: Time from both pairs heralded to the swap outcome leaving the router.
+        memory_policy: ``"pooled"`` (any free memory pair of a hop generates; a router swaps its oldest ready pairs
+            and frees its memories at the swap) or ``"lanes"`` (memory k of every hop, held until delivery).
+        link_protocol: ``"cycle"`` (back-to-back attempts of ``cycle_s``) or ``"negotiated"`` (Barrett-Kok's two
+            rounds with the resource manager's REQUEST and a NEGOTIATE/ACK per round, classical messages at
+            5 us/km, as SeQUeNCe runs it); pooled only.
+        swap_negotiation: Before swapping, pair with both far ends by a REQUEST/RESPONSE round trip (SeQUeNCe's
+            resource manager); pooled only.
+        swap_success: Probability that a swap succeeds; a failed swap frees the far ends' memories when its
+            result arrives. Pooled only.
+        cutoff_s: A stored pair whose oldest qubit has been stored (since its emission) longer than this is
+            discarded and its memories freed; ``math.inf`` for none. Pooled only.
+        detector_dead_time_s: After a click a midpoint detector misses photons for this long; sessions of a hop
+            running concurrently then block each other's clicks (lock-step model, see ``chain_pooled._dead_time_loss``).
+            Pooled only.
     """
 
     nodes: int
@@ -106,6 +144,12 @@ class ChainConfig:
     gate_error: float = 0.0
     readout_error: float = 0.0
     processing_time_s: float = 0.0
+    memory_policy: str = "pooled"
+    link_protocol: str = "cycle"
+    swap_negotiation: bool = False
+    swap_success: float = 1.0
+    cutoff_s: float = math.inf
+    detector_dead_time_s: float = 0.0
 
     def __post_init__(self) -> None:
         _int("nodes", self.nodes, 2, _MAX_NODES, "routers in the chain, e.g. 4")
@@ -132,6 +176,26 @@ class ChainConfig:
         _real("gate_error", self.gate_error, 0.0, 15 / 16, "a DEPOLARIZE2 probability, e.g. 0.01")
         _real("readout_error", self.readout_error, 0.0, 0.5, "a bit-flip probability, e.g. 0.01")
         _real("processing_time_s", self.processing_time_s, 0.0, 1e3, "seconds per swap, e.g. 0.0")
+        if self.memory_policy not in MEMORY_POLICIES:
+            raise ChainError(f"memory_policy={self.memory_policy!r} is unknown; use one of "
+                             f"{', '.join(MEMORY_POLICIES)}")
+        if self.link_protocol not in LINK_PROTOCOLS:
+            raise ChainError(f"link_protocol={self.link_protocol!r} is unknown; use one of "
+                             f"{', '.join(LINK_PROTOCOLS)}")
+        if not isinstance(self.swap_negotiation, bool):
+            raise ChainError(f"swap_negotiation={self.swap_negotiation!r} must be True or False")
+        _real("swap_success", self.swap_success, 0.0, 1.0, "a probability, e.g. 1.0", lo_open=True)
+        _real("cutoff_s", self.cutoff_s, 0.0, math.inf, "seconds a pair may be stored, e.g. 0.01 (math.inf for "
+              "none)", lo_open=True, allow_inf=True)
+        _real("detector_dead_time_s", self.detector_dead_time_s, 0.0, 1.0, "seconds, e.g. 40e-9")
+        if self.memory_policy == "lanes":
+            for name, default in _POOLED_ONLY.items():
+                if getattr(self, name) != default:
+                    raise ChainError(f"{name}={getattr(self, name)!r} needs memory_policy='pooled' (lanes hold "
+                                     f"their memories until delivery); drop it or use the pooled policy")
+        if self.link_protocol == "negotiated" and self.scheme != "double-click":
+            raise ChainError(f"link_protocol='negotiated' with scheme={self.scheme!r}: the negotiated protocol "
+                             "is Barrett-Kok's two rounds; use scheme='double-click' or link_protocol='cycle'")
         if _cycle_ns(self) < 1:
             raise ChainError(
                 f"prep_time_s={self.prep_time_s!r} with hop_km={self.hop_km!r} gives an attempt cycle under 1 ns; "
@@ -261,15 +325,6 @@ class ChainResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Timings:
-    """Per delivered pair (columns), integer ns: herald times R (links, B), swap starts (links-1, B), delivery."""
-
-    herald: np.ndarray
-    swap: np.ndarray
-    delivery: np.ndarray
-
-
 def _round_offsets(k: np.ndarray, cycle_ns: int, proc_ns: int, far_ns: np.ndarray) -> tuple[np.ndarray, ...]:
     """Herald, swap-start and delivery times relative to the round start, from attempt counts k (..., links)."""
     herald = k * cycle_ns
@@ -309,10 +364,12 @@ def _timings(config: ChainConfig, p: float, rng: np.random.Generator) -> _Timing
     k_all = np.concatenate(kept_k, axis=0)
     start = np.concatenate(kept_start, axis=0)
     herald, swap, delivery = _round_offsets(k_all, cycle_ns, proc_ns, far_ns)
+    delivered = delivery + start
     return _Timings(
         herald=(herald + start[:, None]).T,
         swap=(swap + start[:, None]).T,
-        delivery=delivery + start,
+        delivery=delivered,
+        ends=np.stack([delivered, delivered]),
     )
 
 
@@ -336,7 +393,7 @@ def _noise(config: ChainConfig, t: _Timings, rng: np.random.Generator
     repeater_wait = np.zeros((2 * links, b), dtype=np.int64)
     repeater_wait[1:-1:2] = t.swap - emitted[:-1]
     repeater_wait[2:-1:2] = t.swap - emitted[1:]
-    end_wait = np.stack([t.delivery - emitted[0], t.delivery - emitted[-1]])
+    end_wait = np.stack([t.ends[0] - emitted[0], t.ends[1] - emitted[-1]])
     t1, t2 = config.t1_s, config.coherence_time_s
     rx, ry, rz = (np.asarray(v) for v in physics.twirled_memory_paulis(repeater_wait / NS, t1, t2))
     ex, ey, ez = (np.asarray(v) for v in physics.twirled_memory_paulis(end_wait / NS, t1, t2))
@@ -386,7 +443,15 @@ def run_chain(config: ChainConfig, *, seed: int = 0) -> ChainResult:
     _int("seed", seed, 0, 2**63 - 1, "a non-negative integer, e.g. 0")
     timing_seq, noise_seq, stim_seq = np.random.SeedSequence(int(seed)).spawn(3)
     p = config.success_probability()
-    timings = _timings(config, p, np.random.default_rng(timing_seq))
+    timing_rng = np.random.default_rng(timing_seq)
+    if config.memory_policy == "lanes":
+        timings = _timings(config, p, timing_rng)
+    else:
+        timings = _pooled_timings(config, p, timing_rng)
+    cycle_s = config.cycle_s()
+    if config.link_protocol == "negotiated":
+        m = _link_model(config, p)
+        cycle_s = (m.round1_ns + (1 - m.fail1) * m.round2_ns) / NS  # mean attempt of a lone session
     werner = physics.chain_fidelity([config.raw_fidelity] * config.links, gate_error=config.gate_error,
                                     readout_error=config.readout_error)
     n = int(timings.delivery.shape[0])
@@ -407,6 +472,6 @@ def run_chain(config: ChainConfig, *, seed: int = 0) -> ChainResult:
         predicted_fidelity=float(np.clip(predicted, 0.0, 1.0)) if n else math.nan,
         werner_fidelity=float(werner),
         success_probability=p,
-        attempt_cycle_s=config.cycle_s(),
+        attempt_cycle_s=cycle_s,
         mean_end_wait_s=end_wait,
     )

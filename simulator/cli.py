@@ -107,17 +107,24 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("experiment", help="run one protocol in isolation against its analytic prediction")
     ex.add_argument("protocol", help="bell, memory, swap-chain, purify, ghz, teleport-cnot or link")
     ex.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a protocol parameter")
+    ex.add_argument("--profile", metavar="NAME",
+                    help="take parameters from a built-in hardware profile or link preset (e.g. nv, ion-photonic, "
+                         "sc-microwave); --param values override them")
     ex.add_argument("--shots", type=int, default=10_000)
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--json", action="store_true")
 
     ch = sub.add_parser("chain", help="the repeater-chain workload of the SeQUeNCe comparison")
     ch.add_argument("--nodes", type=int, required=True, help="routers in the chain (>= 2)")
-    ch.add_argument("--hop-km", type=float, default=10.0)
-    ch.add_argument("--attenuation-db-per-km", type=float, default=0.2)
-    ch.add_argument("--raw-fidelity", type=float, default=0.99)
-    ch.add_argument("--memories", type=int, default=5)
-    ch.add_argument("--duration", default="500ms", help="simulated window, e.g. 500ms, 2s (default 500ms)")
+    ch.add_argument("--preset", help="start from a named configuration, e.g. sequence-0.8.5-swap (flags override)")
+    ch.add_argument("--memory-policy", help="pooled (default: any free memories, freed at the swap) or lanes")
+    ch.add_argument("--hop-km", type=float, help="default 10")
+    ch.add_argument("--attenuation-db-per-km", type=float, help="default 0.2")
+    ch.add_argument("--raw-fidelity", type=float, help="default 0.99")
+    ch.add_argument("--memories", type=int, help="memories per router and side (default 5)")
+    ch.add_argument("--duration", help="simulated window, e.g. 500ms, 2s (default 500ms)")
+    ch.add_argument("--cutoff", help="discard pairs stored longer than this, e.g. 10ms (pooled; default none)")
+    ch.add_argument("--swap-success", type=float, help="probability that a swap succeeds (pooled; default 1)")
     ch.add_argument("--seed", type=int, default=0)
     ch.add_argument("--json", action="store_true")
     return p
@@ -150,23 +157,42 @@ def _experiment(args: argparse.Namespace, out: TextIO) -> int:
         if not sep or not name:
             raise ExperimentError(f"--param {item!r} is not NAME=VALUE; e.g. --param fidelity=0.95")
         params[name.strip()] = value.strip()
-    res = run_experiment(args.protocol, params, shots=args.shots, seed=args.seed)
+    res = run_experiment(args.protocol, params, shots=args.shots, seed=args.seed, profile=args.profile)
     print(json.dumps(res.to_json_dict()) if args.json else res.format_text(), file=out)
     return 0
 
 
+def _chain_seconds(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text) / NS
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from err
+
+
 def _chain(args: argparse.Namespace, out: TextIO, clock: Clock) -> int:
     from qfleet.simulator.chain import ChainConfig, run_chain
+    from qfleet.simulator.chain_presets import peer_rule_fidelity, preset
 
-    try:
-        duration_ns = parse_duration(args.duration)
-    except ValueError as err:
-        raise ValueError(f"--duration: {err}") from err
-    cfg = ChainConfig(nodes=args.nodes, hop_km=args.hop_km, attenuation_db_per_km=args.attenuation_db_per_km,
-                      raw_fidelity=args.raw_fidelity, memories=args.memories, duration_s=duration_ns / NS)
+    fields: dict[str, Any] = preset(args.preset) if args.preset else {}
+    given = {"memory_policy": args.memory_policy, "hop_km": args.hop_km,
+             "attenuation_db_per_km": args.attenuation_db_per_km, "raw_fidelity": args.raw_fidelity,
+             "memories": args.memories, "swap_success": args.swap_success,
+             "duration_s": None if args.duration is None else _chain_seconds("--duration", args.duration),
+             "cutoff_s": None if args.cutoff is None else _chain_seconds("--cutoff", args.cutoff)}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if "duration_s" in fields and fields["duration_s"] == 0:
+        raise ValueError(f"--duration {args.duration!r} simulates nothing; give e.g. 500ms")
+    if "cutoff_s" in fields and fields["cutoff_s"] == 0:
+        raise ValueError(f"--cutoff {args.cutoff!r} would discard every pair; give e.g. 10ms or leave it out")
+    cfg = ChainConfig(nodes=args.nodes, **fields)
     t0 = clock.monotonic()
     res = run_chain(cfg, seed=args.seed)
     doc = res.to_json_dict(wall_s=clock.monotonic() - t0)
+    doc["memory_policy"] = cfg.memory_policy
+    if args.preset:
+        doc["preset"] = args.preset
+        if args.preset.startswith("sequence-"):
+            doc["peer_rule_fidelity"] = peer_rule_fidelity(cfg.raw_fidelity, cfg.nodes)
     if args.json:
         print(json.dumps(doc), file=out)
     else:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qfleet.simulator import physics
+from qfleet.simulator.profiles import LINK_PRESETS, PROFILES
 from qfleet.simulator.protocol_specs import (
     PROTOCOLS,
     ExperimentError,
@@ -36,8 +38,14 @@ __all__ = [
     "ExperimentResult",
     "Param",
     "ProtocolSpec",
+    "REFERENCE_LENGTH_KM",
+    "profile_params",
     "run_experiment",
 ]
+
+REFERENCE_LENGTH_KM = 0.002
+"""The link length at which a profile's link fidelity and pair rate feed the other protocols: 2 m, the lab links of
+the experiments the profiles reproduce (Humphreys et al. 2018; Main et al. 2025)."""
 
 _MAX_SHOTS = 100_000_000
 _CORE_KEYS = (
@@ -74,6 +82,7 @@ class ExperimentResult:
     predicted_fidelity: float
     success_probability: float | None
     extra: dict[str, float]
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -98,6 +107,8 @@ class ExperimentResult:
             "success_probability": _json_float(self.success_probability),
         }
         out.update({k: _json_float(v) for k, v in self.extra.items()})
+        if self.profile is not None:
+            out["profile"] = self.profile
         return out
 
     def format_text(self) -> str:
@@ -109,7 +120,7 @@ class ExperimentResult:
             else 0.0
         )
         lines = [
-            f"{self.protocol}: {params}",
+            f"{self.protocol}: {params}" + (f" (profile {self.profile})" if self.profile else ""),
             f"  fidelity             {self.fidelity:.5f} +/- {self.fidelity_stderr:.5f}   "
             f"predicted {self.predicted_fidelity:.5f} ({sigma:.1f} sigma, {self.shots:,} shots)",
         ]
@@ -123,8 +134,64 @@ def _json_float(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
 
+def profile_params(protocol: str, profile: str) -> dict[str, Value]:
+    """The parameters of ``protocol`` that a built-in hardware profile and its link preset supply.
+
+    ``profile`` names a node profile (:data:`~qfleet.simulator.profiles.PROFILES`), a link preset
+    (:data:`~qfleet.simulator.profiles.LINK_PRESETS`) or both (``ion-photonic``, ``nv``, ``sc-microwave``). A
+    preset supplies the ``link`` protocol's physics, and for the other protocols the pair fidelity at
+    :data:`REFERENCE_LENGTH_KM` (``fidelity``) and the mean time to make it (``pair_wait_s``). A node profile
+    supplies ``t1_s``, ``t2_s``, ``gate_error`` (its two-qubit gate), ``readout_error`` (the mean of its two
+    readout errors) and ``round_trip_s``: two local gates, two readouts and two classical messages (the
+    teleported CNOT's feed-forward).
+
+    Raises:
+        ExperimentError: an unknown profile, or one that supplies none of the protocol's parameters.
+
+    >>> profile_params("memory", "nv")["t2_s"]
+    0.5
+    """
+    node, preset = PROFILES.get(profile), LINK_PRESETS.get(profile)
+    if node is None and preset is None:
+        names = sorted(set(PROFILES) | set(LINK_PRESETS))
+        raise ExperimentError(f"profile {profile!r} is unknown; use one of {', '.join(names)} (e.g. --profile nv)")
+    spec = PROTOCOLS.get(protocol)
+    if spec is None:
+        raise ExperimentError(f"protocol {protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
+    derived: dict[str, Value] = {}
+    if preset is not None:
+        link = {k: v for k, v in preset.link_fields().items() if k != "preset"}
+        derived.update(link)
+        physics_args = {k: link[k] for k in (
+            "scheme", "attenuation_db_per_km", "emission_efficiency", "collection_efficiency", "detector_efficiency",
+            "conversion_efficiency", "dark_count_probability", "visibility", "bright_state_population")}
+        p, _, f = physics.link_pair(length_km=REFERENCE_LENGTH_KM, **physics_args)
+        cycle = physics.attempt_cycle_s(prep_time_s=preset.prep_time_s, length_km=REFERENCE_LENGTH_KM)
+        derived["fidelity"] = max(0.25, f)
+        derived["pair_wait_s"] = physics.mean_time_to_pair_s(p=p, cycle_s=cycle, memories=1)
+    if node is not None:
+        message = (preset.classical_processing_s if preset is not None else 0.0) \
+            + REFERENCE_LENGTH_KM * physics.FIBRE_S_PER_KM
+        derived.update(
+            t1_s=node.t1_s,
+            t2_s=node.t2_s,
+            gate_error=node.gate_error_2q,
+            readout_error=(node.readout_error_0 + node.readout_error_1) / 2,
+            round_trip_s=2 * (node.gate_time_2q_s + node.readout_time_s + message),
+        )
+    out = {k: v for k, v in derived.items() if k in spec.by_name}
+    if not out:
+        raise ExperimentError(f"profile {profile!r} supplies none of {protocol}'s parameters; run it without --profile")
+    return out
+
+
 def run_experiment(
-    protocol: str, params: Mapping[str, str | float | int], *, shots: int = 10_000, seed: int = 0
+    protocol: str,
+    params: Mapping[str, str | float | int],
+    *,
+    shots: int = 10_000,
+    seed: int = 0,
+    profile: str | None = None,
 ) -> ExperimentResult:
     """Simulate ``shots`` instances of ``protocol`` and compare the measured fidelity with the closed form.
 
@@ -133,14 +200,18 @@ def run_experiment(
         params: Parameter overrides; values may be strings (``"0.95"``) as they come from the CLI.
         shots: Protocol instances to simulate (>= 1). For ``bell`` each shot reads all three correlators.
         seed: Seeds all randomness; equal arguments give equal results on one Stim/numpy build.
+        profile: A built-in hardware profile or link preset whose values replace the defaults
+            (:func:`profile_params`); ``params`` still override them.
 
     Returns:
         The measured and predicted figures with the resolved parameters.
 
     Raises:
-        ExperimentError: an unknown protocol or parameter, a bad value, or bad shots / seed.
+        ExperimentError: an unknown protocol, profile or parameter, a bad value, or bad shots / seed.
     """
-    resolved = resolve_params(protocol, params)
+    merged: dict[str, object] = dict(profile_params(protocol, profile)) if profile is not None else {}
+    merged.update(params)
+    resolved = resolve_params(protocol, merged)
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or not 1 <= shots <= _MAX_SHOTS:
         raise ExperimentError(
             f"shots={shots!r} must be an integer in [1, {_MAX_SHOTS:,}], e.g. --shots 10000"
@@ -160,4 +231,5 @@ def run_experiment(
         predicted_fidelity=float(out.predicted),
         success_probability=None if out.success is None else float(out.success),
         extra={k: float(v) for k, v in out.extra.items()},
+        profile=profile,
     )

@@ -113,6 +113,9 @@ _LINK_RULES = (
     in_range("emission_efficiency", 0.0, 1.0, "probability", "0.5", open_lo=True),
     in_range("collection_efficiency", 0.0, 1.0, "probability", "0.111", open_lo=True),
     in_range("detector_efficiency", 0.0, 1.0, "probability", "0.8", open_lo=True),
+    in_range("conversion_efficiency", 0.0, 1.0, "frequency-conversion efficiency per photon, 1 for native photons",
+             "0.265", open_lo=True),
+    in_range("dark_count_probability", 0.0, 0.5, "per detector and attempt window", "1.5e-7"),
     in_range("visibility", 0.0, 1.0, "HOM visibility", "0.94"),
     in_range("bright_state_population", 0.0, 0.5, "single-click alpha", "0.1", open_lo=True),
     positive("prep_time_s", "seconds per attempt", "36e-6", maximum=MAX_SECONDS),
@@ -147,8 +150,11 @@ class Link:
     """A heralded entanglement link between nodes ``a`` and ``b``, possibly through repeater nodes.
 
     ``length_km`` is the whole fibre; with ``repeaters`` it is split evenly into ``len(repeaters) + 1``
-    segments. Efficiencies are probabilities in (0, 1]; ``bright_state_population`` is single-click's
-    alpha (ignored by double-click). Times are seconds. ``preset`` names the
+    segments. Efficiencies are probabilities in (0, 1]; ``conversion_efficiency`` is the frequency-conversion
+    efficiency of each photon (1 for native photons); ``dark_count_probability`` is each detector's probability of a
+    dark count in one attempt window; ``bright_state_population`` is single-click's alpha (ignored by the other
+    schemes). For ``scheme: microwave`` (deterministic transfer) ``collection_efficiency`` is the receiver's
+    absorption probability and ``visibility`` the transfer's coherence factor. Times are seconds. ``preset`` names the
     :data:`~qfleet.simulator.profiles.LINK_PRESETS` entry it started from (``"custom"`` when built directly).
     ``id`` defaults to ``f"{a}~{b}"``.
 
@@ -165,6 +171,8 @@ class Link:
     emission_efficiency: float
     collection_efficiency: float
     detector_efficiency: float
+    conversion_efficiency: float = 1.0
+    dark_count_probability: float = 0.0
     visibility: float
     bright_state_population: float
     prep_time_s: float

@@ -11,6 +11,10 @@ a float when every argument is a scalar and an ``ndarray`` otherwise.
 
 Values a hair outside a domain through rounding (within 1e-12) are accepted and clipped into it, so chained
 computations such as ``werner(fidelity_from_werner(w))`` never fail on the last bit.
+
+Why one module: it is the single source of the simulator's closed forms (docs/physics.md lists what each one is
+exact, twirled or approximated for); the fleet engine, the experiments and the test oracles' comparisons all
+import it, and its functions share one set of domain checks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "FIBRE_S_PER_KM",
     "SCHEMES",
     "PhysicsError",
+    "arm_efficiency",
     "attempt_cycle_s",
     "average_gate_fidelity",
     "bbpssw",
@@ -39,8 +44,10 @@ __all__ = [
     "heralded_fidelity",
     "heralded_pauli_probabilities",
     "heralding_probability",
+    "link_pair",
     "mean_time_to_pair_s",
     "memory_pair_fidelity",
+    "memory_pair_fidelity_exact",
     "multiplexed_success",
     "pair_dephasing_time_s",
     "readout_bell_estimate",
@@ -53,8 +60,9 @@ __all__ = [
 FIBRE_S_PER_KM: float = 5e-6
 """Light in fibre travels ~2e5 km/s, i.e. 5 us per km (physics.md 1.1; SeQUeNCe ``SPEED_OF_LIGHT = 2e-4`` m/ps)."""
 
-SCHEMES: tuple[str, ...] = ("double-click", "single-click")
-"""Heralding schemes understood by :func:`heralding_probability` and :func:`heralded_fidelity`."""
+SCHEMES: tuple[str, ...] = ("double-click", "single-click", "microwave")
+"""Entanglement-generation schemes understood by :func:`link_pair`: two heralded optical schemes through a midpoint
+station, and deterministic microwave state transfer over a cryogenic link."""
 
 _TOL = 1e-12
 
@@ -151,6 +159,161 @@ def fibre_transmissivity(length_km: Real, attenuation_db_per_km: Real) -> Real:
     return _out(10.0 ** (-alpha * length / 10))
 
 
+def _efficiency(name: str, value: Real) -> np.ndarray:
+    return _arr(name, value, 0.0, 1.0, "an efficiency lies in [0, 1]; e.g. 0.9")
+
+
+def _dark(value: Real) -> np.ndarray:
+    return _arr(
+        "dark_count_probability", value, 0.0, 0.5,
+        "a detector's dark-count probability per attempt window lies in [0, 1/2]; e.g. 1.5e-7",
+    )
+
+
+def arm_efficiency(
+    *,
+    scheme: str,
+    length_km: Real,
+    attenuation_db_per_km: Real,
+    emission_efficiency: Real,
+    collection_efficiency: Real,
+    detector_efficiency: Real,
+    conversion_efficiency: Real = 1.0,
+) -> Real:
+    """Probability that an emitted photon is converted, transmitted and detected; elementwise.
+
+    Midpoint schemes send each photon over half the fibre: eta = emission * collection * conversion * detector *
+    T(L/2). ``"microwave"`` sends it the whole way and absorbs it at the far node: eta = emission * collection *
+    conversion * detector * T(L), the transfer efficiency (``collection_efficiency`` is then the absorption
+    probability, ``detector_efficiency`` usually 1).
+
+    >>> round(arm_efficiency(scheme="double-click", length_km=50.0, attenuation_db_per_km=0.2,
+    ...     emission_efficiency=1.0, collection_efficiency=1.0, detector_efficiency=1.0,
+    ...     conversion_efficiency=0.5), 6)
+    0.158114
+    """
+    _scheme(scheme)
+    length = _nonneg("length_km", length_km, "10.0")
+    alpha_db = _nonneg("attenuation_db_per_km", attenuation_db_per_km, "0.2")
+    fibre = length if scheme == "microwave" else length / 2
+    return _out(
+        _efficiency("emission_efficiency", emission_efficiency)
+        * _efficiency("collection_efficiency", collection_efficiency)
+        * _efficiency("conversion_efficiency", conversion_efficiency)
+        * _efficiency("detector_efficiency", detector_efficiency)
+        * 10.0 ** (-alpha_db * fibre / 10)
+    )
+
+
+def _heralded_terms(
+    scheme: str, eta: np.ndarray, v: np.ndarray, alpha: np.ndarray, dark: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(p_herald, px, py, pz) of the exact heralded state and its Pauli twirl (derivation in docs/physics.md).
+
+    Threshold detectors with dark-count probability d per window; eta per arm (loss commutes with the balanced
+    beamsplitter); photons of the two emitters overlap with <a|b> = sqrt(V), V the HOM visibility. For one
+    detector's event ("this one clicks, the other does not"), with q_n the probability of that event given n
+    emitted photons:
+
+        q0 = d(1-d),  q1 = (1-d)(eta/2 + (1-eta) d),  q2 = (1-d)(eta^2 c2 + eta(1-eta) k1 + (1-eta)^2 d)
+
+    where two photons reach one given detector together with probability c2 = (1+V)/4 (HOM bunching) and one of
+    two survivors reaches it with k1 = 1. A detected single photon leaves the two-excitation-free block coherent
+    (factor sqrt(V) per detected photon); a dark-count herald after a lost photon leaves it incoherent (F = 1/2);
+    the all-dark and all-bright branches are orthogonal to the target (twirled: X or Y with half each).
+    """
+    if scheme == "microwave":
+        # Amplitude damping with transfer efficiency eta, then coherence factor V: Pauli eigenvalues
+        # (l_X, l_Y, l_Z) = (V sqrt(eta), V sqrt(eta), eta); the non-unital part is dropped by the twirl.
+        root = np.sqrt(eta)
+        px = (1 - eta) / 4 + 0.0 * alpha * dark
+        pz = (1 - 2 * v * root + eta) / 4 + 0.0 * alpha * dark
+        return np.ones_like(px), px, np.array(px, copy=True), pz
+    # eta = d = 0 makes no events; the state is then the eta -> 0 limit (filled in at the end).
+    limit = (eta <= 0) & (dark <= 0)
+    eta = np.where(limit, 0.5, eta)
+    q0 = dark * (1 - dark)
+    q1 = (1 - dark) * (eta / 2 + (1 - eta) * dark)
+    q2 = (1 - dark) * (eta**2 * (1 + v) / 4 + eta * (1 - eta) + (1 - eta) ** 2 * dark)
+    signal = (1 - dark) * eta / 2  # one photon, detected at this detector, the other detector silent
+    if scheme == "double-click":
+        # Barrett-Kok: emitters in (|u>+|d>)/sqrt(2), two rounds with a pi pulse between; each (round-1
+        # detector, round-2 detector) pattern has the same statistics. One excitation in both rounds: weight
+        # q1^2 / 2, coherent (factor V) when both photons were detected; the all-bright / all-dark branches give
+        # q0 q2 / 2 (they swap between rounds).
+        p_event = q0 * q2 / 2 + q1**2 / 2
+        coherent = signal**2 / 2
+        incoherent = q1**2 / 2 - coherent
+        wrong = q0 * q2 / 2
+        factor = v
+        events = 4
+        lim_x, lim_z = 0.0 * alpha, (1 - v) / 2
+    else:
+        # Single-click: emitters in sqrt(1-alpha)|u> + sqrt(alpha)|d>, |d> bright; a two-photon event bunches.
+        p_event = (1 - alpha) ** 2 * q0 + 2 * alpha * (1 - alpha) * q1 + alpha**2 * q2
+        coherent = 2 * alpha * (1 - alpha) * signal
+        incoherent = 2 * alpha * (1 - alpha) * (q1 - signal)
+        wrong = (1 - alpha) ** 2 * q0 + alpha**2 * q2
+        factor = np.sqrt(v)
+        events = 2
+        lim_x, lim_z = alpha / 2, (1 - alpha) * (1 - factor) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        safe = np.where(p_event > 0, p_event, 1.0)
+        pz = np.where(p_event > 0, (coherent * (1 - factor) / 2 + incoherent / 2) / safe, 0.5)
+        px = np.where(p_event > 0, wrong / 2 / safe, 0.0)
+    px, pz = np.where(limit, lim_x, px), np.where(limit, lim_z, pz)
+    return np.where(limit, 0.0, np.minimum(events * p_event, 1.0)), px, np.array(px, copy=True), pz
+
+
+def link_pair(
+    *,
+    scheme: str,
+    length_km: float,
+    attenuation_db_per_km: float,
+    emission_efficiency: float,
+    collection_efficiency: float,
+    detector_efficiency: float,
+    visibility: float,
+    bright_state_population: float,
+    conversion_efficiency: float = 1.0,
+    dark_count_probability: float = 0.0,
+) -> tuple[float, tuple[float, float, float], float]:
+    """The one link model: (p_herald, (px, py, pz), exact fidelity) of one generation attempt.
+
+    Used by the fleet engine (:class:`~qfleet.simulator.runstate.Segment`) and by ``qfleet sim experiment link``.
+    ``p_herald`` is the success probability per attempt (1 for ``"microwave"`` deterministic transfer);
+    ``(px, py, pz)`` is the Pauli twirl of the delivered state (an error on one half of |Phi+>), what Stim
+    samples; ``fidelity`` is that of the exact state, which the twirl preserves (twirling keeps every Bell-basis
+    diagonal element), so 1 - px - py - pz == fidelity.
+
+    Double-click (Barrett & Kok, PRA 71, 060310, 2005): F = (1+V)/2 without dark counts. Single-click (Cabrillo et
+    al. 1999; Humphreys et al., Nature 558, 268, 2018): F -> (1-alpha)(1+sqrt(V))/2 as eta -> 0 (single-photon
+    interference keeps coherence sqrt(V)); the two-photon branch weighs alpha (1 - eta (3-V)/4). Dark counts
+    (probability d per detector and window) herald mixed or wrong states, so F falls with distance as the signal
+    falls. Microwave (Kurpiers et al., Nature 558, 264, 2018): the transferred half of a local Bell pair goes
+    through amplitude damping with transfer efficiency eta and a coherence factor V:
+    F = (1 + 2 V sqrt(eta) + eta)/4, deterministic.
+
+    Raises:
+        PhysicsError: an unknown scheme or a value outside its domain.
+
+    >>> p, (px, py, pz), f = link_pair(scheme="single-click", length_km=0.0, attenuation_db_per_km=0.2,
+    ...     emission_efficiency=1.0, collection_efficiency=1e-6, detector_efficiency=1.0, visibility=0.81,
+    ...     bright_state_population=0.1)
+    >>> round(f, 6), round(1 - px - py - pz, 6)
+    (0.855, 0.855)
+    """
+    eta = np.asarray(arm_efficiency(
+        scheme=scheme, length_km=length_km, attenuation_db_per_km=attenuation_db_per_km,
+        emission_efficiency=emission_efficiency, collection_efficiency=collection_efficiency,
+        detector_efficiency=detector_efficiency, conversion_efficiency=conversion_efficiency))
+    p, px, py, pz = _heralded_terms(
+        scheme, eta, _prob("visibility", visibility), _prob("bright_state_population", bright_state_population),
+        _dark(dark_count_probability))
+    fx, fy, fz = float(px), float(py), float(pz)
+    return float(p), (fx, fy, fz), float(1 - fx - fy - fz)
+
+
 def heralding_probability(
     *,
     scheme: str,
@@ -160,13 +323,16 @@ def heralding_probability(
     collection_efficiency: Real,
     detector_efficiency: Real,
     bright_state_population: Real,
+    visibility: Real = 1.0,
+    conversion_efficiency: Real = 1.0,
+    dark_count_probability: Real = 0.0,
 ) -> Real:
-    """Success probability of one heralded-generation attempt through a midpoint station; elementwise.
+    """Success probability of one generation attempt (the ``p_herald`` of :func:`link_pair`); elementwise.
 
-    Each arm has efficiency eta = emission * collection * T(L/2) * detector. Double-click (Barrett & Kok, PRA 71,
-    060310, 2005) needs both photons: p = eta**2 / 2. Single-click (Cabrillo et al. 1999; Humphreys et al.,
-    Nature 558, 268, 2018) needs one: p = 2 alpha eta, capped at 1 (physics.md 1.1). ``bright_state_population``
-    (alpha) is ignored by the double-click scheme.
+    Each arm has efficiency eta (:func:`arm_efficiency`). Double-click needs both photons: p = eta**2 / 2 without
+    dark counts. Single-click needs one: p = 2 alpha eta (1 - alpha eta (3 - V)/4) without dark counts (the
+    bright-bright branch bunches onto one detector). Dark counts add false heralds. Microwave transfer is
+    deterministic: p = 1.
 
     Raises:
         PhysicsError: an unknown scheme, or an efficiency / alpha outside [0, 1].
@@ -176,19 +342,14 @@ def heralding_probability(
     ...     bright_state_population=0.1)
     0.125
     """
-    _scheme(scheme)
-    length = _nonneg("length_km", length_km, "10.0")
-    alpha_db = _nonneg("attenuation_db_per_km", attenuation_db_per_km, "0.2")
-    eta = (
-        _prob("emission_efficiency", emission_efficiency)
-        * _prob("collection_efficiency", collection_efficiency)
-        * _prob("detector_efficiency", detector_efficiency)
-        * 10.0 ** (-alpha_db * (length / 2) / 10)
-    )
+    eta = np.asarray(arm_efficiency(
+        scheme=scheme, length_km=length_km, attenuation_db_per_km=attenuation_db_per_km,
+        emission_efficiency=emission_efficiency, collection_efficiency=collection_efficiency,
+        detector_efficiency=detector_efficiency, conversion_efficiency=conversion_efficiency))
+    v = _prob("visibility", visibility)
     alpha = _prob("bright_state_population", bright_state_population)
-    if scheme == "double-click":
-        return _out(0.5 * eta**2 + 0.0 * alpha)  # the 0 * alpha keeps broadcasting identical across schemes
-    return _out(np.minimum(2 * alpha * eta, 1.0))
+    p, _, _, _ = _heralded_terms(scheme, eta, v, alpha, _dark(dark_count_probability))
+    return _out(p)
 
 
 def attempt_cycle_s(*, prep_time_s: Real, length_km: Real) -> Real:
@@ -240,42 +401,53 @@ def mean_time_to_pair_s(*, p: Real, cycle_s: Real, memories: Real) -> Real:
 
 
 def heralded_pauli_probabilities(
-    *, scheme: str, visibility: Real, bright_state_population: Real
+    *,
+    scheme: str,
+    visibility: Real,
+    bright_state_population: Real,
+    arm_efficiency: Real = 0.0,
+    dark_count_probability: Real = 0.0,
 ) -> tuple[Real, Real, Real]:
-    """Pauli error (px, py, pz) on one half of a freshly heralded pair, the model behind :func:`heralded_fidelity`.
+    """Pauli error (px, py, pz) on one half of a freshly made pair: the twirl of :func:`link_pair`'s state.
 
-    Imperfect two-photon interference (HOM visibility V) heralds the wrong-sign Bell state with probability
-    (1 - V)/2: a Z error. Single-click generation also admits the bright-bright term with probability alpha, which
-    is orthogonal to the target; its Pauli twirl is an X or a Y error with alpha/2 each (physics.md 1.1).
-    Elementwise.
+    ``arm_efficiency`` is eta of :func:`arm_efficiency`; its default 0 is the low-efficiency limit of the
+    midpoint schemes (and no transfer at all for ``"microwave"``: pass the transfer efficiency there).
+    Double-click: Z with (1-V)/2. Single-click: X and Y with alpha/2 each and Z with (1-alpha)(1-sqrt(V))/2 in
+    that limit. Elementwise.
 
     >>> heralded_pauli_probabilities(scheme="double-click", visibility=0.9, bright_state_population=0.1)
     (0.0, 0.0, 0.04999999999999999)
     """
     _scheme(scheme)
-    v = _prob("visibility", visibility)
-    alpha = _prob("bright_state_population", bright_state_population)
-    if scheme == "double-click":
-        zero = 0.0 * v * alpha
-        return _out(zero), _out(zero), _out((1 - v) / 2 + zero)
-    return _out(alpha / 2 + 0.0 * v), _out(alpha / 2 + 0.0 * v), _out((1 - alpha) * (1 - v) / 2)
+    _, px, py, pz = _heralded_terms(
+        scheme, _efficiency("arm_efficiency", arm_efficiency), _prob("visibility", visibility),
+        _prob("bright_state_population", bright_state_population), _dark(dark_count_probability))
+    return _out(px), _out(py), _out(pz)
 
 
-def heralded_fidelity(*, scheme: str, visibility: Real, bright_state_population: Real) -> Real:
-    """Fidelity of a heralded pair: (1+V)/2 for double-click, (1-alpha)(1+V)/2 for single-click (1.1).
+def heralded_fidelity(
+    *,
+    scheme: str,
+    visibility: Real,
+    bright_state_population: Real,
+    arm_efficiency: Real = 0.0,
+    dark_count_probability: Real = 0.0,
+) -> Real:
+    """Exact fidelity of a freshly made pair (see :func:`link_pair`); elementwise.
 
-    The dominant terms only (dark counts and multi-photon events are neglected). The single-click value can fall
-    below 1/4: that state is not Werner. Elementwise.
+    In the low-efficiency limit without dark counts (the defaults): (1+V)/2 for double-click and
+    (1-alpha)(1+sqrt(V))/2 for single-click, whose single-photon interference keeps coherence sqrt(V)
+    (physics.md 1.1). The single-click value can fall below 1/4: that state is not Werner.
 
-    >>> heralded_fidelity(scheme="single-click", visibility=1.0, bright_state_population=0.1)
+    >>> round(heralded_fidelity(scheme="single-click", visibility=1.0, bright_state_population=0.1), 12)
     0.9
+    >>> round(heralded_fidelity(scheme="single-click", visibility=0.95, bright_state_population=0.07), 4)
+    0.9182
     """
-    _scheme(scheme)
-    v = _prob("visibility", visibility)
-    alpha = _prob("bright_state_population", bright_state_population)
-    if scheme == "double-click":
-        return _out((1 + v) / 2 + 0.0 * alpha)
-    return _out((1 - alpha) * (1 + v) / 2)
+    px, py, pz = heralded_pauli_probabilities(
+        scheme=scheme, visibility=visibility, bright_state_population=bright_state_population,
+        arm_efficiency=arm_efficiency, dark_count_probability=dark_count_probability)
+    return _out(1 - np.asarray(px) - np.asarray(py) - np.asarray(pz))
 
 
 def _times(t_s: Real, t1_s: Real, t2_s: Real) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -326,6 +498,25 @@ def memory_pair_fidelity(f0: Real, t_s: Real, t1_s: Real, t2_s: Real) -> Real:
     px, py, pz = (np.asarray(v) for v in twirled_memory_paulis(t_s, t1_s, t2_s))
     lx, ly, lz = 1 - 2 * (py + pz), 1 - 2 * (px + pz), 1 - 2 * (px + py)
     return _out(np.clip((1 + w * (lx**2 + ly**2 + lz**2)) / 4, 0.25, 1.0))
+
+
+def memory_pair_fidelity_exact(f0: Real, t_s: Real, t1_s: Real, t2_s: Real) -> Real:
+    """Exact fidelity of a Werner(F0) pair after both halves idle t under amplitude damping and dephasing.
+
+    Each half goes through amplitude damping with gamma = 1 - exp(-t/T1) and then pure dephasing for the rest of
+    T2 (coherences decay as exp(-t/T2) in all). The Pauli eigenvalues equal the twirl's (l_X = l_Y = exp(-t/T2),
+    l_Z = exp(-t/T1)), but the non-unital part of amplitude damping, which the twirl drops, pumps both halves
+    towards |00> and adds gamma**2 to <ZZ>: F = :func:`memory_pair_fidelity` + gamma**2 / 4 exactly (derived in
+    docs/physics.md). Elementwise.
+
+    >>> round(memory_pair_fidelity_exact(0.93, 0.03, 0.08, 0.05), 4), round(memory_pair_fidelity(0.93, 0.03, 0.08, 0.05), 4)
+    (0.5181, 0.4936)
+    """
+    w = (4 * _fidelity("f0", f0) - 1) / 3
+    t, t1, t2 = _times(t_s, t1_s, t2_s)
+    gamma = -np.expm1(-t / t1)
+    lx, lz = np.exp(-t / t2), np.exp(-t / t1)
+    return _out((1 + w * (2 * lx**2 + lz**2) + gamma**2) / 4)
 
 
 def dephased_pair_fidelity(f0: Real, t_s: Real, t2_s: Real) -> Real:
@@ -490,15 +681,54 @@ def dejmps(a: float, b: float, c: float, d: float) -> tuple[float, tuple[float, 
     return n, ((a * a + b * b) / n, 2 * c * d / n, (c * c + d * d) / n, 2 * a * b / n)
 
 
-def teleported_cnot_fidelity(f: Real) -> Real:
-    """Process (Choi) fidelity of a CNOT teleported over one Werner(F) pair with perfect local operations: F.
+def _idle_ok(t: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    """P(no Pauli) of the twirled idle channel: 1 - px - py - pz = (1 + e^(-t/T1) + 2 e^(-t/T2))/4."""
+    out: np.ndarray = (1 + np.exp(-t / t1) + 2 * np.exp(-t / t2)) / 4
+    return out
 
-    Eisert, Jacobs, Papadopoulos & Plenio, PRA 62, 052317, 2000; physics.md 1.6. Elementwise.
+
+def teleported_cnot_fidelity(
+    f: Real,
+    *,
+    gate_error: Real = 0.0,
+    readout_error: Real = 0.0,
+    pair_wait_s: Real = 0.0,
+    round_trip_s: Real = 0.0,
+    t1_s: Real = math.inf,
+    t2_s: Real = math.inf,
+) -> Real:
+    """Process (Choi) fidelity of a CNOT teleported over one link pair of fidelity F (physics.md 1.6).
+
+    With perfect local operations it is F exactly (Eisert, Jacobs, Papadopoulos & Plenio, PRA 62, 052317, 2000):
+    every Pauli on the link pair is a wrong correction. Local noise multiplies in, each failure independent (exact
+    to first order; two errors that cancel are second order): each local CNOT with DEPOLARIZE2(p) is harmless
+    only as I or as Z on the measured comm qubit (1 - 14p/15 each); each of the two feed-forward bits reads
+    right with 1 - r; the control idles ``round_trip_s`` and B's comm qubit half of it under the twirled T1/T2
+    channel; and both data qubits idle together while the link pair is made, an exponential time of mean
+    ``pair_wait_s``: E[S(t)^2] with S = (1 + e^(-t/T1) + 2 e^(-t/T2))/4 and E[e^(-kt)] = 1/(1 + k mean).
+    Elementwise.
 
     >>> teleported_cnot_fidelity(0.97)
     0.97
+    >>> round(teleported_cnot_fidelity(0.97, gate_error=0.01, readout_error=0.01), 4)
+    0.933
     """
-    return _out(_fidelity("f", f))
+    fa = _fidelity("f", f)
+    g = 1 - 14 * _gate(gate_error) / 15
+    r = _readout(readout_error)
+    wait = _nonneg("pair_wait_s", pair_wait_s, "0.1")
+    rt, t1, t2 = _times(round_trip_s, t1_s, t2_s)
+    _times(wait, t1_s, t2_s)
+    k1, k2 = 1 / t1, 1 / t2
+
+    def mean(k: np.ndarray) -> np.ndarray:
+        """E[e^(-k t)] for t ~ Exp(mean pair_wait_s)."""
+        out: np.ndarray = 1 / (1 + k * wait)
+        return out
+
+    pre = (1 + mean(2 * k1) + 4 * mean(2 * k2) + 2 * mean(k1) + 4 * mean(k2) + 4 * mean(k1 + k2)) / 16
+    out = fa * g**2 * (1 - r) ** 2 * _idle_ok(rt, t1, t2) * _idle_ok(rt / 2, t1, t2) * pre
+    return _out(out)
 
 
 def average_gate_fidelity(process_fidelity: Real, dim: int = 4) -> Real:

@@ -132,6 +132,16 @@ def _fidelity(default: float, what: str = _FID) -> Param:
     return Param(name="fidelity", default=default, lo=0.25, hi=1.0, help=what)
 
 
+def _t1() -> Param:
+    return Param(name="t1_s", default=math.inf, lo=0.0, lo_open=True, help="memory T1 in seconds; inf = none")
+
+
+def _t2(default: float) -> Param:
+    return Param(
+        name="t2_s", default=default, lo=0.0, lo_open=True, help="memory T2 in seconds, <= 2 T1; inf = none"
+    )
+
+
 def _readout(default: float) -> Param:
     return Param(
         name="readout_error", default=default, lo=0.0, hi=0.5, help="symmetric readout flip probability"
@@ -146,20 +156,13 @@ _SPECS = (
     ),
     ProtocolSpec(
         "memory",
-        "a Werner pair stored in two memories under the twirled T1/T2 channel (physics.md 1.3)",
+        "a Werner pair stored in two memories: Stim samples the twirled T1/T2 channel, the exact amplitude-damping "
+        "value is reported beside it (physics.md 1.3, docs/physics.md)",
         (
             _fidelity(0.95, "fidelity of the pair when stored"),
             Param(name="wait_s", default=2e-3, lo=0.0, hi=1e6, help="storage time of both halves, seconds"),
-            Param(
-                name="t1_s", default=math.inf, lo=0.0, lo_open=True, help="memory T1 in seconds; inf = none"
-            ),
-            Param(
-                name="t2_s",
-                default=10e-3,
-                lo=0.0,
-                lo_open=True,
-                help="memory T2 in seconds, <= 2 T1; inf = none",
-            ),
+            _t1(),
+            _t2(10e-3),
         ),
     ),
     ProtocolSpec(
@@ -191,12 +194,36 @@ _SPECS = (
     ),
     ProtocolSpec(
         "teleport-cnot",
-        "a CNOT teleported over one Werner link, process fidelity from its Choi state (physics.md 1.6)",
-        (_fidelity(0.97, "fidelity of the link pair (Oxford ion link ~0.97)"),),
+        "a CNOT teleported over one link pair with noisy local gates, readout and storage; process fidelity from its "
+        "Choi state (physics.md 1.6)",
+        (
+            _fidelity(0.97, "fidelity of the link pair (Oxford ion link ~0.97)"),
+            Param(
+                name="gate_error", default=0.0, lo=0.0, hi=15 / 16, help="DEPOLARIZE2 p of each local CNOT"
+            ),
+            _readout(0.0),
+            Param(
+                name="pair_wait_s",
+                default=0.0,
+                lo=0.0,
+                hi=1e6,
+                help="mean time the two data qubits idle while the link pair is made (exponential), seconds",
+            ),
+            Param(
+                name="round_trip_s",
+                default=0.0,
+                lo=0.0,
+                hi=1e6,
+                help="the classical round trip the control waits (B's comm qubit waits half), seconds",
+            ),
+            _t1(),
+            _t2(math.inf),
+        ),
     ),
     ProtocolSpec(
         "link",
-        "heralded generation over a midpoint station: attempts, time to a pair, heralded fidelity (physics.md 1.1)",
+        "entanglement generation: heralded over a midpoint station, or deterministic microwave transfer; attempts, "
+        "time to a pair, exact and twirled fidelity (physics.md 1.1, docs/physics.md)",
         # Defaults: the trapped-ion double-click link of SquidASM's config_trapped_ions.yaml (physics.md 2).
         (
             Param(name="length_km", default=10.0, lo=0.0, hi=1000.0, help="node-to-node fibre length, km"),
@@ -214,11 +241,25 @@ _SPECS = (
             ),
             Param(name="detector_efficiency", default=1.0, lo=0.0, hi=1.0, help="detector efficiency"),
             Param(
+                name="conversion_efficiency",
+                default=1.0,
+                lo=0.0,
+                hi=1.0,
+                help="frequency-conversion efficiency per photon (1 = native photons)",
+            ),
+            Param(
+                name="dark_count_probability",
+                default=1.4e-5,
+                lo=0.0,
+                hi=0.5,
+                help="dark-count probability per detector and attempt window",
+            ),
+            Param(
                 name="visibility",
                 default=0.89,
                 lo=0.0,
                 hi=1.0,
-                help="two-photon (HOM) interference visibility",
+                help="two-photon (HOM) interference visibility; microwave: the transfer's coherence factor",
             ),
             Param(
                 name="bright_state_population",

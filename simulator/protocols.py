@@ -3,6 +3,7 @@ figures and the :mod:`qfleet.simulator.physics` closed form beside them (:data:`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -122,11 +123,22 @@ def _memory(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int
 
     kept, passed = _checked_fidelity(bell_pair(), masks, shots, seed)
     fid, err = _binomial(passed, kept)
+    twirled = physics.memory_pair_fidelity(f, t, t1, t2)
+    exact = physics.memory_pair_fidelity_exact(f, t, t1, t2)
+    # Stim samples the Pauli twirl: the prediction it must agree with is the twirled value; the exact value
+    # (amplitude damping keeps its non-unital part) is reported beside it, with the gap.
     return Outcome(
         fid,
         err,
-        physics.memory_pair_fidelity(f, t, t1, t2),
-        extra={"qubit_px": px, "qubit_py": py, "qubit_pz": pz},
+        twirled,
+        extra={
+            "twirled_fidelity": twirled,
+            "exact_fidelity": exact,
+            "twirl_error": exact - twirled,
+            "qubit_px": px,
+            "qubit_py": py,
+            "qubit_pz": pz,
+        },
     )
 
 
@@ -180,15 +192,58 @@ def _ghz(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int) -
     return Outcome(fid, err, physics.ghz_fidelity(nodes, f))
 
 
+@functools.cache
+def _teleported_cnot_with_references() -> SlottedCircuit:
+    """:func:`teleported_cnot` with the Choi references 4 and 5 exposed in the last slot.
+
+    A Pauli on a data qubit before the gate equals the same Pauli (transposed, i.e. up to sign) on its untouched
+    Choi reference, so idling of the data qubits while the link pair is made goes on 4 and 5 there.
+    """
+    base = teleported_cnot()
+    return SlottedCircuit(
+        name=f"{base.name}+references",
+        segments=base.segments,
+        slots=(base.slots[0], base.slots[1], (0, 3, 4, 5)),
+        num_qubits=base.num_qubits,
+        num_herald_detectors=base.num_herald_detectors,
+        num_check_detectors=base.num_check_detectors,
+    )
+
+
 def _teleport_cnot(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int) -> Outcome:
-    f = float(p["fidelity"])
+    f, pg, r = float(p["fidelity"]), float(p["gate_error"]), float(p["readout_error"])
+    wait, rt, t1, t2 = (float(p[k]) for k in ("pair_wait_s", "round_trip_s", "t1_s", "t2_s"))
+    try:
+        predicted = physics.teleported_cnot_fidelity(
+            f, gate_error=pg, readout_error=r, pair_wait_s=wait, round_trip_s=rt, t1_s=t1, t2_s=t2
+        )
+    except physics.PhysicsError as bad:
+        raise ExperimentError(f"teleport-cnot: {bad} (e.g. --param t1_s={max(t2, 1.0)} --param t2_s={t2})") from bad
+    b_idle = physics.twirled_memory_paulis(rt / 2, t1, t2)
+    c_idle = physics.twirled_memory_paulis(rt, t1, t2)
 
     def masks(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [werner_masks(np.full((1, n), f), rng), _zeros(2, n), _zeros(2, n)]
+        # Slot 0, the pair (a, b) = (1, 2): the link error and B's idle on b.
+        px0, pz0 = werner_masks(np.full((1, n), f), rng)
+        bx, bz = pauli_masks(*b_idle, rng, shape=(n,))
+        px0[1] ^= bx
+        pz0[1] ^= bz
+        # DEPOLARIZE2 of CX c a on rows (c, a) and of CX b t on rows (b, t).
+        gx, gz = depolarize2_masks(np.full((2, n), pg), rng)
+        # Slot 1, (a, b) before M a and MX b: gate errors on a and b, then readout flips (X on a, Z on b).
+        x1 = np.vstack([gx[1] ^ (rng.random(n) < r), gx[2]])
+        z1 = np.vstack([gz[1], gz[2] ^ (rng.random(n) < r)])
+        # Slot 2, (c, t, ref_c, ref_t): gate errors on c and t, the control's round-trip idle, and the data
+        # qubits' idle during pair generation (one exponential time for both) moved to their references.
+        cx, cz = pauli_masks(*c_idle, rng, shape=(n,))
+        t_wait = rng.exponential(wait, size=n) if wait > 0 else np.zeros(n)
+        ix, iz = pauli_masks(*physics.twirled_memory_paulis(t_wait, t1, t2), rng, shape=(2, n))
+        x2 = np.vstack([gx[0] ^ cx, gx[3], ix])
+        z2 = np.vstack([gz[0] ^ cz, gz[3], iz])
+        return [(px0, pz0), (x1, z1), (x2, z2)]
 
-    kept, passed = _checked_fidelity(teleported_cnot(), masks, shots, seed)
+    kept, passed = _checked_fidelity(_teleported_cnot_with_references(), masks, shots, seed)
     fid, err = _binomial(passed, kept)
-    predicted = physics.teleported_cnot_fidelity(f)
     return Outcome(
         fid,
         err,
@@ -202,7 +257,7 @@ def _teleport_cnot(p: dict[str, Value], shots: int, rng: np.random.Generator, se
 
 def _link(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int) -> Outcome:
     scheme, m = str(p["scheme"]), int(p["memories"])
-    herald = physics.heralding_probability(
+    herald, (px, py, pz), exact = physics.link_pair(
         scheme=scheme,
         **{
             k: float(p[k])
@@ -212,7 +267,10 @@ def _link(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int) 
                 "emission_efficiency",
                 "collection_efficiency",
                 "detector_efficiency",
+                "visibility",
                 "bright_state_population",
+                "conversion_efficiency",
+                "dark_count_probability",
             )
         },
     )
@@ -236,11 +294,6 @@ def _link(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int) 
         cycles_sq += float((c.astype(float) ** 2).sum())
     mean_cycles = cycles / shots
     var_cycles = max(cycles_sq / shots - mean_cycles**2, 0.0)
-    px, py, pz = physics.heralded_pauli_probabilities(
-        scheme=scheme,
-        visibility=float(p["visibility"]),
-        bright_state_population=float(p["bright_state_population"]),
-    )
 
     def masks(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         x, z = _zeros(2, n)
@@ -250,22 +303,30 @@ def _link(p: dict[str, Value], shots: int, rng: np.random.Generator, seed: int) 
     kept, passed = _checked_fidelity(bell_pair(), masks, shots, seed)
     fid, err = _binomial(passed, kept)
     success = heralds / attempts
+    mean_time = mean_cycles * cycle
+    mean_time_err = math.sqrt(var_cycles / shots) * cycle
+    predicted_time = physics.mean_time_to_pair_s(p=herald, cycle_s=cycle, memories=m)
+    twirled = 1 - px - py - pz
     return Outcome(
         fid,
         err,
-        physics.heralded_fidelity(
-            scheme=scheme,
-            visibility=float(p["visibility"]),
-            bright_state_population=float(p["bright_state_population"]),
-        ),
+        exact,
         success,
         {
+            "exact_fidelity": exact,
+            "twirled_fidelity": twirled,
+            "pair_px": px,
+            "pair_py": py,
+            "pair_pz": pz,
             "success_probability_stderr": math.sqrt(success * (1 - success) / attempts),
             "predicted_success_probability": herald,
             "attempt_cycle_s": cycle,
-            "mean_time_s": mean_cycles * cycle,
-            "mean_time_stderr_s": math.sqrt(var_cycles / shots) * cycle,
-            "predicted_mean_time_s": physics.mean_time_to_pair_s(p=herald, cycle_s=cycle, memories=m),
+            "mean_time_s": mean_time,
+            "mean_time_stderr_s": mean_time_err,
+            "predicted_mean_time_s": predicted_time,
+            "pair_rate_per_s": 1 / mean_time,
+            "pair_rate_stderr_per_s": mean_time_err / mean_time**2,
+            "predicted_pair_rate_per_s": 1 / predicted_time,
         },
     )
 

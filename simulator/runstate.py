@@ -161,15 +161,8 @@ class Segment:
         self.left = left
         self.right = right
         self.km = link.segment_km
-        self.p0 = float(physics.heralding_probability(
-            scheme=link.scheme, length_km=self.km, attenuation_db_per_km=link.attenuation_db_per_km,
-            emission_efficiency=link.emission_efficiency, collection_efficiency=link.collection_efficiency,
-            detector_efficiency=link.detector_efficiency, bright_state_population=link.bright_state_population))
+        self.p0, self.pair_pauli, self.fid0 = physics.link_pair(length_km=self.km, **_pair_physics(link))
         self.cycle_ns = max(1, round(physics.attempt_cycle_s(prep_time_s=link.prep_time_s, length_km=self.km) * NS))
-        px, py, pz = physics.heralded_pauli_probabilities(
-            scheme=link.scheme, visibility=link.visibility, bright_state_population=link.bright_state_population)
-        self.pair_pauli = (float(px), float(py), float(pz))
-        self.fid0 = 1.0 - sum(self.pair_pauli)
         self.eff_walk = 1.0
         self.f1 = 1.0
         self.f2_eff = 1.0  # heralding factor from an NV end's optical-interface fault (F2)
@@ -185,10 +178,16 @@ class Segment:
         """
         self.vis_factor = factor
         link = self.link
-        px, py, pz = physics.heralded_pauli_probabilities(
-            scheme=link.scheme, visibility=link.visibility * factor,
-            bright_state_population=link.bright_state_population)
-        self.pair_pauli = (float(px), float(py), float(pz))
+        physics_now = _pair_physics(link)
+        physics_now["visibility"] = link.visibility * factor
+        _, self.pair_pauli, _ = physics.link_pair(length_km=self.km, **physics_now)
+
+
+def _pair_physics(link: Link) -> dict[str, Any]:
+    """The :func:`~qfleet.simulator.physics.link_pair` arguments a link supplies (all but the segment length)."""
+    return {name: getattr(link, name) for name in (
+        "scheme", "attenuation_db_per_km", "emission_efficiency", "collection_efficiency", "detector_efficiency",
+        "conversion_efficiency", "dark_count_probability", "visibility", "bright_state_population")}
 
 
 @dataclass(slots=True)

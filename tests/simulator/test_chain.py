@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -46,7 +47,7 @@ def _max_geometric_moments(p: float, hops: int) -> tuple[float, float]:
 def test_memories_are_held_until_delivery_so_a_round_waits_for_the_slowest_hop() -> None:
     # Zero-length hops and no processing: a lane's round lasts cycle * max(K_1, K_2), a renewal process, so the
     # count over W has mean W/mu and variance W sigma^2 / mu^3, up to an O(1) renewal bias per lane.
-    config = ChainConfig(nodes=3, **FAST)
+    config = ChainConfig(nodes=3, memory_policy="lanes", **FAST)
     result = run_chain(config, seed=5)
     mean_k, var_k = _max_geometric_moments(config.success_probability(), 2)
     mu, var = config.cycle_s() * mean_k, config.cycle_s() ** 2 * var_k
@@ -54,7 +55,7 @@ def test_memories_are_held_until_delivery_so_a_round_waits_for_the_slowest_hop()
     sd = math.sqrt(config.memories * config.duration_s * var / mu**3)
     assert abs(result.pairs_delivered - expected) <= 4 * sd + 2 * config.memories
     # The same hops with independent memories would deliver at the one-hop rate: strictly more.
-    two = run_chain(ChainConfig(nodes=2, **FAST), seed=5)
+    two = run_chain(ChainConfig(nodes=2, memory_policy="lanes", **FAST), seed=5)
     assert two.pairs_delivered > 1.2 * result.pairs_delivered
 
 
@@ -95,7 +96,8 @@ def test_three_node_storage_matches_the_geometric_wait_closed_form() -> None:
     # F = (1 + w^2 (1 + 2 C E[x^|K_0 - K_1|]))/4 with x = exp(-2c/T2), C = exp(-(4 L/c + 2 transit)/T2), and for
     # iid Geometric(p): E[x^|D|] = p/(2-p) (1 + 2 q x / (1 - q x)), q = 1 - p.
     t2 = 2e-3
-    config = ChainConfig(nodes=3, coherence_time_s=t2, memories=40, duration_s=0.3, raw_fidelity=0.98)
+    config = ChainConfig(nodes=3, coherence_time_s=t2, memories=40, duration_s=0.3, raw_fidelity=0.98,
+                         memory_policy="lanes")
     result = run_chain(config, seed=9)
     p, c = config.success_probability(), config.cycle_s()
     light = transit = 10 * physics.FIBRE_S_PER_KM
@@ -198,3 +200,160 @@ def test_a_window_shorter_than_one_attempt_delivers_nothing() -> None:
 def test_result_rejects_a_fidelity_outside_the_unit_interval() -> None:
     with pytest.raises(ChainError, match="^mean_fidelity="):
         ChainResult(2, 0.5, 10, 1.5, 0.0, 0.9, 0.9, 0.2, 1e-4, 5e-5)
+
+
+# --- pooled memories (issue 17) ------------------------------------------------------------------------------------
+
+
+def _renewal_count_moments(steps: list[tuple[int, float, bool]], horizon: int) -> tuple[float, float]:
+    """Mean and variance of the successes by ``horizon`` of a lattice renewal process started at 0.
+
+    ``steps`` are the attempt classes (duration in lattice units, probability, ends in a success); after each
+    attempt the next starts at once, and the process renews at every success. Exact, by dynamic programming:
+    u[t] = P(an attempt starts at t), v[t] = P(a success at t), m[x] = E[successes by x], and
+    E[N(N-1)] = 2 sum_s v[s] m[horizon - s].
+    """
+    u = np.zeros(horizon + 1)
+    v = np.zeros(horizon + 1)
+    u[0] = 1.0
+    for t in range(horizon + 1):
+        if u[t] == 0.0:
+            continue
+        for dur, prob, success in steps:
+            if t + dur <= horizon:
+                u[t + dur] += u[t] * prob
+                if success:
+                    v[t + dur] += u[t] * prob
+    m = np.cumsum(v)
+    mean = float(m[-1])
+    second = mean + 2 * float(sum(v[s] * m[horizon - s] for s in range(horizon + 1)))
+    return mean, second - mean**2
+
+
+def test_pooled_two_nodes_negotiated_delivery_matches_the_renewal_oracle() -> None:
+    # SeQUeNCe's Barrett-Kok timing on one 10 km hop (D = 50 us per router-router message, 25 us to the midpoint
+    # and back): an attempt is REQUEST, NEGOTIATE, ACK lead, photon, result = 4D = 200 us, and one that passes
+    # round 1 adds NEGOTIATE, ACK lead, photon, result = 3D = 150 us. With a = sqrt(2p) per photon and no dead
+    # time: round 1 passes with a/2 (one excitation, clicked) + a(1-a)/2 (two excitations, exactly one click); a
+    # pair needs a single-excitation round 1 and a round-2 click, p = a**2/2. Each of the M memory pairs renews at
+    # every delivery (both ends free at once), independently: the count's mean and variance are M times one
+    # renewal process's, computed exactly on the 50 us lattice.
+    config = ChainConfig(nodes=2, link_protocol="negotiated", prep_time_s=0.0, memories=20, duration_s=0.05)
+    p = config.success_probability()
+    a = math.sqrt(2 * p)
+    pass1 = a / 2 + a * (1 - a) / 2
+    steps = [(4, 1 - pass1, False), (7, pass1 - p, False), (7, p, True)]
+    mean, var = _renewal_count_moments(steps, horizon=1000)
+    result = run_chain(config, seed=4)
+    expected, sd = config.memories * mean, math.sqrt(config.memories * var)
+    assert expected > 500
+    assert abs(result.pairs_delivered - expected) <= 4 * sd
+    assert result.attempt_cycle_s == pytest.approx(200e-6 + pass1 * 150e-6)
+
+
+@pytest.mark.parametrize("nodes", [4, 8])
+def test_pooled_memories_deliver_more_than_lanes(nodes: int) -> None:
+    # The same hops and memories: pooling pairs any ready pair with any other instead of waiting for lane k's
+    # slowest hop, so it delivers strictly more (the lanes count is pinned by its own renewal test above).
+    lanes = run_chain(ChainConfig(nodes=nodes, memory_policy="lanes", memories=5, hop_km=0.0, prep_time_s=1e-6,
+                                  duration_s=0.004), seed=2)
+    pooled = run_chain(ChainConfig(nodes=nodes, memories=5, hop_km=0.0, prep_time_s=1e-6, duration_s=0.004),
+                       seed=2)
+    assert pooled.pairs_delivered > 1.2 * lanes.pairs_delivered
+
+
+def test_interior_memories_are_freed_at_the_swap() -> None:
+    # One memory per side and zero-length hops: pooling changes nothing, only when memories are freed. Holding
+    # them to delivery (lanes) makes every round last cycle * max of 7 iid Geometric(p) attempt counts, a renewal
+    # process with a known mean and variance. Freeing routers 2 and 6 at their swaps lets hops 1 and 5 restart
+    # before router 4's final swap, so the pooled chain beats that renewal count by far more than its noise.
+    config = ChainConfig(nodes=8, memories=1, hop_km=0.0, prep_time_s=1e-6, duration_s=0.03)
+    mean_k, var_k = _max_geometric_moments(config.success_probability(), 7)
+    mu, var = config.cycle_s() * mean_k, config.cycle_s() ** 2 * var_k
+    lanes_mean, lanes_sd = config.duration_s / mu, math.sqrt(config.duration_s * var / mu**3)
+    lanes = run_chain(dataclasses.replace(config, memory_policy="lanes"), seed=8)
+    assert abs(lanes.pairs_delivered - lanes_mean) <= 4 * lanes_sd + 2
+    pooled = run_chain(config, seed=8)
+    assert pooled.pairs_delivered > lanes_mean + 6 * lanes_sd + 2
+
+
+def _cutoff_chain_rate(p: float, c: int) -> float:
+    """Deliveries per cycle of a 3-router chain, one memory per side, zero-length hops, cut-off after c cycles.
+
+    Markov chain over cycles: E (no pair stored) or W(a) (one hop's pair stored for a cycles, a < c). From E both
+    hops attempt: both herald (p**2) -> delivered, E; one (2p(1-p)) -> W(0). From W(a) the other hop attempts: a
+    herald delivers (a pair stored exactly c cycles is still usable) -> E; no herald moves to W(a + 1), or, at
+    a + 1 = c, discards the stored pair and restarts its hop in step with the other -> E.
+    """
+    n = c + 1  # state 0 = E, state 1 + a = W(a)
+    t = np.zeros((n, n))
+    t[0, 0] = p * p + (1 - p) ** 2
+    t[0, 1] = 2 * p * (1 - p)
+    for a in range(c):
+        t[1 + a, 0] += p
+        t[1 + a, 2 + a if a + 1 < c else 0] += 1 - p
+    w, vecs = np.linalg.eig(t.T)
+    pi = np.real(vecs[:, np.argmin(abs(w - 1))])
+    pi /= pi.sum()
+    return float(pi[0] * p * p + sum(pi[1 + a] * p for a in range(c)))
+
+
+def test_cutoff_discards_stored_pairs_as_the_markov_chain_predicts() -> None:
+    p_cfg = {"nodes": 3, "memories": 1, "hop_km": 0.0, "prep_time_s": 1e-6, "duration_s": 0.05,
+             "coherence_time_s": 20e-6}
+    free = run_chain(ChainConfig(**p_cfg), seed=3)
+    cut = ChainConfig(**p_cfg, cutoff_s=1e-6)
+    result = run_chain(cut, seed=3)
+    rate = _cutoff_chain_rate(cut.success_probability(), 1)
+    cycles = round(cut.duration_s / cut.cycle_s())
+    expected = rate * cycles
+    assert abs(result.pairs_delivered - expected) <= 4 * math.sqrt(2 * expected)
+    assert result.pairs_delivered < 0.9 * free.pairs_delivered  # pairs fall ...
+    assert result.predicted_fidelity > free.predicted_fidelity + 0.01  # ... and their fidelity rises
+    assert _within(result.mean_fidelity, result.predicted_fidelity, result.pairs_delivered)
+
+
+def test_swap_failures_thin_the_deliveries_as_predicted() -> None:
+    # Three routers, one memory per side, zero-length hops: every round lasts cycle * max(K_1, K_2) whether the
+    # swap succeeds or not (a failure frees the memories on the spot), and delivers with probability s.
+    config = ChainConfig(nodes=3, memories=1, hop_km=0.0, prep_time_s=1e-6, duration_s=0.05, swap_success=0.5)
+    mean_k, var_k = _max_geometric_moments(config.success_probability(), 2)
+    mu, var = config.cycle_s() * mean_k, config.cycle_s() ** 2 * var_k
+    rounds, rounds_var = config.duration_s / mu, config.duration_s * var / mu**3
+    s = config.swap_success
+    expected = s * rounds
+    sd = math.sqrt(s * s * rounds_var + s * (1 - s) * rounds)
+    result = run_chain(config, seed=6)
+    assert abs(result.pairs_delivered - expected) <= 4 * sd + 2
+
+
+def test_sequence_preset_values_are_the_cited_peer_defaults() -> None:
+    from qfleet.simulator.chain_presets import CHAIN_PRESETS, CITATIONS
+
+    fields, cited = CHAIN_PRESETS["sequence-0.8.5-swap"], CITATIONS["sequence-0.8.5-swap"]
+    assert cited["detector_dead_time_s"][1] == 25e6 and fields["detector_dead_time_s"] == pytest.approx(40e-9)
+    assert cited["prep_time_s"][1] == 8e7 and fields["prep_time_s"] == pytest.approx(12.5e-9)
+    for name in ("detector_efficiency", "emission_efficiency", "swap_success", "cutoff_s"):
+        assert fields[name] == cited[name][1], name
+    assert all(":" in where and where.startswith("sequence/") for where, _ in cited.values())
+    config = ChainConfig(nodes=4, **fields)
+    assert config.link_protocol == "negotiated" and config.swap_negotiation and config.memory_policy == "pooled"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"memory_policy": "shared"}, "memory_policy"),
+        ({"link_protocol": "telepathy"}, "link_protocol"),
+        ({"swap_success": 0.0}, "swap_success"),
+        ({"cutoff_s": 0.0}, "cutoff_s"),
+        ({"memory_policy": "lanes", "cutoff_s": 1.0}, "cutoff_s"),
+        ({"link_protocol": "negotiated", "scheme": "single-click"}, "link_protocol"),
+        ({"swap_negotiation": 1}, "swap_negotiation"),
+    ],
+    ids=["unknown policy", "unknown link protocol", "swaps never succeed", "zero cut-off", "cut-off with lanes",
+         "negotiated single-click", "negotiation not a bool"],
+)
+def test_bad_pooled_options_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ChainError, match=f"^{field}="):
+        ChainConfig(nodes=3, **kwargs)  # type: ignore[arg-type]

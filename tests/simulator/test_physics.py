@@ -152,12 +152,16 @@ def test_link_budget_by_hand() -> None:
         bright_state_population=0.05,
     )
     assert P.heralding_probability(scheme="double-click", **kw) == pytest.approx(eta**2 / 2)
-    assert P.heralding_probability(scheme="single-click", **kw) == pytest.approx(2 * 0.05 * eta)
-    # The single-click rate follows the square root of the double-click scaling: ratio ~ 4 alpha / eta.
+    # Single-click: one click from either bright emitter, 2 alpha eta, less the bright-bright branch's bunching
+    # (it needs only one of two photons): p = 2 alpha eta (1 - alpha eta (3 - V)/4), V = 1 by default.
+    assert P.heralding_probability(scheme="single-click", **kw) == pytest.approx(2 * 0.05 * eta * (1 - 0.05 * eta / 2))
+    # Certain emission and detection: both bright (alpha^2) always clicks one detector, one bright (2 alpha(1-alpha))
+    # always; p = 1 - (1 - alpha)^2, not 2 alpha eta capped at 1.
     strong = dict(
         kw, length_km=0.0, emission_efficiency=1.0, collection_efficiency=1.0, detector_efficiency=1.0
     )
-    assert P.heralding_probability(scheme="single-click", **dict(strong, bright_state_population=0.9)) == 1.0
+    assert P.heralding_probability(scheme="single-click", **dict(strong, bright_state_population=0.5)) == \
+        pytest.approx(0.75)
 
 
 def test_timing_by_hand() -> None:
@@ -172,9 +176,10 @@ def test_heralded_fidelity_by_hand() -> None:
     assert P.heralded_fidelity(
         scheme="double-click", visibility=0.9, bright_state_population=0.3
     ) == pytest.approx(0.95)
+    # Single-photon interference keeps coherence sqrt(V) (physics.md 1.1): (1 - alpha)(1 + sqrt(V))/2.
     assert P.heralded_fidelity(
         scheme="single-click", visibility=0.9, bright_state_population=0.1
-    ) == pytest.approx(0.9 * 0.95)
+    ) == pytest.approx(0.9 * (1 + math.sqrt(0.9)) / 2)
 
 
 @pytest.mark.parametrize("scheme", P.SCHEMES)

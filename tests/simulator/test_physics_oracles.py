@@ -23,73 +23,9 @@ from qfleet.simulator.rules import FleetError
 from qfleet.simulator.runstate import Job, NodeState, Segment
 from qfleet.simulator.shots import ShotRunner, canary_noise, link_noise
 from qfleet.units import NS
+from tests.simulator.dm import CNOT, PAULIS, H, X, Z, apply, depolarize2, fidelity, ket, measure
 
 SHOTS = 200_000
-
-# --- a small exact density-matrix simulator (qubit 0 is the most significant bit) -------------------------------
-
-I2 = np.eye(2)
-X = np.array([[0, 1], [1, 0]], dtype=complex)
-Z = np.diag([1.0, -1.0]).astype(complex)
-Y = 1j * X @ Z
-H = np.array([[1, 1], [1, -1]], dtype=complex) / math.sqrt(2)
-PAULIS = (I2, X, Y, Z)
-CNOT = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=complex)
-
-
-def apply(rho: np.ndarray, u: np.ndarray, qs: list[int], n: int) -> np.ndarray:
-    """U rho U^dagger with U acting on qubits ``qs``."""
-    k = len(qs)
-    t = rho.reshape((2,) * 2 * n)
-    uu = u.reshape((2,) * 2 * k)
-    t = np.moveaxis(np.tensordot(uu, t, axes=(list(range(k, 2 * k)), qs)), list(range(k)), qs)
-    t = np.tensordot(t, uu.conj(), axes=([n + q for q in qs], list(range(k, 2 * k))))
-    t = np.moveaxis(t, list(range(2 * n - k, 2 * n)), [n + q for q in qs])
-    return t.reshape(2**n, 2**n)
-
-
-def depolarize2(rho: np.ndarray, p: float, qs: list[int], n: int) -> np.ndarray:
-    """Each of the 15 non-identity two-qubit Paulis with p/15 (Stim's DEPOLARIZE2)."""
-    out = (1 - p) * rho
-    for i, a in enumerate(PAULIS):
-        for j, b in enumerate(PAULIS):
-            if i or j:
-                out = out + p / 15 * apply(rho, np.kron(a, b), qs, n)
-    return out
-
-
-def measure(rho: np.ndarray, q: int, n: int, e0: float, e1: float, correction: Any) -> np.ndarray:
-    """Z-measure qubit q, read the bit wrong with P(wrong | bit) = e0, e1, apply ``correction(rho)`` when read 1."""
-    out = np.zeros_like(rho)
-    for bit, wrong in ((0, e0), (1, e1)):
-        proj = np.diag([1.0 - bit, float(bit)]).astype(complex)
-        part = apply(rho, proj, [q], n)
-        read_one = part * (wrong if bit == 0 else 1 - wrong)
-        out = out + (part - read_one) + correction(read_one)
-    return out
-
-
-def ket(n: int, pairs: list[tuple[int, int]], plus: list[int] = ()) -> np.ndarray:  # type: ignore[assignment]
-    """|0..0> with |Phi+> on each pair and |+> on each ``plus`` qubit, as a density matrix."""
-    psi = np.zeros(2**n, dtype=complex)
-    psi[0] = 1
-    rho = np.outer(psi, psi.conj())
-    for q in plus:
-        rho = apply(rho, H, [q], n)
-    for a, b in pairs:
-        rho = apply(apply(rho, H, [a], n), CNOT, [a, b], n)
-    return rho
-
-
-def fidelity(rho: np.ndarray, target: np.ndarray, keep: list[int], n: int) -> float:
-    """<target| Tr_(others) rho |target> with ``target`` a ket on ``keep`` (in that order)."""
-    others = [q for q in range(n) if q not in keep]
-    t = rho.reshape((2,) * 2 * n)
-    t = np.einsum(t, list(range(n)) + [n + q if q in keep else q for q in range(n)], list(keep) + [n + q for q in keep])
-    red = t.reshape(2 ** len(keep), 2 ** len(keep))
-    assert others is not None
-    return float(np.real(target.conj() @ red @ target))
-
 
 def ghz3_exact(p: float, e0: float, e1: float) -> float:
     """GHZ over 3 nodes, physically: members 0, 2, 4; pairs (1, 2), (3, 4); fusion CX g a + DEPOLARIZE2(p), M a with
@@ -141,9 +77,9 @@ def _node(name: str, p2: float, e0: float, e1: float) -> NodeState:
 
 
 def _segment(a: str, b: str) -> Segment:
-    # Perfect heralded pairs: double-click with visibility 1 has no Pauli error.
+    # Perfect heralded pairs: double-click with visibility 1 and no dark counts has no Pauli error.
     fields = LINK_PRESETS["nv"].link_fields()
-    fields.update(a=a, b=b, length_km=0.002, scheme="double-click", visibility=1.0)
+    fields.update(a=a, b=b, length_km=0.002, scheme="double-click", visibility=1.0, dark_count_probability=0.0)
     return Segment(Link(**fields), 0, a, b)
 
 

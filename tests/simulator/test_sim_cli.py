@@ -162,9 +162,12 @@ def test_paced_run_starts_now_floored_to_the_minute(tmp_path: Path) -> None:
     (["experiment", "bell", "--param", "fidelity=1.5"], "fidelity"),
     (["experiment", "warp-drive"], "warp-drive"),
     (["chain", "--nodes", "1"], "nodes"),
+    (["chain", "--nodes", "3", "--preset", "netsquid-9"], "--preset 'netsquid-9'"),
+    (["chain", "--nodes", "3", "--memory-policy", "shared"], "memory_policy='shared'"),
+    (["chain", "--nodes", "3", "--memory-policy", "lanes", "--cutoff", "5ms"], "cutoff_s="),
 ], ids=["missing fleet file", "bad speed", "bad duration", "bad start", "start without a zone",
         "fractional duration", "fractional chain window", "out-of-range parameter", "unknown protocol",
-        "chain too short"])
+        "chain too short", "unknown chain preset", "unknown memory policy", "cut-off needs pooled memories"])
 def test_bad_input_exits_2_naming_the_value(argv: list[str], needle: str, tmp_path: Path) -> None:
     code, out, err = _run(*argv, "--db", f"sqlite:///{tmp_path / 'x.db'}") if argv[0] == "run" else _run(*argv)
     assert code == 2 and needle in err and out == ""
@@ -199,6 +202,20 @@ def test_chain_json_has_the_documented_keys() -> None:
     assert list(doc)[:5] == ["nodes", "simulated_s", "wall_s", "pairs_delivered", "mean_fidelity"]
     assert doc["nodes"] == 4 and doc["simulated_s"] == 0.5 and doc["pairs_delivered"] > 100
     assert 0.9 < doc["mean_fidelity"] < 1.0 and doc["wall_s"] >= 0  # its budget: bench/bench_chain_peer.py
+
+
+def test_chain_sequence_preset_json_keeps_the_keys_and_adds_the_peer_rule() -> None:
+    code, out, err = _run("chain", "--preset", "sequence-0.8.5-swap", "--nodes", "4", "--seed", "1", "--duration",
+                          "100ms", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert list(doc)[:5] == ["nodes", "simulated_s", "wall_s", "pairs_delivered", "mean_fidelity"]
+    assert doc["preset"] == "sequence-0.8.5-swap" and doc["memory_policy"] == "pooled"
+    assert doc["simulated_s"] == 0.1 and doc["pairs_delivered"] > 100  # the flag overrides the preset's 0.5 s
+    assert doc["peer_rule_fidelity"] == pytest.approx(0.99**3 * 0.95**2)
+    code, out, err = _run("chain", "--nodes", "4", "--memory-policy", "lanes", "--json")
+    assert code == 0, err
+    assert json.loads(out)["memory_policy"] == "lanes"
 
 
 def test_chain_window_is_a_duration() -> None:
