@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ from qfleet.collector.rows import TelemetryBatch
 if TYPE_CHECKING:
     from qfleet.collector.transport import TransportConfig
 
-__all__ = ["Admission", "Answer", "OtlpApp"]
+__all__ = ["Admission", "Answer", "ExtraRoute", "OtlpApp"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,25 @@ class Answer:
     body: bytes
     content_type: str
     headers: _Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraRoute:
+    """A ``POST`` endpoint a package above the collector serves through the receiver's port.
+
+    The receiver does what every endpoint needs (bearer token, ``Content-Length`` within
+    ``max_body_bytes``, the in-flight budgets, the body deadline) and then calls ``handler``
+    on a worker thread with the body and the request's lower-case headers; ``handler``
+    answers ``(status, JSON body)`` and must not raise (an exception is logged and answered
+    500). The dependency points up: the collector never imports the handler's package.
+
+    Examples:
+        >>> ExtraRoute("/api/v1/alertmanager", lambda body, headers: (200, b"{}")).path
+        '/api/v1/alertmanager'
+    """
+
+    path: str
+    handler: Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
 
 
 class Admission:
@@ -209,7 +228,8 @@ class OtlpApp:
     """
 
     def __init__(self, consumer: Consumer, config: TransportConfig, metrics: ReceiverMetrics, *,
-                 health: Callable[[], Mapping[str, Any]], ready: Callable[[], Mapping[str, Any]]) -> None:
+                 health: Callable[[], Mapping[str, Any]], ready: Callable[[], Mapping[str, Any]],
+                 extra_routes: Sequence[ExtraRoute] = ()) -> None:
         self.consumer = consumer
         self.config = config
         self.metrics = metrics
@@ -222,6 +242,8 @@ class OtlpApp:
         self._probe = threading.Lock()  # one /readyz check at a time, even past its deadline
         routes = [Route(p, self._otlp, methods=_METHODS) for p in _PATHS]
         routes += [Route(p, self._get, methods=_METHODS) for p in _GET_PATHS]
+        self._extra = {r.path: r for r in extra_routes}
+        routes += [Route(p, self._extra_post, methods=_METHODS) for p in self._extra]
         self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found})
         self.asgi.router.redirect_slashes = False  # /v1/traces/ is unknown, as before
 
@@ -229,7 +251,8 @@ class OtlpApp:
 
     def _send(self, request: Request, answer: Answer) -> Response:
         path = request.scope["path"]
-        self.metrics.request(path if path in _PATHS or path in _GET_PATHS else "other", answer.code)
+        known = path in _PATHS or path in _GET_PATHS or path in self._extra
+        self.metrics.request(path if known else "other", answer.code)
         return Response(answer.body, answer.code, headers=dict(answer.headers), media_type=answer.content_type)
 
     async def _not_found(self, request: Request, _exc: Exception) -> Response:
@@ -276,6 +299,59 @@ class OtlpApp:
             return await to_thread.run_sync(probe, abandon_on_cancel=True)
         return {"status": "unavailable",
                 "reason": f"the readiness check did not finish within {self.config.ready_timeout_s} s"}
+
+    # -- extra POST endpoints ----------------------------------------------------------
+
+    async def _extra_post(self, request: Request) -> Response:
+        route = self._extra[request.scope["path"]]
+        if request.method != "POST":
+            return self._unread(request, self._status(405, "use POST", True, (("Allow", "POST"),)))
+        try:
+            n = self._check_headers(request, True)
+        except _Bad as bad:
+            return self._unread(request, self._status(bad.code, bad.message, True, bad.extra))
+        if self._encoding(request) != "identity":
+            return self._unread(request, self._status(415, "send the body uncompressed", True))
+        refusal = self.admission.enter(n)
+        if refusal is not None:
+            return self._unread(request, self._status(503, _DEFAULT_MESSAGES.get(refusal) or "too many request "
+                                                      "bytes in flight; retry later", True, self.retry_after))
+        work = _Work(self.admission, n)
+        try:
+            body = await self._read_body(request, n, True)
+            if isinstance(body, Answer):
+                return self._send(request, body)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+
+            def run() -> Answer:
+                try:
+                    code, out = route.handler(body, headers)
+                except Exception:  # a handler bug must not take the receiver down
+                    logger.exception("handler of %s failed", route.path)
+                    code, out = 500, b'{"error": "internal error; see the server log"}'
+                return Answer(code, out, MEDIA_JSON)
+
+            return self._send(request, await to_thread.run_sync(run, limiter=self._workers))
+        finally:
+            work.leave()
+
+    async def _read_body(self, request: Request, n: int, as_json: bool) -> bytes | Answer:
+        """The whole body of ``n`` bytes within ``body_timeout_s``, or the answer that ends the request."""
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            with anyio.fail_after(self.config.body_timeout_s):
+                async for chunk in request.stream():
+                    chunks.append(chunk)
+                    got += len(chunk)
+        except TimeoutError:
+            return self._status(408, f"body not received within body_timeout_s={self.config.body_timeout_s} "
+                                     f"({got} of {n} bytes); resend", as_json, _CLOSE)
+        except ClientDisconnect:
+            return self._status(400, f"client went away after {got} of {n} bytes", as_json, _CLOSE)
+        if got != n:
+            return self._status(400, f"body ended after {got} of {n} bytes (Content-Length)", as_json, _CLOSE)
+        return b"".join(chunks)
 
     # -- OTLP --------------------------------------------------------------------------
 
@@ -353,23 +429,11 @@ class OtlpApp:
 
     async def _read_and_process(self, request: Request, signal: SignalName, n: int, as_json: bool,
                                 work: _Work) -> Answer:
-        chunks: list[bytes] = []
-        got = 0
-        try:
-            with anyio.fail_after(self.config.body_timeout_s):
-                async for chunk in request.stream():
-                    chunks.append(chunk)
-                    got += len(chunk)
-        except TimeoutError:
-            self.metrics.refused(signal, "body_timeout", 1)
-            return self._status(408, f"body not received within body_timeout_s={self.config.body_timeout_s} "
-                                     f"({got} of {n} bytes); resend", as_json, _CLOSE)
-        except ClientDisconnect:
-            return self._status(400, f"client went away after {got} of {n} bytes", as_json, _CLOSE)
-        if got != n:
-            return self._status(400, f"body ended after {got} of {n} bytes (Content-Length)", as_json, _CLOSE)
-        body = b"".join(chunks)
-        del chunks
+        body = await self._read_body(request, n, as_json)
+        if isinstance(body, Answer):
+            if body.code == 408:
+                self.metrics.refused(signal, "body_timeout", 1)
+            return body
         ctype = request.headers.get("content-type", "")
         gzipped = self._encoding(request) != "identity"
         consumer = self.consumer

@@ -26,7 +26,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from qfleet.collector.consumer import Consumer
 from qfleet.collector.exposition import ReceiverMetrics
-from qfleet.collector.http_app import OtlpApp
+from qfleet.collector.http_app import ExtraRoute, OtlpApp
 from qfleet.collector.limits import Limits
 
 __all__ = ["HttpTransport", "ListenError", "TransportConfig", "check_count", "check_listen", "check_seconds"]
@@ -267,16 +267,20 @@ class HttpTransport:
         health: what ``/healthz`` answers; by default ``status`` ``ok`` and the requests in flight.
         ready: what ``/readyz`` answers (on a worker thread; it may ask the database); by
             default the same as ``health``.
+        extra_routes: ``POST`` endpoints of packages above the collector, served with the same
+            token and limits (:class:`~qfleet.collector.http_app.ExtraRoute`).
     """
 
     def __init__(self, consumer: Consumer, config: TransportConfig, *, metrics: ReceiverMetrics | None = None,
                  health: Callable[[], Mapping[str, Any]] | None = None,
-                 ready: Callable[[], Mapping[str, Any]] | None = None) -> None:
+                 ready: Callable[[], Mapping[str, Any]] | None = None,
+                 extra_routes: Sequence[ExtraRoute] = ()) -> None:
         self.consumer = consumer
         self.config = config
         self.metrics = metrics if metrics is not None else ReceiverMetrics()
         health_fn = health or self._own_health
-        self.app = OtlpApp(consumer, config, self.metrics, health=health_fn, ready=ready or health_fn)
+        self.app = OtlpApp(consumer, config, self.metrics, health=health_fn, ready=ready or health_fn,
+                           extra_routes=extra_routes)
         self._sock: socket.socket | None = None
         self._address: tuple[str, int] | None = None
         self._server: _Server | None = None

@@ -94,24 +94,22 @@ class _Exporter:
 
 
 class _Bar:
+    """The demo's phases, one bar each, on a terminal only (:class:`qfleet.progress.ProgressBar`)."""
+
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.last = 0.0
+        from qfleet.progress import ProgressBar
+
+        self.bar = ProgressBar(stream)
         self.phase = ""
 
     def __call__(self, phase: str, frac: float) -> None:
-        now = time.monotonic()
-        if phase == self.phase and now - self.last < 0.2 and frac < 1:
-            return
-        if phase != self.phase and self.phase:
-            self.stream.write("\n")
-        self.phase, self.last = phase, now
-        frac = max(0.0, min(1.0, frac))
-        self.stream.write(f"\r  {phase:<28} [{'#' * int(30 * frac):<30}] {frac:6.1%}")
-        self.stream.flush()
+        if phase != self.phase:
+            self.phase = phase
+            self.bar.start(phase, total=1.0)
+        self.bar.update(max(0.0, min(1.0, frac)))
 
     def done(self) -> None:
-        self.stream.write("\n")
+        self.bar.close()
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:

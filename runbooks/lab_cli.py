@@ -107,23 +107,25 @@ def _load(args: argparse.Namespace) -> tuple[Campaign, Path]:
 
 
 class _Bar:
-    """Progress over runs on stderr: a redrawn bar on a terminal, a line per tenth otherwise (a log file gets
-    eleven lines, not hundreds of carriage returns)."""
+    """Progress over runs on stderr: a bar on a terminal (:class:`qfleet.progress.ProgressBar`), a line per
+    tenth otherwise (a log file gets eleven lines, not hundreds of redraws)."""
 
     def __init__(self, err: TextIO) -> None:
+        from qfleet.progress import ProgressBar
+
         self.err = err
-        self.tty = err.isatty()
+        self.bar = ProgressBar(err)
         self.shown = -1
+        self.started = False
 
     def __call__(self, done: int, total: int, key: str) -> None:
-        from qfleet.text import for_terminal
-
-        if self.tty:
-            filled = done * 30 // max(total, 1)
-            self.err.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {for_terminal(key)[:40]:<40}")
+        if self.bar.active:
+            if not self.started:  # the first call, at the start (done > 0 when a campaign resumes)
+                self.started = True
+                self.bar.start("qfleet lab", total=max(total, 1))
+            self.bar.update(done, info=f"{done}/{total} {key[:40]}")
             if done == total:
-                self.err.write("\n")
-            self.err.flush()
+                self.bar.close()
             return
         tenth = done * 10 // max(total, 1)
         if tenth != self.shown:

@@ -358,7 +358,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: Tex
     sink, where = _sink(args, env, {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id,
                                     "qfleet.fleet": inp.fleet.name},
                        (inp.start_ns, inp.start_ns + inp.duration_ns))
-    progress = None if args.no_progress or args.json else _Progress(err, inp.duration_ns, clock)
+    progress = None if args.no_progress or args.json else _Progress(err, inp.duration_ns)
     drive = _Drive(sim, sink, clock, inp.speed, progress)
     try:
         drive.run(inp.start_ns)
@@ -401,29 +401,20 @@ def _print_summary(summary: Mapping[str, Any], sim: Simulation, out: TextIO) -> 
 
 
 class _Progress:
-    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+    """Simulated time done of the run's total, on a terminal only (:class:`qfleet.progress.ProgressBar`)."""
 
-    def __init__(self, stream: TextIO, total_ns: int, clock: Clock) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, total_ns: int) -> None:
+        from qfleet.progress import ProgressBar
+
         self.total = total_ns
-        self.clock = clock
-        self.t0 = clock.monotonic()
-        self.last = 0.0
+        self.bar = ProgressBar(stream)
+        self.bar.start("simulating", total=total_ns / NS)
 
     def update(self, done_ns: int, jobs: int) -> None:
-        now = self.clock.monotonic()
-        if now - self.last < 0.2 and done_ns < self.total:
-            return
-        self.last = now
-        frac = min(1.0, done_ns / self.total)
-        bar = "#" * int(30 * frac)
-        self.stream.write(f"\r[{bar:<30}] {frac:6.1%}  sim {_hms(done_ns)} / {_hms(self.total)}  "
-                          f"{jobs:,} jobs  {now - self.t0:5.1f} s")
-        self.stream.flush()
+        self.bar.update(min(done_ns, self.total) / NS, info=f"sim {_hms(done_ns)} / {_hms(self.total)}  {jobs:,} jobs")
 
     def done(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        self.bar.close()
 
 
 def _hms(ns: int) -> str:

@@ -1,8 +1,8 @@
 """Project-wide rules, each checked over the whole tree and shown to catch a planted violation.
 
-* imports point one way between packages (style.md §5.2); ``qfleet.units``, ``qfleet.problems``, ``qfleet.text``
-  and ``qfleet.files`` are the foundation every package may use; the composition root (``qfleet.cli``, ``demo``,
-  ``serve``) is imported by nothing; no module imports the old top-level names (``collector``, ``slo``...);
+* imports point one way between packages (style.md §5.2); ``qfleet.units``, ``qfleet.problems``, ``qfleet.text``,
+  ``qfleet.files`` and ``qfleet.progress`` are the foundation every package may use; the composition root
+  (``qfleet.cli``, ``demo``, ``serve``) is imported by nothing; no module imports the old top-level names (``collector``, ``slo``...);
 * each package is the only writer of its tables, and raw ``text()`` SQL stays inside the owning package;
 * one ``NS``, one duration grammar, one RFC 3339 parser (all in ``qfleet.units``);
 * core code takes a clock instead of reading the wall clock, and nothing reads the environment at import;
@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["collector", "simulator", "slo", "alerts", "dashboards", "runbooks", "migrations", "qfleet"]
 OLD_NAMES = set(PACKAGES) - {"qfleet"}
-FOUNDATION = {"qfleet.units", "qfleet.problems", "qfleet.text", "qfleet.files"}
+FOUNDATION = {"qfleet.units", "qfleet.problems", "qfleet.text", "qfleet.files", "qfleet.progress"}
 CORE = ("collector", "simulator", "slo", "alerts")
 # Package -> the qfleet packages it may import (style.md §5.2); the foundation is open to all.
 ALLOWED = {
