@@ -1,4 +1,4 @@
-"""`qfleet db …`, `qfleet runs list` and `qfleet collector …`: schema, retention, runs and the OTLP/HTTP receiver."""
+"""`qfleet db …`, `qfleet runs list` and `qfleet collector …`: schema, retention, runs and the OTLP receiver."""
 
 from __future__ import annotations
 
@@ -51,11 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     rl = with_db(runsc.add_parser("list", help="id, fleet, simulated start and end (UTC), status; oldest first"))
     rl.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
 
-    col = groups.add_parser("collector", help="the OTLP/HTTP receiver")
+    col = groups.add_parser("collector", help="the OTLP receiver (HTTP, optionally gRPC)")
     colc = col.add_subparsers(dest="cmd", required=True)
-    sv = with_db(colc.add_parser("serve", help="receive OTLP/HTTP traces and metrics into the store"))
+    sv = with_db(colc.add_parser("serve", help="receive OTLP/HTTP (and OTLP/gRPC) traces and metrics into the store"))
     sv.add_argument("--host", help="listen address (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=4318, help="listen port (default 4318; 0 picks a free one)")
+    sv.add_argument("--grpc-port", type=int, help="also serve OTLP/gRPC on this port of the same host (OTLP's is "
+                    "4317; 0 picks a free one); same token, limits and queue as HTTP. Default: HTTP only")
     sv.add_argument("--token-file", help="bearer token file (default ./qfleet.token, created if missing)")
     sv.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024,
                     help="largest request body, also after gzip decompression (default 20 MiB)")
@@ -192,10 +194,11 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
     from qfleet.collector.receiver import Receiver, ReceiverConfig
     from qfleet.collector.settings import SettingsError, load_token
     from qfleet.collector.store import Store, StoreError, open_engine
+    from qfleet.collector.transport import ListenError
 
     try:
         token = load_token(settings.token_file)
-        config = ReceiverConfig(host=settings.host, port=args.port, token=token,
+        config = ReceiverConfig(host=settings.host, port=args.port, grpc_port=args.grpc_port, token=token,
                                 max_body_bytes=args.max_body_bytes, queue_items=args.queue_items)
     except (SettingsError, ValueError) as e:
         raise SettingsError(str(e)) from None
@@ -211,6 +214,9 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
     except (StoreError, DBAPIError):
         engine.dispose()
         raise
+    except ListenError as e:  # one line naming host:port and the fix already
+        engine.dispose()
+        raise StoreError(str(e)) from None
     except (OSError, ValueError) as e:
         engine.dispose()
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
@@ -220,8 +226,9 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     host, port = receiver.address
+    grpc = f", OTLP/gRPC on {':'.join(map(str, receiver.grpc_address))}" if receiver.grpc_address else ""
     print(f"qfleet collector listening on http://{host}:{port} "
-          f"(token in {settings.token_file}; OTLP at /v1/traces and /v1/metrics, health at /healthz, "
+          f"(token in {settings.token_file}; OTLP at /v1/traces and /v1/metrics{grpc}, health at /healthz, "
           "Prometheus at /metrics)", file=out, flush=True)
     stop.wait()
     receiver.stop()

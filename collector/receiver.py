@@ -1,4 +1,4 @@
-"""The OTLP/HTTP receiver: ``POST /v1/traces`` and ``/v1/metrics`` into the store.
+"""The OTLP receiver: OTLP/HTTP (``POST /v1/traces``, ``/v1/metrics``) and, if configured, OTLP/gRPC into the store.
 
 A pipeline in the OpenTelemetry Collector's shape, each stage in its own module::
 
@@ -6,23 +6,27 @@ A pipeline in the OpenTelemetry Collector's shape, each stage in its own module:
     (transport.py:                    (batcher.py:            (writer.py: one thread,
      auth, limits, gzip,               bounded in items,       coalesced transactions,
      decode.py, status codes)          503 when full)          ack after commit)
-                                                              RollupScheduler (rollups.py)
+    GrpcTransport ──────────────────▶ (the same queue)        RollupScheduler (rollups.py)
+    (grpc_transport.py: same token, limits, decode and ack; one in-flight budget with HTTP)
     GET /healthz, GET /metrics ◀── ReceiverMetrics + FleetGaugeCollector (exposition.py)
 
 The transport talks to the queue only through the :class:`~qfleet.collector.consumer.Consumer`
 protocol. A request is acknowledged with 200 **only after its rows are committed**; when
 the queue, the requests or the request bytes in flight are at their limit, or the write
-fails, the client gets 503 with ``Retry-After`` and resends (writes are idempotent).
+fails, the client gets 503 with ``Retry-After`` and resends (writes are idempotent); over gRPC,
+``OK`` after commit and ``UNAVAILABLE`` with a ``RetryInfo`` of the same delay.
 
 ``/healthz`` (:meth:`Receiver.health`) says whether the receiver can do its job: 503 while
 the writer thread is down or the last write failed for a reason other than its data (the
 database unreachable, read-only, its schema missing). ``/readyz`` (:meth:`Receiver.readiness`)
 says whether to send it traffic now: 503 unless started, healthy, the database answers and
-the queue is below its high-water mark (:data:`READY_QUEUE_FRACTION` of ``queue_items``).
+the queue is below its high-water mark (:data:`READY_QUEUE_FRACTION` of ``queue_items``), and the
+gRPC transport, when configured, serves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from qfleet.collector.batcher import BatchQueue
 from qfleet.collector.exposition import ReceiverMetrics
+from qfleet.collector.grpc_transport import GrpcTransport
 from qfleet.collector.limits import Limits
 from qfleet.collector.rollups import RollupScheduler
 from qfleet.collector.store import Store
@@ -64,6 +69,9 @@ class ReceiverConfig:
 
     Args:
         host, port: listen address; port 0 picks a free port (see :attr:`Receiver.address`).
+        grpc_port: OTLP/gRPC port on the same host (4317 is OTLP's), ``None`` for none; 0 picks a
+            free port (see :attr:`Receiver.grpc_address`). gRPC shares the token, the limits, the
+            in-flight budgets and the queue with HTTP.
         token: the bearer token clients must send (``Authorization: Bearer <token>``).
         max_body_bytes: largest request body, enforced on Content-Length and again after
             gzip decompression (413 beyond it).
@@ -100,6 +108,7 @@ class ReceiverConfig:
 
     host: str = "127.0.0.1"
     port: int = 4318
+    grpc_port: int | None = None
     token: str
     max_body_bytes: int = 20 * 1024 * 1024
     queue_items: int = 200_000
@@ -120,6 +129,7 @@ class ReceiverConfig:
     def __post_init__(self) -> None:
         owner = "ReceiverConfig"
         check_listen(owner, self.host, self.port, self.token)
+        _check_grpc_port(self.port, self.grpc_port)
         for name, least in (("max_body_bytes", 1), ("queue_items", 1), ("max_inflight", 1),
                             ("max_inflight_bytes", 1), ("max_connections", 1), ("keep_alive_s", 1),
                             ("max_batch_items", 1), ("retry_after_s", 0)):
@@ -140,9 +150,32 @@ class ReceiverConfig:
                                keep_alive_s=self.keep_alive_s, ready_timeout_s=self.ready_timeout_s,
                                retry_after_s=self.retry_after_s, limits=self.limits)
 
+    @property
+    def grpc_transport(self) -> TransportConfig | None:
+        """What the gRPC transport uses: the HTTP transport's configuration on ``grpc_port`` (``None``: off)."""
+        return None if self.grpc_port is None else dataclasses.replace(self.transport, port=self.grpc_port)
+
+
+def _check_grpc_port(port: int, grpc_port: object) -> None:
+    """``grpc_port`` is ``None`` or a port other than the HTTP one.
+
+    >>> _check_grpc_port(4318, 4318)
+    Traceback (most recent call last):
+    ...
+    ValueError: ReceiverConfig.grpc_port=4318 is also the HTTP port: use another one, e.g. 4317 (0 picks a free one)
+    """
+    if grpc_port is None:
+        return
+    if isinstance(grpc_port, bool) or not isinstance(grpc_port, int) or not 0 <= grpc_port <= 65535:
+        raise ValueError(f"ReceiverConfig.grpc_port={grpc_port!r}: use 0-65535 (0 picks a free port), or leave "
+                         "it out to serve OTLP/HTTP only")
+    if grpc_port and grpc_port == port:
+        raise ValueError(f"ReceiverConfig.grpc_port={grpc_port} is also the HTTP port: use another one, e.g. 4317 "
+                         "(0 picks a free one)")
+
 
 class Receiver:
-    """OTLP/HTTP receiver writing into ``store``; see the module docstring.
+    """OTLP/HTTP (and OTLP/gRPC) receiver writing into ``store``; see the module docstring.
 
     Args:
         store: the (migrated) store; only the writer thread writes to it.
@@ -166,6 +199,10 @@ class Receiver:
                                    max_batch_items=config.max_batch_items, clock=clock)
         self._transport = HttpTransport(self._queue, config.transport, metrics=self.metrics, health=self.health,
                                         ready=self.readiness)
+        grpc_config = config.grpc_transport
+        # One in-flight budget for both transports: max_inflight and max_inflight_bytes bound the receiver.
+        self._grpc = None if grpc_config is None else GrpcTransport(
+            self._queue, grpc_config, metrics=self.metrics, admission=self._transport.app.admission)
         self._stopped = False
         m = self.metrics
         m.gauge("qfleet_collector_queue_items", "Spans and points queued for or being written to the database",
@@ -182,7 +219,7 @@ class Receiver:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind, start the writer thread and the HTTP threads; returns once listening.
+        """Bind, start the writer thread and the HTTP (and gRPC) threads; returns once listening.
 
         Raises:
             RuntimeError: already started.
@@ -192,11 +229,20 @@ class Receiver:
         if self._transport.started:
             raise RuntimeError("Receiver.start() called twice; create a new Receiver instead")
         self._transport.bind()  # first: if the port is taken, nothing else has started
+        if self._grpc is not None:
+            try:
+                self._grpc.bind()
+            except BaseException:
+                self._transport.close()  # releases the HTTP port
+                raise
         self._rollups.start()
         self._writer.start()
         self._transport.start()
         host, port = self.address
         logger.info("OTLP/HTTP receiver listening on %s:%s", host, port)
+        if self._grpc is not None:
+            self._grpc.start()
+            logger.info("OTLP/gRPC receiver listening on %s:%s", *self._grpc.address)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -204,6 +250,15 @@ class Receiver:
         if not self._transport.started:
             raise RuntimeError("Receiver.address is known after start()")
         return self._transport.address
+
+    @property
+    def grpc_address(self) -> tuple[str, int] | None:
+        """The bound gRPC (host, port), ``None`` when ``grpc_port`` is; the real port for port 0."""
+        if self._grpc is None:
+            return None
+        if not self._grpc.started:
+            raise RuntimeError("Receiver.grpc_address is known after start()")
+        return self._grpc.address
 
     def stop(self, *, timeout_s: float | None = None) -> None:
         """Stop accepting, commit what is queued, stop the writer, refresh rollups once.
@@ -217,15 +272,20 @@ class Receiver:
         self._stopped = True
         wait = self.config.ack_timeout_s if timeout_s is None else timeout_s
         self._transport.close()
+        if self._grpc is not None:
+            self._grpc.close(wait)
         deadline = time.monotonic() + wait
-        # Handlers waiting for their commit still need the writer: let them finish.
+        # Handlers waiting for their commit still need the writer: let them finish (both transports:
+        # they share the admission that wait_idle watches).
         self._transport.wait_idle(deadline)
         self._queue.close(drain_deadline=deadline)
         # The writer may be stuck in one slow transaction; bound the wait.
         if not self._writer.join(max(deadline - time.monotonic(), 0.0) + _WRITER_GRACE_S):
             logger.error("writer thread still busy with the database after stop; abandoning it")
         self._transport.disconnect()
-        logger.info("OTLP/HTTP receiver stopped")
+        if self._grpc is not None:
+            self._grpc.disconnect()
+        logger.info("OTLP receiver stopped")
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` answers: ``status`` ``ok``, or ``unavailable`` with the ``reason``.
@@ -249,6 +309,8 @@ class Receiver:
             "inflight_requests": self._transport.inflight,
             "inflight_bytes": self._transport.inflight_bytes,
         }
+        if self._grpc is not None:
+            out["grpc_serving"] = self._grpc.serving
         if reason:
             out["reason"] = reason
         if w.last_error:
@@ -262,6 +324,8 @@ class Receiver:
         reasons: list[str] = []
         if not self._transport.started or self._stopped:
             reasons.append("not started" if not self._stopped else "stopped")
+        elif self._grpc is not None and not self._grpc.serving:
+            reasons.append("the OTLP/gRPC server is not serving")
         health = self.health()
         if health["status"] != "ok":
             reasons.append(health["reason"])

@@ -161,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="configuration directory (alerting.yaml, slos.yaml, rules.yaml, webhook.secret)")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (0 picks a free one)")
+    p.add_argument("--grpc-port", type=int, help="also serve OTLP/gRPC on this port (OTLP's is 4317; 0 picks a free "
+                   "one), with the same token, limits and queue; default: HTTP only")
     p.add_argument("--token-file", help="file with the ingestion bearer token (default $QFLEET_TOKEN_FILE or "
                    "./qfleet.token; created with a random token, mode 0600, if missing)")
     p.add_argument("--eval-interval", type=_positive_seconds, default=30.0,
@@ -205,6 +207,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         external_url = args.external_url or external_url_from_env(os.environ)
         settings = Settings.from_env(os.environ, database_url=args.db, host=args.host, token_file=args.token_file)
         token = load_token(settings.token_file)
+        # Before the database is touched: a bad port fails fast.
+        receiver_config = ReceiverConfig(host=settings.host, port=args.port, grpc_port=args.grpc_port, token=token)
         clock = _clock(args.start_at)
         engine = open_engine(settings.database_url)
         lock_handle = sqlite_lock(engine)
@@ -212,7 +216,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         service = build_service(engine, Path(args.config) if args.config else None, clock=clock, holder=holder,
                                 external_url=external_url)
         _check_interval(args.eval_interval, service.config.resolve_timeout_ns)
-        receiver = Receiver(Store(engine), ReceiverConfig(host=settings.host, port=args.port, token=token))
+        receiver = Receiver(Store(engine), receiver_config)
         receiver.start()
     except (SettingsError, StoreError, ServeError, ListenError, ValueError, OSError) as e:
         print(f"qfleet serve: {e}", file=sys.stderr)
@@ -258,7 +262,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         signal.signal(sig, lambda *_: stop.set())
     sched.start()
     host, port = receiver.address
-    print(f"qfleet serve: OTLP on http://{host}:{port}, SLOs and rules every {args.eval_interval:g} s (by the "
+    grpc = f" and gRPC {':'.join(map(str, receiver.grpc_address))}" if receiver.grpc_address else ""
+    print(f"qfleet serve: OTLP on http://{host}:{port}{grpc}, SLOs and rules every {args.eval_interval:g} s (by the "
           f"replica holding the evaluation lease; this one is {holder}), delivery every {args.dispatch_interval:g} s "
           "(Ctrl-C or SIGTERM to stop)", file=out, flush=True)
     stop.wait()
