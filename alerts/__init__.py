@@ -10,6 +10,8 @@
 * :mod:`qfleet.alerts.rules` (the rule files) / :mod:`qfleet.alerts.rule_queries` (their store queries) /
   :mod:`qfleet.alerts.sources` / :mod:`qfleet.alerts.incidents`: what fires, and what it becomes.
 * :mod:`qfleet.alerts.service`: the loop that ties them together (run by ``qfleet serve``).
+* :mod:`qfleet.alerts.am_push` / :mod:`qfleet.alerts.am_intake`: Alertmanager both ways (qfleet's alerts sent to
+  an existing Alertmanager as Prometheus sends them; its webhook v4 taken in as an alert source).
 * The repositories of the alerts' tables (:mod:`qfleet.alerts.schema`), their only writers: :class:`SilenceStore`,
   :class:`Incidents` (open, acknowledge, escalate, resolve), the outbox; and :func:`incident_impact`, the one
   impact the postmortem and the on-call page both show.
@@ -23,13 +25,15 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "config": ["ConfigError", "config_from_dict", "load_config"],
+    "am_intake": ["AlertmanagerIntake", "intake_route"],
+    "am_push": ["AlertmanagerPush", "PushConfig"],
+    "config": ["ConfigError", "LoadedConfig", "config_from_dict", "load_config"],
     "impact": ["IncidentImpact", "incident_impact"],
     "incidents": ["IncidentError", "Incidents"],
     "matchers": ["MatcherError", "parse_matcher"],
     "model": ["Alert", "AlertingConfig", "Matcher", "Notification", "Receiver", "Route", "Silence"],
     "outbox": ["Outbox", "OutboxItem"],
-    "payloads": ["pagerduty_event", "sign", "verify", "webhook_body"],
+    "payloads": ["PagerDutyFields", "pagerduty_event", "sign", "verify", "webhook_body"],
     "routing": ["resolve", "routes_test"],
     "rules": ["AlertRulesError", "load_rules"],
     "service": ["AlertService"],
@@ -40,7 +44,12 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
 })
 
 if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getattr__)
+    from qfleet.alerts.am_intake import AlertmanagerIntake as AlertmanagerIntake
+    from qfleet.alerts.am_intake import intake_route as intake_route
+    from qfleet.alerts.am_push import AlertmanagerPush as AlertmanagerPush
+    from qfleet.alerts.am_push import PushConfig as PushConfig
     from qfleet.alerts.config import ConfigError as ConfigError
+    from qfleet.alerts.config import LoadedConfig as LoadedConfig
     from qfleet.alerts.config import config_from_dict as config_from_dict
     from qfleet.alerts.config import load_config as load_config
     from qfleet.alerts.impact import IncidentImpact as IncidentImpact
@@ -58,6 +67,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.alerts.model import Silence as Silence
     from qfleet.alerts.outbox import Outbox as Outbox
     from qfleet.alerts.outbox import OutboxItem as OutboxItem
+    from qfleet.alerts.payloads import PagerDutyFields as PagerDutyFields
     from qfleet.alerts.payloads import pagerduty_event as pagerduty_event
     from qfleet.alerts.payloads import sign as sign
     from qfleet.alerts.payloads import verify as verify

@@ -24,20 +24,36 @@ problem is collected (a :class:`qfleet.problems.Problem`: key path, what is wron
     inhibit_rules: [{source_matchers: [...], target_matchers: [...], equal: [slo]}]
     time_intervals: [{name: maintenance, time_intervals: [{weekdays: [saturday, sunday]}]}]
     qfleet: {escalation_receiver: pages, escalate_after: 30m}
+    alerting:                                    # optional: also send the alerts to existing Alertmanagers,
+      alertmanagers:                             # as Prometheus' alerting section does (qfleet.alerts.am_push)
+        - static_configs: [{targets: ['127.0.0.1:9093']}]
+          scheme: http                           # default http; path_prefix default /; timeout default 10s
+          authorization: {credentials_file: am.token}    # optional bearer token, read from a file
+      resend_delay: 1m                           # Prometheus' --rules.alert.resend-delay (default 1m)
+      route_locally: true                        # false: only send, qfleet's own routing stays idle
 
 The deprecated ``match`` / ``match_re`` (routes) and ``source_match(_re)`` / ``target_match(_re)`` (inhibit
 rules) are converted to matchers with a warning; the deprecated top-level ``mute_time_intervals`` joins
 ``time_intervals``. ``url_file`` and ``routing_key_file`` are read at load time (relative paths from the config
-file's directory).
+file's directory). ``pagerduty_configs`` honour ``severity``, ``class``, ``component`` and ``group``, templated
+with the subset :func:`qfleet.alerts.payloads.check_template` accepts.
+
+:func:`config_from_dict` returns a :class:`LoadedConfig`: the :class:`AlertingConfig` plus the PagerDuty fields and
+the ``alerting:`` section, which the model does not hold.
+
+Why one module: every section is read by the same loader (its key, type, file and URL checks), so that all the
+problems of a file, whatever their section, are gathered into one :class:`ConfigError`.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from qfleet.alerts.am_push import DEFAULT_RESEND_DELAY_NS, AlertmanagerTarget, PushConfig
 from qfleet.alerts.fields import LABEL_NAME_RULE, duration_at, is_label_name
 from qfleet.alerts.intervals import parse_time_intervals
 from qfleet.alerts.matchers import MatcherError, matcher, parse_matcher, parse_matchers
@@ -50,12 +66,15 @@ from qfleet.alerts.model import (
     Route,
     TimeInterval,
 )
+from qfleet.alerts.payloads import PagerDutyFields, check_template
 from qfleet.problems import Problem, Problems, ProblemsError, did_you_mean, read_yaml
+from qfleet.units import NS
 
 # MatcherError, parse_matcher and parse_matchers live in qfleet.alerts.matchers; they stay importable from here.
 __all__ = [
     "PAGERDUTY_URL",
     "ConfigError",
+    "LoadedConfig",
     "MatcherError",
     "config_from_dict",
     "load_config",
@@ -69,7 +88,7 @@ logger = logging.getLogger(__name__)
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 
 _TOP_KEYS = {"global", "route", "receivers", "inhibit_rules", "time_intervals", "mute_time_intervals",
-             "templates", "tracing", "qfleet"}
+             "templates", "tracing", "qfleet", "alerting"}
 _ROUTE_KEYS = {"receiver", "group_by", "continue", "matchers", "match", "match_re", "group_wait",
                "group_interval", "repeat_interval", "mute_time_intervals", "active_time_intervals", "routes"}
 _ROUTE_UNSUPPORTED = {"labels"}
@@ -93,14 +112,37 @@ _OTHER_RECEIVERS = {
 }
 _WEBHOOK_KEYS = {"url", "url_file", "send_resolved", "max_alerts", "timeout"}
 _WEBHOOK_UNSUPPORTED = {"http_config", "payload"}
-_PD_KEYS = {"routing_key", "routing_key_file", "url", "send_resolved"}
+_PD_KEYS = {"routing_key", "routing_key_file", "url", "send_resolved", "severity", "class", "component", "group"}
 _PD_UNSUPPORTED = {"http_config", "client", "client_url", "description", "details", "images", "links", "source",
-                   "severity", "class", "component", "group", "timeout"}
+                   "timeout"}
 _PD_V1 = {"service_key", "service_key_file"}
 _INHIBIT_KEYS = {"name", "source_matchers", "target_matchers", "equal", "source_match", "source_match_re",
                  "target_match", "target_match_re"}
 _INTERVAL_KEYS = {"name", "time_intervals"}
 _QFLEET_KEYS = {"escalation_receiver", "escalate_after"}
+_ALERTING_KEYS = {"alertmanagers", "resend_delay", "route_locally"}
+_ALERTING_UNSUPPORTED = {"alert_relabel_configs"}
+_AM_KEYS = {"static_configs", "scheme", "path_prefix", "timeout", "api_version", "authorization"}
+_AM_UNSUPPORTED = {"relabel_configs", "alert_relabel_configs", "tls_config", "proxy_url", "no_proxy",
+                   "proxy_from_environment", "proxy_connect_header", "follow_redirects", "enable_http2",
+                   "basic_auth", "oauth2", "sigv4", "dns_sd_configs", "file_sd_configs", "consul_sd_configs",
+                   "kubernetes_sd_configs", "http_sd_configs", "ec2_sd_configs", "azure_sd_configs",
+                   "gce_sd_configs"}
+_DEFAULT_AM_TIMEOUT_NS = 10 * NS     # Prometheus' alertmanager_config timeout default
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadedConfig(AlertingConfig):
+    """An :class:`AlertingConfig` with what :mod:`qfleet.alerts.model` does not hold yet.
+
+    Attributes:
+        pagerduty_fields: receiver name -> the ``severity``/``class``/``component``/``group`` of each of its
+            ``pagerduty_configs`` entries, in the order of ``Receiver.pagerduty``.
+        push: the ``alerting:`` section (None: qfleet sends to no Alertmanager).
+    """
+
+    pagerduty_fields: dict[str, tuple[PagerDutyFields, ...]] = field(default_factory=dict)
+    push: PushConfig | None = None
 
 
 class ConfigError(ProblemsError):
@@ -126,6 +168,7 @@ class _Loader:
         self.base = Path(source).parent if source and not source.startswith("<") else None
         self.receiver_refs: list[tuple[str, str]] = []     # (path, receiver name)
         self.interval_refs: list[tuple[str, str]] = []     # (path, time interval name)
+        self.pd_fields: dict[str, tuple[PagerDutyFields, ...]] = {}
 
     # -- values ------------------------------------------------------------------------------------------------
     def problem(self, path: str, message: str, fix: str = "", code: str = "") -> None:
@@ -366,7 +409,8 @@ class _Loader:
             return None
         return key
 
-    def pagerduty(self, value: Any, path: str, default_url: str) -> tuple[str, bool, str] | None:
+    def pagerduty(self, value: Any, path: str,
+                  default_url: str) -> tuple[tuple[str, bool, str], PagerDutyFields] | None:
         node = self.mapping(value, path)
         if node is None:
             return None
@@ -380,9 +424,21 @@ class _Loader:
         key = self.routing_key(node, path)
         url = self.http_url(node["url"], _at(path, "url")) if "url" in node else default_url
         send_resolved = self.boolean(node, "send_resolved", path, True)
+        texts = {k: self.template(node, k, path) for k in ("severity", "class", "component", "group")}
         if key is None or url is None:
             return None
-        return (key, send_resolved, url)
+        return (key, send_resolved, url), PagerDutyFields(severity=texts["severity"], class_=texts["class"],
+                                                          component=texts["component"], group=texts["group"])
+
+    def template(self, node: dict[str, Any], key: str, path: str) -> str:
+        """A templated string field ('' when absent), checked against the template subset qfleet renders."""
+        text = self.string(node, key, path) or ""
+        problem = check_template(text)
+        if problem:
+            message, _, fix = problem.partition("; ")
+            self.problem(_at(path, key), message, fix, "bad_template")
+            return ""
+        return text
 
     def receiver(self, item: Any, path: str, default_pd_url: str) -> Receiver | None:
         node = self.mapping(item, path)
@@ -404,8 +460,10 @@ class _Loader:
                  for j, w in enumerate(self.listing(node.get("webhook_configs"), _at(path, "webhook_configs")))]
         pds = [self.pagerduty(p, f"{path}.pagerduty_configs[{j}]", default_pd_url)
                for j, p in enumerate(self.listing(node.get("pagerduty_configs"), _at(path, "pagerduty_configs")))]
+        kept = [p for p in pds if p is not None]
+        self.pd_fields[name] = tuple(f for _, f in kept)
         return Receiver(name=name, webhooks=tuple(h for h in hooks if h is not None),
-                        pagerduty=tuple(p for p in pds if p is not None))
+                        pagerduty=tuple(p for p, _ in kept))
 
     def receivers(self, value: Any, default_pd_url: str) -> dict[str, Receiver]:
         out: dict[str, Receiver] = {}
@@ -478,6 +536,78 @@ class _Loader:
                          "give both or neither", "conflict")
         return (receiver, after) if receiver is not None and after is not None else (None, None)
 
+    def alerting_section(self, value: Any) -> PushConfig | None:
+        """The ``alerting:`` section (Prometheus' shape): the Alertmanagers qfleet sends its alerts to."""
+        if value is None:
+            return None
+        node = self.mapping(value, "alerting") or {}
+        self.check_keys(node, "alerting", _ALERTING_KEYS, _ALERTING_UNSUPPORTED, "alerting keys")
+        targets = [t for i, item in enumerate(self.listing(node.get("alertmanagers"), "alerting.alertmanagers"))
+                   for t in self.alertmanager(item, f"alerting.alertmanagers[{i}]")]
+        resend = self.duration(node, "resend_delay", "alerting", positive=True) or DEFAULT_RESEND_DELAY_NS
+        local = self.boolean(node, "route_locally", "alerting", True)
+        if not targets:
+            self.problem("alerting.alertmanagers", "no Alertmanager to send to",
+                         "add - static_configs: [{targets: ['host:9093']}], or remove the alerting section",
+                         "required")
+            return None
+        return PushConfig(targets=tuple(targets), resend_delay_ns=resend, route_locally=local)
+
+    def alertmanager(self, value: Any, path: str) -> list[AlertmanagerTarget]:
+        """One ``alertmanagers`` entry: a target per ``static_configs[].targets`` host:port."""
+        node = self.mapping(value, path)
+        if node is None:
+            return []
+        self.check_keys(node, path, _AM_KEYS, _AM_UNSUPPORTED, "alertmanager config keys")
+        scheme = node.get("scheme", "http")
+        if scheme not in ("http", "https"):
+            self.problem(_at(path, "scheme"), f"expected http or https, got {scheme!r}", "write scheme: http",
+                         "bad_value")
+            return []
+        if node.get("api_version", "v2") != "v2":
+            self.problem(_at(path, "api_version"), f"{node['api_version']!r} is not supported (Alertmanager 0.27 "
+                         "removed API v1)", "write api_version: v2 or leave it out", "bad_value")
+        prefix = self.string(node, "path_prefix", path) or "/"
+        timeout_ns = self.duration(node, "timeout", path, positive=True) or _DEFAULT_AM_TIMEOUT_NS
+        token = self.bearer(node.get("authorization"), _at(path, "authorization"))
+        out = []
+        for i, sc in enumerate(self.listing(node.get("static_configs"), _at(path, "static_configs"))):
+            where = f"{_at(path, 'static_configs')}[{i}]"
+            sc_node = self.mapping(sc, where) or {}
+            self.check_keys(sc_node, where, {"targets"}, {"labels"}, "static_config keys")
+            for j, target in enumerate(self.names(sc_node.get("targets"), _at(where, "targets"))):
+                url = self.http_url(f"{scheme}://{target}", f"{_at(where, 'targets')}[{j}]")
+                if url is not None and not urlsplit(url).path:
+                    base = "/".join(p for p in (url, prefix.strip("/")) if p)
+                    out.append(AlertmanagerTarget(url=f"{base}/api/v2/alerts", timeout_s=timeout_ns / NS,
+                                                  bearer_token=token))
+                elif url is not None:
+                    self.problem(f"{_at(where, 'targets')}[{j}]", f"{target!r} is not host:port",
+                                 "write e.g. 127.0.0.1:9093 (a path goes in path_prefix)", "bad_url")
+        if not out:
+            self.problem(_at(path, "static_configs"), "no targets", "add static_configs: [{targets: ['host:9093']}]",
+                         "required")
+        return out
+
+    def bearer(self, value: Any, path: str) -> str:
+        """The bearer token of an ``authorization`` block, read from ``credentials_file`` ('' without one)."""
+        if value is None:
+            return ""
+        node = self.mapping(value, path) or {}
+        self.check_keys(node, path, {"type", "credentials", "credentials_file"}, what="authorization keys")
+        if "credentials" in node:
+            self.problem(_at(path, "credentials"), "inline secrets are not accepted",
+                         "put the token in a file (chmod 600) and name it as credentials_file", "inline_secret")
+        if str(node.get("type", "Bearer")).lower() != "bearer":
+            self.problem(_at(path, "type"), f"{node['type']!r} is not supported", "write type: Bearer",
+                         "bad_value")
+        if "credentials_file" not in node:
+            if "credentials" not in node:
+                self.problem(path, "credentials_file is required", "name the file holding the token",
+                             "required")
+            return ""
+        return self.read_file(node["credentials_file"], _at(path, "credentials_file")) or ""
+
     def check_references(self, receivers: dict[str, Receiver], intervals: dict[str, Any]) -> None:
         for path, name in self.receiver_refs:
             if name not in receivers:
@@ -489,7 +619,7 @@ class _Loader:
                              f"add it under time_intervals (defined: {sorted(intervals)})", "undefined_interval")
 
 
-def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[AlertingConfig, list[Problem]]:
+def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[LoadedConfig, list[Problem]]:
     """Validate a parsed ``alertmanager.yml`` document and build its :class:`AlertingConfig`.
 
     Args:
@@ -524,15 +654,17 @@ def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[AlertingCon
     inhibit = ld.inhibit_rules(doc.get("inhibit_rules"))
     intervals = ld.time_intervals(doc)
     escalation_receiver, escalate_after = ld.qfleet_section(doc.get("qfleet"))
+    push = ld.alerting_section(doc.get("alerting"))
     ld.check_references(receivers, intervals)
     ld.found.raise_if_any(ConfigError)
-    config = AlertingConfig(route=route, receivers=receivers, inhibit_rules=inhibit, time_intervals=intervals,
-                            resolve_timeout_ns=resolve_timeout, escalation_receiver=escalation_receiver,
-                            escalate_after_ns=escalate_after)
+    config = LoadedConfig(route=route, receivers=receivers, inhibit_rules=inhibit, time_intervals=intervals,
+                          resolve_timeout_ns=resolve_timeout, escalation_receiver=escalation_receiver,
+                          escalate_after_ns=escalate_after,
+                          pagerduty_fields={k: v for k, v in ld.pd_fields.items() if k in receivers}, push=push)
     return config, list(ld.found.warnings)
 
 
-def read_config(path: str | Path) -> tuple[AlertingConfig, list[Problem]]:
+def read_config(path: str | Path) -> tuple[LoadedConfig, list[Problem]]:
     """Load ``path`` (YAML); returns ``(config, warnings)``.
 
     Raises:
@@ -542,7 +674,7 @@ def read_config(path: str | Path) -> tuple[AlertingConfig, list[Problem]]:
     return config_from_dict(read_yaml(p, what="alerting config", error=ConfigError), source=str(p))
 
 
-def load_config(path: str | Path) -> AlertingConfig:
+def load_config(path: str | Path) -> LoadedConfig:
     """Load an ``alertmanager.yml`` (the subset above); warnings are logged (use :func:`read_config` to get them).
 
     Raises:

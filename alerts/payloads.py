@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from qfleet.alerts.model import Alert, Labels, Notification
@@ -22,13 +24,18 @@ __all__ = [
     "DEFAULT_EXTERNAL_URL",
     "ENV_EXTERNAL_URL",
     "ZERO_TIME",
+    "PagerDutyFields",
+    "TemplateData",
     "check_external_url",
+    "check_template",
     "external_url_from_env",
     "idempotency_key",
     "incident_url",
     "pagerduty_event",
+    "render_template",
     "sign",
     "signature_header",
+    "template_data",
     "verify",
     "webhook_body",
 ]
@@ -153,6 +160,130 @@ def webhook_body(n: Notification, *, receiver_name: str, external_url: str, max_
     return body
 
 
+# -- Alertmanager's template subset (pagerduty_configs' severity, class, component, group) -----------------------
+
+#: One ``{{ ... }}`` action, with Go's trim markers (``{{- `` and `` -}}`` eat the whitespace beside them).
+_ACTION = re.compile(r"\{\{(- )?\s*(.*?)\s*( -)?\}\}", re.S)
+_MAPS = ("CommonLabels", "GroupLabels", "CommonAnnotations")
+_FIELD = re.compile(r"\.(CommonLabels|GroupLabels|CommonAnnotations)\.([A-Za-z_][A-Za-z0-9_]*)")
+_INDEX = re.compile(r'index \.(CommonLabels|GroupLabels|CommonAnnotations) "([^"\\]*)"')
+_SCALAR = re.compile(r"\.(Status|Receiver|ExternalURL)")
+_TEMPLATE_HELP = ("use only {{ .CommonLabels.<name> }}, {{ .GroupLabels.<name> }}, {{ .CommonAnnotations.<name> }}, "
+                  '{{ index .CommonLabels "<name>" }}, {{ .Status }}, {{ .Receiver }} or {{ .ExternalURL }}')
+#: Go's ``regexp.QuoteMeta`` set: Alertmanager quotes the receiver name with it in ``.Receiver``.
+_GO_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplateData:
+    """The part of Alertmanager's template data (``template.Data``) that qfleet's template subset reads."""
+
+    status: str
+    receiver: str
+    external_url: str
+    group_labels: Mapping[str, str]
+    common_labels: Mapping[str, str]
+    common_annotations: Mapping[str, str]
+
+
+def template_data(n: Notification, *, receiver_name: str, external_url: str) -> TemplateData:
+    """Alertmanager's template data for ``n`` as ``receiver_name`` sees it (``.Receiver`` is regex-quoted, as
+    ``template.Data`` quotes it).
+
+    >>> from qfleet.alerts.model import Alert, Notification
+    >>> a = Alert(labels=(("alertname", "X"), ("node", "q1")), starts_at=0)
+    >>> n = Notification(at=1, receiver="pd.1", group_key="g", group_labels=(("alertname", "X"),),
+    ...                  reason="first notification", firing=(a,), resolved=())
+    >>> d = template_data(n, receiver_name="pd.1", external_url="http://q")
+    >>> d.status, dict(d.common_labels), len(d.receiver)
+    ('firing', {'alertname': 'X', 'node': 'q1'}, 5)
+    """
+    alerts = list(n.firing) + list(n.resolved)
+    return TemplateData(status="firing" if n.firing else "resolved", receiver=_GO_META.sub(r"\\\1", receiver_name),
+                        external_url=external_url, group_labels=dict(n.group_labels),
+                        common_labels=_common([a.labels for a in alerts]),
+                        common_annotations=_common([a.annotations for a in alerts]))
+
+
+def check_template(text: str) -> str:
+    """'' when ``text`` uses only the template subset qfleet renders, else what is wrong and the fix.
+
+    >>> check_template('{{ .CommonLabels.team }}-{{ index .GroupLabels "node" }}')
+    ''
+    >>> check_template('{{ template "pagerduty.default.description" . }}')[:40]
+    'unsupported template action {{ template '
+    """
+    rest = _ACTION.sub("", text)
+    if "{{" in rest or "}}" in rest:
+        return f"unbalanced braces in template {text!r}; close every {{{{ with }}}}"
+    for m in _ACTION.finditer(text):
+        action = m.group(2)
+        if not (_FIELD.fullmatch(action) or _INDEX.fullmatch(action) or _SCALAR.fullmatch(action)):
+            return f"unsupported template action {{{{ {action} }}}}; {_TEMPLATE_HELP}"
+    return ""
+
+
+def render_template(text: str, data: TemplateData) -> str:
+    """``text`` with its actions replaced from ``data`` (a missing label renders as '', as in Alertmanager).
+
+    Raises:
+        ValueError: ``text`` is outside the subset (:func:`check_template` says why); config loading rejects it.
+
+    >>> d = TemplateData(status="firing", receiver="pd", external_url="http://am", group_labels={"node": "q1"},
+    ...                  common_labels={"team": "hw"}, common_annotations={})
+    >>> render_template("{{ .CommonLabels.team }}/{{ .GroupLabels.node }}/{{ .CommonLabels.nope }}/{{ .Status }}", d)
+    'hw/q1//firing'
+    """
+    problem = check_template(text)
+    if problem:
+        raise ValueError(problem)
+    maps = {"CommonLabels": data.common_labels, "GroupLabels": data.group_labels,
+            "CommonAnnotations": data.common_annotations}
+    scalars = {"Status": data.status, "Receiver": data.receiver, "ExternalURL": data.external_url}
+    out: list[str] = []
+    pos = 0
+    trim_next = False
+    for m in _ACTION.finditer(text):
+        before = text[pos:m.start()]
+        if trim_next:
+            before = before.lstrip()
+        if m.group(1):
+            before = before.rstrip()
+        out.append(before)
+        action = m.group(2)
+        hit = _FIELD.fullmatch(action) or _INDEX.fullmatch(action)
+        out.append(maps[hit.group(1)].get(hit.group(2), "") if hit else scalars[action[1:]])
+        trim_next = bool(m.group(3))
+        pos = m.end()
+    tail = text[pos:]
+    out.append(tail.lstrip() if trim_next else tail)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PagerDutyFields:
+    """The templated ``severity``, ``class``, ``component`` and ``group`` of one ``pagerduty_configs`` entry.
+
+    Empty ``class``/``component``/``group`` are left out of the event (``omitempty`` in Alertmanager). An empty
+    ``severity`` keeps qfleet's policy (page/security -> critical, ticket -> warning, anything else ``error``,
+    Alertmanager's default); a configured one is rendered as Alertmanager renders it.
+    """
+
+    severity: str = ""
+    class_: str = ""
+    component: str = ""
+    group: str = ""
+
+    def render(self, data: TemplateData) -> dict[str, str]:
+        """The non-empty rendered fields, by their Events API v2 names (``severity`` only when configured)."""
+        out = {"severity": render_template(self.severity, data)} if self.severity else {}
+        for name, text in (("class", self.class_), ("component", self.component), ("group", self.group)):
+            value = render_template(text, data) if text else ""
+            if value:
+                out[name] = value
+        return out
+
+
 def _severity(alerts: Iterable[Alert]) -> str:
     """The most severe mapping over ``alerts`` (qfleet policy: page/security -> critical, ticket -> warning)."""
     found = [_SEVERITY.get(a.label("severity"), "error") for a in alerts]
@@ -183,10 +314,13 @@ def _instances(alerts: Iterable[Alert]) -> str:
 
 
 def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet", client: str = "qfleet",
-                    client_url: str = "", incident_link: str = "") -> dict[str, object]:
+                    client_url: str = "", incident_link: str = "", fields: PagerDutyFields | None = None,
+                    receiver_name: str = "", external_url: str = "") -> dict[str, object]:
     """The PagerDuty Events API v2 event for ``n`` (sre.md §19): ``trigger`` while any alert fires, else ``resolve``.
 
     Never ``acknowledge``; ``dedup_key`` is the SHA-256 hex of the group key, so a group's trigger and resolve meet.
+    ``fields`` (a ``pagerduty_configs`` entry's ``severity``/``class``/``component``/``group``) are rendered over
+    Alertmanager's template data of ``n`` for ``receiver_name`` (default ``n.receiver``) and ``external_url``.
 
     >>> from qfleet.alerts.model import Alert, Notification
     >>> from qfleet.units import NS
@@ -221,6 +355,9 @@ def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet"
                 "num_resolved": str(len(n.resolved)),
             },
         }
+        if fields is not None:
+            data = template_data(n, receiver_name=receiver_name or n.receiver, external_url=external_url)
+            payload.update(fields.render(data))
         event["payload"] = payload
         if len(json.dumps(event).encode()) > PAGERDUTY_MAX_BYTES:
             payload["custom_details"] = {"error": "Custom details have been removed because the original event "

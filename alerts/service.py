@@ -9,6 +9,11 @@ always under the same idempotency key.
 Each source (SLOs, rules) is evaluated on its own: one that fails is logged and named in :class:`CycleStats`, and
 its alerts resolve once ``global.resolve_timeout`` has passed since it last reported them, as Alertmanager
 resolves alerts that are no longer refreshed.
+
+With an ``alerting:`` section (:class:`~qfleet.alerts.config.LoadedConfig`), every evaluation also sends qfleet's
+own alerts to the Alertmanagers listed there as Prometheus does (:mod:`qfleet.alerts.am_push`), beside qfleet's
+routing or, with ``route_locally: false``, instead of it. Alerts another Alertmanager routed
+(:mod:`qfleet.alerts.am_intake`) are never routed or sent on again here.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from qfleet.alerts.am_push import RESOLVED_RETENTION_NS, AlertmanagerPush, PushStats
+from qfleet.alerts.config import LoadedConfig
 from qfleet.alerts.incidents import Incidents
 from qfleet.alerts.leases import Lease, LeaseLost
-from qfleet.alerts.model import Alert, AlertingConfig, Notification, Silence
+from qfleet.alerts.model import Alert, AlertingConfig, Notification, Receiver, Silence
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
-from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
+from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL, PagerDutyFields, idempotency_key, template_data
 from qfleet.alerts.rule_queries import RuleEvaluator, evaluate_rules, sync_rules
 from qfleet.alerts.rules import AlertRule
 from qfleet.alerts.schema import NotificationLog, table
@@ -74,6 +81,8 @@ class CycleStats:
     failed_sources: tuple[str, ...] = ()
     cycles: int = 0
     invalid_silences: int = 0
+    pushed: int = 0            # alerts sent to the configured Alertmanagers
+    push_failures: int = 0     # requests to them that failed (their alerts are sent again next cycle)
 
     def __add__(self, other: CycleStats) -> CycleStats:
         return CycleStats(
@@ -81,7 +90,8 @@ class CycleStats:
             notifications=self.notifications + other.notifications, enqueued=self.enqueued + other.enqueued,
             delivered=self.delivered + other.delivered, escalated=self.escalated + other.escalated,
             failed_sources=tuple(dict.fromkeys(self.failed_sources + other.failed_sources)),
-            cycles=self.cycles + other.cycles, invalid_silences=max(self.invalid_silences, other.invalid_silences))
+            cycles=self.cycles + other.cycles, invalid_silences=max(self.invalid_silences, other.invalid_silences),
+            pushed=self.pushed + other.pushed, push_failures=self.push_failures + other.push_failures)
 
 
 class AlertService:
@@ -104,12 +114,16 @@ class AlertService:
         slo_evaluator: how the SLOs are evaluated at an instant (default :func:`evaluate_slos`);
         rule_evaluator: how the rules are (default :func:`evaluate_rules` on ``engine``). A game-day replay passes
             those of :class:`qfleet.alerts.ahead.Ahead`, which a helper process evaluated ahead.
+        eval_interval_ns: the evaluation interval of :meth:`evaluate` calls (:meth:`lead` uses its own): alerts
+            sent to Alertmanagers end ``4 × max(it, resend_delay)`` after each evaluation unless sent again.
     """
 
     def __init__(self, engine: Engine, config: AlertingConfig, *, slos: Sequence[SLO], rules: Sequence[AlertRule],
                  secret: bytes, clock: Callable[[], int], external_url: str = DEFAULT_EXTERNAL_URL,
                  holder: str | None = None, slo_evaluator: SloEvaluator = evaluate_slos,
-                 rule_evaluator: RuleEvaluator = evaluate_rules) -> None:
+                 rule_evaluator: RuleEvaluator = evaluate_rules, eval_interval_ns: int = 30 * NS) -> None:
+        if eval_interval_ns <= 0:
+            raise ValueError(f"eval_interval_ns={eval_interval_ns} must be positive, e.g. 30 s")
         self.engine = engine
         self.config = config
         self.slos = tuple(slos)
@@ -124,6 +138,11 @@ class AlertService:
         self.deliverer = Deliverer(self.outbox, secret=secret, clock=clock)
         self.incidents = Incidents(engine, clock=clock)
         self.silences = SilenceStore(engine)
+        self.eval_interval_ns = eval_interval_ns
+        push = config.push if isinstance(config, LoadedConfig) else None
+        self.pusher = AlertmanagerPush(push, external_url=external_url) if push is not None else None
+        #: False when the alerting section says ``route_locally: false``: alerts are only sent to Alertmanagers.
+        self.route_locally = push is None or push.route_locally
         self._saved: Log = {}
         self._last: dict[tuple[str, str], Notification] = {}  # this cycle's notifications, not yet committed
         # (last recorded cycle,) our dispatcher is in step with; None: stale (not leading, or never led).
@@ -141,7 +160,11 @@ class AlertService:
         d = Dispatcher(self.config, silences=self._silences(), log=log)
         told = {fp for f, _, _ in log.values() for fp in f}
         since = min((sent for f, _, sent in log.values() if f), default=at)
-        alerts = self.state.active() + [a for a in self.state.resolved_since(since) if a.fingerprint in told]
+        # Alerts another Alertmanager routed are not routed again here.
+        alerts = self.state.active(include_external=False) + [
+            a for a in self.state.resolved_since(since, include_external=False) if a.fingerprint in told]
+        if not self.route_locally:
+            alerts = []
         for alert in sorted(alerts, key=lambda a: (a.starts_at, a.fingerprint)):
             d.update(alert, at)
         return d
@@ -219,9 +242,23 @@ class AlertService:
                 logger.exception("alert source %r failed at %d; its alerts resolve after resolve_timeout", name, at)
                 failed.append(name)
         changed += self.state.expire(at, self.config.resolve_timeout_ns)
-        for alert in changed:
-            self.dispatcher.update(alert, at)
-        return CycleStats(changed_alerts=len(changed), failed_sources=tuple(failed))
+        if self.route_locally:
+            for alert in changed:
+                self.dispatcher.update(alert, at)
+        pushed = self.push(at)
+        return CycleStats(changed_alerts=len(changed), failed_sources=tuple(failed), pushed=pushed.sent,
+                          push_failures=pushed.failed)
+
+    def push(self, at_ns: int) -> PushStats:
+        """Send qfleet's own alerts that are due at ``at_ns`` to the configured Alertmanagers (nothing without an
+        ``alerting:`` section); failures are counted and logged, and retried at the next evaluation."""
+        if self.pusher is None:
+            return PushStats()
+        if at_ns + 4 * max(self.eval_interval_ns, self.pusher.config.resend_delay_ns) <= self.clock():
+            return PushStats()   # a catch-up cycle: its alerts would reach Alertmanager already ended
+        active = self.state.active(include_external=False)
+        resolved = self.state.resolved_since(at_ns - RESOLVED_RETENTION_NS, include_external=False)
+        return self.pusher.push(active, resolved, at_ns, interval_ns=self.eval_interval_ns)
 
     def _sources(self) -> list[tuple[str, Callable[[int], list[Alert]]]]:
         out: list[tuple[str, Callable[[int], list[Alert]]]] = []
@@ -283,6 +320,7 @@ class AlertService:
         """
         if interval_ns <= 0:
             raise ValueError(f"interval_ns={interval_ns} must be positive, e.g. 30 s")
+        self.eval_interval_ns = interval_ns
         held = lease.claim()
         if held is None:
             self._synced = None
@@ -362,7 +400,30 @@ class AlertService:
             return []
         if receiver is not None:
             n = replace(n, receiver=name)
-        return items_for(n, rcv, external_url=self.external_url, incident_id=incident_id)
+        items = items_for(n, rcv, external_url=self.external_url, incident_id=incident_id)
+        return self._with_pagerduty_fields(n, rcv, items)
+
+    def _with_pagerduty_fields(self, n: Notification, rcv: Receiver, items: list[OutboxItem]) -> list[OutboxItem]:
+        """The PagerDuty trigger events among ``items`` with their config's rendered severity, class, component and
+        group (``items_for`` does not take them yet)."""
+        fields = self.config.pagerduty_fields.get(rcv.name, ()) if isinstance(self.config, LoadedConfig) else ()
+        if all(f == PagerDutyFields() for f in fields):
+            return items
+        # items_for numbers the integrations webhooks first, then PagerDuty configs, in idempotency_key.
+        by_id = {idempotency_key(n, rcv.name, len(rcv.webhooks) + i): (f, send_resolved)
+                 for i, (f, (_, send_resolved, _)) in enumerate(zip(fields, rcv.pagerduty, strict=True))}
+        out = []
+        for item in items:
+            hit = by_id.get(item.id)
+            payload = item.payload.get("payload")
+            if hit is not None and isinstance(payload, dict):
+                f, send_resolved = hit
+                # An integration without send_resolved sees the firing alerts only (notify.go filters them).
+                m = n if send_resolved else replace(n, resolved=())
+                data = template_data(m, receiver_name=rcv.name, external_url=self.external_url)
+                item = replace(item, payload={**item.payload, "payload": {**payload, **f.render(data)}})
+            out.append(item)
+        return out
 
     def _page_to_escalate(self, incident_id: str) -> Notification | None:
         """The last notification of the incident's groups that pages (the opener's first), else of any group.

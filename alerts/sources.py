@@ -7,6 +7,11 @@ stops (resolved), and with a ``for`` duration waits as *pending* before it fires
 sent has ``StartsAt`` = the instant it fired). An alert its source stops reporting (the source failed, or is no
 longer configured) resolves ``resolve_timeout`` after its last report (:meth:`AlertState.expire`). The state lives
 in :class:`~qfleet.alerts.schema.AlertRecord` so it survives a restart.
+
+Alerts routed by another Alertmanager (received as its webhook, :mod:`qfleet.alerts.am_intake`) are *external*:
+their source is ``alertmanager:<receiver>`` (:data:`EXTERNAL_PREFIX`), :meth:`AlertState.report` records what each
+notification says, and they never time out here (that Alertmanager says when they resolve) nor go through
+qfleet's own routing or push (``include_external=False``).
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from qfleet.slo.model import SLO, SLOReport
 from qfleet.slo.rules import prometheus_label
 
 __all__ = [
+    "EXTERNAL_PREFIX",
     "SEGMENT_LABELS",
     "SLO_ALERT_NAME",
     "AlertState",
     "AlertStateError",
     "SyncResult",
+    "is_external",
     "segment_label",
     "slo_alerts",
 ]
@@ -40,6 +47,21 @@ SLO_ALERT_NAME = "QfleetSLOBurnRate"
 # with ``__`` are internal, as in Prometheus).
 _SOURCE = "__source__"
 _STATE = "__state__"
+#: Sources named so are alerts another Alertmanager routed (see the module docstring).
+EXTERNAL_PREFIX = "alertmanager:"
+
+
+def is_external(source: str) -> bool:
+    """Whether ``source`` names alerts routed by another Alertmanager.
+
+    >>> is_external("alertmanager:team-pages"), is_external("slo")
+    (True, False)
+    """
+    return source.startswith(EXTERNAL_PREFIX)
+
+
+def _source_of(row: Any) -> str:
+    return str((row.annotations or {}).get(_SOURCE, ""))
 
 
 class AlertStateError(ValueError):
@@ -229,11 +251,62 @@ class AlertState:
         else:
             conn.execute(update(t).where(t.c.fingerprint == a.fingerprint).values(**values))
 
+    def report(self, firing: Sequence[Alert], resolved: Sequence[Alert], at_ns: int, *, source: str) -> SyncResult:
+        """Record one notification of an external ``source``: ``firing`` fire (with their own ``starts_at``) or
+        refresh, ``resolved`` end at their own ``ends_at``; the source's other alerts are left alone (they belong
+        to other groups of that receiver).
+
+        An alert whose fingerprint another source owns while it fires (qfleet's own alert sent to that
+        Alertmanager and notified back) is left to its owner and counted in neither list.
+
+        Raises:
+            AlertStateError: ``source`` is not external, or a resolved alert has no ``ends_at``.
+        """
+        if not is_external(source):
+            raise AlertStateError(f"source {source!r} is not external; name it {EXTERNAL_PREFIX}<receiver>")
+        if bad := [a.fingerprint for a in resolved if a.ends_at is None]:
+            raise AlertStateError(f"resolved alerts {bad} have no ends_at; give the instant each resolved")
+        t = self._t
+        out = _Changes()
+        fps = [a.fingerprint for a in [*firing, *resolved]]
+        with self.engine.begin() as conn:
+            rows = {r.fingerprint: r for r in conn.execute(select(t).where(t.c.fingerprint.in_(fps))).all()} \
+                if fps else {}
+            for a in firing:
+                row = rows.get(a.fingerprint)
+                live = row if row is not None and row.ends_at_unix_nano is None else None
+                if live is not None and _source_of(live) != source:
+                    continue
+                values = {"labels": dict(a.labels), "annotations": {**dict(a.annotations), _SOURCE: source},
+                          "updated_unix_nano": at_ns}
+                if live is not None and live.starts_at_unix_nano == a.starts_at:
+                    if _public(live.annotations) == dict(a.annotations):
+                        out.refreshed.append(a.fingerprint)
+                    else:
+                        out.updated.append(_make(a, a.starts_at))
+                    conn.execute(update(t).where(t.c.fingerprint == a.fingerprint).values(**values))
+                    continue
+                values.update(starts_at_unix_nano=a.starts_at, ends_at_unix_nano=None)
+                if row is None:
+                    conn.execute(insert(t).values(fingerprint=a.fingerprint, **values))
+                else:
+                    conn.execute(update(t).where(t.c.fingerprint == a.fingerprint).values(**values))
+                out.fired.append(_make(a, a.starts_at))
+            for a in resolved:
+                row = rows.get(a.fingerprint)
+                if row is None or row.ends_at_unix_nano is not None or _source_of(row) != source:
+                    continue
+                conn.execute(update(t).where(t.c.fingerprint == a.fingerprint)
+                             .values(ends_at_unix_nano=a.ends_at, updated_unix_nano=at_ns))
+                out.resolved.append(_alert(row, ends_at=a.ends_at))
+        return out.result()
+
     def expire(self, at_ns: int, timeout_ns: int) -> list[Alert]:
         """Resolve the alerts whose source has not reported them for ``timeout_ns`` (Alertmanager's
         ``resolve_timeout`` for alerts without an end): each ends ``timeout_ns`` after its last report, when that
-        is at or before ``at_ns``. Stale pending alerts are dropped (they never fired). Returns the resolved
-        alerts.
+        is at or before ``at_ns``. Stale pending alerts are dropped (they never fired). External alerts are left
+        alone: their Alertmanager re-notifies only every ``repeat_interval`` and says when they resolve. Returns
+        the resolved alerts.
 
         Raises:
             AlertStateError: ``timeout_ns`` is not positive.
@@ -247,6 +320,8 @@ class AlertState:
                                                  t.c.updated_unix_nano <= at_ns - timeout_ns)
                                  .order_by(t.c.updated_unix_nano, t.c.fingerprint)).all()
             for r in stale:
+                if is_external(_source_of(r)):
+                    continue
                 if (r.annotations or {}).get(_STATE) == "pending":
                     conn.execute(delete(t).where(t.c.fingerprint == r.fingerprint))
                     continue
@@ -255,13 +330,15 @@ class AlertState:
                 resolved.append(_alert(r, ends_at=ends))
         return resolved
 
-    def active(self) -> list[Alert]:
-        """Every firing alert (pending ones excluded), oldest first."""
+    def active(self, *, include_external: bool = True) -> list[Alert]:
+        """Every firing alert (pending ones excluded), oldest first; external ones only with
+        ``include_external``."""
         t = self._t
         with self.engine.connect() as conn:
             rows = conn.execute(select(t).where(t.c.ends_at_unix_nano.is_(None))
                                 .order_by(t.c.starts_at_unix_nano, t.c.fingerprint)).all()
-        return [_alert(r) for r in rows if (r.annotations or {}).get(_STATE) != "pending"]
+        return [_alert(r) for r in rows if (r.annotations or {}).get(_STATE) != "pending"
+                and (include_external or not is_external(_source_of(r)))]
 
     def pending(self) -> list[Alert]:
         """Alerts waiting out their ``for`` duration (``starts_at`` = when they became active)."""
@@ -271,13 +348,14 @@ class AlertState:
                                 .order_by(t.c.starts_at_unix_nano, t.c.fingerprint)).all()
         return [_alert(r) for r in rows if (r.annotations or {}).get(_STATE) == "pending"]
 
-    def resolved_since(self, since_ns: int) -> list[Alert]:
-        """Alerts resolved at or after ``since_ns`` (what a dispatcher must still report as resolved)."""
+    def resolved_since(self, since_ns: int, *, include_external: bool = True) -> list[Alert]:
+        """Alerts resolved at or after ``since_ns`` (what a dispatcher must still report as resolved); external
+        ones only with ``include_external``."""
         t = self._t
         with self.engine.connect() as conn:
             rows = conn.execute(select(t).where(t.c.ends_at_unix_nano >= since_ns)
                                 .order_by(t.c.ends_at_unix_nano, t.c.fingerprint)).all()
-        return [_alert(r) for r in rows]
+        return [_alert(r) for r in rows if include_external or not is_external(_source_of(r))]
 
 
 def _pending_fn(for_ns: Mapping[str, int] | Callable[[Alert], int] | None) -> Callable[[Alert], int]:

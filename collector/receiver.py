@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from qfleet.collector.batcher import BatchQueue
 from qfleet.collector.exposition import ReceiverMetrics
 from qfleet.collector.grpc_transport import GrpcTransport
+from qfleet.collector.http_app import ExtraRoute
 from qfleet.collector.limits import Limits
 from qfleet.collector.rollups import RollupScheduler
 from qfleet.collector.store import Store
@@ -183,10 +184,12 @@ class Receiver:
         registry: where the receiver's metrics are registered (a new one by default; never
             the global registry, so several receivers can live in one process).
         clock: monotonic ns, used for write durations and the rollup interval.
+        extra_routes: ``POST`` endpoints of packages above the collector served on the HTTP port with the same
+            token and limits (``qfleet serve`` mounts Alertmanager's webhook intake this way).
     """
 
     def __init__(self, store: Store, config: ReceiverConfig, *, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, extra_routes: Sequence[ExtraRoute] = ()) -> None:
         self.store = store
         self.config = config
         self.metrics = ReceiverMetrics(registry)
@@ -198,7 +201,7 @@ class Receiver:
         self._writer = StoreWriter(store, self._queue, self._rollups, self.metrics,
                                    max_batch_items=config.max_batch_items, clock=clock)
         self._transport = HttpTransport(self._queue, config.transport, metrics=self.metrics, health=self.health,
-                                        ready=self.readiness)
+                                        ready=self.readiness, extra_routes=extra_routes)
         grpc_config = config.grpc_transport
         # One in-flight budget for both transports: max_inflight and max_inflight_bytes bound the receiver.
         self._grpc = None if grpc_config is None else GrpcTransport(

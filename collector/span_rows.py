@@ -93,6 +93,14 @@ def _span_tuple(
     why = _span_problem(name, trace_id, span_id, parent_span_id, kind, start, end, status_code)
     if why is not None:
         return why
+    return _span_row(res, scope_name, trace_id, span_id, parent_span_id, name, kind, start, end, status_code,
+                     status_message, trace_state, flags, attrs, dropped)
+
+
+def _span_row(res: ResourceRow, scope_name: str, trace_id: str, span_id: str, parent_span_id: str | None,
+              name: str, kind: int, start: int, end: int, status_code: int, status_message: str, trace_state: str,
+              flags: int, attrs: dict[str, Any], dropped: tuple[int, int, int]) -> tuple[Any, ...]:
+    """:func:`_span_tuple` for a span already checked (the OTLP path checks before reading attributes)."""
     ra = res.attributes
     return (
         trace_id,
@@ -176,14 +184,16 @@ def _add_otlp_span(batch: TelemetryBatch, res: ResourceRow, scope: str, sp: Otlp
     span_id = sp.span_id.hex()
     parent = sp.parent_span_id.hex() or None
     name = reader.text(sp.name)
-    why = _span_problem(name, trace_id, span_id, parent, sp.kind, sp.start_time_unix_nano,
-                        sp.end_time_unix_nano, sp.status.code)
+    status = sp.status
+    kind, start, end, code = sp.kind, sp.start_time_unix_nano, sp.end_time_unix_nano, status.code
+    why = _span_problem(name, trace_id, span_id, parent, kind, start, end, code)
     lim = reader.limits
-    n_ev, n_ln = len(sp.events), len(sp.links)
+    all_events, all_links = sp.events, sp.links
+    n_ev, n_ln = len(all_events), len(all_links)
     # Only the kept events and links are ever looked at: the rest cost nothing.
-    events = sp.events if n_ev <= lim.max_events_per_span else sp.events[:lim.max_events_per_span]
-    links = sp.links if n_ln <= lim.max_links_per_span else sp.links[:lim.max_links_per_span]
-    if why is None:
+    events = all_events if n_ev <= lim.max_events_per_span else all_events[:lim.max_events_per_span]
+    links = all_links if n_ln <= lim.max_links_per_span else all_links[:lim.max_links_per_span]
+    if why is None and (n_ev or n_ln):
         why = _parts_problem(sp, events, links)
     if why is not None:
         batch.reject_span(why)
@@ -196,11 +206,9 @@ def _add_otlp_span(batch: TelemetryBatch, res: ResourceRow, scope: str, sp: Otlp
         batch.adjust("events", n_ev - len(events))
         batch.adjust("links", n_ln - len(links))
         counts = (_count(batch, counts[0]), _count(batch, counts[1]), _count(batch, counts[2]))
-    row = _span_tuple(res, scope, trace_id, span_id, parent, name, sp.kind, sp.start_time_unix_nano,
-                      sp.end_time_unix_nano, sp.status.code, reader.text(sp.status.message),
-                      reader.text(sp.trace_state), sp.flags, attrs, counts)
-    assert not isinstance(row, str)  # checked above
-    batch.spans.append(row)
+    batch.spans.append(_span_row(res, scope, trace_id, span_id, parent, name, kind, start, end, code,
+                                 reader.text(status.message), reader.text(sp.trace_state), sp.flags, attrs,
+                                 counts))
     for seq, ev in enumerate(events):
         ea, ed = reader.read(ev.attributes)
         if ed:

@@ -184,6 +184,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     """Run the service until SIGTERM/SIGINT; returns the exit status."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from qfleet.alerts.am_intake import INTAKE_PATH, intake_route
     from qfleet.alerts.leases import EVALUATE, Lease
     from qfleet.alerts.payloads import external_url_from_env
     from qfleet.collector import (
@@ -216,7 +217,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         service = build_service(engine, Path(args.config) if args.config else None, clock=clock, holder=holder,
                                 external_url=external_url)
         _check_interval(args.eval_interval, service.config.resolve_timeout_ns)
-        receiver = Receiver(Store(engine), receiver_config)
+
+        # Alertmanager's webhooks (a team's own Alertmanager routing into qfleet's incidents) on the OTLP port.
+        receiver = Receiver(Store(engine), receiver_config, extra_routes=[intake_route(engine, clock=clock)])
         receiver.start()
     except (SettingsError, StoreError, ServeError, ListenError, ValueError, OSError) as e:
         print(f"qfleet serve: {e}", file=sys.stderr)
@@ -263,9 +266,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     sched.start()
     host, port = receiver.address
     grpc = f" and gRPC {':'.join(map(str, receiver.grpc_address))}" if receiver.grpc_address else ""
-    print(f"qfleet serve: OTLP on http://{host}:{port}{grpc}, SLOs and rules every {args.eval_interval:g} s (by the "
-          f"replica holding the evaluation lease; this one is {holder}), delivery every {args.dispatch_interval:g} s "
-          "(Ctrl-C or SIGTERM to stop)", file=out, flush=True)
+    print(f"qfleet serve: OTLP on http://{host}:{port}{grpc} (Alertmanager webhooks at {INTAKE_PATH}), SLOs and "
+          f"rules every {args.eval_interval:g} s (by the replica holding the evaluation lease; this one is {holder}), "
+          f"delivery every {args.dispatch_interval:g} s (Ctrl-C or SIGTERM to stop)", file=out, flush=True)
     stop.wait()
     sched.shutdown(wait=True)
     guarded(lead, "evaluation")()            # flush what the last evaluation produced

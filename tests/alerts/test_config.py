@@ -259,7 +259,9 @@ def test_pagerduty_configs(tmp_path: Path) -> None:
     cfg, warnings = config_from_dict(doc)
     assert cfg.receivers["a"].pagerduty == (("r" * 32, True, PAGERDUTY_URL),
                                             ("k" * 32, False, "https://pd.example/v2/"))
-    assert any("severity" in w.path for w in warnings) and any("Events API v1" in str(w) for w in warnings)
+    # severity is honoured now (rendered into the event), not warned about; Events API v1 keys still are.
+    assert not any("severity" in w.path for w in warnings) and any("Events API v1" in str(w) for w in warnings)
+    assert cfg.pagerduty_fields["a"][0].severity == "critical" and cfg.pagerduty_fields["a"][1].severity == ""
     doc["global"] = {"pagerduty_url": "https://pd.internal/enqueue"}
     doc["receivers"][0]["pagerduty_configs"] = [{"routing_key": "r" * 32}]
     assert config_from_dict(doc)[0].receivers["a"].pagerduty[0][2] == "https://pd.internal/enqueue"
@@ -456,8 +458,7 @@ def test_a_real_user_config_loads_unchanged(tmp_path: Path) -> None:
     assert len(cfg.inhibit_rules) == 2 and cfg.time_intervals["offhours"][0].location == "America/New_York"
     text = "\n".join(map(str, warnings))
     for needle in ("email_configs: not delivered", "slack_configs: not delivered", "templates",
-                   "global.smtp_smarthost", "global.slack_api_url", "http_config", "match: deprecated",
-                   "pagerduty_configs[0].severity"):
+                   "global.smtp_smarthost", "global.slack_api_url", "http_config", "match: deprecated"):
         assert needle in text, (needle, warnings)
     assert not any("unknown key" in str(w) for w in warnings)
     # ... and Alertmanager agrees the file is valid.
