@@ -10,6 +10,19 @@ else 503 with ``Retry-After``. The body must arrive whole within ``body_timeout_
 decoding and the consumer's blocking wait for the commit run on worker threads (anyio, at
 most ``max_inflight`` of them), never on the event loop, which keeps serving the other
 connections, ``/healthz``, ``/readyz`` and ``/metrics``.
+
+``POST /api/v1/write`` takes Prometheus remote write 1.0 (snappy-compressed protobuf) the same
+way: same token, budgets and body deadline; the snappy block's declared size is checked
+against ``max_body_bytes`` and the byte budget before it is decompressed; samples go to the
+same consumer as OTLP metric points (see :mod:`~qfleet.collector.remote_write` for the
+mapping) and the answer is 204 once they are committed, 400 (not retried) for a malformed
+body or invalid samples (the valid ones are stored first, as the spec allows), 503 with
+``Retry-After`` (retried) when the collector is behind. Error bodies are one line of text,
+which Prometheus logs as is.
+
+Why one module: both protocols share every step of a request (admission, body deadline,
+worker threads, hand-over to the queue, ack after commit); only decoding and the answer
+differ, and splitting them would pass the application's private state around.
 """
 
 from __future__ import annotations
@@ -45,6 +58,8 @@ from qfleet.collector.decode import (
 )
 from qfleet.collector.exposition import CONTENT_TYPE, ReceiverMetrics
 from qfleet.collector.otlp import MEDIA_JSON, MEDIA_PROTOBUF, media_type
+from qfleet.collector.prompb import decode_write_request, snappy_length
+from qfleet.collector.remote_write import TypeCache, from_write_request
 from qfleet.collector.rows import TelemetryBatch
 
 if TYPE_CHECKING:
@@ -56,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 _PATHS: dict[str, SignalName] = {"/v1/traces": SPANS, "/v1/metrics": POINTS}
 _GET_PATHS = ("/healthz", "/readyz", "/metrics")
+_RW_PATH = "/api/v1/write"
 _METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 _TEXT = "text/plain; charset=utf-8"
 _CLOSE = (("Connection", "close"),)
@@ -70,6 +86,8 @@ _DEFAULT_MESSAGES = {
     "inflight": "too many requests in flight; retry later",
 }
 _Headers = tuple[tuple[str, str], ...]
+# The remote write media type; a ``proto=`` parameter, when sent, must name the 1.0 message.
+_RW_PROTO = "prometheus.WriteRequest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +98,15 @@ class Answer:
     body: bytes
     content_type: str
     headers: _Headers = ()
+
+
+# Builds an error answer: (status, one-line message, extra headers) -> Answer.
+_Render = Callable[[int, str, _Headers], Answer]
+
+
+def _text(code: int, message: str, extra: _Headers = ()) -> Answer:
+    """A plain-text answer of one line (what Prometheus logs of an error answer)."""
+    return Answer(code, clip(message).replace("\n", " ").encode() + b"\n", _TEXT, extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +269,8 @@ class OtlpApp:
         self._probe = threading.Lock()  # one /readyz check at a time, even past its deadline
         routes = [Route(p, self._otlp, methods=_METHODS) for p in _PATHS]
         routes += [Route(p, self._get, methods=_METHODS) for p in _GET_PATHS]
+        routes.append(Route(_RW_PATH, self._remote_write, methods=_METHODS))
+        self._types = TypeCache()  # metric types from remote write metadata, for later requests
         self._extra = {r.path: r for r in extra_routes}
         routes += [Route(p, self._extra_post, methods=_METHODS) for p in self._extra]
         self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found})
@@ -251,13 +280,14 @@ class OtlpApp:
 
     def _send(self, request: Request, answer: Answer) -> Response:
         path = request.scope["path"]
-        known = path in _PATHS or path in _GET_PATHS or path in self._extra
+        known = path in _PATHS or path in _GET_PATHS or path == _RW_PATH or path in self._extra
         self.metrics.request(path if known else "other", answer.code)
         return Response(answer.body, answer.code, headers=dict(answer.headers), media_type=answer.content_type)
 
     async def _not_found(self, request: Request, _exc: Exception) -> Response:
-        return self._unread(request, Answer(404, b"unknown path; OTLP is at /v1/traces and /v1/metrics, health at "
-                                               b"/healthz and /readyz, Prometheus at /metrics\n", _TEXT))
+        return self._unread(request, Answer(404, b"unknown path; OTLP is at /v1/traces and /v1/metrics, remote write at "
+                                               b"/api/v1/write, health at /healthz and /readyz, Prometheus at "
+                                               b"/metrics\n", _TEXT))
 
     def authorized(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries the bearer token (constant-time compare)."""
@@ -314,11 +344,10 @@ class OtlpApp:
             return self._unread(request, self._status(415, "send the body uncompressed", True))
         refusal = self.admission.enter(n)
         if refusal is not None:
-            return self._unread(request, self._status(503, _DEFAULT_MESSAGES.get(refusal) or "too many request "
-                                                      "bytes in flight; retry later", True, self.retry_after))
+            return self._unread(request, self._status(503, self._refusal_message(refusal), True, self.retry_after))
         work = _Work(self.admission, n)
         try:
-            body = await self._read_body(request, n, True)
+            body = await self._read_body(request, n, self._json_status)
             if isinstance(body, Answer):
                 return self._send(request, body)
             headers = {k.lower(): v for k, v in request.headers.items()}
@@ -335,8 +364,9 @@ class OtlpApp:
         finally:
             work.leave()
 
-    async def _read_body(self, request: Request, n: int, as_json: bool) -> bytes | Answer:
-        """The whole body of ``n`` bytes within ``body_timeout_s``, or the answer that ends the request."""
+    async def _read_body(self, request: Request, n: int, fail: _Render) -> bytes | Answer:
+        """The whole body of ``n`` bytes within ``body_timeout_s``, or the answer (by ``fail``) that ends the
+        request."""
         chunks: list[bytes] = []
         got = 0
         try:
@@ -345,13 +375,20 @@ class OtlpApp:
                     chunks.append(chunk)
                     got += len(chunk)
         except TimeoutError:
-            return self._status(408, f"body not received within body_timeout_s={self.config.body_timeout_s} "
-                                     f"({got} of {n} bytes); resend", as_json, _CLOSE)
+            return fail(408, f"body not received within body_timeout_s={self.config.body_timeout_s} "
+                             f"({got} of {n} bytes); resend", _CLOSE)
         except ClientDisconnect:
-            return self._status(400, f"client went away after {got} of {n} bytes", as_json, _CLOSE)
+            return fail(400, f"client went away after {got} of {n} bytes", _CLOSE)
         if got != n:
-            return self._status(400, f"body ended after {got} of {n} bytes (Content-Length)", as_json, _CLOSE)
+            return fail(400, f"body ended after {got} of {n} bytes (Content-Length)", _CLOSE)
         return b"".join(chunks)
+
+    def _refusal_message(self, refusal: str) -> str:
+        return _DEFAULT_MESSAGES.get(refusal) or (
+            f"too many request bytes in flight (max_inflight_bytes={self.config.max_inflight_bytes}); retry later")
+
+    def _json_status(self, code: int, message: str, extra: _Headers = ()) -> Answer:
+        return self._status(code, message, True, extra)
 
     # -- OTLP --------------------------------------------------------------------------
 
@@ -361,6 +398,22 @@ class OtlpApp:
 
     def _check_headers(self, request: Request, as_json: bool) -> int:
         """The declared body length of an acceptable OTLP POST.
+
+        Raises:
+            _Bad: the request must be refused on its headers alone.
+        """
+        n = self._check_length(request)
+        encoding = self._encoding(request)
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            raise _Bad(415, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+        content_type = request.headers.get("content-type", "")
+        if not as_json and media_type(content_type) not in MEDIA_PROTOBUF:
+            raise _Bad(415, f"unsupported Content-Type {content_type!r}: send application/x-protobuf "
+                            "or application/json")
+        return n
+
+    def _check_length(self, request: Request) -> int:
+        """The declared body length of a POST with the token, within ``max_body_bytes``.
 
         Raises:
             _Bad: the request must be refused on its headers alone.
@@ -380,13 +433,6 @@ class OtlpApp:
         n = int(cl)
         if n > self.config.max_body_bytes:
             raise _Bad(413, f"body of {n} bytes exceeds max_body_bytes={self.config.max_body_bytes}")
-        encoding = self._encoding(request)
-        if encoding not in ("identity", "gzip", "x-gzip"):
-            raise _Bad(415, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
-        content_type = h.get("content-type", "")
-        if not as_json and media_type(content_type) not in MEDIA_PROTOBUF:
-            raise _Bad(415, f"unsupported Content-Type {content_type!r}: send application/x-protobuf "
-                            "or application/json")
         return n
 
     @staticmethod
@@ -417,9 +463,8 @@ class OtlpApp:
         refusal = self.admission.enter(n)
         if refusal is not None:
             self.metrics.refused(signal, refusal, 1)  # before decoding: counted as one request
-            message = _DEFAULT_MESSAGES.get(refusal) or (
-                f"too many request bytes in flight (max_inflight_bytes={self.config.max_inflight_bytes}); retry later")
-            return self._unread(request, self._status(503, message, as_json, self.retry_after))
+            return self._unread(request, self._status(503, self._refusal_message(refusal), as_json,
+                                                      self.retry_after))
         work = _Work(self.admission, n)
         try:
             answer = await self._read_and_process(request, signal, n, as_json, work)
@@ -429,31 +474,37 @@ class OtlpApp:
 
     async def _read_and_process(self, request: Request, signal: SignalName, n: int, as_json: bool,
                                 work: _Work) -> Answer:
-        body = await self._read_body(request, n, as_json)
+        body = await self._read_body(request, n, lambda code, text, extra: self._status(code, text, as_json, extra))
         if isinstance(body, Answer):
             if body.code == 408:
                 self.metrics.refused(signal, "body_timeout", 1)
             return body
         ctype = request.headers.get("content-type", "")
         gzipped = self._encoding(request) != "identity"
+        return await self._submit(signal, lambda: self._decode(signal, body, ctype, gzipped, as_json, work),
+                                  lambda decoded, outcome: self._answer(signal, decoded, outcome, as_json), work)
+
+    async def _submit(self, signal: SignalName, decode: Callable[[], _Decoded | Answer],
+                      answer: Callable[[_Decoded, Outcome | None], Answer], work: _Work) -> Answer:
+        """Decode (on a worker thread), hand the rows to the consumer and answer once it has spoken."""
         consumer = self.consumer
         if isinstance(consumer, QueueingConsumer):
-            return await self._hand_over_queued(consumer, signal, body, ctype, gzipped, as_json, work)
+            return await self._hand_over_queued(consumer, signal, decode, answer, work)
 
         def run() -> Answer:
             try:
-                got = self._decode(signal, body, ctype, gzipped, as_json, work)
+                got = decode()
                 if isinstance(got, Answer):
                     return got
-                return self._answer(signal, got, consumer.consume(got.batch, signal) if got.items else None,
-                                    as_json)
+                return answer(got, consumer.consume(got.batch, signal) if got.items else None)
             finally:
                 work.leave()  # before the answer is sent: a client that resends at once finds its slot free
 
         return await to_thread.run_sync(run, limiter=self._workers)
 
-    async def _hand_over_queued(self, consumer: QueueingConsumer, signal: SignalName, body: bytes, ctype: str,
-                                gzipped: bool, as_json: bool, work: _Work) -> Answer:
+    async def _hand_over_queued(self, consumer: QueueingConsumer, signal: SignalName,
+                                decode: Callable[[], _Decoded | Answer],
+                                answer: Callable[[_Decoded, Outcome | None], Answer], work: _Work) -> Answer:
         """Decode and queue on a worker thread, then wait for the commit here on the event loop:
         no thread waits, and the answer goes out as soon as the writer's notice arrives."""
         loop = asyncio.get_running_loop()
@@ -466,7 +517,7 @@ class OtlpApp:
                 pass  # the event loop has ended (stop): nobody waits any more
 
         def run() -> tuple[_Decoded, Pending | Outcome | None] | Answer:
-            got = self._decode(signal, body, ctype, gzipped, as_json, work)
+            got = decode()
             if isinstance(got, Answer):
                 return got
             return got, consumer.submit(got.batch, signal, notify) if got.items else None
@@ -477,13 +528,12 @@ class OtlpApp:
                 return done
             decoded, pending = done
             if pending is None or isinstance(pending, Outcome):
-                return self._answer(signal, decoded, pending, as_json)
+                return answer(decoded, pending)
             decoded.batch = TelemetryBatch()  # the queue holds the rows now
             with anyio.move_on_after(consumer.ack_timeout_s):
                 await answered.wait()
             outcome = pending.result()
-            return self._answer(signal, decoded, outcome if outcome is not None else consumer.abandon(pending),
-                                as_json)
+            return answer(decoded, outcome if outcome is not None else consumer.abandon(pending))
         finally:
             work.leave()
 
@@ -524,17 +574,104 @@ class OtlpApp:
     def _answer(self, signal: SignalName, decoded: _Decoded, outcome: Outcome | None, as_json: bool) -> Answer:
         """The answer once the consumer has spoken (``None``: nothing was handed over)."""
         if outcome is not None and not outcome.committed:
-            items = decoded.items
-            text = outcome.message or _DEFAULT_MESSAGES[outcome.reason]
-            if outcome.retryable:
-                self.metrics.refused(signal, outcome.reason, items)
-                return self._status(503, text, as_json, self.retry_after)
-            self.metrics.rejected(signal, "too_large" if outcome.reason == "too_large" else "unstorable", items)
-            return self._status(413 if outcome.reason == "too_large" else 400, text, as_json)
+            return self._not_committed(signal, decoded.items, outcome,
+                                       lambda code, text, extra: self._status(code, text, as_json, extra))
         ctype_out = MEDIA_JSON if as_json else MEDIA_PROTOBUF[0]
         return Answer(200, export_response(signal, as_json, decoded.rejected, decoded.message), ctype_out)
+
+    def _not_committed(self, signal: SignalName, items: int, outcome: Outcome, render: _Render) -> Answer:
+        """The answer to ``items`` the consumer did not commit: 503 to retry, else 413 or 400."""
+        text = outcome.message or _DEFAULT_MESSAGES[outcome.reason]
+        if outcome.retryable:
+            self.metrics.refused(signal, outcome.reason, items)
+            return render(503, text, self.retry_after)
+        self.metrics.rejected(signal, "too_large" if outcome.reason == "too_large" else "unstorable", items)
+        return render(413 if outcome.reason == "too_large" else 400, text, ())
 
     def _budget_refusal(self, signal: SignalName, as_json: bool) -> Answer:
         self.metrics.refused(signal, "inflight_bytes", 1)
         return self._status(503, "decompressed body does not fit the bytes in flight now (max_inflight_bytes="
                                  f"{self.config.max_inflight_bytes}); retry later", as_json, self.retry_after)
+
+    # -- Prometheus remote write -------------------------------------------------------
+
+    async def _remote_write(self, request: Request) -> Response:
+        if request.method != "POST":
+            return self._unread(request, _text(405, "use POST", (("Allow", "POST"),)))
+        try:
+            n = self._check_length(request)
+            _check_remote_write_media(request.headers)
+        except _Bad as bad:
+            return self._unread(request, _text(bad.code, bad.message, bad.extra))
+        refusal = self.admission.enter(n)
+        if refusal is not None:
+            self.metrics.refused(POINTS, refusal, 1)  # before decoding: counted as one request
+            return self._unread(request, _text(503, self._refusal_message(refusal), self.retry_after))
+        work = _Work(self.admission, n)
+        try:
+            body = await self._read_body(request, n, _text)
+            if isinstance(body, Answer):
+                if body.code == 408:
+                    self.metrics.refused(POINTS, "body_timeout", 1)
+                answer = body
+            else:
+                answer = await self._submit(POINTS, lambda: self._decode_remote_write(body, work),
+                                            self._answer_remote_write, work)
+        finally:
+            work.leave()
+        return self._send(request, answer)
+
+    def _decode_remote_write(self, body: bytes, work: _Work) -> _Decoded | Answer:
+        """Check the declared size, decompress, decode and convert (on a worker thread); an :class:`Answer`
+        when that fails."""
+        limit = self.config.max_body_bytes
+        try:
+            size = snappy_length(body)
+        except DecodeFailure as err:
+            self.metrics.rejected(POINTS, "malformed")
+            return _text(400, str(err))
+        if size > limit:
+            self.metrics.rejected(POINTS, "too_large")
+            return _text(413, f"snappy body declares {size} bytes uncompressed, over max_body_bytes={limit}; "
+                              "lower queue_config.max_samples_per_send")
+        # Reserved before decompressing: a burst of small bodies declaring large sizes cannot inflate past it.
+        if not work.grow(size):
+            self.metrics.refused(POINTS, "inflight_bytes", 1)
+            return _text(503, f"decompressed body does not fit the bytes in flight now (max_inflight_bytes="
+                              f"{self.config.max_inflight_bytes}); retry later", self.retry_after)
+        try:
+            converted = from_write_request(decode_write_request(body, limit), self.config.limits, self._types)
+        except DecodeFailure as err:
+            self.metrics.rejected(POINTS, "malformed")
+            return _text(400, str(err))
+        for reason, k in converted.skipped.items():
+            self.metrics.skipped(reason, k)
+        batch = converted.batch
+        decoded = _Decoded(batch, batch.item_count, batch.rejected_points)
+        self.metrics.received(POINTS, decoded.items)
+        if decoded.rejected:
+            self.metrics.rejected(POINTS, "invalid", decoded.rejected)
+            decoded.message = rejection_message(batch, POINTS)
+        return decoded
+
+    def _answer_remote_write(self, decoded: _Decoded, outcome: Outcome | None) -> Answer:
+        """204 once committed; 400 when samples were invalid (after the valid ones are committed)."""
+        if outcome is not None and not outcome.committed:
+            return self._not_committed(POINTS, decoded.items, outcome, _text)
+        if decoded.rejected:
+            return _text(400, f"{decoded.items} samples stored; {decoded.message}")
+        return Answer(204, b"", _TEXT)
+
+
+def _check_remote_write_media(headers: Mapping[str, str]) -> None:
+    """Raise :class:`_Bad` (415) unless the body is declared snappy-compressed remote write 1.0 protobuf."""
+    encoding = (headers.get("content-encoding") or "identity").strip().lower()
+    if encoding != "snappy":
+        raise _Bad(415, f"Content-Encoding {encoding!r} is not supported on /api/v1/write; remote write 1.0 "
+                        "sends snappy")
+    content_type = headers.get("content-type", "")
+    proto = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")[1:]
+                  if p.strip().lower().startswith("proto=")), _RW_PROTO)
+    if media_type(content_type) != MEDIA_PROTOBUF[0] or proto != _RW_PROTO:
+        raise _Bad(415, f"unsupported Content-Type {content_type!r}: remote write 1.0 sends "
+                        "application/x-protobuf (prometheus.WriteRequest)")

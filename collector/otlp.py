@@ -324,11 +324,12 @@ class AttributeReader:
             if "\x00" in k:
                 k = text(k)
             v = kv.value
-            if v.WhichOneof("value") == "string_value":  # the common case, inlined
-                s = v.string_value
-                if len(s) <= max_len and "\x00" not in s:
-                    out[k] = s
-                    continue
+            # The common case, inlined: a non-empty string_value is set only when the value is a string (a
+            # oneof), so this skips WhichOneof; an empty string takes value() like every other kind.
+            s = v.string_value
+            if s and len(s) <= max_len and "\x00" not in s:
+                out[k] = s
+                continue
             out[k] = value(v)
         return out, n - take
 

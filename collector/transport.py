@@ -1,4 +1,5 @@
-"""The receiver's HTTP transport: OTLP/HTTP in on uvicorn, decoded batches out to a :class:`Consumer`.
+"""The receiver's HTTP transport: OTLP/HTTP and Prometheus remote write in on uvicorn, decoded batches out to
+a :class:`Consumer`.
 
 uvicorn (HTTP/1.1 parsing by h11, keep-alive, a connection cap) serves the Starlette
 application of :mod:`qfleet.collector.http_app` on its own event loop in a background
