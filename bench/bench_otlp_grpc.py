@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -43,7 +41,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bulk import fresh_sqlite, raw_tuples, sqlite_raw  # noqa: E402  (sibling scripts, not a package)
-from bench_otlp_http import TOKEN, build_requests, run_once, scrape, start_collector  # noqa: E402
+from bench_otlp_http import TOKEN, build_requests, drive_collector, run_once  # noqa: E402
 
 from qfleet.collector.decode import decode_body  # noqa: E402
 from qfleet.collector.otlp import MEDIA_PROTOBUF  # noqa: E402
@@ -96,36 +94,15 @@ def _free_port() -> int:
 
 def grpc_run(bodies: list[bytes], n_spans: int, clients: int, workdir: Path) -> dict[str, Any]:
     """One OTLP/gRPC run against a fresh collector process; the result verified in its database."""
-    db = workdir / f"grpc-{time.monotonic_ns()}.db"
-    token_file = workdir / "token"
-    if not token_file.exists():
-        token_file.write_text(TOKEN + "\n")
-        token_file.chmod(0o600)
     port = _free_port()
-    proc, http_address = start_collector(db, token_file, workdir / "qfleet.collector.log", ["--grpc-port", str(port)])
-    try:
-        stats, lock = {"retries": 0}, threading.Lock()
-        threads = [threading.Thread(target=grpc_client, args=(f"127.0.0.1:{port}", bodies[i::clients], stats, lock))
-                   for i in range(clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-        m = scrape(http_address)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(120)
-    con = sqlite3.connect(db)
-    stored = con.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
-    con.close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    return {"spans": n_spans, "seconds": round(elapsed, 3), "spans_per_s": round(n_spans / elapsed),
-            "stored": stored, "dropped": m.get("qfleet_collector_dropped_total{signal=spans}", -1.0),
-            "client_retries": stats["retries"], "transactions": int(m.get("qfleet_collector_write_seconds_count", 0)),
-            "exit_code": rc}
+    d = drive_collector(workdir, "grpc", ["--grpc-port", str(port)], "spans",
+                        [bodies[i::clients] for i in range(clients)], grpc_client,
+                        target=lambda _http: f"127.0.0.1:{port}")
+    m = d["metrics"]
+    return {"spans": n_spans, "seconds": round(d["seconds"], 3), "spans_per_s": round(n_spans / d["seconds"]),
+            "stored": d["stored"], "dropped": m.get("qfleet_collector_dropped_total{signal=spans}", -1.0),
+            "client_retries": d["client_retries"],
+            "transactions": int(m.get("qfleet_collector_write_seconds_count", 0)), "exit_code": d["exit_code"]}
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,18 +150,25 @@ def scrape(address: tuple[str, int]) -> dict[str, float]:
     return out
 
 
-def run_once(bodies: list[bytes], n_spans: int, clients: int, workdir: Path, extra: list[str]) -> dict[str, Any]:
-    db = workdir / f"bench-{time.monotonic_ns()}.db"
+def drive_collector(workdir: Path, name: str, extra: list[str], table: str, shares: list[list[bytes]],
+                    send: Callable[[Any, list[bytes], dict[str, int], threading.Lock], None],
+                    target: Callable[[tuple[str, int]], Any] = lambda address: address) -> dict[str, Any]:
+    """One timed run against a fresh ``qfleet collector serve`` (own process, fresh SQLite file): a client thread
+    per share calls ``send(target(http_address), share, stats, lock)``; the collector is stopped and the rows in
+    ``table`` counted. Returns the seconds from the first send to the last answer, the scraped metrics, the rows
+    stored, the client retries and the collector's exit code. Shared by the OTLP/HTTP, OTLP/gRPC and remote-write
+    benchmarks, so the three time and verify the same way."""
+    db = workdir / f"{name}-{time.monotonic_ns()}.db"
     token_file = workdir / "token"
     if not token_file.exists():
         token_file.write_text(TOKEN + "\n")
         token_file.chmod(0o600)
-    proc, address = start_collector(db, token_file, workdir / "qfleet.collector.log", extra)
+    proc, address = start_collector(db, token_file, workdir / f"{name}.collector.log", extra)
     try:
-        shares = [bodies[i::clients] for i in range(clients)]
         stats = {"retries": 0}
         lock = threading.Lock()
-        threads = [threading.Thread(target=client, args=(address, s, stats, lock)) for s in shares]
+        dest = target(address)
+        threads = [threading.Thread(target=send, args=(dest, s, stats, lock)) for s in shares]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -172,20 +180,27 @@ def run_once(bodies: list[bytes], n_spans: int, clients: int, workdir: Path, ext
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(120)
     con = sqlite3.connect(db)
-    stored = con.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+    stored = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     con.close()
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
+    return {"seconds": elapsed, "metrics": m, "stored": stored, "client_retries": stats["retries"],
+            "exit_code": rc}
+
+
+def run_once(bodies: list[bytes], n_spans: int, clients: int, workdir: Path, extra: list[str]) -> dict[str, Any]:
+    d = drive_collector(workdir, "bench", extra, "spans", [bodies[i::clients] for i in range(clients)], client)
+    m, elapsed = d["metrics"], d["seconds"]
     tx = m.get("qfleet_collector_write_seconds_count", 0.0)
     return {
         "spans": n_spans, "requests": len(bodies), "clients": clients, "seconds": round(elapsed, 3),
-        "spans_per_s": round(n_spans / elapsed), "stored": stored,
+        "spans_per_s": round(n_spans / elapsed), "stored": d["stored"],
         "dropped": m.get("qfleet_collector_dropped_total{signal=spans}", -1.0),
         "stored_total": m.get("qfleet_collector_stored_total{signal=spans}", -1.0),
         "refused_503": sum(v for k, v in m.items() if k.startswith("qfleet_collector_refused_total")),
-        "client_retries": stats["retries"], "transactions": int(tx),
+        "client_retries": d["client_retries"], "transactions": int(tx),
         "mean_tx_ms": round(1000 * m.get("qfleet_collector_write_seconds_sum", 0.0) / tx, 1) if tx else None,
-        "exit_code": rc,
+        "exit_code": d["exit_code"],
     }
 
 

@@ -24,7 +24,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_bulk import fresh_sqlite
-from bench_otlp_http import scrape, start_collector
+from bench_otlp_http import drive_collector
 
 from qfleet.collector.limits import Limits
 from qfleet.collector.prompb import Series, decode_write_request, encode_write_request
@@ -105,37 +104,14 @@ def client(address: tuple[str, int], bodies: list[bytes], stats: dict[str, int],
 
 
 def end_to_end(bodies: list[bytes], samples: int, clients: int, workdir: Path) -> dict[str, Any]:
-    db = workdir / f"rw-{time.monotonic_ns()}.db"
-    token_file = workdir / "token"
-    if not token_file.exists():
-        token_file.write_text(TOKEN + "\n")
-        token_file.chmod(0o600)
-    proc, address = start_collector(db, token_file, workdir / "collector.log", [])
-    try:
-        shares = [bodies[i::clients] for i in range(clients)]
-        stats, lock = {"retries": 0}, threading.Lock()
-        threads = [threading.Thread(target=client, args=(address, s, stats, lock)) for s in shares]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-        m = scrape(address)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(120)
-    con = sqlite3.connect(db)
-    stored = con.execute("SELECT COUNT(*) FROM metric_samples").fetchone()[0]
-    con.close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    tx = m.get("qfleet_collector_write_seconds_count", 0.0)
-    return {"seconds": elapsed, "samples_per_s": samples / elapsed, "stored": stored,
+    d = drive_collector(workdir, "rw", [], "metric_samples", [bodies[i::clients] for i in range(clients)], client)
+    m, elapsed = d["metrics"], d["seconds"]
+    return {"seconds": elapsed, "samples_per_s": samples / elapsed, "stored": d["stored"],
             "stored_total": m.get("qfleet_collector_stored_total{signal=metric_points}", -1.0),
             "dropped": m.get("qfleet_collector_dropped_total{signal=metric_points}", -1.0),
             "rejected": sum(v for k, v in m.items() if k.startswith("qfleet_collector_rejected_total")),
-            "client_retries": stats["retries"], "transactions": int(tx), "exit_code": rc}
+            "client_retries": d["client_retries"],
+            "transactions": int(m.get("qfleet_collector_write_seconds_count", 0.0)), "exit_code": d["exit_code"]}
 
 
 def decode_only(bodies: list[bytes]) -> tuple[float, list[TelemetryBatch]]:

@@ -228,8 +228,8 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
     host, port = receiver.address
     grpc = f", OTLP/gRPC on {':'.join(map(str, receiver.grpc_address))}" if receiver.grpc_address else ""
     print(f"qfleet collector listening on http://{host}:{port} "
-          f"(token in {settings.token_file}; OTLP at /v1/traces and /v1/metrics{grpc}, health at /healthz, "
-          "Prometheus at /metrics)", file=out, flush=True)
+          f"(token in {settings.token_file}; OTLP at /v1/traces and /v1/metrics{grpc}, Prometheus remote write at "
+          "/api/v1/write, health at /healthz, Prometheus at /metrics)", file=out, flush=True)
     stop.wait()
     receiver.stop()
     engine.dispose()

@@ -20,6 +20,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 from qfleet.collector.rows import TelemetryBatch
 
 __all__ = [
+    "REASON_TEXT",
     "COMMITTED",
     "POINTS",
     "REFUSE_REASONS",
@@ -34,6 +35,18 @@ __all__ = [
     "Reason",
     "SignalName",
 ]
+
+#: What a client is told for each refusal reason when the consumer gives no message of its own (both
+#: transports answer in these words).
+REASON_TEXT = {
+    "queue_full": "ingest queue is full (database behind); retry later",
+    "write_error": "database write failed; retry later",
+    "ack_timeout": "not committed in time; retry later (resending is safe)",
+    "stopping": "the collector is shutting down; retry later",
+    "unstorable": "the data of this request cannot be stored (resending cannot help)",
+    "too_large": "request holds more items than the collector can ever queue; send smaller batches",
+    "inflight": "too many requests in flight; retry later",
+}
 
 #: What a request carries: spans (``/v1/traces``) or metric points (``/v1/metrics``).
 SignalName = Literal["spans", "metric_points"]

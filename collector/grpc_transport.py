@@ -42,7 +42,15 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from qfleet.collector.consumer import POINTS, SPANS, Consumer, Outcome, QueueingConsumer, SignalName
+from qfleet.collector.consumer import (
+    POINTS,
+    REASON_TEXT,
+    SPANS,
+    Consumer,
+    Outcome,
+    QueueingConsumer,
+    SignalName,
+)
 from qfleet.collector.decode import (
     DecodeFailure,
     clip,
@@ -52,7 +60,6 @@ from qfleet.collector.decode import (
     rejection_message,
 )
 from qfleet.collector.exposition import ReceiverMetrics
-from qfleet.collector.http_app import _DEFAULT_MESSAGES as _TEXT  # one wording for both transports
 from qfleet.collector.http_app import Admission
 from qfleet.collector.otlp import MEDIA_PROTOBUF
 from qfleet.collector.rows import TelemetryBatch
@@ -251,7 +258,7 @@ class GrpcTransport:
         refusal = self.admission.enter(0)  # the size is known once the message is read
         if refusal is not None:
             self.metrics.refused(signal, refusal, 1)  # before decoding: counted as one request
-            return _Reply(grpc.StatusCode.UNAVAILABLE, message=_TEXT.get(refusal, refusal), retry=True)
+            return _Reply(grpc.StatusCode.UNAVAILABLE, message=REASON_TEXT.get(refusal, refusal), retry=True)
         held = 0
         try:
             body = self._receive(signal, requests, context)
@@ -307,7 +314,7 @@ class GrpcTransport:
         outcome = self._hand_over(batch, signal, context) if items else None
         if outcome is None or outcome.committed:
             return _Reply(grpc.StatusCode.OK, body=export_response(signal, False, rejected, message))
-        text = outcome.message or _TEXT[outcome.reason]
+        text = outcome.message or REASON_TEXT[outcome.reason]
         if outcome.retryable:
             self.metrics.refused(signal, outcome.reason, items)
             return _Reply(grpc.StatusCode.UNAVAILABLE, message=text, retry=True)

@@ -44,7 +44,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from qfleet.collector.consumer import POINTS, SPANS, Consumer, Outcome, Pending, QueueingConsumer, SignalName
+from qfleet.collector.consumer import (
+    POINTS,
+    REASON_TEXT,
+    SPANS,
+    Consumer,
+    Outcome,
+    Pending,
+    QueueingConsumer,
+    SignalName,
+)
 from qfleet.collector.decode import (
     BodyTooLarge,
     DecodeFailure,
@@ -75,16 +84,6 @@ _RW_PATH = "/api/v1/write"
 _METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 _TEXT = "text/plain; charset=utf-8"
 _CLOSE = (("Connection", "close"),)
-# What the client is told when the consumer gives no message of its own.
-_DEFAULT_MESSAGES = {
-    "queue_full": "ingest queue is full (database behind); retry later",
-    "write_error": "database write failed; retry later",
-    "ack_timeout": "not committed in time; retry later (resending is safe)",
-    "stopping": "the collector is shutting down; retry later",
-    "unstorable": "the data of this request cannot be stored (resending cannot help)",
-    "too_large": "request holds more items than the collector can ever queue; send smaller batches",
-    "inflight": "too many requests in flight; retry later",
-}
 _Headers = tuple[tuple[str, str], ...]
 # The remote write media type; a ``proto=`` parameter, when sent, must name the 1.0 message.
 _RW_PROTO = "prometheus.WriteRequest"
@@ -384,7 +383,7 @@ class OtlpApp:
         return b"".join(chunks)
 
     def _refusal_message(self, refusal: str) -> str:
-        return _DEFAULT_MESSAGES.get(refusal) or (
+        return REASON_TEXT.get(refusal) or (
             f"too many request bytes in flight (max_inflight_bytes={self.config.max_inflight_bytes}); retry later")
 
     def _json_status(self, code: int, message: str, extra: _Headers = ()) -> Answer:
@@ -581,7 +580,7 @@ class OtlpApp:
 
     def _not_committed(self, signal: SignalName, items: int, outcome: Outcome, render: _Render) -> Answer:
         """The answer to ``items`` the consumer did not commit: 503 to retry, else 413 or 400."""
-        text = outcome.message or _DEFAULT_MESSAGES[outcome.reason]
+        text = outcome.message or REASON_TEXT[outcome.reason]
         if outcome.retryable:
             self.metrics.refused(signal, outcome.reason, items)
             return render(503, text, self.retry_after)

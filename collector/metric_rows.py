@@ -33,7 +33,7 @@ from qfleet.collector.rows import (
 from qfleet.collector.schema import PROMOTED_ATTRIBUTES, MetricType, Temporality
 from qfleet.collector.span_rows import sdk_attributes
 
-__all__ = ["MetricSink", "from_metrics_data", "from_metrics_request", "prometheus_name"]
+__all__ = ["MetricSink", "from_metrics_data", "from_metrics_request", "prometheus_name", "series_fingerprint"]
 
 _DEFAULT_LIMITS = Limits()
 
@@ -83,7 +83,8 @@ def _cached_fingerprint(name: str, resource_fp: str, items: tuple[tuple[str, Any
     return fingerprint([name, resource_fp, dict(items)])
 
 
-def _series_fingerprint(name: str, resource_fp: str, labels: dict[str, Any]) -> str:
+def series_fingerprint(name: str, resource_fp: str, labels: dict[str, Any]) -> str:
+    """A series' identity in ``metric_series.fingerprint``: its name, its resource and its labels."""
     # The same series arrives every scrape or step: hash its identity once (lists are not hashable: no cache).
     try:
         return _cached_fingerprint(name, resource_fp, tuple(labels.items()))
@@ -144,7 +145,7 @@ class MetricSink:
         if isinstance(value, float) and math.isnan(value):
             self.batch.reject_point(f"metric {name!r}: NaN value at {t} (not storable)")
             return
-        fp = _series_fingerprint(name, res.fingerprint, labels)
+        fp = series_fingerprint(name, res.fingerprint, labels)
         if fp not in self.batch.series:
             ra = res.attributes
             self.batch.series[fp] = SeriesRow(

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qfleet.collector.limits import Limits
+from qfleet.collector.metric_rows import series_fingerprint
 from qfleet.collector.prompb import METRIC_TYPES, is_stale
-from qfleet.collector.rows import MAX_NS, ResourceRow, SeriesRow, TelemetryBatch, fingerprint, resource_row
+from qfleet.collector.rows import MAX_NS, ResourceRow, SeriesRow, TelemetryBatch, resource_row
 from qfleet.collector.schema import PROMOTED_ATTRIBUTES, MetricType, Temporality
 
 __all__ = ["SKIP_REASONS", "Converted", "Kind", "TypeCache", "from_write_request"]
@@ -186,13 +187,6 @@ def kind_of(name: str, labels: Mapping[str, str], types: TypeCache) -> Kind:
     return _COUNTER if suffix == "_total" else _GAUGE
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _series_fingerprint(name: str, resource_fp: str, items: tuple[tuple[str, str], ...]) -> str:
-    # The same series arrives in every request: hash its identity once. The OTLP path's identity: name,
-    # resource, labels.
-    return fingerprint([name, resource_fp, dict(items)])
-
-
 @functools.lru_cache(maxsize=1 << 14)
 def _resource(job: str, instance: str) -> ResourceRow:
     # One fingerprint per scrape target, not one per series.
@@ -277,7 +271,7 @@ class _Request:
         name, job, instance, labels = got
         res = _resource(job, instance)
         self.batch.resources.setdefault(res.fingerprint, res)
-        fp = _series_fingerprint(name, res.fingerprint, tuple(labels.items()))
+        fp = series_fingerprint(name, res.fingerprint, labels)
         if fp not in self.batch.series:
             k = kind_of(name, labels, self.types)
             self.batch.series[fp] = SeriesRow((fp, name, int(k.mtype), int(k.temporality), k.monotonic, k.unit,
