@@ -26,14 +26,15 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "am_intake": ["AlertmanagerIntake", "intake_route"],
-    "am_push": ["AlertmanagerPush", "PushConfig"],
-    "config": ["ConfigError", "LoadedConfig", "config_from_dict", "load_config"],
+    "am_push": ["AlertmanagerPush"],
+    "config": ["ConfigError", "config_from_dict", "load_config"],
     "impact": ["IncidentImpact", "incident_impact"],
     "incidents": ["IncidentError", "Incidents"],
     "matchers": ["MatcherError", "parse_matcher"],
-    "model": ["Alert", "AlertingConfig", "Matcher", "Notification", "Receiver", "Route", "Silence"],
+    "model": ["Alert", "AlertingConfig", "Matcher", "Notification", "PagerDutyFields", "PushConfig", "Receiver",
+              "Route", "Silence"],
     "outbox": ["Outbox", "OutboxItem"],
-    "payloads": ["PagerDutyFields", "pagerduty_event", "sign", "verify", "webhook_body"],
+    "payloads": ["pagerduty_event", "sign", "verify", "webhook_body"],
     "routing": ["resolve", "routes_test"],
     "rules": ["AlertRulesError", "load_rules"],
     "service": ["AlertService"],
@@ -47,9 +48,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.alerts.am_intake import AlertmanagerIntake as AlertmanagerIntake
     from qfleet.alerts.am_intake import intake_route as intake_route
     from qfleet.alerts.am_push import AlertmanagerPush as AlertmanagerPush
-    from qfleet.alerts.am_push import PushConfig as PushConfig
     from qfleet.alerts.config import ConfigError as ConfigError
-    from qfleet.alerts.config import LoadedConfig as LoadedConfig
     from qfleet.alerts.config import config_from_dict as config_from_dict
     from qfleet.alerts.config import load_config as load_config
     from qfleet.alerts.impact import IncidentImpact as IncidentImpact
@@ -62,12 +61,13 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.alerts.model import AlertingConfig as AlertingConfig
     from qfleet.alerts.model import Matcher as Matcher
     from qfleet.alerts.model import Notification as Notification
+    from qfleet.alerts.model import PagerDutyFields as PagerDutyFields
+    from qfleet.alerts.model import PushConfig as PushConfig
     from qfleet.alerts.model import Receiver as Receiver
     from qfleet.alerts.model import Route as Route
     from qfleet.alerts.model import Silence as Silence
     from qfleet.alerts.outbox import Outbox as Outbox
     from qfleet.alerts.outbox import OutboxItem as OutboxItem
-    from qfleet.alerts.payloads import PagerDutyFields as PagerDutyFields
     from qfleet.alerts.payloads import pagerduty_event as pagerduty_event
     from qfleet.alerts.payloads import sign as sign
     from qfleet.alerts.payloads import verify as verify

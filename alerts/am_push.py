@@ -17,55 +17,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from qfleet.alerts.model import Alert
+from qfleet.alerts.model import Alert, AlertmanagerTarget, PushConfig
 from qfleet.units import NS, format_rfc3339
 
 if TYPE_CHECKING:   # HTTP loads on the first push: loading the config (which names PushConfig) stays light
     import httpx
 
 __all__ = [
-    "DEFAULT_RESEND_DELAY_NS",
     "MAX_BATCH",
     "RESOLVED_RETENTION_NS",
     "AlertmanagerPush",
-    "AlertmanagerTarget",
-    "PushConfig",
     "PushStats",
     "alert_json",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Prometheus' ``--rules.alert.resend-delay`` default.
-DEFAULT_RESEND_DELAY_NS = 60 * NS
 #: How long Prometheus keeps sending an alert after it resolved (``resolvedRetention``).
 RESOLVED_RETENTION_NS = 15 * 60 * NS
 #: Alerts per request (Prometheus' ``maxBatchSize``).
 MAX_BATCH = 64
 _ERROR_MAX = 4096           # bytes of an Alertmanager's error answer kept for the log
 _PLACE_LABELS = ("node", "link", "hardware_type")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlertmanagerTarget:
-    """One Alertmanager: the full ``.../api/v2/alerts`` URL, the per-request timeout, an optional bearer token."""
-
-    url: str
-    timeout_s: float = 10.0
-    bearer_token: str = field(default="", repr=False)   # a secret: never in repr, logs or messages
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PushConfig:
-    """The ``alerting:`` section: where to send, how often to resend, and whether qfleet routes locally too."""
-
-    targets: tuple[AlertmanagerTarget, ...]
-    resend_delay_ns: int = DEFAULT_RESEND_DELAY_NS
-    route_locally: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +57,7 @@ class PushStats:
 def alert_json(a: Alert, *, ends_at: int, generator_url: str) -> dict[str, object]:
     """One element of the ``POST /api/v2/alerts`` body (``postableAlert``).
 
-    >>> from qfleet.alerts.model import Alert
+    >>> from qfleet.alerts.model import DEFAULT_RESEND_DELAY_NS, Alert, AlertmanagerTarget, PushConfig
     >>> alert_json(Alert(labels=(("alertname", "X"),), starts_at=0), ends_at=4 * 60 * NS, generator_url="http://q")
     {'labels': {'alertname': 'X'}, 'annotations': {}, 'startsAt': '1970-01-01T00:00:00Z', 'endsAt': '1970-01-01T00:04:00Z', 'generatorURL': 'http://q'}
     """

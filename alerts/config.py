@@ -38,8 +38,8 @@ rules) are converted to matchers with a warning; the deprecated top-level ``mute
 file's directory). ``pagerduty_configs`` honour ``severity``, ``class``, ``component`` and ``group``, templated
 with the subset :func:`qfleet.alerts.payloads.check_template` accepts.
 
-:func:`config_from_dict` returns a :class:`LoadedConfig`: the :class:`AlertingConfig` plus the PagerDuty fields and
-the ``alerting:`` section, which the model does not hold.
+The ``alerting:`` section (modelled on Prometheus' own) lists the Alertmanagers qfleet sends its alerts to
+(:class:`~qfleet.alerts.model.PushConfig`, sent by :mod:`qfleet.alerts.am_push`).
 
 Why one module: every section is read by the same loader (its key, type, file and URL checks), so that all the
 problems of a file, whatever their section, are gathered into one :class:`ConfigError`.
@@ -48,25 +48,27 @@ problems of a file, whatever their section, are gathered into one :class:`Config
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from qfleet.alerts.am_push import DEFAULT_RESEND_DELAY_NS, AlertmanagerTarget, PushConfig
 from qfleet.alerts.fields import LABEL_NAME_RULE, duration_at, is_label_name
 from qfleet.alerts.intervals import parse_time_intervals
 from qfleet.alerts.matchers import MatcherError, matcher, parse_matcher, parse_matchers
 from qfleet.alerts.model import (
+    DEFAULT_RESEND_DELAY_NS,
     DEFAULT_RESOLVE_TIMEOUT_NS,
     AlertingConfig,
+    AlertmanagerTarget,
     InhibitRule,
     Matcher,
+    PagerDutyFields,
+    PushConfig,
     Receiver,
     Route,
     TimeInterval,
 )
-from qfleet.alerts.payloads import PagerDutyFields, check_template
+from qfleet.alerts.payloads import check_template
 from qfleet.problems import Problem, Problems, ProblemsError, did_you_mean, read_yaml
 from qfleet.units import NS
 
@@ -74,7 +76,6 @@ from qfleet.units import NS
 __all__ = [
     "PAGERDUTY_URL",
     "ConfigError",
-    "LoadedConfig",
     "MatcherError",
     "config_from_dict",
     "load_config",
@@ -131,20 +132,6 @@ _AM_UNSUPPORTED = {"relabel_configs", "alert_relabel_configs", "tls_config", "pr
 _DEFAULT_AM_TIMEOUT_NS = 10 * NS     # Prometheus' alertmanager_config timeout default
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoadedConfig(AlertingConfig):
-    """An :class:`AlertingConfig` with what :mod:`qfleet.alerts.model` does not hold yet.
-
-    Attributes:
-        pagerduty_fields: receiver name -> the ``severity``/``class``/``component``/``group`` of each of its
-            ``pagerduty_configs`` entries, in the order of ``Receiver.pagerduty``.
-        push: the ``alerting:`` section (None: qfleet sends to no Alertmanager).
-    """
-
-    pagerduty_fields: dict[str, tuple[PagerDutyFields, ...]] = field(default_factory=dict)
-    push: PushConfig | None = None
-
-
 class ConfigError(ProblemsError):
     """An alerting configuration with problems: ``problems`` holds each one (key path, what is wrong, the fix),
     ``warnings`` the Alertmanager settings qfleet knows but ignores.
@@ -168,7 +155,6 @@ class _Loader:
         self.base = Path(source).parent if source and not source.startswith("<") else None
         self.receiver_refs: list[tuple[str, str]] = []     # (path, receiver name)
         self.interval_refs: list[tuple[str, str]] = []     # (path, time interval name)
-        self.pd_fields: dict[str, tuple[PagerDutyFields, ...]] = {}
 
     # -- values ------------------------------------------------------------------------------------------------
     def problem(self, path: str, message: str, fix: str = "", code: str = "") -> None:
@@ -410,7 +396,7 @@ class _Loader:
         return key
 
     def pagerduty(self, value: Any, path: str,
-                  default_url: str) -> tuple[tuple[str, bool, str], PagerDutyFields] | None:
+                  default_url: str) -> tuple[str, bool, str, PagerDutyFields] | None:
         node = self.mapping(value, path)
         if node is None:
             return None
@@ -427,8 +413,8 @@ class _Loader:
         texts = {k: self.template(node, k, path) for k in ("severity", "class", "component", "group")}
         if key is None or url is None:
             return None
-        return (key, send_resolved, url), PagerDutyFields(severity=texts["severity"], class_=texts["class"],
-                                                          component=texts["component"], group=texts["group"])
+        return key, send_resolved, url, PagerDutyFields(severity=texts["severity"], class_=texts["class"],
+                                                        component=texts["component"], group=texts["group"])
 
     def template(self, node: dict[str, Any], key: str, path: str) -> str:
         """A templated string field ('' when absent), checked against the template subset qfleet renders."""
@@ -460,10 +446,8 @@ class _Loader:
                  for j, w in enumerate(self.listing(node.get("webhook_configs"), _at(path, "webhook_configs")))]
         pds = [self.pagerduty(p, f"{path}.pagerduty_configs[{j}]", default_pd_url)
                for j, p in enumerate(self.listing(node.get("pagerduty_configs"), _at(path, "pagerduty_configs")))]
-        kept = [p for p in pds if p is not None]
-        self.pd_fields[name] = tuple(f for _, f in kept)
         return Receiver(name=name, webhooks=tuple(h for h in hooks if h is not None),
-                        pagerduty=tuple(p for p, _ in kept))
+                        pagerduty=tuple(p for p in pds if p is not None))
 
     def receivers(self, value: Any, default_pd_url: str) -> dict[str, Receiver]:
         out: dict[str, Receiver] = {}
@@ -619,7 +603,7 @@ class _Loader:
                              f"add it under time_intervals (defined: {sorted(intervals)})", "undefined_interval")
 
 
-def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[LoadedConfig, list[Problem]]:
+def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[AlertingConfig, list[Problem]]:
     """Validate a parsed ``alertmanager.yml`` document and build its :class:`AlertingConfig`.
 
     Args:
@@ -657,14 +641,13 @@ def config_from_dict(doc: Any, *, source: str = "<config>") -> tuple[LoadedConfi
     push = ld.alerting_section(doc.get("alerting"))
     ld.check_references(receivers, intervals)
     ld.found.raise_if_any(ConfigError)
-    config = LoadedConfig(route=route, receivers=receivers, inhibit_rules=inhibit, time_intervals=intervals,
-                          resolve_timeout_ns=resolve_timeout, escalation_receiver=escalation_receiver,
-                          escalate_after_ns=escalate_after,
-                          pagerduty_fields={k: v for k, v in ld.pd_fields.items() if k in receivers}, push=push)
+    config = AlertingConfig(route=route, receivers=receivers, inhibit_rules=inhibit, time_intervals=intervals,
+                            resolve_timeout_ns=resolve_timeout, escalation_receiver=escalation_receiver,
+                            escalate_after_ns=escalate_after, push=push)
     return config, list(ld.found.warnings)
 
 
-def read_config(path: str | Path) -> tuple[LoadedConfig, list[Problem]]:
+def read_config(path: str | Path) -> tuple[AlertingConfig, list[Problem]]:
     """Load ``path`` (YAML); returns ``(config, warnings)``.
 
     Raises:
@@ -674,7 +657,7 @@ def read_config(path: str | Path) -> tuple[LoadedConfig, list[Problem]]:
     return config_from_dict(read_yaml(p, what="alerting config", error=ConfigError), source=str(p))
 
 
-def load_config(path: str | Path) -> LoadedConfig:
+def load_config(path: str | Path) -> AlertingConfig:
     """Load an ``alertmanager.yml`` (the subset above); warnings are logged (use :func:`read_config` to get them).
 
     Raises:

@@ -21,13 +21,17 @@ __all__ = [
     "DEFAULT_GROUP_INTERVAL_NS",
     "DEFAULT_GROUP_WAIT_NS",
     "DEFAULT_REPEAT_INTERVAL_NS",
+    "DEFAULT_RESEND_DELAY_NS",
     "DEFAULT_RESOLVE_TIMEOUT_NS",
     "Alert",
     "AlertingConfig",
+    "AlertmanagerTarget",
     "InhibitRule",
     "Matcher",
     "NS",
     "Notification",
+    "PagerDutyFields",
+    "PushConfig",
     "Receiver",
     "ResolvedRoute",
     "Route",
@@ -171,12 +175,51 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PagerDutyFields:
+    """The ``severity``, ``class``, ``component`` and ``group`` templates of one ``pagerduty_configs`` entry.
+
+    Empty ``class``/``component``/``group`` are left out of the event (``omitempty`` in Alertmanager). An empty
+    ``severity`` keeps qfleet's policy (page/security -> critical, ticket -> warning, anything else ``error``,
+    Alertmanager's default); a configured one is rendered as Alertmanager renders it
+    (:func:`qfleet.alerts.payloads.render_pagerduty_fields`).
+    """
+
+    severity: str = ""
+    class_: str = ""
+    component: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Receiver:
     """A receiver with its webhook and PagerDuty configs (qfleet delivers these two kinds)."""
 
     name: str
     webhooks: tuple[tuple[str, bool, int], ...] = ()        # (url, send_resolved, max_alerts)
-    pagerduty: tuple[tuple[str, bool, str], ...] = ()       # (routing key, send_resolved, url)
+    # (routing key, send_resolved, url, severity/class/component/group templates)
+    pagerduty: tuple[tuple[str, bool, str, PagerDutyFields], ...] = ()
+
+
+#: Prometheus' ``--rules.alert.resend-delay`` default.
+DEFAULT_RESEND_DELAY_NS = 60 * NS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertmanagerTarget:
+    """One Alertmanager: the full ``.../api/v2/alerts`` URL, the per-request timeout, an optional bearer token."""
+
+    url: str
+    timeout_s: float = 10.0
+    bearer_token: str = field(default="", repr=False)   # a secret: never in repr, logs or messages
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushConfig:
+    """The ``alerting:`` section: where to send, how often to resend, and whether qfleet routes locally too."""
+
+    targets: tuple[AlertmanagerTarget, ...]
+    resend_delay_ns: int = DEFAULT_RESEND_DELAY_NS
+    route_locally: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +290,7 @@ class AlertingConfig:
         escalation_receiver: ``qfleet.escalation_receiver``: pages unacknowledged for ``escalate_after_ns`` are
             sent there too (both or neither).
         escalate_after_ns: ``qfleet.escalate_after`` (positive).
+        push: the ``alerting:`` section: the Alertmanagers qfleet sends its alerts to (``None``: none).
 
     Raises:
         ValueError: a duration is not positive, or only one of the escalation settings is given.
@@ -259,6 +303,7 @@ class AlertingConfig:
     resolve_timeout_ns: int = DEFAULT_RESOLVE_TIMEOUT_NS
     escalation_receiver: str | None = None
     escalate_after_ns: int | None = None
+    push: PushConfig | None = None
 
     def __post_init__(self) -> None:
         if self.resolve_timeout_ns <= 0:

@@ -152,14 +152,15 @@ def items_for(n: Notification, receiver: Receiver, *, external_url: str,
                 payload=webhook_body(m, receiver_name=receiver.name, external_url=external_url,
                                      max_alerts=max_alerts, route_labels=route_labels, incident_id=incident_id)))
         index += 1
-    for routing_key, send_resolved, url in receiver.pagerduty:
+    for routing_key, send_resolved, url, fields in receiver.pagerduty:
         m = n if send_resolved else _firing_only(n)
         if m is not None:
             out.append(OutboxItem(
                 id=idempotency_key(n, receiver.name, index), receiver=receiver.name, integration="pagerduty",
                 url=url or PAGERDUTY_URL, group_key=n.group_key,
                 payload=pagerduty_event(m, routing_key=routing_key, client_url=pagerduty_client_url or external_url,
-                                        incident_link=incident_url(external_url, incident_id) if incident_id else "")))
+                                        incident_link=incident_url(external_url, incident_id) if incident_id else "",
+                                        fields=fields, receiver_name=receiver.name, external_url=external_url)))
         index += 1
     return out
 

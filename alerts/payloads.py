@@ -14,17 +14,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from qfleet.alerts.model import Alert, Labels, Notification
+from qfleet.alerts.model import Alert, Labels, Notification, PagerDutyFields
 from qfleet.units import format_rfc3339
 
 __all__ = [
+    "DEFAULT_EXTERNAL_URL",
+    "ENV_EXTERNAL_URL",
     "IDEMPOTENCY_HEADER",
     "PAGERDUTY_MAX_BYTES",
     "SIGNATURE_HEADER",
-    "DEFAULT_EXTERNAL_URL",
-    "ENV_EXTERNAL_URL",
     "ZERO_TIME",
-    "PagerDutyFields",
     "TemplateData",
     "check_external_url",
     "check_template",
@@ -32,6 +31,7 @@ __all__ = [
     "idempotency_key",
     "incident_url",
     "pagerduty_event",
+    "render_pagerduty_fields",
     "render_template",
     "sign",
     "signature_header",
@@ -260,28 +260,15 @@ def render_template(text: str, data: TemplateData) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PagerDutyFields:
-    """The templated ``severity``, ``class``, ``component`` and ``group`` of one ``pagerduty_configs`` entry.
-
-    Empty ``class``/``component``/``group`` are left out of the event (``omitempty`` in Alertmanager). An empty
-    ``severity`` keeps qfleet's policy (page/security -> critical, ticket -> warning, anything else ``error``,
-    Alertmanager's default); a configured one is rendered as Alertmanager renders it.
-    """
-
-    severity: str = ""
-    class_: str = ""
-    component: str = ""
-    group: str = ""
-
-    def render(self, data: TemplateData) -> dict[str, str]:
-        """The non-empty rendered fields, by their Events API v2 names (``severity`` only when configured)."""
-        out = {"severity": render_template(self.severity, data)} if self.severity else {}
-        for name, text in (("class", self.class_), ("component", self.component), ("group", self.group)):
-            value = render_template(text, data) if text else ""
-            if value:
-                out[name] = value
-        return out
+def render_pagerduty_fields(fields: PagerDutyFields, data: TemplateData) -> dict[str, str]:
+    """The non-empty rendered fields of a ``pagerduty_configs`` entry, by their Events API v2 names (``severity``
+    only when configured)."""
+    out = {"severity": render_template(fields.severity, data)} if fields.severity else {}
+    for name, text in (("class", fields.class_), ("component", fields.component), ("group", fields.group)):
+        value = render_template(text, data) if text else ""
+        if value:
+            out[name] = value
+    return out
 
 
 def _severity(alerts: Iterable[Alert]) -> str:
@@ -357,7 +344,7 @@ def pagerduty_event(n: Notification, *, routing_key: str, source: str = "qfleet"
         }
         if fields is not None:
             data = template_data(n, receiver_name=receiver_name or n.receiver, external_url=external_url)
-            payload.update(fields.render(data))
+            payload.update(render_pagerduty_fields(fields, data))
         event["payload"] = payload
         if len(json.dumps(event).encode()) > PAGERDUTY_MAX_BYTES:
             payload["custom_details"] = {"error": "Custom details have been removed because the original event "

@@ -10,7 +10,7 @@ Each source (SLOs, rules) is evaluated on its own: one that fails is logged and 
 its alerts resolve once ``global.resolve_timeout`` has passed since it last reported them, as Alertmanager
 resolves alerts that are no longer refreshed.
 
-With an ``alerting:`` section (:class:`~qfleet.alerts.config.LoadedConfig`), every evaluation also sends qfleet's
+With an ``alerting:`` section (:class:`~qfleet.alerts.model.PushConfig`), every evaluation also sends qfleet's
 own alerts to the Alertmanagers listed there as Prometheus does (:mod:`qfleet.alerts.am_push`), beside qfleet's
 routing or, with ``route_locally: false``, instead of it. Alerts another Alertmanager routed
 (:mod:`qfleet.alerts.am_intake`) are never routed or sent on again here.
@@ -28,12 +28,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from qfleet.alerts.am_push import RESOLVED_RETENTION_NS, AlertmanagerPush, PushStats
-from qfleet.alerts.config import LoadedConfig
 from qfleet.alerts.incidents import Incidents
 from qfleet.alerts.leases import Lease, LeaseLost
-from qfleet.alerts.model import Alert, AlertingConfig, Notification, Receiver, Silence
+from qfleet.alerts.model import Alert, AlertingConfig, Notification, Silence
 from qfleet.alerts.outbox import Outbox, OutboxItem, items_for
-from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL, PagerDutyFields, idempotency_key, template_data
+from qfleet.alerts.payloads import DEFAULT_EXTERNAL_URL
 from qfleet.alerts.rule_queries import RuleEvaluator, evaluate_rules, sync_rules
 from qfleet.alerts.rules import AlertRule
 from qfleet.alerts.schema import NotificationLog, table
@@ -139,7 +138,7 @@ class AlertService:
         self.incidents = Incidents(engine, clock=clock)
         self.silences = SilenceStore(engine)
         self.eval_interval_ns = eval_interval_ns
-        push = config.push if isinstance(config, LoadedConfig) else None
+        push = config.push
         self.pusher = AlertmanagerPush(push, external_url=external_url) if push is not None else None
         #: False when the alerting section says ``route_locally: false``: alerts are only sent to Alertmanagers.
         self.route_locally = push is None or push.route_locally
@@ -400,30 +399,7 @@ class AlertService:
             return []
         if receiver is not None:
             n = replace(n, receiver=name)
-        items = items_for(n, rcv, external_url=self.external_url, incident_id=incident_id)
-        return self._with_pagerduty_fields(n, rcv, items)
-
-    def _with_pagerduty_fields(self, n: Notification, rcv: Receiver, items: list[OutboxItem]) -> list[OutboxItem]:
-        """The PagerDuty trigger events among ``items`` with their config's rendered severity, class, component and
-        group (``items_for`` does not take them yet)."""
-        fields = self.config.pagerduty_fields.get(rcv.name, ()) if isinstance(self.config, LoadedConfig) else ()
-        if all(f == PagerDutyFields() for f in fields):
-            return items
-        # items_for numbers the integrations webhooks first, then PagerDuty configs, in idempotency_key.
-        by_id = {idempotency_key(n, rcv.name, len(rcv.webhooks) + i): (f, send_resolved)
-                 for i, (f, (_, send_resolved, _)) in enumerate(zip(fields, rcv.pagerduty, strict=True))}
-        out = []
-        for item in items:
-            hit = by_id.get(item.id)
-            payload = item.payload.get("payload")
-            if hit is not None and isinstance(payload, dict):
-                f, send_resolved = hit
-                # An integration without send_resolved sees the firing alerts only (notify.go filters them).
-                m = n if send_resolved else replace(n, resolved=())
-                data = template_data(m, receiver_name=rcv.name, external_url=self.external_url)
-                item = replace(item, payload={**item.payload, "payload": {**payload, **f.render(data)}})
-            out.append(item)
-        return out
+        return items_for(n, rcv, external_url=self.external_url, incident_id=incident_id)
 
     def _page_to_escalate(self, incident_id: str) -> Notification | None:
         """The last notification of the incident's groups that pages (the opener's first), else of any group.

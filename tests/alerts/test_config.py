@@ -13,7 +13,7 @@ import yaml
 from qfleet.alerts import config as config_module
 from qfleet.alerts.config import PAGERDUTY_URL, ConfigError, config_from_dict, load_config, read_config
 from qfleet.alerts.matchers import MatcherError, parse_matcher, parse_matchers
-from qfleet.alerts.model import AlertingConfig, Matcher, Route
+from qfleet.alerts.model import AlertingConfig, Matcher, PagerDutyFields, Route
 from qfleet.problems import Problem, ProblemsError
 from qfleet.units import NS
 from tests.conftest import require_tool
@@ -257,11 +257,10 @@ def test_pagerduty_configs(tmp_path: Path) -> None:
         {"service_key": "v1"},
     ]}]
     cfg, warnings = config_from_dict(doc)
-    assert cfg.receivers["a"].pagerduty == (("r" * 32, True, PAGERDUTY_URL),
-                                            ("k" * 32, False, "https://pd.example/v2/"))
+    assert cfg.receivers["a"].pagerduty == (("r" * 32, True, PAGERDUTY_URL, PagerDutyFields(severity="critical")),
+                                            ("k" * 32, False, "https://pd.example/v2/", PagerDutyFields()))
     # severity is honoured now (rendered into the event), not warned about; Events API v1 keys still are.
     assert not any("severity" in w.path for w in warnings) and any("Events API v1" in str(w) for w in warnings)
-    assert cfg.pagerduty_fields["a"][0].severity == "critical" and cfg.pagerduty_fields["a"][1].severity == ""
     doc["global"] = {"pagerduty_url": "https://pd.internal/enqueue"}
     doc["receivers"][0]["pagerduty_configs"] = [{"routing_key": "r" * 32}]
     assert config_from_dict(doc)[0].receivers["a"].pagerduty[0][2] == "https://pd.internal/enqueue"
@@ -451,7 +450,7 @@ def test_a_real_user_config_loads_unchanged(tmp_path: Path) -> None:
     assert set(cfg.receivers) == {"team-X-mails", "team-X-pager", "team-Y-mails", "team-Y-pager", "team-DB-pager",
                                   "ops-webhook"}
     assert cfg.receivers["team-DB-pager"].pagerduty == (
-        ("00112233445566778899aabbccddeeff", True, "https://events.eu.pagerduty.com/v2/enqueue"),)
+        ("00112233445566778899aabbccddeeff", True, "https://events.eu.pagerduty.com/v2/enqueue", PagerDutyFields()),)
     assert cfg.receivers["ops-webhook"].webhooks == (("http://127.0.0.1:5001/hook", True, 10),)
     assert cfg.route.repeat_interval_ns == 3 * 3600 * NS and len(cfg.route.routes) == 4
     assert cfg.route.routes[2].matchers == (Matcher("service", "=", "database"),)

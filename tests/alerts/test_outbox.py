@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, select
 
-from qfleet.alerts.model import Alert, Notification, Receiver
+from qfleet.alerts.model import Alert, Notification, PagerDutyFields, Receiver
 from qfleet.alerts.outbox import (
     PAGERDUTY_URL,
     Backoff,
@@ -178,7 +178,7 @@ def test_items_for_honours_send_resolved_and_defaults_pagerduty_url() -> None:
     a = Alert(labels=(("alertname", "X"),), starts_at=0)
     r = Alert(labels=(("alertname", "Y"),), starts_at=0, ends_at=5)
     rcv = Receiver(name="oncall", webhooks=(("http://h/all", True, 0), ("http://h/firing", False, 0)),
-                   pagerduty=(("k" * 32, True, ""),))
+                   pagerduty=(("k" * 32, True, "", PagerDutyFields()),))
     n = Notification(at=10, receiver="oncall", group_key="g", group_labels=(), reason="some alerts resolved",
                      firing=(a,), resolved=(r,))
     items = items_for(n, rcv, external_url="http://qfleet")

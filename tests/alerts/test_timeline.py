@@ -12,6 +12,7 @@ from qfleet.alerts.model import (
     InhibitRule,
     Matcher,
     Notification,
+    PagerDutyFields,
     Receiver,
     Route,
     Silence,
@@ -45,7 +46,7 @@ def config(*, wait: int = 30, interval: int = 300, repeat: int = 4 * H, send_res
     """Root receiver ``ops`` (one webhook), one child route (alertname=~".+") carrying the timing and mutes."""
     child = Route(matchers=(Matcher("alertname", "=~", ".+"),), group_wait_ns=wait * NS,
                   group_interval_ns=interval * NS, repeat_interval_ns=repeat * NS, mute_time_intervals=mute)
-    pd = () if pagerduty_resolved is None else (("k" * 32, pagerduty_resolved, "https://pd"),)
+    pd = () if pagerduty_resolved is None else (("k" * 32, pagerduty_resolved, "https://pd", PagerDutyFields()),)
     return AlertingConfig(
         route=Route(receiver="ops", group_by=group_by, routes=(child,)),
         receivers={"ops": Receiver(name="ops", webhooks=(("http://hook", send_resolved, 0),), pagerduty=pd)},
