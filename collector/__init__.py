@@ -20,7 +20,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "runs": ["Run", "RunOverlapError", "Runs"],
     "schema": ["PROMOTED_ATTRIBUTES", "ROLLUP_STEP_NS"],
     "settings": ["Settings", "SettingsError", "load_token"],
-    "store": ["GaugeValue", "PruneResult", "RollupResult", "Store", "StoreError", "WriteResult", "open_engine"],
+    "store": ["PruneResult", "RollupResult", "Store", "StoreError", "WriteResult", "open_engine"],
     "transport": ["ListenError"],
 })
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (which do not run __getat
     from qfleet.collector.settings import SettingsError as SettingsError
     from qfleet.collector.settings import load_token as load_token
     from qfleet.collector.span_rows import SpanColumns as SpanColumns
-    from qfleet.collector.store import GaugeValue as GaugeValue
     from qfleet.collector.store import PruneResult as PruneResult
     from qfleet.collector.store import RollupResult as RollupResult
     from qfleet.collector.store import Store as Store

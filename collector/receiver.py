@@ -8,7 +8,7 @@ A pipeline in the OpenTelemetry Collector's shape, each stage in its own module:
      decode.py, status codes)          503 when full)          ack after commit)
     GrpcTransport ──────────────────▶ (the same queue)        RollupScheduler (rollups.py)
     (grpc_transport.py: same token, limits, decode and ack; one in-flight budget with HTTP)
-    GET /healthz, GET /metrics ◀── ReceiverMetrics + FleetGaugeCollector (exposition.py)
+    GET /healthz, GET /metrics ◀── ReceiverMetrics + FleetSeriesCollector (exposition.py)
 
 The transport talks to the queue only through the :class:`~qfleet.collector.consumer.Consumer`
 protocol. A request is acknowledged with 200 **only after its rows are committed**; when
@@ -217,7 +217,7 @@ class Receiver:
         m.gauge("qfleet_collector_writer_consecutive_failures", "Write transactions failed for a reason "
                 "other than their data since the last commit (0 when healthy)",
                 lambda: self._writer.state.consecutive_failures)
-        m.add_fleet_gauges(store)
+        m.add_fleet_series(store)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -73,9 +73,9 @@ from qfleet.collector.schema import (
 )
 
 __all__ = [
-    "GaugeValue",
     "PruneResult",
     "RollupResult",
+    "SeriesSample",
     "Store",
     "StoreError",
     "Touched",
@@ -178,14 +178,26 @@ class Touched:
 
 
 @dataclass(frozen=True, slots=True)
-class GaugeValue:
-    """The latest sample of a gauge series."""
+class SeriesSample:
+    """The latest sample of one metric series, with what an exposition needs to type and label it.
 
+    ``value`` is ``None`` when the stored value is NaN (SQLite keeps NaN as NULL). ``node_id``, ``link_id`` and
+    ``hardware_type`` are the promoted columns (read from the point's attributes or else its resource's).
+    """
+
+    series_id: int
     metric_name: str
-    labels: dict[str, Any]
-    value: float
-    time_unix_nano: int
+    metric_type: int
+    temporality: int
+    is_monotonic: bool
     description: str
+    labels: dict[str, Any]
+    node_id: str | None
+    link_id: str | None
+    hardware_type: str | None
+    resource_fingerprint: str | None
+    value: float | None
+    time_unix_nano: int
 
 
 def _table(model: type[Base]) -> Table:
@@ -646,27 +658,28 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
 
-    def latest_gauges(self, *, limit: int = 10_000) -> list[GaugeValue]:
-        """The latest sample of every gauge series (at most ``limit`` series)."""
+    def latest_samples(self, *, since_ns: int, limit: int) -> tuple[list[SeriesSample], int]:
+        """The latest sample of every series whose latest sample is at or after ``since_ns``, ordered by metric name
+        then series id, at most ``limit`` of them; and how many series qualified in all (so a caller can count
+        what ``limit`` left out).
+
+        One statement: the newest time of each series is one seek in the ``(series_id, time)`` primary key.
+        """
         s, m = _table(MetricSeries), _table(MetricSample)
         m2 = m.alias("m2")
-        latest = (select(m2.c.time_unix_nano).where(m2.c.series_id == s.c.id)
-                  .order_by(m2.c.time_unix_nano.desc()).limit(1).scalar_subquery())
-        q = (select(s.c.metric_name, s.c.labels, s.c.node_id, s.c.link_id, s.c.hardware_type,
-                    s.c.description, m.c.value, m.c.time_unix_nano)
+        latest = select(func.max(m2.c.time_unix_nano)).where(m2.c.series_id == s.c.id).scalar_subquery()
+        q = (select(s.c.id, s.c.metric_name, s.c.metric_type, s.c.temporality, s.c.is_monotonic, s.c.description,
+                    s.c.labels, s.c.node_id, s.c.link_id, s.c.hardware_type, s.c.resource_fingerprint,
+                    m.c.value, m.c.time_unix_nano, func.count().over())
              .select_from(s)
              .join(m, (m.c.series_id == s.c.id) & (m.c.time_unix_nano == latest))
-             .where(s.c.metric_type == int(MetricType.GAUGE))
-             .order_by(s.c.metric_name, s.c.id).limit(limit))
-        out = []
+             .where(m.c.time_unix_nano >= since_ns)
+             .order_by(s.c.metric_name, s.c.id).limit(max(limit, 0)))
         with self.engine.connect() as conn:
-            for name, labels, node, link, hw, desc, value, t in conn.execute(q):
-                lab = dict(labels or {})
-                for k, v in (("node_id", node), ("link_id", link), ("hardware_type", hw)):
-                    if v is not None:
-                        lab.setdefault(k, v)
-                out.append(GaugeValue(name, lab, value, t, desc))
-        return out
+            rows = conn.execute(q).all()
+        out = [SeriesSample(sid, name, mtype, temp, bool(mono), desc, dict(labels or {}), node, link, hw, res, value, t)
+               for sid, name, mtype, temp, mono, desc, labels, node, link, hw, res, value, t, _n in rows]
+        return out, (rows[0][-1] if rows else 0)
 
 
 def _upsert_statement(dialect: str, table: Table, key: Sequence[str]) -> Executable:

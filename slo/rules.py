@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import yaml
 
+from qfleet.collector.exposition import label_name, le_text
 from qfleet.slo.model import (
     SLO,
     GaugeThresholdIndicator,
@@ -140,7 +140,7 @@ def le_value(threshold: Fraction) -> str:
     >>> [le_value(Fraction(b)) for b in ("0.01", "1", "0.00001", "250")]
     ['0.01', '1', '0.00001', '250']
     """
-    return format(Decimal(repr(float(threshold))).normalize(), "f")
+    return le_text(float(threshold))
 
 
 def _window(ns: int) -> str:
@@ -151,16 +151,16 @@ def _window(ns: int) -> str:
 
 
 def prometheus_label(name: str) -> str:
-    """The Prometheus label of an attribute or store column: dots and other marks become ``_``.
+    """The Prometheus label of an attribute or store column, as the collector's ``/metrics`` serves it.
 
-    A promoted store column maps to its OTel attribute first (``hardware_type`` is ``qfleet.hardware.type``);
-    a leading digit gets ``key_``, as the OTLP translator does.
+    A promoted store column maps to its OTel attribute first (``hardware_type`` is ``qfleet.hardware.type``); the
+    rest is :func:`qfleet.collector.exposition.label_name` (Prometheus' OTLP translation): dots and other marks
+    become ``_``, a leading digit gets ``key_``.
 
     >>> prometheus_label("qfleet.outcome"), prometheus_label("hardware_type"), prometheus_label("2fa")
     ('qfleet_outcome', 'qfleet_hardware_type', 'key_2fa')
     """
-    text = re.sub(r"[^a-zA-Z0-9_]", "_", _PROMOTED.get(name, name))
-    return "key_" + text if text[:1].isdigit() else text
+    return label_name(_PROMOTED.get(name, name))
 
 
 def _quote(text: str) -> str:
@@ -191,6 +191,9 @@ class _Query:
         self.slo = slo
         self.by = f" by ({', '.join(group_by)})" if group_by else ""
         self.on = f"on ({', '.join(group_by)})"
+        # qfleet's engine leaves out events whose segment label is empty or missing (no segment to charge them
+        # to); `sum by` would make them a segment of their own, so the selectors leave them out too.
+        self.segmented = [f'{label}!=""' for label in group_by]
         self.sel = f"{{slo={_quote(slo.name)}}}"
         ind = slo.indicator
         if isinstance(ind, (SpanRatioIndicator, SpanThresholdIndicator)):
@@ -227,9 +230,9 @@ class _Query:
                     out.append(f"{label}={_quote(_scalar_text(value))}")
         return out
 
-    @staticmethod
-    def _selector(metric: str, matchers: list[str]) -> str:
-        return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
+    def _selector(self, metric: str, matchers: list[str]) -> str:
+        every = [*matchers, *self.segmented]
+        return f"{metric}{{{', '.join(every)}}}" if every else metric
 
     def _sum(self, inner: str) -> str:
         return f"sum{self.by} ({inner})"

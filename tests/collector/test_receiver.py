@@ -14,7 +14,7 @@ import random
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,11 +49,13 @@ KNOWN_SPAN_ID = "eee19b7ec3c1b174"
 
 
 @contextmanager
-def serving(engine: Engine, **config: Any) -> Iterator[Receiver]:
-    """A started receiver on a free port; stopped on exit."""
+def serving(engine: Engine, *, store_clock: Callable[[], int] | None = None, **config: Any) -> Iterator[Receiver]:
+    """A started receiver on a free port; stopped on exit. ``store_clock``: the store's wall clock (what
+    ``/metrics`` measures the fleet series' staleness by)."""
     clock = config.pop("clock", None)
     cfg = ReceiverConfig(port=0, token=TOKEN, **config)
-    rx = Receiver(Store(engine), cfg, **({"clock": clock} if clock else {}))
+    rx = Receiver(Store(engine, **({"clock": store_clock} if store_clock else {})), cfg,
+                  **({"clock": clock} if clock else {}))
     rx.start()
     try:
         yield rx
@@ -501,13 +503,13 @@ def test_metrics_pass_promtool_and_show_latest_pushed_gauge(sqlite_engine: Engin
     points = [(T0, 0.91, {"qfleet.link.id": "link-a", "weird-key.1": "v\"q"}),
               (T0 + NS, 0.97, {"qfleet.link.id": "link-a", "weird-key.1": "v\"q"})]
     req = gauge_request("qfleet.link.fidelity", "1", points, description="Bell-pair fidelity")
-    with serving(sqlite_engine) as rx:
+    with serving(sqlite_engine, store_clock=FakeClock(T0 + NS)) as rx:
         assert post(rx.address, "/v1/metrics", req.SerializeToString(), token=TOKEN).status == 200
         assert post(rx.address, "/v1/traces", b"\xff", token=TOKEN).status == 400
         text_out = get(rx.address, "/metrics").body.decode()
         samples = scrape(rx.address)
     assert "# HELP qfleet_link_fidelity_ratio Bell-pair fidelity" in text_out
-    assert metric(samples, "qfleet_link_fidelity_ratio", qfleet_link_id="link-a", link_id="link-a",
+    assert metric(samples, "qfleet_link_fidelity_ratio", qfleet_link_id="link-a",
                   weird_key_1='v"q') == pytest.approx(0.97)
     check = subprocess.run([promtool, "check", "metrics"], input=text_out.encode(), capture_output=True,
                            timeout=30)

@@ -158,7 +158,7 @@ def test_counter_rollup_increase_handles_resets(store: Store) -> None:
     assert [tuple(r) for r in rows] == [(b0, 2, 8.0, 3.0), (b0 + MIN, 3, 6.0, 9.0)]
 
 
-def test_latest_gauges_returns_the_newest_sample(store: Store) -> None:
+def test_latest_samples_returns_the_newest_sample_of_each_fresh_series(store: Store) -> None:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     req = ExportMetricsServiceRequest()
@@ -168,9 +168,11 @@ def test_latest_gauges_returns_the_newest_sample(store: Store) -> None:
     for t, v in [(10**18 + 2, 0.9), (10**18 + 1, 0.8), (10**18 + 3, 0.95)]:
         g.gauge.data_points.add(time_unix_nano=t, as_double=v).attributes.extend([kv("qfleet.link.id", "a~b")])
     store.write(from_metrics_request(req))
-    (gv,) = store.latest_gauges()
-    assert (gv.metric_name, gv.value, gv.time_unix_nano) == ("qfleet_link_fidelity_ratio", 0.95, 10**18 + 3)
-    assert gv.labels["node_id"] == "node-1" and gv.labels["qfleet.link.id"] == "a~b"
+    (gv,), n = store.latest_samples(since_ns=10**18, limit=10)
+    assert (gv.metric_name, gv.value, gv.time_unix_nano, n) == ("qfleet_link_fidelity_ratio", 0.95, 10**18 + 3, 1)
+    assert gv.node_id == "node-1" and gv.labels["qfleet.link.id"] == "a~b"
+    # A series whose newest sample is older than since_ns is left out, and counted as not qualifying.
+    assert store.latest_samples(since_ns=10**18 + 4, limit=10) == ([], 0)
 
 
 def test_a_failed_transaction_writes_nothing(sqlite_engine: Any) -> None:

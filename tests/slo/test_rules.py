@@ -382,7 +382,7 @@ def test_min_events_guards_each_window(tmp_path: Path) -> None:
     # "small" never succeeds, so it has no success series at all: the ratio must still be 1, not absent.
     series = _jobs_series("big", (100, 100, 7 * 60)) + _jobs_series("small", (1, 1, 7 * 60))[1:]
     big = {"qfleet_hardware_type": "big"}
-    assert "(sum by (qfleet_hardware_type) (increase(qfleet_jobs_total[5m])) >= 1000)" in rules_yaml([slo])
+    assert '(sum by (qfleet_hardware_type) (increase(qfleet_jobs_total{qfleet_hardware_type!=""}[5m])) >= 1000)' in rules_yaml([slo])
     _promtool_test(tmp_path, [slo], [{
         "interval": "1m", "input_series": series,
         "alert_rule_test": [{"eval_time": "7h", "alertname": ALERT_NAME, "exp_alerts": [

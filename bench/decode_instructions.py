@@ -1,0 +1,70 @@
+"""Instructions a span for OTLP decoding (``decode_body``), counted by valgrind's callgrind.
+
+Wall and CPU time on this machine class swing with whatever else runs; the instruction count of the same
+interpreter, inputs and code does not, so a change to the decoding path is compared by it. The script counts a
+run that only imports and loads the requests, and a run that also decodes them, and prints the difference per
+span. Run it with another checkout's interpreter to compare two versions.
+
+    .venv/bin/python bench/decode_instructions.py --spans 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _child(path: str, decode: bool) -> None:
+    from qfleet.collector.decode import decode_body
+
+    bodies = pickle.loads(Path(path).read_bytes())
+    if decode:
+        for b in bodies:
+            decode_body("spans", b, "application/x-protobuf", gzipped=False, max_bytes=1 << 26)
+
+
+def _count(path: str, decode: bool, workdir: Path) -> int:
+    out = workdir / f"callgrind.{int(decode)}.out"
+    r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+                        "--child", path, *(["--decode"] if decode else [])],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    m = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode or not m:
+        raise SystemExit(f"callgrind failed: {r.stderr[-500:]}")
+    return int(m.group(1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spans", type=int, default=20_000)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child, args.decode)
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian package valgrind)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_otlp_http import build_requests
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "bodies.pkl"
+        path.write_bytes(pickle.dumps(build_requests(args.spans, 500)))
+        base, full = (_count(str(path), decode, Path(d)) for decode in (False, True))
+    per_span = (full - base) / args.spans
+    print(f"decoding: {full - base:,} instructions, {per_span:,.0f} a span ({args.spans:,} spans)")
+    print(json.dumps({"bench": "decode_instructions", "spans": args.spans, "instructions_per_span": round(per_span)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
