@@ -170,7 +170,7 @@ class GrpcTransport:
         if not port:
             self._pool.shutdown(wait=False)
             raise ListenError(f"cannot listen for OTLP/gRPC on {where}: the port is taken or the address is not "
-                              "of this machine; stop what holds it or choose another gRPC port (0 picks a free one)")
+                              "of this machine; stop what holds it or choose another gRPC port (--grpc-port; 0 picks a free one)")
         self._address = (c.host, int(port))
 
     def start(self) -> None:

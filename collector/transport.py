@@ -245,7 +245,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
-            fix = "another process listens there; stop it or choose another port (0 picks a free one)"
+            fix = "another process listens there; stop it or choose another port (--port; 0 picks a free one)"
         elif err.errno == errno.EACCES:
             fix = "permission denied; use a port above 1023"
         else:
