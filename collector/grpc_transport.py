@@ -24,7 +24,9 @@ details (``grpc-status-details-bin``, as the OTLP specification asks) and as the
 
 Each RPC is counted in ``qfleet_collector_requests_total`` with the method as ``path`` and the
 status name as ``code``; ``CANCELLED`` counts RPCs whose message never arrived (the client went
-away, the body deadline passed, or gRPC refused a message over ``max_body_bytes``).
+away, the body deadline passed). A message over ``max_body_bytes`` is refused by gRPC itself with
+``RESOURCE_EXHAUSTED`` to the client; the application sees at most a cancelled call (grpcio may not invoke
+the handler at all), so such refusals are not reliably counted here.
 """
 
 from __future__ import annotations
