@@ -3,7 +3,8 @@
 Wall and CPU time on this machine class swing with whatever else runs; the instruction count of the same
 interpreter, inputs and code does not, so a change to the decoding path is compared by it. The script counts a
 run that only imports and loads the requests, and a run that also decodes them, and prints the difference per
-span. Run it with another checkout's interpreter to compare two versions.
+span, for the compiled decoder (the default path) and for the pure-Python path it falls back to. Run it with
+another checkout's interpreter to compare two versions.
 
     .venv/bin/python bench/decode_instructions.py --spans 20000
 """
@@ -22,8 +23,12 @@ import tempfile
 from pathlib import Path
 
 
-def _child(path: str, decode: bool) -> None:
+def _child(path: str, decode: bool, pure: bool) -> None:
+    from qfleet.collector import span_rows
     from qfleet.collector.decode import decode_body
+
+    if pure:
+        span_rows._WIRE = None  # what an install without the compiled decoder runs
 
     bodies = pickle.loads(Path(path).read_bytes())
     if decode:
@@ -31,10 +36,10 @@ def _child(path: str, decode: bool) -> None:
             decode_body("spans", b, "application/x-protobuf", gzipped=False, max_bytes=1 << 26)
 
 
-def _count(path: str, decode: bool, workdir: Path) -> int:
-    out = workdir / f"callgrind.{int(decode)}.out"
+def _count(path: str, decode: bool, pure: bool, workdir: Path) -> int:
+    out = workdir / f"callgrind.{int(decode)}{int(pure)}.out"
     r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-                        "--child", path, *(["--decode"] if decode else [])],
+                        "--child", path, *(["--decode"] if decode else []), *(["--pure"] if pure else [])],
                        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     m = re.search(r"Collected : (\d+)", r.stderr)
     if r.returncode or not m:
@@ -47,9 +52,10 @@ def main() -> int:
     ap.add_argument("--spans", type=int, default=20_000)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pure", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.decode)
+        _child(args.child, args.decode, args.pure)
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian package valgrind)")
@@ -59,10 +65,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bodies.pkl"
         path.write_bytes(pickle.dumps(build_requests(args.spans, 500)))
-        base, full = (_count(str(path), decode, Path(d)) for decode in (False, True))
-    per_span = (full - base) / args.spans
-    print(f"decoding: {full - base:,} instructions, {per_span:,.0f} a span ({args.spans:,} spans)")
-    print(json.dumps({"bench": "decode_instructions", "spans": args.spans, "instructions_per_span": round(per_span)}))
+        base = _count(str(path), False, False, Path(d))
+        per_span = {name: (_count(str(path), True, pure, Path(d)) - base) / args.spans
+                    for name, pure in (("compiled", False), ("pure_python", True))}
+    for name, n in per_span.items():
+        print(f"decoding, {name.replace('_', '-')} path: {n:,.0f} instructions a span ({args.spans:,} spans)")
+    print(json.dumps({"bench": "decode_instructions", "spans": args.spans,
+                      "instructions_per_span": {k: round(v) for k, v in per_span.items()}}))
     return 0
 
 

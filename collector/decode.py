@@ -19,9 +19,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from qfleet.collector.consumer import SPANS, SignalName
 from qfleet.collector.limits import Limits
 from qfleet.collector.metric_rows import from_metrics_request
-from qfleet.collector.otlp import DecodeFailure, decode_metrics_request, decode_trace_request
+from qfleet.collector.otlp import (
+    MEDIA_PROTOBUF,
+    DecodeFailure,
+    decode_metrics_request,
+    decode_trace_request,
+    media_type,
+)
 from qfleet.collector.rows import TelemetryBatch
-from qfleet.collector.span_rows import from_trace_request
+from qfleet.collector.span_rows import from_trace_protobuf, from_trace_request
 
 __all__ = [
     "BodyTooLarge",
@@ -102,6 +108,10 @@ def decode_body(signal: SignalName, body: bytes, content_type: str, *, gzipped: 
         body = gunzip(body, max_bytes)
     try:
         if signal == SPANS:
+            if media_type(content_type) in MEDIA_PROTOBUF:
+                fast = from_trace_protobuf(body, limits)
+                if fast is not None:
+                    return fast
             rejects: list[str] = []
             cut: dict[str, int] = {}
             req = decode_trace_request(body, content_type, rejects=rejects, limits=limits, cut=cut)

@@ -35,6 +35,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from qfleet.collector import span_rows
 from qfleet.collector.batcher import BatchQueue
 from qfleet.collector.exposition import ReceiverMetrics
 from qfleet.collector.grpc_transport import GrpcTransport
@@ -51,7 +52,7 @@ from qfleet.collector.transport import (
     check_listen,
     check_seconds,
 )
-from qfleet.collector.writer import StoreWriter, describe_error
+from qfleet.collector.writer import StoreWriter, WalCheckpointer, describe_error
 
 __all__ = ["READY_QUEUE_FRACTION", "Receiver", "ReceiverConfig"]
 
@@ -198,8 +199,10 @@ class Receiver:
                                         settle_s=config.rollup_settle_s, clock=clock, metrics=self.metrics)
         self._queue = BatchQueue(capacity_items=config.queue_items, ack_timeout_s=config.ack_timeout_s,
                                  metrics=self.metrics, writer_alive=lambda: self._writer.alive)
+        self._checkpoints = WalCheckpointer(store)
         self._writer = StoreWriter(store, self._queue, self._rollups, self.metrics,
-                                   max_batch_items=config.max_batch_items, clock=clock)
+                                   max_batch_items=config.max_batch_items, clock=clock,
+                                   checkpoints=self._checkpoints)
         self._transport = HttpTransport(self._queue, config.transport, metrics=self.metrics, health=self.health,
                                         ready=self.readiness, extra_routes=extra_routes)
         grpc_config = config.grpc_transport
@@ -239,10 +242,14 @@ class Receiver:
                 self._transport.close()  # releases the HTTP port
                 raise
         self._rollups.start()
+        self._checkpoints.start()
         self._writer.start()
         self._transport.start()
         host, port = self.address
         logger.info("OTLP/HTTP receiver listening on %s:%s", host, port)
+        if not span_rows.COMPILED:
+            logger.warning("the compiled OTLP span decoder is not installed (built without a C compiler?): every "
+                           "protobuf request takes the pure-Python path, about 5x the CPU per span")
         if self._grpc is not None:
             self._grpc.start()
             logger.info("OTLP/gRPC receiver listening on %s:%s", *self._grpc.address)
@@ -285,6 +292,7 @@ class Receiver:
         # The writer may be stuck in one slow transaction; bound the wait.
         if not self._writer.join(max(deadline - time.monotonic(), 0.0) + _WRITER_GRACE_S):
             logger.error("writer thread still busy with the database after stop; abandoning it")
+        self._checkpoints.stop(_WRITER_GRACE_S)
         self._transport.disconnect()
         if self._grpc is not None:
             self._grpc.disconnect()

@@ -125,7 +125,8 @@ class TelemetryBatch:
     """Rows ready for the store, plus what was refused while converting.
 
     ``samples`` hold ``(series_fingerprint, time_unix_nano, value)``; the store maps the
-    fingerprint to the series id. ``rejected_*`` count invalid items and ``errors``
+    fingerprint to the series id. A span's ``attributes`` is a dict, or its JSON text when the
+    compiled OTLP decoder wrote it straight from the wire (the store keeps such text as is). ``rejected_*`` count invalid items and ``errors``
     describes the first few of them. ``adjusted`` counts what was stored changed, by what
     (attributes dropped by a limit, values truncated, counts clipped, NULs replaced).
 

@@ -30,15 +30,41 @@ from qfleet.collector.rows import (
 )
 
 __all__ = [
+    "COMPILED",
     "SdkSpanConverter",
     "SdkSpanRows",
     "SpanColumns",
     "from_readable_spans",
+    "from_trace_protobuf",
     "from_trace_request",
     "sdk_attributes",
 ]
 
 _DEFAULT_LIMITS = Limits()
+
+
+def _compiled() -> Any:
+    """The compiled wire decoder, if it was built and reads the installed proto's fields exactly."""
+    try:
+        from qfleet.collector import _span_wire
+    except ImportError:  # installed without a C compiler (setup.py marks the extension optional)
+        return None
+    from google.protobuf import descriptor_pool
+
+    pool = descriptor_pool.Default()
+    for name, numbers in _span_wire.KNOWN_FIELDS.items():
+        try:
+            declared = tuple(sorted(f.number for f in pool.FindMessageTypeByName(name).fields))
+        except KeyError:
+            return None
+        if declared != numbers:
+            return None  # a newer proto: a field the decoder would skip as unknown may mean something
+    return _span_wire
+
+
+_WIRE = _compiled()
+#: Whether the compiled fast path converts plain OTLP protobuf trace requests (else the full path does all).
+COMPILED = _WIRE is not None
 
 
 # OTLP's enums: SpanKind 0 (unspecified) .. 5 (consumer), Status.StatusCode 0 (unset) .. 2 (error).
@@ -128,6 +154,23 @@ def _span_row(res: ResourceRow, scope_name: str, trace_id: str, span_id: str, pa
 
 # ---------------------------------------------------------------------------
 # OTLP protobuf
+
+
+def from_trace_protobuf(body: bytes, limits: Limits = _DEFAULT_LIMITS) -> TelemetryBatch | None:
+    """The rows of a protobuf ``ExportTraceServiceRequest`` read straight from its bytes, or None.
+
+    None unless the compiled decoder is installed and the request is the plain case (valid spans with
+    scalar attributes, within ``limits``, no events or links): then :func:`from_trace_request` on the
+    parsed request converts it, and its rows are the same as this function's.
+    """
+    if _WIRE is None:
+        return None
+    batch = TelemetryBatch()
+    if not _WIRE.span_rows(body, limits.max_attributes_per_item, limits.max_attribute_value_length,
+                           limits.max_attributes_per_request, PROMOTED_KEYS,
+                           lambda attrs: resource_row(batch, attrs), batch.spans):
+        return None
+    return batch
 
 
 def from_trace_request(req: ExportTraceServiceRequest, limits: Limits = _DEFAULT_LIMITS, *,

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Any, Literal
 
 import orjson
@@ -207,12 +208,19 @@ def _table(model: type[Base]) -> Table:
     return table
 
 
+_START = itemgetter(SPAN_COLUMNS.index("start_time_unix_nano"))
+
 # One encoder for all rows: json.dumps with options builds a new encoder per call.
 _strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _json(v: Any) -> str:
-    """JSON text of an attribute map; NaN and infinities (not JSON) become strings."""
+    """JSON text of an attribute map; NaN and infinities (not JSON) become strings.
+
+    A ``str`` is an attribute map the decoder already wrote as JSON text (rows.TelemetryBatch): kept as is.
+    """
+    if type(v) is str:
+        return v
     try:
         out = orjson.dumps(v)
     except (TypeError, orjson.JSONEncodeError):
@@ -303,7 +311,8 @@ class Store:
         self._insert(conn, _table(SpanLink), LINK_COLUMNS, batch.links,
                      ("trace_id", "span_id", "seq"))
         step = ROLLUP_STEP_NS
-        pending = {(int(Signal.SPANS), s[8] // step * step) for s in batch.spans}
+        span_signal = int(Signal.SPANS)
+        pending = {(span_signal, b * step) for b in {t // step for t in map(_START, batch.spans)}}
         if batch.samples:
             ids = self._series_id_map(conn, batch, new_ids)
             self._insert(conn, _table(MetricSample), ("series_id", "time_unix_nano", "value"),
@@ -645,6 +654,18 @@ class Store:
         spans, events, links, samples = totals
         return PruneResult(spans, events, links, samples, horizon)
 
+    def checkpoint(self) -> tuple[int, int] | None:
+        """Copy committed WAL frames into the SQLite database file (``PRAGMA wal_checkpoint(PASSIVE)``).
+
+        Runs on a pooled connection of its own and never waits for the writer or for readers (frames a reader
+        still needs stay in the WAL). Returns (frames in the WAL, frames copied so far), or None on PostgreSQL.
+        """
+        if self.dialect != "sqlite":
+            return None
+        with self.engine.connect() as conn:
+            _busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return int(frames), int(copied)
+
     # -- reads -------------------------------------------------------------------
 
     def count(self, table: str) -> int:
@@ -697,9 +718,11 @@ def _upsert_statement(dialect: str, table: Table, key: Sequence[str]) -> Executa
                                       set_={c.name: lite.excluded[c.name] for c in table.c if c.name not in key})
 
 
-def _encode_json(rows: Iterable[tuple[Any, ...]], idx: list[int]) -> list[tuple[Any, ...]]:
+def _encode_json(rows: list[tuple[Any, ...]], idx: list[int]) -> list[tuple[Any, ...]]:
     if len(idx) == 1:
         j = idx[0]
+        if all(type(r[j]) is str for r in rows):
+            return rows  # written as JSON text by the decoder: no row to rebuild
         return [(*r[:j], _json(r[j]), *r[j + 1:]) for r in rows]
     return [tuple(_json(v) if i in idx else v for i, v in enumerate(r)) for r in rows]
 

@@ -7,6 +7,9 @@ one bad request cannot fail the others; a batch the database refuses for its dat
 (resending cannot help) is answered ``unstorable``, any other failure ``write_error``
 (retry). Between writes it gives the :class:`RollupScheduler` its turn.
 
+On SQLite a :class:`WalCheckpointer` thread copies the write-ahead log into the database file while the
+writer goes on, so no commit (and no client waiting for it) pays for a checkpoint.
+
 It remembers how the last writes went (:attr:`StoreWriter.state`): failures that blame the
 database rather than the data, counted until a write succeeds, and the last error, which
 the receiver's ``/healthz`` reports.
@@ -29,7 +32,7 @@ from qfleet.collector.rows import TelemetryBatch
 from qfleet.collector.store import Store
 from qfleet.units import NS
 
-__all__ = ["StoreWriter", "WriterState", "describe_error", "is_data_error"]
+__all__ = ["StoreWriter", "WalCheckpointer", "WriterState", "describe_error", "is_data_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,54 @@ class WriterState:
         return self.alive and self.consecutive_failures == 0
 
 
+class WalCheckpointer:
+    """Checkpoints SQLite's write-ahead log from a thread of its own while the receiver runs.
+
+    SQLite checkpoints inside the commit that grows the WAL past ``wal_autocheckpoint`` pages (see
+    :func:`~qfleet.collector.store.open_engine`): the writer thread, and every client waiting for that commit,
+    would wait while tens of megabytes are copied and synced. A passive checkpoint every ``interval_s`` after
+    a commit keeps the WAL below that size, so commits only append; the autocheckpoint stays as the backstop
+    should this thread fall behind. Nothing to do on PostgreSQL.
+
+    Args:
+        store: the receiver's store.
+        interval_s: time between checkpoints while commits arrive.
+    """
+
+    def __init__(self, store: Store, *, interval_s: float = 0.2) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def mark_dirty(self) -> None:
+        """A commit happened: checkpoint at the next turn."""
+        self._dirty.set()
+
+    def start(self) -> None:
+        """Start the thread (SQLite only); it runs until :meth:`stop`."""
+        if self._store.dialect == "sqlite":
+            self._thread = threading.Thread(target=self._run, name="qfleet-checkpoint", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Stop the thread, waiting up to ``timeout_s`` for a checkpoint under way."""
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while self._dirty.wait() and not self._stop.is_set():
+            self._dirty.clear()
+            try:
+                self._store.checkpoint()
+            except Exception:  # the autocheckpoint still bounds the WAL; say so and go on
+                logger.exception("WAL checkpoint failed; commits checkpoint by themselves meanwhile")
+            self._stop.wait(self._interval_s)
+
+
 class StoreWriter:
     """The thread that commits queued batches and answers their tickets.
 
@@ -100,10 +151,13 @@ class StoreWriter:
         metrics: counts stored items, failed transactions and write durations.
         max_batch_items: the most items coalesced into one transaction.
         clock: monotonic ns, for write durations.
+        checkpoints: told of each commit, when the receiver checkpoints the WAL on its own thread.
     """
 
     def __init__(self, store: Store, queue: BatchQueue, rollups: RollupScheduler, metrics: ReceiverMetrics, *,
-                 max_batch_items: int, clock: Callable[[], int]) -> None:
+                 max_batch_items: int, clock: Callable[[], int],
+                 checkpoints: WalCheckpointer | None = None) -> None:
+        self._checkpoints = checkpoints
         self._store = store
         self._queue = queue
         self._rollups = rollups
@@ -209,3 +263,5 @@ class StoreWriter:
             self._store.write_many(batches)
         self._metrics.observe_write((self._clock() - t0) / NS)
         self._rollups.mark_dirty()
+        if self._checkpoints is not None:
+            self._checkpoints.mark_dirty()

@@ -7,6 +7,7 @@ control every id and timestamp.
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import sqlite3
 import time
@@ -45,6 +46,15 @@ def any_value(v: Any) -> AnyValue:
 def kvs(attrs: Mapping[str, Any]) -> list[KeyValue]:
     """OTLP KeyValues for a dict."""
     return [KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()]
+
+
+def row_attributes(row: Sequence[Any]) -> dict[str, Any]:
+    """A span row's attributes as a dict, whether the row holds a dict or the JSON text the compiled decoder
+    writes (what the store keeps either way)."""
+    from qfleet.collector.rows import SPAN_COLUMNS
+
+    a = row[SPAN_COLUMNS.index("attributes")]
+    return json.loads(a) if isinstance(a, str) else dict(a)
 
 
 def make_span(trace_id: bytes, span_id: bytes, name: str = "op", *, start: int = T0,

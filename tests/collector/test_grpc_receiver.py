@@ -311,9 +311,12 @@ def test_malformed_and_oversized_messages_are_refused_and_counted(sqlite_engine:
     assert oversized.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # refused by gRPC, never retried
     assert unknown.value.code() is grpc.StatusCode.UNIMPLEMENTED
     assert metric(samples, "qfleet_collector_rejected_total", signal="spans", reason="malformed") == 1
-    assert metric(samples, "qfleet_collector_requests_total", path=TRACES, code="INVALID_ARGUMENT") == 1
     # The oversized message is refused by gRPC itself (the client sees RESOURCE_EXHAUSTED above); whether the
-    # handler is even invoked for it (then counted as CANCELLED) depends on grpcio's timing, so it is not asserted.
+    # handler is even invoked for it depends on grpcio's timing: then it finds no message (INVALID_ARGUMENT) or a
+    # cancelled call (CANCELLED). So the malformed call is counted, and at most one more for the oversized one.
+    invalid = metric(samples, "qfleet_collector_requests_total", path=TRACES, code="INVALID_ARGUMENT")
+    cancelled = metric(samples, "qfleet_collector_requests_total", path=TRACES, code="CANCELLED")
+    assert invalid >= 1 and invalid + cancelled <= 2
     assert metric(samples, "qfleet_collector_requests_total", path="other", code="UNIMPLEMENTED") == 1
     assert len(stored_keys(sqlite_engine)) == 2
 

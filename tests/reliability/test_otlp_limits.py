@@ -19,7 +19,7 @@ from qfleet.collector.decode import decode_body
 from qfleet.collector.limits import Limits, LimitsError
 from qfleet.collector.rows import TelemetryBatch
 from qfleet.collector.store import Store
-from tests.collector.otlp_payloads import kvs, make_span
+from tests.collector.otlp_payloads import kvs, make_span, row_attributes
 from tests.collector.test_convert import to_otlp_json
 
 T0 = 1_795_000_000_000_000_000
@@ -73,7 +73,7 @@ def test_thousand_attributes_store_128_and_count_the_rest(engine: Engine) -> Non
 
 def test_long_value_is_truncated_to_the_limit() -> None:
     batch = _decode(_request(2, value="x" * 5000))
-    assert batch.spans[0][15] == {"a0000": "x" * 4096, "a0001": "x" * 4096}
+    assert row_attributes(batch.spans[0]) == {"a0000": "x" * 4096, "a0001": "x" * 4096}
     assert batch.adjusted["values truncated"] == 2
 
 
@@ -84,7 +84,7 @@ def test_request_budget_bounds_attributes_across_spans() -> None:
         ss.spans.append(make_span((i + 1).to_bytes(16, "big"), (i + 1).to_bytes(8, "big"), "s",
                                   attrs={f"k{j}": j for j in range(100)}))
     batch = _decode(req, Limits(max_attributes_per_request=250))
-    assert [len(s[15]) for s in batch.spans] == [100, 100, 50] + [0] * 7
+    assert [len(row_attributes(s)) for s in batch.spans] == [100, 100, 50] + [0] * 7
     assert [s[16] for s in batch.spans] == [0, 0, 50] + [100] * 7
 
 
@@ -105,5 +105,5 @@ def test_metric_point_over_the_limit_is_rejected_not_merged() -> None:
 def test_dropped_count_is_input_arithmetic(n: int, dropped: int, per_item: int, as_json: bool) -> None:
     batch = _decode(_request(n, dropped=dropped), Limits(max_attributes_per_item=per_item), as_json)
     kept = min(n, per_item)
-    assert len(batch.spans[0][15]) == kept
+    assert len(row_attributes(batch.spans[0])) == kept
     assert batch.spans[0][16] == min(dropped + n - kept, 2**31 - 1)
