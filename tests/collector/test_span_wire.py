@@ -36,13 +36,19 @@ from qfleet.collector.rows import PROMOTED_KEYS, SPAN_COLUMNS, TelemetryBatch
 from qfleet.collector.span_rows import from_trace_protobuf, from_trace_request
 from qfleet.collector.store import Store
 from tests.collector.otlp_payloads import T0
+from tests.conftest import require
 
 ATTRS = SPAN_COLUMNS.index("attributes")
 SMALL = Limits(max_attributes_per_item=4, max_attribute_value_length=8, max_events_per_span=2,
                max_links_per_span=2, max_attributes_per_request=12)
 
-needs_compiled = pytest.mark.skipif(not span_rows.COMPILED, reason="the compiled decoder was not built (no C "
-                                    "compiler at install time): the full path converts every request")
+NOT_BUILT = "the compiled decoder was not built (no C compiler at install time): the full path converts every request"
+
+
+@pytest.fixture(scope="module")
+def compiled() -> None:
+    """Tests of the compiled decoder need it built (CI builds it: there, a missing build fails)."""
+    require(span_rows.COMPILED, NOT_BUILT)
 
 
 def full_path(body: bytes, limits: Limits) -> TelemetryBatch | None:
@@ -244,21 +250,19 @@ def shuffled(msg: Message, rnd: random.Random) -> bytes:
 
 
 def test_compiled_decoder_is_built_and_reads_the_installed_proto() -> None:
-    """CI builds the extension (a skip is a failure there); its field table is the installed proto's."""
-    if not span_rows.COMPILED:
-        try:
-            from qfleet.collector import _span_wire  # noqa: F401
-        except ImportError:
-            pytest.skip("the compiled decoder was not built (no C compiler at install time)")
-        pytest.fail("the compiled decoder is built but disagrees with the installed opentelemetry-proto")
-    from qfleet.collector import _span_wire
-
+    """CI builds the extension; its field table is the installed proto's (else it stays off)."""
+    try:
+        from qfleet.collector import _span_wire
+    except ImportError:
+        _span_wire = None
+    require(_span_wire is not None, NOT_BUILT)
+    assert span_rows.COMPILED, "the compiled decoder is built but disagrees with the installed opentelemetry-proto"
     pool = descriptor_pool.Default()
     for name, numbers in _span_wire.KNOWN_FIELDS.items():
         assert tuple(sorted(f.number for f in pool.FindMessageTypeByName(name).fields)) == numbers, name
 
 
-@needs_compiled
+@pytest.mark.usefixtures("compiled")
 def test_plain_requests_take_the_compiled_path_and_match() -> None:
     """What SDKs send most (scalar attributes, parents, status, several resources) is read by the decoder."""
     rnd = random.Random(3)
@@ -288,7 +292,7 @@ def test_plain_requests_take_the_compiled_path_and_match() -> None:
     assert decode_body("spans", body, MEDIA_PROTOBUF[0], gzipped=False, max_bytes=len(body)).spans == fast.spans
 
 
-@needs_compiled
+@pytest.mark.usefixtures("compiled")
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(), st.sampled_from([Limits(), SMALL]), st.randoms(use_true_random=False))
 def test_compiled_rows_equal_the_full_path(req: ExportTraceServiceRequest, limits: Limits,
@@ -297,7 +301,7 @@ def test_compiled_rows_equal_the_full_path(req: ExportTraceServiceRequest, limit
     check(shuffled(req, rnd), limits)
 
 
-@needs_compiled
+@pytest.mark.usefixtures("compiled")
 @settings(max_examples=400, deadline=None)
 @given(st.randoms(use_true_random=False), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
                                                    min_size=1, max_size=4), st.integers(0, 3))
@@ -316,7 +320,7 @@ def test_damaged_bodies_never_crash_and_never_disagree(rnd: random.Random, edits
     check(bytes(body[:len(body) - cut]), Limits())
 
 
-@needs_compiled
+@pytest.mark.usefixtures("compiled")
 @pytest.mark.parametrize("why", ["event", "link", "array", "bytes", "nul", "long", "nan", "repeated key",
                                  "bad trace id", "kind", "too many", "scope attributes", "bad utf-8"])
 def test_what_the_decoder_leaves_to_the_full_path(why: str) -> None:
@@ -372,7 +376,7 @@ def test_without_the_compiled_decoder_the_full_path_converts(monkeypatch: pytest
     assert got.spans[0][ATTRS] == {"k": 7}
 
 
-@needs_compiled
+@pytest.mark.usefixtures("compiled")
 def test_json_text_is_stored_as_the_attributes(engine: Engine) -> None:
     """Rows whose attributes the decoder wrote as JSON store the same attributes as the full path's dicts
     (read back through the database's own JSON functions), on SQLite and PostgreSQL."""
