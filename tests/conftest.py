@@ -38,6 +38,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"QFLEET_CI=1 runs everything, but this test skipped: {reason}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first (stable otherwise): on two workers, the longest files start at once instead of one of
+    them running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under QFLEET_CI=1, any skip left (of a whole module, say) fails the run."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

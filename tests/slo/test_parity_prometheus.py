@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from qfleet.slo.spec import builtin_specs_path, load_slos
 from tests.conftest import require_tool
 
@@ -38,6 +40,7 @@ def _bench() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_prometheus_and_qfleet_fire_the_same_slo_segments_within_one_interval(tmp_path: Path) -> None:
     require_tool("prometheus")
     bench = _bench()
