@@ -157,11 +157,11 @@ def _span_row(res: ResourceRow, scope_name: str, trace_id: str, span_id: str, pa
 
 
 def from_trace_protobuf(body: bytes, limits: Limits = _DEFAULT_LIMITS) -> TelemetryBatch | None:
-    """The rows of a protobuf ``ExportTraceServiceRequest`` read straight from its bytes, or None.
+    """The rows of a protobuf ``ExportTraceServiceRequest``, read straight from its bytes by the compiled decoder.
 
-    None unless the compiled decoder is installed and the request is the plain case (valid spans with
-    scalar attributes, within ``limits``, no events or links): then :func:`from_trace_request` on the
-    parsed request converts it, and its rows are the same as this function's.
+    None when the decoder is not installed, or when the request is not the plain case (valid spans with scalar
+    attributes, within ``limits``, no events or links): the caller then converts the parsed request with
+    :func:`from_trace_request`, whose rows are the same (attributes as a dict instead of their JSON text).
     """
     if _WIRE is None:
         return None
