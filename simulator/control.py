@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -99,6 +100,9 @@ class ControlPlane(JobTimeline):
         super().__init__(fleet, faults, config)
         self._avoid_cache: tuple[int, set[str]] = (-1, set())
         self._cand: list[Candidates] = []
+        # A bit per node and per link: whether a queued job wants what an ended job freed is one integer AND.
+        self._node_bit = {n.id: 1 << i for i, n in enumerate(fleet.nodes)}
+        self._link_bit = {lk.id: 1 << (len(fleet.nodes) + i) for i, lk in enumerate(fleet.links)}
 
     def _build_candidates(self) -> None:
         """Each tenant's :class:`Candidates` (call once the links are refreshed: far pairs must be feasible)."""
@@ -216,6 +220,12 @@ class ControlPlane(JobTimeline):
         job.need = need
         job.links = frozenset(s.link.id for s in job.segs)
         job.epoch = self._avail_epoch
+        mask = 0
+        for n in need:
+            mask |= self._node_bit[n]
+        for lid in job.links:
+            mask |= self._link_bit[lid]
+        job.mask = mask
 
     def _place(self, job: Job, now: int) -> bool | None:
         """Place (or fail over) ``job`` if it has no usable placement: None when placed, else whether it is done
@@ -241,10 +251,11 @@ class ControlPlane(JobTimeline):
 
     def _try_start(self, job: Job, now: int) -> bool:
         """Start ``job`` now if its nodes are placed and free; True when it left the queue (started or failed)."""
-        done = self._place(job, now)
-        if done is not None:
-            return done
-        job.epoch = self._avail_epoch
+        if not job.nodes or job.epoch != self._avail_epoch:  # placed with availability unchanged since: as is
+            done = self._place(job, now)
+            if done is not None:
+                return done
+            job.epoch = self._avail_epoch
         nodes = self._nodes
         # Plain loops, not any() over generators: this runs for every start attempt.
         for n, c in job.need.items():
@@ -265,7 +276,6 @@ class ControlPlane(JobTimeline):
 
     def _release(self, job: Job) -> None:
         """Hand back ``job``'s comm qubits (held instead while its node is deadlocked) and links."""
-        job.hold_nodes = frozenset(job.hold)
         for n, c in job.hold.items():
             st = self._nodes[n]
             st.inflight.discard(job)
@@ -300,15 +310,31 @@ class ControlPlane(JobTimeline):
     def _start_queued(self, tenant: int, now: int, freed: Job | None) -> None:
         """Try the first :data:`_SCAN` queued jobs of ``tenant`` (after ``freed``: only those that wanted it)."""
         q = self._queues[tenant]
-        scanned = idx = 0
-        while idx < len(q) and scanned < _SCAN:
-            job = q[idx]
-            scanned += 1
-            if freed is not None and job.nodes and job.epoch == self._avail_epoch and (
-                    freed.hold_nodes.isdisjoint(job.need) and freed.links.isdisjoint(job.links)):
-                idx += 1
-                continue
+        head = list(q) if len(q) <= _SCAN else [q[i] for i in range(_SCAN)]
+        # Starting a job changes no node's availability, so the epoch holds for the whole pass.
+        epoch = self._avail_epoch
+        fmask = -1 if freed is None else freed.mask  # -1: every bit, every job is tried
+        left: list[Job] = []
+        for job in head:
+            if not job.mask & fmask and job.nodes and job.epoch == epoch:
+                continue  # placed, and wants none of what was freed: it cannot start now either
             if self._try_start(job, now):
-                del q[idx]
-            else:
-                idx += 1
+                left.append(job)
+        if left:
+            _remove(q, left)
+
+
+def _remove(q: deque[Job], jobs: list[Job]) -> None:
+    """Remove ``jobs`` (in queue order, all near the head) from ``q``."""
+    if len(jobs) == 1:
+        q.remove(jobs[0])
+        return
+    gone = set(map(id, jobs))
+    keep = []
+    while gone:
+        job = q.popleft()
+        if id(job) in gone:
+            gone.discard(id(job))
+        else:
+            keep.append(job)
+    q.extendleft(reversed(keep))
