@@ -21,13 +21,33 @@ from qfleet.units import NS
 __all__ = ["JobTimeline", "single_qubit_gates"]
 
 
+class _Route:
+    """A route's per-segment arrays and what every job over it reads, valid for one link epoch."""
+
+    __slots__ = ("epoch", "segs", "q", "inv_logq", "cyc", "cut", "mem", "alive", "window", "km")
+
+    def __init__(self, epoch: int, segs: tuple[Segment, ...]) -> None:
+        self.epoch = epoch
+        self.segs = segs  # kept so that a reused id() never hits
+        q = self.q = np.array([s.q for s in segs])
+        with np.errstate(divide="ignore"):
+            self.inv_logq = np.where(q > 0, 1.0 / np.log1p(-np.minimum(q, 1 - 1e-15)), 0.0)
+        self.cyc = np.array([float(s.cycle_ns) for s in segs])
+        self.cut = np.array([float(s.cutoff_ns) for s in segs])
+        self.mem = np.array([float(s.link.memories) for s in segs])
+        self.alive = bool(q.all())
+        self.window = float(self.cut.min())
+        self.km = sum(s.km for s in segs)
+
+
 class JobTimeline(RunState):
     """Times a started job: when its pairs are ready, how long its feedforward takes, when and how it ends."""
 
     def __init__(self, fleet: Fleet, faults: FaultSchedule | None, config: RunConfig) -> None:
         super().__init__(fleet, faults, config)
-        # Route arrays by id(route), with the route itself so that a reused id never hits.
-        self._route_cache: dict[int, tuple[int, tuple[np.ndarray, ...], tuple[Segment, ...]]] = {}
+        self._route_cache: dict[int, _Route] = {}  # by id(route)
+        self._budget_ns = round(self.fleet.scheduler.max_attempt_time_s * NS)
+        self._ops_cache: dict[tuple[str, int], int] = {}  # (first node, single-qubit gates) -> ns (_ops_ns)
 
     def _start(self, job: Job, now: int) -> None:
         """Start ``job`` at ``now``: pass the orchestrator, generate its pairs and schedule its end."""
@@ -35,9 +55,10 @@ class JobTimeline(RunState):
         if not job.segs:
             self._start_canary(job, start)
             return
-        budget = round(self.fleet.scheduler.max_attempt_time_s * NS)
-        q, inv_logq, cyc, cut, mem = self._route_arrays(job.segs)
-        if not q.all():
+        budget = self._budget_ns
+        route = self._route_info(job.segs)
+        q, inv_logq, cyc, cut, mem = route.q, route.inv_logq, route.cyc, route.cut, route.mem
+        if not route.alive:
             # A dead segment (F1 drop): every attempt fails until the retry budget runs out.
             job.attempts = [int(budget / c * m) for c, m in zip(cyc.tolist(), mem.tolist(), strict=True)]
             job.gen_ns = [float(budget)] * len(job.segs)
@@ -56,7 +77,7 @@ class JobTimeline(RunState):
             # Still stale after max_regenerations: the pairs cannot be had inside the coherence window.
             self._finish_at(job, start + int(min(float(last.max()), budget)), "coherence_window_exceeded")
             return
-        self._deliver(job, start, last, waits, cut)
+        self._deliver(job, start, last, waits, route)
 
     def _orchestrate(self, job: Job, now: int) -> int:
         """The orchestrator's decision for ``job`` (queued behind earlier ones at its capacity); the job's start."""
@@ -111,11 +132,11 @@ class JobTimeline(RunState):
         job.gen_ns = (tot / shots).tolist()
         return gen, last, waits
 
-    def _deliver(self, job: Job, start: int, last: np.ndarray, waits: np.ndarray | None, cut: np.ndarray) -> None:
+    def _deliver(self, job: Job, start: int, last: np.ndarray, waits: np.ndarray | None, route: _Route) -> None:
         """Feedforward and use of the pairs: the job's noise and end, or its loss to the coherence window."""
-        ff_s, slot2_wait = self._feedforward(job)
+        ff_s, slot2_wait = self._feedforward(job, route)
         job.ff_ns = round(ff_s * NS)
-        window = float(cut.min())
+        window = route.window
         use = ((float(waits.max()) if waits is not None else 0.0) + job.ff_ns) / window if window > 0 else math.inf
         job.window_ns = int(window)
         job.usage = use
@@ -127,22 +148,19 @@ class JobTimeline(RunState):
         job.noise = link_noise(job, None if waits is None else waits / NS, slot2_wait, self._nodes)
         self._finish_at(job, end)
 
-    def _route_arrays(self, segs: tuple[Segment, ...]) -> tuple[np.ndarray, ...]:
-        """(q, 1/ln(1-q), cycle ns, cut-off ns, memories) of a route, cached until link parameters change."""
+    def _route_info(self, segs: tuple[Segment, ...]) -> _Route:
+        """The :class:`_Route` of ``segs``, cached until link parameters change."""
         hit = self._route_cache.get(id(segs))
-        if hit is not None and hit[0] == self._link_epoch and hit[2] is segs:
-            return hit[1]
-        q = np.array([s.q for s in segs])
-        with np.errstate(divide="ignore"):
-            inv = np.where(q > 0, 1.0 / np.log1p(-np.minimum(q, 1 - 1e-15)), 0.0)
-        arrays = (q, inv, np.array([float(s.cycle_ns) for s in segs]), np.array([float(s.cutoff_ns) for s in segs]),
-                  np.array([float(s.link.memories) for s in segs]))
-        self._route_cache[id(segs)] = (self._link_epoch, arrays, segs)
-        return arrays
+        if hit is not None and hit.epoch == self._link_epoch and hit.segs is segs:
+            return hit
+        route = self._route_cache[id(segs)] = _Route(self._link_epoch, segs)
+        return route
 
-    def _latency_s(self, segs: tuple[Segment, ...]) -> float:
-        """One classical message over ``segs``: fibre, processing, jitter, F3 delays."""
-        km = sum(s.km for s in segs)
+    def _latency_s(self, segs: tuple[Segment, ...], km: float | None = None) -> float:
+        """One classical message over ``segs`` (``km``: their length, when known): fibre, processing, jitter,
+        F3 delays."""
+        if km is None:
+            km = sum(s.km for s in segs)
         link = segs[0].link if segs else None
         proc = link.classical_processing_s if link else 0.0
         jitter = abs(self._py.gauss(0.0, link.classical_jitter_s)) if link and link.classical_jitter_s else 0.0
@@ -150,14 +168,14 @@ class JobTimeline(RunState):
         # Feedforward bits are relayed by the orchestrator, so its overload (F3) delays every message.
         return km * self.fleet.classical.fibre_s_per_km + proc + jitter + extra + self._orch_extra_s
 
-    def _feedforward(self, job: Job) -> tuple[float, list[float]]:
+    def _feedforward(self, job: Job, route: _Route) -> tuple[float, list[float]]:
         """(feedforward seconds, storage seconds of each slot-2 qubit while it waits for the classical bits)."""
         segs, kind = job.segs, job.kind
         if kind == "teleport":
-            lat = self._latency_s(segs)
+            lat = self._latency_s(segs, route.km)
             return lat, [lat]
         if kind == "teleported_cnot":
-            lat = self._latency_s(segs)
+            lat = self._latency_s(segs, route.km)
             return 2 * lat, [2 * lat, lat]  # the control waits the round trip, the target one way
         if kind == "ghz":
             lat = sum(self._latency_s((s,)) for s in segs[:len(job.nodes) - 1])
@@ -167,14 +185,18 @@ class JobTimeline(RunState):
         for i in range(1, len(segs)):
             worst = max(worst, self._latency_s(segs[i:]))
         if len(segs) == 1:
-            worst = self._latency_s(segs)  # the herald reaches both ends
+            worst = self._latency_s(segs, route.km)  # the herald reaches both ends
         return worst, [worst, worst]
 
     def _ops_ns(self, job: Job) -> int:
         """Local operations per shot at the first node: its two-qubit gate, the single-qubit gates on the shot's
         critical path (:func:`single_qubit_gates`) and its readout."""
-        n = self._nodes[job.nodes[0]].node
-        return round((n.gate_time_2q_s + single_qubit_gates(job) * n.gate_time_1q_s + n.readout_time_s) * NS)
+        key = (job.nodes[0], single_qubit_gates(job))
+        ops = self._ops_cache.get(key)
+        if ops is None:
+            n = self._nodes[key[0]].node
+            ops = self._ops_cache[key] = round((n.gate_time_2q_s + key[1] * n.gate_time_1q_s + n.readout_time_s) * NS)
+        return ops
 
 
 def single_qubit_gates(job: Job) -> int:
