@@ -24,7 +24,7 @@ __all__ = ["JobTimeline", "single_qubit_gates"]
 class _Route:
     """A route's per-segment arrays and what every job over it reads, valid for one link epoch."""
 
-    __slots__ = ("epoch", "segs", "q", "inv_logq", "cyc", "cut", "mem", "alive", "window", "km")
+    __slots__ = ("epoch", "segs", "q", "inv_logq", "cyc", "cut", "mem", "alive", "window", "km", "cyc0", "mem0")
 
     def __init__(self, epoch: int, segs: tuple[Segment, ...]) -> None:
         self.epoch = epoch
@@ -38,6 +38,7 @@ class _Route:
         self.alive = bool(q.all())
         self.window = float(self.cut.min())
         self.km = sum(s.km for s in segs)
+        self.cyc0, self.mem0 = float(segs[0].cycle_ns), float(segs[0].link.memories)
 
 
 class JobTimeline(RunState):
@@ -57,15 +58,14 @@ class JobTimeline(RunState):
             return
         budget = self._budget_ns
         route = self._route_info(job.segs)
-        q, inv_logq, cyc, cut, mem = route.q, route.inv_logq, route.cyc, route.cut, route.mem
         if not route.alive:
             # A dead segment (F1 drop): every attempt fails until the retry budget runs out.
-            job.attempts = [int(budget / c * m) for c, m in zip(cyc.tolist(), mem.tolist(), strict=True)]
+            job.attempts = [int(budget / c * m) for c, m in zip(route.cyc.tolist(), route.mem.tolist(), strict=True)]
             job.gen_ns = [float(budget)] * len(job.segs)
-            job.seg_ok = [bool(x) for x in q]
+            job.seg_ok = [bool(x) for x in route.q]
             self._finish_at(job, start + budget, "entanglement_timeout")
             return
-        gen, last, waits = self._generate(job, inv_logq, cyc, cut, mem)
+        gen, last, waits = self._generate(job, route)
         if gen.max() > budget:
             over = np.asarray((gen > budget).any(axis=0))
             job.seg_ok = [not o for o in over]
@@ -73,7 +73,7 @@ class JobTimeline(RunState):
             return
         job.seg_ok = [True] * len(job.segs)
         job.ready = start + int(last[0])
-        if waits is not None and (waits > cut).any():
+        if waits is not None and (waits > route.cut).any():
             # Still stale after max_regenerations: the pairs cannot be had inside the coherence window.
             self._finish_at(job, start + int(min(float(last.max()), budget)), "coherence_window_exceeded")
             return
@@ -101,34 +101,38 @@ class JobTimeline(RunState):
         job.noise = canary_noise(job, st, self._nodes)
         self._finish_at(job, start + job.shots * shot_ns)
 
-    def _generate(self, job: Job, inv_logq: np.ndarray, cyc: np.ndarray, cut: np.ndarray, mem: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _generate(self, job: Job, route: _Route) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Every shot's pair on every segment: (first-generation times, each shot's ready time, per-segment waits
         for the slowest pair or None with one segment). Sets the job's attempts, mean generation time and regens."""
         shots, nseg, rng = job.shots, len(job.segs), self._rng
+        inv_logq, cyc, cut = route.inv_logq, route.cyc, route.cut
         # Geometric cycles from uniforms: floor(ln(1-u) / ln(1-q)) + 1, for every shot and segment at once.
         gen = (np.floor(np.log1p(-rng.random((shots, nseg))) * inv_logq) + 1.0) * cyc
+        if nseg == 1:
+            # Most jobs: the same sums in Python floats (every time is a whole number of ns, so exact either way).
+            last = gen[:, 0]
+            total = float(last.sum())
+            job.regens = 0
+            job.attempts = [int(total / route.cyc0 * route.mem0)]
+            job.gen_ns = [total / shots]
+            return gen, last, None
         spent = gen
         regens = 0
-        waits = None
-        if nseg > 1:
-            # Early pairs wait for the slowest; one that would fall below the cut-off is regenerated.
-            ready = gen
-            for _ in range(self.fleet.scheduler.max_regenerations):
-                stale = (ready.max(axis=1, keepdims=True) - ready) > cut
-                if not stale.any():
-                    break
-                regens += int(stale.sum())
-                more = (np.floor(np.log1p(-rng.random(stale.shape)) * inv_logq) + 1.0) * cyc
-                ready = np.where(stale, ready + cut + more, ready)
-                spent = spent + np.where(stale, more, 0.0)
-            last = ready.max(axis=1)
-            waits = last[:, None] - ready  # (shots, nseg)
-        else:
-            last = gen[:, 0]
+        # Early pairs wait for the slowest; one that would fall below the cut-off is regenerated.
+        ready = gen
+        for _ in range(self.fleet.scheduler.max_regenerations):
+            stale = (ready.max(axis=1, keepdims=True) - ready) > cut
+            if not stale.any():
+                break
+            regens += int(stale.sum())
+            more = (np.floor(np.log1p(-rng.random(stale.shape)) * inv_logq) + 1.0) * cyc
+            ready = np.where(stale, ready + cut + more, ready)
+            spent = spent + np.where(stale, more, 0.0)
+        last = ready.max(axis=1)
+        waits = last[:, None] - ready  # (shots, nseg)
         job.regens = regens
         tot = spent.sum(axis=0)
-        job.attempts = [int(x) for x in (tot / cyc * mem).tolist()]
+        job.attempts = [int(x) for x in (tot / cyc * route.mem).tolist()]
         job.gen_ns = (tot / shots).tolist()
         return gen, last, waits
 
