@@ -17,7 +17,7 @@ import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from opentelemetry.sdk.metrics.export import MetricsData
@@ -36,10 +36,10 @@ __all__ = ["NodeCalibration", "RunTelemetry", "calibrate_node"]
 _ROOT = "0000000000000001"
 _JOB, _REQUEST, _SWAP = SPAN_NAMES["job"], SPAN_NAMES["entanglement"], SPAN_NAMES["swap"]
 _FEEDFORWARD, _MEASUREMENT = SPAN_NAMES["feedforward"], SPAN_NAMES["measurement"]
-# Label keys of the per-job metrics (see RunTelemetry._lab_of).
-_JOBS_KEYS = ("tenant", "kind", "outcome", "hardware")
+# Label keys of the per-step and per-job metrics (see RunTelemetry._new_labels).
 _LINK_KEYS = ("link",)
-_REQUEST_KEYS = ("link", "hardware", "outcome")
+_TENANT_KEYS = ("tenant",)
+_JOBS_KEYS = ("tenant", "kind", "outcome", "hardware")
 _HW_KEYS = ("hardware",)
 _FIDELITY_KEYS = ("hardware", "kind")
 Labels = tuple[tuple[str, Any], ...]
@@ -71,6 +71,37 @@ def calibrate_node(rng: np.random.Generator, st: NodeState, t_ns: int) -> NodeCa
         readout1=calibration.measure_readout(rng, st.ro1),
         gate1=calibration.measure_gate_error(rng, st.g1, n.gate_error_1q, 1),
         gate2=calibration.measure_gate_error(rng, st.g2, n.gate_error_2q, 2))
+
+
+class _SegmentInfo(NamedTuple):
+    """What a request on one segment emits besides its job's values (a tuple, unpacked on the hot path)."""
+
+    link_id: str
+    hardware: str  # of the segment's left end
+    link: Labels
+    succeeded: Labels
+    timed_out: Labels
+    by_hardware: Labels
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeLabels:
+    """The label tuples of a node's series: the node's own, and by qubits, prepared state and canary outcome."""
+
+    node: Labels
+    qubits1: Labels
+    qubits2: Labels
+    state0: Labels
+    state1: Labels
+    passed: Labels
+    failed: Labels
+
+    @classmethod
+    def of(cls, node: str, hardware: str) -> _NodeLabels:
+        lab = labels(node=node, hardware=hardware)
+        return cls(lab, lab + (("qfleet.qubits", 1),), lab + (("qfleet.qubits", 2),), lab + (("qfleet.state", 0),),
+                   lab + (("qfleet.state", 1),), lab + (("qfleet.outcome", "pass"),),
+                   lab + (("qfleet.outcome", "fail"),))
 
 
 def _finite(v: float) -> float:
@@ -108,7 +139,16 @@ class RunTelemetry:
         # An entanglement swap at a node: a Bell-state measurement, CNOT, Hadamard and the readout of both qubits.
         self._swap_ns = {n.id: max(1, round((n.gate_time_2q_s + n.gate_time_1q_s + n.readout_time_s) * NS))
                          for n in fleet.nodes}
-        self._labels: dict[tuple[tuple[str, ...], tuple[Any, ...]], Labels] = {}
+        # Label tuples by their values, one cache per set of keys (see _new_labels).
+        self._node_labels: dict[str, _NodeLabels] = {}
+        self._link_labels: dict[tuple[Any, ...], Labels] = {}
+        self._tenant_labels: dict[tuple[Any, ...], Labels] = {}
+        self._job_labels: dict[tuple[Any, ...], Labels] = {}
+        self._hw_labels: dict[tuple[Any, ...], Labels] = {}
+        self._fidelity_labels: dict[tuple[Any, ...], Labels] = {}
+        self._segments: dict[Segment, _SegmentInfo] = {}
+        self._routes: dict[tuple[Any, ...], str] = {}
+        self._span_ids = [f"{i:016x}" for i in range(16)]  # a job's span ids by sequence number (see job)
         self._run8 = run_id[:8]
         # (link labels, attempts, success probability) of the segments finished since the last take().
         self._herald_draws: list[tuple[Labels, int, float]] = []
@@ -237,9 +277,13 @@ class RunTelemetry:
             self._measure(nodes[node], t)
         self._pending.clear()
         m = self.metrics
+        node_labels = self._node_labels
         for nid, st in nodes.items():
             n = st.node
-            lab = labels(node=nid, hardware=n.hardware_type)
+            labs = node_labels.get(nid)
+            if labs is None:
+                labs = node_labels[nid] = _NodeLabels.of(nid, n.hardware_type)
+            lab = labs.node
             if st.up:
                 m.add("qfleet.node.heartbeats", lab, step_s / n.heartbeat_s)
             m.set("qfleet.node.up", lab, 1.0 if st.up else 0.0)
@@ -247,72 +291,94 @@ class RunTelemetry:
             # The control system knows when it last calibrated, whether or not the node answers.
             m.set("qfleet.node.calibration.age", lab, (t1 - cal.t_ns) / NS)
             if st.up:  # a node that sends no heartbeat reports no device telemetry either
-                self._device_gauges(st, lab, cal)
-            self._truth_gauges(st, lab)
+                self._device_gauges(st, labs, cal)
+            self._truth_gauges(st, labs)
         for lid, segs in segments.items():
-            m.set("qfleet.truth.link.heralding_probability", labels(link=lid), min(s.p for s in segs))
+            key = (lid,)
+            lab = self._link_labels.get(key) or self._new_labels(self._link_labels, _LINK_KEYS, key)
+            m.set("qfleet.truth.link.heralding_probability", lab, min(s.p for s in segs))
         for ten, q in zip(tenants, queues, strict=True):
-            lab = labels(tenant=ten.id)
+            key = (ten.id,)
+            lab = self._tenant_labels.get(key) or self._new_labels(self._tenant_labels, _TENANT_KEYS, key)
             m.set("qfleet.scheduler.queue.depth", lab, float(len(q)))
             m.set("qfleet.scheduler.queue.age", lab, (t1 - q[0].arrival) / NS if q else 0.0)
 
-    def _device_gauges(self, st: NodeState, lab: Labels, cal: NodeCalibration) -> None:
+    def _device_gauges(self, st: NodeState, labs: _NodeLabels, cal: NodeCalibration) -> None:
         """The estimates of the last calibration (stale until the next), and this step's canary checks."""
         m = self.metrics
+        lab = labs.node
         m.set("qfleet.node.t1", lab, _finite(cal.t1.value))
         if math.isfinite(cal.t1.stderr):
             m.set("qfleet.node.t1.stderr", lab, cal.t1.stderr)
         m.set("qfleet.node.t2", lab, _finite(cal.t2.value))
         if math.isfinite(cal.t2.stderr):
             m.set("qfleet.node.t2.stderr", lab, cal.t2.stderr)
-        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 1),), cal.gate1.value)
-        m.set("qfleet.node.gate_error", lab + (("qfleet.qubits", 2),), cal.gate2.value)
-        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 0),), cal.readout0.value)
-        m.set("qfleet.node.readout_error", lab + (("qfleet.state", 1),), cal.readout1.value)
+        m.set("qfleet.node.gate_error", labs.qubits1, cal.gate1.value)
+        m.set("qfleet.node.gate_error", labs.qubits2, cal.gate2.value)
+        m.set("qfleet.node.readout_error", labs.state0, cal.readout0.value)
+        m.set("qfleet.node.readout_error", labs.state1, cal.readout1.value)
         if st.canary_n:
             f = st.canary_bits / st.canary_n
             m.set("qfleet.measurement.variance", lab, f * (1 - f))
-            m.add("qfleet.canary.checks", lab + (("qfleet.outcome", "pass"),), st.canary_bits)
-            m.add("qfleet.canary.checks", lab + (("qfleet.outcome", "fail"),), st.canary_n - st.canary_bits)
+            m.add("qfleet.canary.checks", labs.passed, st.canary_bits)
+            m.add("qfleet.canary.checks", labs.failed, st.canary_n - st.canary_bits)
             st.canary_bits = st.canary_n = 0
 
-    def _truth_gauges(self, st: NodeState, lab: Labels) -> None:
+    def _truth_gauges(self, st: NodeState, labs: _NodeLabels) -> None:
         """The node's true parameters now: ground truth, for scoring and tests only."""
         m = self.metrics
-        m.set("qfleet.truth.node.t1", lab, _finite(st.t1))
-        m.set("qfleet.truth.node.t2", lab, st.t2)
-        m.set("qfleet.truth.node.gate_error", lab + (("qfleet.qubits", 1),), st.g1)
-        m.set("qfleet.truth.node.gate_error", lab + (("qfleet.qubits", 2),), st.g2)
-        m.set("qfleet.truth.node.readout_error", lab + (("qfleet.state", 0),), st.ro0)
-        m.set("qfleet.truth.node.readout_error", lab + (("qfleet.state", 1),), st.ro1)
+        m.set("qfleet.truth.node.t1", labs.node, _finite(st.t1))
+        m.set("qfleet.truth.node.t2", labs.node, st.t2)
+        m.set("qfleet.truth.node.gate_error", labs.qubits1, st.g1)
+        m.set("qfleet.truth.node.gate_error", labs.qubits2, st.g2)
+        m.set("qfleet.truth.node.readout_error", labs.state0, st.ro0)
+        m.set("qfleet.truth.node.readout_error", labs.state1, st.ro1)
 
     # -- jobs ---------------------------------------------------------------------------------------------------
 
     def job(self, job: Job, tenant: Tenant) -> None:
         """A finished job: its root span and metrics, then a child span per stage it reached.
 
-        The hot path of a run's telemetry (one call per job): spans are appended as rows and label tuples come
-        from caches, with no keyword-argument dicts per call."""
-        trace = f"{self.run_id}{job.idx:016x}"
-        jid = f"{self._run8}-{job.idx}"
+        The hot path of a run's telemetry (one call per job): spans are appended as rows, and label tuples, span
+        ids and per-segment values come from caches, with no keyword-argument dicts per call."""
+        idx = job.idx
+        trace = f"{self.run_id}{idx:016x}"
+        jid = f"{self._run8}-{idx}"
+        segs = job.segs
         hw = self._hardware[job.nodes[0]] if job.nodes else None
         end = max(job.end, job.arrival + 1)
         rows = self.spans.rows
+        ids = self._span_ids
+        if len(ids) < 2 * len(segs) + 3:  # a request and a swap per segment, feedforward and measurement
+            ids.extend(f"{i:016x}" for i in range(len(ids), 2 * len(segs) + 3))
         self._root(rows, job, tenant, trace, jid, hw, end)
-        seq = self._entanglement(rows, job, trace, jid, 1)
-        if job.segs and not job.window_ns:
+        seq = self._entanglement(rows, job, trace, jid, ids) if job.gen_ns else 1
+        if segs and not job.window_ns:
             return  # the job never reached its swaps and feedforward
-        seq = self._swaps(rows, job, trace, jid, seq)
-        seq = self._feedforward(rows, job, trace, jid, hw, seq)
+        if job.kind == "pair_delivery" and len(segs) > 1:
+            seq = self._swaps(rows, job, trace, jid, ids, seq)
+        if segs:
+            seq += 1
+            self._feedforward(rows, job, trace, jid, hw, ids[seq])
         if not math.isnan(job.fidelity):
-            self._measurement(rows, job, trace, jid, hw, seq + 1, end)
+            self._measurement(rows, job, trace, jid, hw, ids[seq + 1], end)
 
-    def _lab_of(self, keys: tuple[str, ...], *values: Any) -> Labels:
-        """The label tuple of ``keys`` = ``values`` (as :func:`labels` builds it), cached."""
-        hit = self._labels.get((keys, values))
-        if hit is None:
-            hit = self._labels[(keys, values)] = labels(**dict(zip(keys, values, strict=True)))
-        return hit
+    @staticmethod
+    def _new_labels(cache: dict[tuple[Any, ...], Labels], keys: tuple[str, ...], values: tuple[Any, ...]) -> Labels:
+        """The label tuple of ``keys`` = ``values`` (as :func:`labels` builds it), stored in ``cache``: the miss
+        path of ``cache.get(values) or ...``, so that a hit costs no call."""
+        lab = cache[values] = labels(**dict(zip(keys, values, strict=True)))
+        return lab
+
+    def _new_segment(self, s: Segment) -> _SegmentInfo:
+        """Segment ``s``'s entry of ``self._segments`` (the miss path, as :meth:`_new_labels`)."""
+        lid, hw = s.link.id, self._hardware[s.left]
+        key = (lid,)
+        info = self._segments[s] = _SegmentInfo(
+            lid, hw, self._link_labels.get(key) or self._new_labels(self._link_labels, _LINK_KEYS, key),
+            labels(link=lid, hardware=hw, outcome="success"), labels(link=lid, hardware=hw, outcome="timeout"),
+            labels(hardware=hw))
+        return info
 
     def _root(self, rows: list[tuple[Any, ...]], job: Job, tenant: Tenant, trace: str, jid: str, hw: str | None,
               end: int) -> None:
@@ -324,8 +390,12 @@ class RunTelemetry:
             attrs["qfleet.ghz.nodes"] = job.k
         if job.nodes:
             # Every node the job touched, in route order (repeaters and swapping processors included).
-            route = (job.segs[0].left, *(s.right for s in job.segs)) if job.segs else job.nodes
-            attrs["qfleet.nodes"] = ",".join(route)
+            key = job.segs or job.nodes
+            route = self._routes.get(key)
+            if route is None:
+                route = self._routes[key] = ",".join(
+                    (job.segs[0].left, *(s.right for s in job.segs)) if job.segs else job.nodes)
+            attrs["qfleet.nodes"] = route
         if not math.isnan(job.fidelity):
             attrs["qfleet.fidelity"] = job.fidelity
         if job.failover:
@@ -333,34 +403,39 @@ class RunTelemetry:
         ok = outcome == "success"
         rows.append((trace, _ROOT, None, _JOB, 2, job.arrival, end, 0 if ok else 2, "" if ok else outcome, attrs,
                      job.nodes[0] if job.nodes else None, None, jid, self.run_id, hw))
-        self.metrics.add("qfleet.jobs", self._lab_of(_JOBS_KEYS, tenant.id, job.kind, outcome, hw or ""))
+        key = (tenant.id, job.kind, outcome, hw or "")
+        self.metrics.add("qfleet.jobs", self._job_labels.get(key) or self._new_labels(self._job_labels, _JOBS_KEYS, key))
         if job.orch_ns:
             self.metrics.observe("qfleet.orchestrator.latency", (), job.orch_ns / NS)
 
-    def _entanglement(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, seq: int) -> int:
+    def _entanglement(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, ids: list[str]) -> int:
         """One span per segment's pair requests (all the job's shots), and the link metrics; the last sequence."""
-        m = self.metrics
-        lab_of = self._lab_of
-        for i, s in enumerate(job.segs if job.gen_ns else ()):
+        add, observe = self.metrics.add, self.metrics.observe
+        herald = self._herald_draws.append
+        cached, new = self._segments.get, self._new_segment
+        run_id, shots, start = self.run_id, job.shots, job.start
+        seq = 1
+        oks = job.seg_ok or (False,) * len(job.segs)
+        tries = job.attempts or (0,) * len(job.segs)
+        for s, gen, ok, attempts in zip(job.segs, job.gen_ns, oks, tries, strict=False):
             seq += 1
-            ok = job.seg_ok[i] if job.seg_ok else False
-            lid = s.link.id
-            gen = job.gen_ns[i] if job.gen_ns else 0.0
-            attempts = job.attempts[i] if job.attempts else 0
-            hw = self._hardware[s.left]
-            rows.append((trace, f"{seq:016x}", _ROOT, _REQUEST, 1, job.start, job.start + max(1, int(gen * job.shots)),
+            lid, hw, lab, ok_lab, timeout_lab, hw_lab = cached(s) or new(s)
+            latency_s = gen / NS
+            rows.append((trace, ids[seq], _ROOT, _REQUEST, 1, start, start + max(1, int(gen * shots)),
                          0 if ok else 2, "" if ok else "entanglement_timeout",
-                         {"qfleet.attempts": attempts, "qfleet.pairs": job.shots if ok else 0,
-                          "qfleet.latency_s": gen / NS}, s.left, lid, jid, self.run_id, hw))
-            lab = lab_of(_LINK_KEYS, lid)
-            m.add("qfleet.entanglement.attempts", lab, attempts)
+                         {"qfleet.attempts": attempts, "qfleet.pairs": shots if ok else 0,
+                          "qfleet.latency_s": latency_s}, s.left, lid, jid, run_id, hw))
+            add("qfleet.entanglement.attempts", lab, attempts)
             # Drawn at the step's end (_draw_heralds); none when nothing was tried or nothing can succeed.
-            self._herald_draws.append((lab, attempts, min(1.0, s.p)) if attempts > 0 and s.p > 0.0 else (lab, 0, 0.0))
+            p = s.p
+            herald((lab, attempts, min(1.0, p)) if attempts > 0 and p > 0.0 else (lab, 0, 0.0))
             # One request per job and segment (all its shots' pairs); the pairs are counted separately.
-            m.add("qfleet.entanglement.requests", lab_of(_REQUEST_KEYS, lid, hw, "success" if ok else "timeout"))
             if ok:
-                m.add("qfleet.entanglement.pairs", lab, job.shots)
-                m.observe("qfleet.entanglement.latency", lab_of(_HW_KEYS, hw), gen / NS)
+                add("qfleet.entanglement.requests", ok_lab)
+                add("qfleet.entanglement.pairs", lab, shots)
+                observe("qfleet.entanglement.latency", hw_lab, latency_s)
+            else:
+                add("qfleet.entanglement.requests", timeout_lab)
         return seq
 
     def _draw_heralds(self) -> None:
@@ -382,36 +457,35 @@ class RunTelemetry:
         for lab, n, _p in draws:
             add("qfleet.entanglement.heralds", lab, next(got) if n else 0)
 
-    def _swaps(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, seq: int) -> int:
-        if job.kind != "pair_delivery" or len(job.segs) < 2:
-            return seq
+    def _swaps(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, ids: list[str], seq: int) -> int:
+        ready, run_id, hardware, swap_ns = job.ready, self.run_id, self._hardware, self._swap_ns
         for s in job.segs[:-1]:
             seq += 1
             rn = s.right
-            rows.append((trace, f"{seq:016x}", _ROOT, _SWAP, 1, job.ready, job.ready + self._swap_ns[rn], 0, "", {},
-                         rn, s.link.id, jid, self.run_id, self._hardware[rn]))
+            rows.append((trace, ids[seq], _ROOT, _SWAP, 1, ready, ready + swap_ns[rn], 0, "", {}, rn, s.link.id, jid,
+                         run_id, hardware[rn]))
         return seq
 
     def _feedforward(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, hw: str | None,
-                     seq: int) -> int:
-        if not job.segs:
-            return seq
-        seq += 1
+                     span_id: str) -> None:
         late = job.outcome == "coherence_window_exceeded"
-        rows.append((trace, f"{seq:016x}", _ROOT, _FEEDFORWARD, 1, job.ready, job.ready + max(1, job.ff_ns),
+        ff_s = job.ff_ns / NS
+        rows.append((trace, span_id, _ROOT, _FEEDFORWARD, 1, job.ready, job.ready + max(1, job.ff_ns),
                      2 if late else 0, "coherence_window_exceeded" if late else "",
-                     {"qfleet.feedforward.latency_s": job.ff_ns / NS, "qfleet.coherence_window_s": job.window_ns / NS,
+                     {"qfleet.feedforward.latency_s": ff_s, "qfleet.coherence_window_s": job.window_ns / NS,
                       "qfleet.coherence_window.usage": job.usage}, job.nodes[0], job.segs[0].link.id, jid,
                      self.run_id, hw))
-        lab = self._lab_of(_HW_KEYS, hw)
-        self.metrics.observe("qfleet.feedforward.latency", lab, job.ff_ns / NS)
+        key = (hw,)
+        lab = self._hw_labels.get(key) or self._new_labels(self._hw_labels, _HW_KEYS, key)
+        self.metrics.observe("qfleet.feedforward.latency", lab, ff_s)
         self.metrics.observe("qfleet.coherence_window.usage", lab, min(job.usage, 1e6))
-        return seq
 
-    def _measurement(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, hw: str | None, seq: int,
-                     end: int) -> None:
+    def _measurement(self, rows: list[tuple[Any, ...]], job: Job, trace: str, jid: str, hw: str | None,
+                     span_id: str, end: int) -> None:
         last = job.nodes[-1]
-        rows.append((trace, f"{seq:016x}", _ROOT, _MEASUREMENT, 1, max(job.start, end - 1000), end, 0, "",
+        rows.append((trace, span_id, _ROOT, _MEASUREMENT, 1, max(job.start, end - 1000), end, 0, "",
                      {"qfleet.passed": job.passed, "qfleet.fidelity": job.fidelity}, last, None, jid, self.run_id,
                      self._hardware[last]))
-        self.metrics.observe("qfleet.job.fidelity", self._lab_of(_FIDELITY_KEYS, hw, job.kind), job.fidelity)
+        key = (hw, job.kind)
+        lab = self._fidelity_labels.get(key) or self._new_labels(self._fidelity_labels, _FIDELITY_KEYS, key)
+        self.metrics.observe("qfleet.job.fidelity", lab, job.fidelity)

@@ -13,9 +13,9 @@ truth is kept apart under ``qfleet.truth.`` (:func:`is_truth_metric`), for scori
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 SCOPE = "qfleet.simulator"
+_Labels = tuple[tuple[str, Any], ...]
 
 #: Span names the simulator emits, by role.
 SPAN_NAMES: Mapping[str, str] = {
@@ -187,6 +188,8 @@ class SpanBuffer:
 
 
 class _Hist:
+    """One histogram series (updated by :meth:`MetricsAccumulator.observe`)."""
+
     __slots__ = ("bounds", "counts", "total", "n", "lo", "hi")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -196,16 +199,6 @@ class _Hist:
         self.n = 0
         self.lo = float("inf")
         self.hi = float("-inf")
-
-    def observe(self, v: float) -> None:
-        # OTel explicit buckets are upper-inclusive: v <= bound falls in that bucket.
-        self.counts[bisect.bisect_left(self.bounds, v)] += 1
-        self.total += v
-        self.n += 1
-        if v < self.lo:
-            self.lo = v
-        if v > self.hi:
-            self.hi = v
 
 
 class MetricsAccumulator:
@@ -229,7 +222,8 @@ class MetricsAccumulator:
         self.start_ns = start_ns
         self.refresh_ns = refresh_ns
         self.every_step = every_step
-        self._reported: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[float, int]] = {}
+        # Per metric: the value and time each series was last reported at.
+        self._reported: dict[str, dict[_Labels, tuple[float, int]]] = {name: {} for name in METRICS}
         self._counters: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
         self._hists: dict[str, dict[tuple[tuple[str, Any], ...], _Hist]] = {}
         self._gauges: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
@@ -252,20 +246,32 @@ class MetricsAccumulator:
         hist = h.get(labels)
         if hist is None:
             hist = h[labels] = _Hist(METRICS[name].bounds)
-        hist.observe(value)
+        # OTel explicit buckets are upper-inclusive: v <= bound falls in that bucket.
+        hist.counts[bisect_left(hist.bounds, value)] += 1
+        hist.total += value
+        hist.n += 1
+        if value < hist.lo:
+            hist.lo = value
+        if value > hist.hi:
+            hist.hi = value
 
     def set(self, name: str, labels: tuple[tuple[str, Any], ...], value: float) -> None:
         """Set a gauge."""
         self._gauges[name][labels] = value
 
-    def _due(self, name: str, key: tuple[tuple[str, Any], ...], value: float, t_ns: int) -> bool:
+    def _due(self, name: str, values: Iterable[tuple[_Labels, float]], t_ns: int) -> list[_Labels]:
+        """The labels of the series of ``name`` due for a report at ``t_ns``, from their ``(labels, value)``."""
         if name in self.every_step:
-            return True  # an availability probe: every step is one event of the SLI
-        last = self._reported.get((name, key))
-        if last is not None and last[0] == value and t_ns - last[1] < self.refresh_ns:
-            return False
-        self._reported[(name, key)] = (value, t_ns)
-        return True
+            return [k for k, _ in values]  # an availability probe: every step is one event of the SLI
+        reported = self._reported[name]
+        refresh = self.refresh_ns
+        due = []
+        for k, v in values:
+            last = reported.get(k)
+            if last is None or last[0] != v or t_ns - last[1] >= refresh:
+                reported[k] = (v, t_ns)
+                due.append(k)
+        return due
 
     def snapshot(self, t_ns: int) -> MetricsData:
         """The series due for a report (see the class), as points at simulated time ``t_ns``."""
@@ -273,25 +279,27 @@ class MetricsAccumulator:
         due = self._due
         metrics: list[Metric] = []
         for name, series in self._counters.items():
-            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns, value=v)
-                   for k, v in series.items() if due(name, k, v, t_ns)]
+            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
+                                   value=series[k]) for k in due(name, series.items(), t_ns)]
             if pts:
                 m = METRICS[name]
                 metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Sum(
                     data_points=pts, aggregation_temporality=AggregationTemporality.CUMULATIVE,
                     is_monotonic=True)))
         for name, hs in self._hists.items():
-            hp = [HistogramDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
-                                     count=h.n, sum=h.total, bucket_counts=list(h.counts),
-                                     explicit_bounds=list(h.bounds), min=h.lo, max=h.hi)
-                  for k, h in hs.items() if due(name, k, h.n, t_ns)]
+            hp = []
+            for k in due(name, ((lab, hist.n) for lab, hist in hs.items()), t_ns):
+                h = hs[k]
+                hp.append(HistogramDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
+                                             count=h.n, sum=h.total, bucket_counts=list(h.counts),
+                                             explicit_bounds=list(h.bounds), min=h.lo, max=h.hi))
             if hp:
                 m = METRICS[name]
                 metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Histogram(
                     data_points=hp, aggregation_temporality=AggregationTemporality.CUMULATIVE)))
         for name, gs in self._gauges.items():
-            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=0, time_unix_nano=t_ns, value=v)
-                   for k, v in gs.items() if due(name, k, v, t_ns)]
+            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=0, time_unix_nano=t_ns, value=gs[k])
+                   for k in due(name, gs.items(), t_ns)]
             if pts:
                 m = METRICS[name]
                 metrics.append(Metric(name=name, description=m.description, unit=m.unit,
