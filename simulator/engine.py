@@ -38,6 +38,7 @@ from qfleet.collector import SpanColumns
 from qfleet.simulator.disturbances import Disturbances
 from qfleet.simulator.faults import FaultSchedule
 from qfleet.simulator.fleet import Fleet
+from qfleet.simulator.gcpolicy import fewer_collections
 from qfleet.simulator.runstate import DEFAULT_START_NS, FAULT, JOB_END, OUTCOMES, Job, RunConfig
 from qfleet.simulator.shots import ShotRunner
 from qfleet.units import NS
@@ -105,7 +106,12 @@ class Simulation(Disturbances):
         self._schedule_faults_and_calibrations()
 
     def steps(self) -> Iterator[SimStep]:
-        """Run to the end, one :class:`SimStep` per ``config.step_ns`` of simulated time."""
+        """Run to the end, one :class:`SimStep` per ``config.step_ns`` of simulated time (with fewer cyclic garbage
+        collections until the run ends or the iterator is closed: :mod:`~qfleet.simulator.gcpolicy`)."""
+        with fewer_collections():
+            yield from self._steps()
+
+    def _steps(self) -> Iterator[SimStep]:
         step = self.config.step_ns
         t = self._t0
         timer = self._timer

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from qfleet.collector import Runs, SpanColumns, Store, TelemetryBatch
 from qfleet.collector.convert import from_metrics_data
+from qfleet.simulator.gcpolicy import fewer_collections
 from qfleet.simulator.telemetry import SCOPE
 from qfleet.units import NS
 
@@ -157,28 +158,29 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
     sink = StoreSink(Store(engine), resource, run_range=run[0], registered=run[1])
     rolled_to: int | None = None
     try:
-        while True:
-            item = inbox.get()
-            steps = []
-            # Behind the engine, the steps already queued share one transaction (fewer commits and statements).
-            while item is not None:
-                steps.append(item)
-                if len(steps) >= _COALESCE_STEPS:
-                    break
-                try:
-                    item = inbox.get_nowait()
-                except queue.Empty:
-                    break
-            sink.write_steps(steps)
-            if item is None:
-                sink.close()
-                outbox.put(("done", sink.stats))
-                return
-            before = steps[-1][2] - _ROLLUP_LAG_NS
-            if inbox.empty() and (rolled_to is None or before - rolled_to >= _ROLLUP_EVERY_NS):
-                # Waiting for the engine anyway: roll up the minutes behind these steps now, not all at the close.
-                sink.roll_up_before(before)
-                rolled_to = before
+        with fewer_collections():  # a dedicated process: the policy holds for its whole life
+            while True:
+                item = inbox.get()
+                steps = []
+                # Behind the engine, the steps already queued share one transaction (fewer commits and statements).
+                while item is not None:
+                    steps.append(item)
+                    if len(steps) >= _COALESCE_STEPS:
+                        break
+                    try:
+                        item = inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                sink.write_steps(steps)
+                if item is None:
+                    sink.close()
+                    outbox.put(("done", sink.stats))
+                    return
+                before = steps[-1][2] - _ROLLUP_LAG_NS
+                if inbox.empty() and (rolled_to is None or before - rolled_to >= _ROLLUP_EVERY_NS):
+                    # Waiting for the engine anyway: roll up the minutes behind these steps now, not all at the close.
+                    sink.roll_up_before(before)
+                    rolled_to = before
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         outbox.put(("error", f"{type(e).__name__}: {e}"))
     finally:
