@@ -9,6 +9,7 @@ rows a collector stores from it are the rows the store sink writes.
 from __future__ import annotations
 
 import logging
+import pickle
 import queue
 import time
 from collections.abc import Mapping, Sequence
@@ -149,6 +150,10 @@ class StoreSink:
         self.stats.seconds += time.perf_counter() - t0
 
 
+def _unpickled(item: bytes | None) -> Any:
+    return None if item is None else pickle.loads(item)
+
+
 def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, int] | None, bool], inbox: Any,
                     outbox: Any) -> None:
     """Body of :class:`ProcessStoreSink`'s writer: a :class:`StoreSink` fed from ``inbox``."""
@@ -160,7 +165,7 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
     try:
         with fewer_collections():  # a dedicated process: the policy holds for its whole life
             while True:
-                item = inbox.get()
+                item = _unpickled(inbox.get())
                 steps = []
                 # Behind the engine, the steps already queued share one transaction (fewer commits and statements).
                 while item is not None:
@@ -168,7 +173,7 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
                     if len(steps) >= _COALESCE_STEPS:
                         break
                     try:
-                        item = inbox.get_nowait()
+                        item = _unpickled(inbox.get_nowait())
                     except queue.Empty:
                         break
                 sink.write_steps(steps)
@@ -263,10 +268,13 @@ class ProcessStoreSink:
         self._check()
         if self._failed:
             raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
+        # Pickled here, not by the queue's feeder thread: pickling there took the GIL from the engine in small
+        # slices and cost it about twice the pickling itself (bench/bench_fleet_day.py, docs/benchmarks.md).
+        item = pickle.dumps((step.spans, from_metrics_data(step.metrics), step.start_ns, step.end_ns),
+                            protocol=pickle.HIGHEST_PROTOCOL)
         while True:
             try:
-                self._inbox.put((step.spans, from_metrics_data(step.metrics), step.start_ns, step.end_ns),
-                                timeout=1.0)
+                self._inbox.put(item, timeout=1.0)
                 return
             except queue.Full:
                 if not self._proc.is_alive():
