@@ -41,6 +41,7 @@ from qfleet.simulator.fleet import Fleet
 from qfleet.simulator.gcpolicy import fewer_collections
 from qfleet.simulator.runstate import DEFAULT_START_NS, FAULT, JOB_END, OUTCOMES, Job, RunConfig
 from qfleet.simulator.shots import ShotRunner
+from qfleet.simulator.telemetry import MetricPoints
 from qfleet.units import NS
 
 __all__ = ["DEFAULT_START_NS", "OUTCOMES", "RunConfig", "SimStep", "Simulation", "StepTimings"]
@@ -63,7 +64,8 @@ class SimStep:
 
     Attributes:
         spans: spans that ended in the step (jobs, requests, swaps, ground truth...).
-        metrics: a snapshot of every metric at ``end_ns``.
+        points: a snapshot of every metric due at ``end_ns``, as plain values (:attr:`metrics` builds the
+            OpenTelemetry form; a writer process builds it from these instead of the engine).
         jobs_finished: jobs whose outcome was decided in the step.
         jobs_total: jobs finished since the run started.
     """
@@ -71,9 +73,14 @@ class SimStep:
     start_ns: int
     end_ns: int
     spans: SpanColumns
-    metrics: MetricsData
+    points: MetricPoints
     jobs_finished: int
     jobs_total: int
+
+    @property
+    def metrics(self) -> MetricsData:
+        """The snapshot as OpenTelemetry ``MetricsData`` (built on each access)."""
+        return self.points.to_metrics_data()
 
 
 class Simulation(Disturbances):
@@ -131,9 +138,9 @@ class Simulation(Disturbances):
             self._finished = []
             self._telemetry.node_metrics(self._nodes, self._segments, self._tenants, self._queues,
                                          step / NS, t1)
-            spans, metrics = self._telemetry.take(t1)
+            spans, points = self._telemetry.take(t1)
             self.timings.telemetry_s += timer() - c2
-            yield SimStep(t, t1, spans, metrics, n, self.jobs_total)
+            yield SimStep(t, t1, spans, points, n, self.jobs_total)
             t = t1
 
     def _advance(self, t0: int, t1: int) -> None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from opentelemetry.sdk.metrics.export import MetricsData
 
 from qfleet.collector import SpanColumns
 from qfleet.simulator import calibration
@@ -28,7 +27,14 @@ from qfleet.simulator.calibration import Estimate
 from qfleet.simulator.faults import FaultKind, FaultSchedule, magnitude_unit
 from qfleet.simulator.fleet import Fleet, Tenant
 from qfleet.simulator.runstate import Job, NodeState, RunConfig, Segment
-from qfleet.simulator.telemetry import SPAN_NAMES, MetricsAccumulator, SpanBuffer, labels, run_hash
+from qfleet.simulator.telemetry import (
+    SPAN_NAMES,
+    MetricPoints,
+    MetricsAccumulator,
+    SpanBuffer,
+    labels,
+    run_hash,
+)
 from qfleet.units import NS
 
 __all__ = ["NodeCalibration", "RunTelemetry", "calibrate_node"]
@@ -176,11 +182,11 @@ class RunTelemetry:
         """The estimates of ``node``'s last completed calibration (None before the run starts)."""
         return self._cal.get(node)
 
-    def take(self, t_ns: int) -> tuple[SpanColumns, MetricsData]:
+    def take(self, t_ns: int) -> tuple[SpanColumns, MetricPoints]:
         """The spans since the last call and a snapshot of every metric due at ``t_ns``."""
         self._draw_heralds()
-        metrics = self.metrics.snapshot(t_ns)
-        return self.spans.take(), metrics
+        points = self.metrics.points(t_ns)
+        return self.spans.take(), points
 
     def trace(self, key: Any) -> str:
         """The trace id of an event keyed by ``key``."""

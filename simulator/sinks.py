@@ -150,8 +150,12 @@ class StoreSink:
         self.stats.seconds += time.perf_counter() - t0
 
 
-def _unpickled(item: bytes | None) -> Any:
-    return None if item is None else pickle.loads(item)
+def _unpickled(item: bytes | None) -> tuple[SpanColumns, TelemetryBatch, int, int] | None:
+    """A step as the engine pickled it, its metric points converted here (on the writer's core)."""
+    if item is None:
+        return None
+    spans, points, start_ns, end_ns = pickle.loads(item)
+    return spans, from_metrics_data(points.to_metrics_data()), start_ns, end_ns
 
 
 def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, int] | None, bool], inbox: Any,
@@ -270,8 +274,7 @@ class ProcessStoreSink:
             raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
         # Pickled here, not by the queue's feeder thread: pickling there took the GIL from the engine in small
         # slices and cost it about twice the pickling itself (bench/bench_fleet_day.py, docs/benchmarks.md).
-        item = pickle.dumps((step.spans, from_metrics_data(step.metrics), step.start_ns, step.end_ns),
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        item = pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns), protocol=pickle.HIGHEST_PROTOCOL)
         while True:
             try:
                 self._inbox.put(item, timeout=1.0)

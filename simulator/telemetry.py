@@ -40,6 +40,7 @@ from qfleet.units import NS
 __all__ = [
     "METRICS",
     "MetricDef",
+    "MetricPoints",
     "MetricsAccumulator",
     "SPAN_NAMES",
     "SpanBuffer",
@@ -219,6 +220,7 @@ class MetricsAccumulator:
     def __init__(self, resource: Mapping[str, Any], start_ns: int, *, refresh_ns: int = 300 * NS,
                  every_step: frozenset[str] = frozenset({"qfleet.node.up"})) -> None:
         self.resource = Resource(dict(resource))
+        self._resource_attrs = dict(resource)
         self.start_ns = start_ns
         self.refresh_ns = refresh_ns
         self.every_step = every_step
@@ -275,37 +277,81 @@ class MetricsAccumulator:
 
     def snapshot(self, t_ns: int) -> MetricsData:
         """The series due for a report (see the class), as points at simulated time ``t_ns``."""
-        start = self.start_ns
+        return self.points(t_ns).to_metrics_data()
+
+    def points(self, t_ns: int) -> MetricPoints:
+        """What :meth:`snapshot` reports, as plain values (see :class:`MetricPoints`)."""
         due = self._due
-        metrics: list[Metric] = []
+        counters = []
         for name, series in self._counters.items():
-            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
-                                   value=series[k]) for k in due(name, series.items(), t_ns)]
+            pts = tuple((k, series[k]) for k in due(name, series.items(), t_ns))
             if pts:
-                m = METRICS[name]
-                metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Sum(
-                    data_points=pts, aggregation_temporality=AggregationTemporality.CUMULATIVE,
-                    is_monotonic=True)))
+                counters.append((name, pts))
+        hists = []
         for name, hs in self._hists.items():
             hp = []
             for k in due(name, ((lab, hist.n) for lab, hist in hs.items()), t_ns):
                 h = hs[k]
-                hp.append(HistogramDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
-                                             count=h.n, sum=h.total, bucket_counts=list(h.counts),
-                                             explicit_bounds=list(h.bounds), min=h.lo, max=h.hi))
+                hp.append((k, h.n, h.total, tuple(h.counts), h.lo, h.hi))
             if hp:
-                m = METRICS[name]
-                metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Histogram(
-                    data_points=hp, aggregation_temporality=AggregationTemporality.CUMULATIVE)))
+                hists.append((name, tuple(hp)))
+        gauges = []
         for name, gs in self._gauges.items():
-            pts = [NumberDataPoint(attributes=dict(k), start_time_unix_nano=0, time_unix_nano=t_ns, value=gs[k])
-                   for k in due(name, gs.items(), t_ns)]
+            pts = tuple((k, gs[k]) for k in due(name, gs.items(), t_ns))
             if pts:
-                m = METRICS[name]
-                metrics.append(Metric(name=name, description=m.description, unit=m.unit,
-                                      data=Gauge(data_points=pts)))
+                gauges.append((name, pts))
+        return MetricPoints(self._resource_attrs, self.start_ns, t_ns, tuple(counters), tuple(hists), tuple(gauges))
+
+
+_Hpoint = tuple[_Labels, int, float, tuple[int, ...], float, float]  # labels, count, sum, bucket counts, min, max
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoints:
+    """One snapshot's due series as plain values: cheap to pickle to another process, which builds the
+    OpenTelemetry form there (:meth:`to_metrics_data`) instead of the engine.
+
+    Attributes:
+        resource: the resource's attributes.
+        start_ns: start of every cumulative point (the run's start).
+        t_ns: time of every point.
+        counters: per counter, ``(labels, value)`` of its due series.
+        histograms: per histogram, ``(labels, count, sum, bucket counts, min, max)`` (bounds: :data:`METRICS`).
+        gauges: per gauge, ``(labels, value)``.
+    """
+
+    resource: Mapping[str, Any]
+    start_ns: int
+    t_ns: int
+    counters: tuple[tuple[str, tuple[tuple[_Labels, float], ...]], ...]
+    histograms: tuple[tuple[str, tuple[_Hpoint, ...]], ...]
+    gauges: tuple[tuple[str, tuple[tuple[_Labels, float], ...]], ...]
+
+    def to_metrics_data(self) -> MetricsData:
+        """The points as OpenTelemetry ``MetricsData`` (what an exporter or the collector's converter takes)."""
+        start, t_ns = self.start_ns, self.t_ns
+        metrics: list[Metric] = []
+        for name, pts in self.counters:
+            m = METRICS[name]
+            metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Sum(
+                data_points=[NumberDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
+                                             value=v) for k, v in pts],
+                aggregation_temporality=AggregationTemporality.CUMULATIVE, is_monotonic=True)))
+        for name, hps in self.histograms:
+            m = METRICS[name]
+            metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Histogram(
+                data_points=[HistogramDataPoint(attributes=dict(k), start_time_unix_nano=start, time_unix_nano=t_ns,
+                                                count=n, sum=total, bucket_counts=list(counts),
+                                                explicit_bounds=list(m.bounds), min=lo, max=hi)
+                             for k, n, total, counts, lo, hi in hps],
+                aggregation_temporality=AggregationTemporality.CUMULATIVE)))
+        for name, pts in self.gauges:
+            m = METRICS[name]
+            metrics.append(Metric(name=name, description=m.description, unit=m.unit, data=Gauge(
+                data_points=[NumberDataPoint(attributes=dict(k), start_time_unix_nano=0, time_unix_nano=t_ns, value=v)
+                             for k, v in pts])))
         return MetricsData(resource_metrics=[ResourceMetrics(
-            resource=self.resource, scope_metrics=[ScopeMetrics(
+            resource=Resource(dict(self.resource)), scope_metrics=[ScopeMetrics(
                 scope=InstrumentationScope(SCOPE), metrics=metrics, schema_url="")], schema_url="")])
 
 

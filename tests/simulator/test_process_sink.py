@@ -1,0 +1,89 @@
+"""The writer process stores what the in-process sink stores: the same steps through :class:`ProcessStoreSink`
+(pickled span columns and metric points, converted on the writer's side, rolled up while it waits) and through
+:class:`StoreSink` (converted in this process, rolled up at the end) leave identical rows in two SQLite files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from qfleet.collector import Store, open_engine, upgrade
+from qfleet.simulator.engine import RunConfig, SimStep, Simulation
+from qfleet.simulator.fault_files import builtin_faults_path, load_faults
+from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
+from qfleet.simulator.sinks import ProcessStoreSink, StoreSink
+from qfleet.units import NS
+
+# Every stored column a reader relies on; series are keyed by fingerprint (ids depend on insertion order only).
+QUERIES = {
+    "spans": "SELECT * FROM spans ORDER BY trace_id, span_id",
+    "samples": "SELECT s.fingerprint, m.time_unix_nano, m.value FROM metric_samples m "
+               "JOIN metric_series s ON s.id = m.series_id ORDER BY 1, 2",
+    "series": "SELECT fingerprint, metric_name, metric_type, temporality, is_monotonic, unit, labels "
+              "FROM metric_series ORDER BY fingerprint",
+    "span_rollups": "SELECT * FROM span_rollups ORDER BY 1, 2, 3, 4, 5, 6",
+    "metric_rollups": "SELECT s.fingerprint, r.bucket_start_unix_nano, r.sample_count, r.value_sum, r.value_min, "
+                      "r.value_max, r.last_value, r.last_time_unix_nano, r.increase FROM metric_rollups r "
+                      "JOIN metric_series s ON s.id = r.series_id ORDER BY 1, 2",
+}
+
+
+@pytest.fixture(scope="module")
+def steps() -> tuple[dict[str, Any], list[SimStep]]:
+    fleet = load_fleet(builtin_fleet_path("mesh"))
+    sim = Simulation(fleet, load_faults(builtin_faults_path("example"), fleet),
+                     RunConfig(duration_ns=25 * 60 * NS, seed=5))
+    resource = {"service.name": "qfleet-simulator", "qfleet.run.id": sim.run_id, "qfleet.fleet": fleet.name}
+    return resource, list(sim.steps())
+
+
+def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {name: [tuple(r) for r in conn.execute(text(q))] for name, q in QUERIES.items()}
+    finally:
+        engine.dispose()
+
+
+def _migrated(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    engine = open_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def test_process_writer_stores_what_the_in_process_sink_stores(
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+    resource, run = steps
+    here, there = _migrated(tmp_path / "here.db"), _migrated(tmp_path / "there.db")
+    engine = open_engine(here)
+    sink = StoreSink(Store(engine), resource)
+    for step in run:
+        sink.write(step)
+    sink.close()
+    engine.dispose()
+    process = ProcessStoreSink(there, resource, depth=2)
+    for step in run:
+        process.write(step)
+    process.close()
+    a, b = _rows(here), _rows(there)
+    assert {k: len(v) for k, v in a.items()} == {k: len(v) for k, v in b.items()}
+    assert all(a[k] for k in ("spans", "samples", "span_rollups", "metric_rollups"))
+    for name in QUERIES:
+        assert a[name] == b[name], name
+    assert process.stats.spans == sink.stats.spans and process.stats.samples == sink.stats.samples
+
+
+def test_metric_points_pickle_to_the_same_metrics(steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+    import pickle
+
+    _resource, run = steps
+    for step in run[:5]:
+        again = pickle.loads(pickle.dumps(step.points))
+        assert again == step.points
+        assert again.to_metrics_data().to_json() == step.metrics.to_json()
