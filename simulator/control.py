@@ -14,7 +14,7 @@ import numpy as np
 
 from qfleet.simulator.faults import FaultSchedule
 from qfleet.simulator.fleet import Fleet, Link, Tenant
-from qfleet.simulator.runstate import Job, RunConfig, Segment
+from qfleet.simulator.runstate import Job, NodeState, RunConfig, Segment
 from qfleet.simulator.timeline import JobTimeline
 from qfleet.units import NS
 
@@ -103,6 +103,18 @@ class ControlPlane(JobTimeline):
         # A bit per node and per link: whether a queued job wants what an ended job freed is one integer AND.
         self._node_bit = {n.id: 1 << i for i, n in enumerate(fleet.nodes)}
         self._link_bit = {lk.id: 1 << (len(fleet.nodes) + i) for i, lk in enumerate(fleet.links)}
+        # The bits of nodes with no free comm qubit and of busy links: a placed job whose ``want`` meets it
+        # cannot start, which most start attempts in a busy fleet find out.
+        self._full = 0
+        for st in self._nodes.values():
+            self._mark(st)
+
+    def _mark(self, st: NodeState) -> None:
+        """Keep ``st``'s bit of ``_full`` in step with its free comm qubits (call after changing them)."""
+        if st.free > 0:
+            self._full &= ~self._node_bit[st.node.id]
+        else:
+            self._full |= self._node_bit[st.node.id]
 
     def _build_candidates(self) -> None:
         """Each tenant's :class:`Candidates` (call once the links are refreshed: far pairs must be feasible)."""
@@ -226,6 +238,7 @@ class ControlPlane(JobTimeline):
         for lid in job.links:
             mask |= self._link_bit[lid]
         job.mask = mask
+        job.want = mask if job.segs else 0  # a canary takes no comm qubit
 
     def _place(self, job: Job, now: int) -> bool | None:
         """Place (or fail over) ``job`` if it has no usable placement: None when placed, else whether it is done
@@ -266,10 +279,13 @@ class ControlPlane(JobTimeline):
             if busy[lid]:
                 return False
         for n, c in job.need.items():
-            nodes[n].free -= c
-            nodes[n].inflight.add(job)
+            st = nodes[n]
+            st.free -= c
+            st.inflight.add(job)
+            self._mark(st)
         for lid in job.links:
             self._link_busy[lid] = True
+            self._full |= self._link_bit[lid]
         job.hold = job.need
         self._start(job, now)
         return True
@@ -283,8 +299,10 @@ class ControlPlane(JobTimeline):
                 st.held += c  # a deadlocked scheduler never hands these back until the cycle is broken
             else:
                 st.free += c
+                self._mark(st)
         for lid in job.links:
             self._link_busy[lid] = False
+            self._full &= ~self._link_bit[lid]
         job.hold = {}
 
     def _dispatch(self, now: int, freed: Job | None = None) -> None:
@@ -316,8 +334,8 @@ class ControlPlane(JobTimeline):
         fmask = -1 if freed is None else freed.mask  # -1: every bit, every job is tried
         left: list[Job] = []
         for job in head:
-            if not job.mask & fmask and job.nodes and job.epoch == epoch:
-                continue  # placed, and wants none of what was freed: it cannot start now either
+            if job.nodes and job.epoch == epoch and (not job.mask & fmask or job.want & self._full):
+                continue  # placed, and wants none of what was freed or something still taken: it cannot start
             if self._try_start(job, now):
                 left.append(job)
         if left:

@@ -160,6 +160,7 @@ class Disturbances(ControlPlane):
                 st.deadlocked = False
                 st.free += st.held
                 st.held = 0
+            self._mark(st)
 
     def _f8_commands(self, f: Fault, level: float, t: int) -> None:
         st = self._nodes[f.target]

@@ -214,7 +214,7 @@ class Job:
     __slots__ = ("idx", "tenant", "kind", "k", "arrival", "nodes", "segs", "dispatch", "start", "end", "outcome",
                  "shots", "orch_ns", "ff_ns", "window_ns", "usage", "attempts", "gen_ns", "regens", "ready",
                  "noise", "fidelity", "passed", "failover", "seg_ok", "cancelled", "hold", "stray", "xtalk",
-                 "wait_ns", "need", "links", "epoch", "mask")
+                 "wait_ns", "need", "links", "epoch", "mask", "want")
 
     def __init__(self, idx: int, tenant: int, kind: str, k: int, arrival: int, shots: int) -> None:
         self.idx = idx
@@ -246,6 +246,7 @@ class Job:
         self.links: frozenset[str] = frozenset()
         self.epoch = -1
         self.mask = 0  # one bit per node in ``need`` and per link in ``links`` (ControlPlane._placed)
+        self.want = 0  # the bits of ``mask`` the job needs a free comm qubit or an idle link at
 
 
 class RunState:
