@@ -8,6 +8,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TypeVar
 
 import numpy as np
@@ -328,7 +329,7 @@ class ControlPlane(JobTimeline):
     def _start_queued(self, tenant: int, now: int, freed: Job | None) -> None:
         """Try the first :data:`_SCAN` queued jobs of ``tenant`` (after ``freed``: only those that wanted it)."""
         q = self._queues[tenant]
-        head = list(q) if len(q) <= _SCAN else [q[i] for i in range(_SCAN)]
+        head = list(islice(q, _SCAN))
         # Starting a job changes no node's availability, so the epoch holds for the whole pass.
         epoch = self._avail_epoch
         fmask = -1 if freed is None else freed.mask  # -1: every bit, every job is tried
