@@ -2,10 +2,11 @@
 
 The engine keeps hundreds of thousands of live container objects (queued jobs, caches, span and metric buffers)
 and allocates and frees millions more. At CPython's default generation-0 threshold (700 net allocations) the
-cyclic collector ran about every few hundred jobs and walked the young objects each time, and a full collection
-walked everything: 14 % of the engine's time on a simulated hour of ``fleet100`` and 12 % of its writer's
-(docs/benchmarks.md). Almost nothing the engine frees is cyclic (reference counting frees it at once), so a higher
-threshold only postpones the rare cycle; it never changes what the engine computes.
+cyclic collector ran every few hundred jobs and walked the young objects each time, and a full collection walked
+everything: 14 % of the engine's time on a simulated hour of ``fleet100`` (``bench/gc_share.py``,
+docs/benchmarks.md), and about as much of the store writer's, which holds many rows in flight too. Almost nothing
+the engine frees is cyclic (reference counting frees it at once), so a higher threshold only postpones the rare
+cycle; it never changes what the engine computes.
 
 Thresholds are process-wide: :func:`fewer_collections` raises them while at least one caller is inside it and puts
 back what it found when the last one leaves, so interleaved or nested runs (and threads) leave the process as they
