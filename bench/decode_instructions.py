@@ -70,8 +70,11 @@ def main() -> int:
                     for name, pure in (("compiled", False), ("pure_python", True))}
     for name, n in per_span.items():
         print(f"decoding, {name.replace('_', '-')} path: {n:,.0f} instructions a span ({args.spans:,} spans)")
+    # Instruction counts do not depend on the load; printed anyway, as every benchmark here does.
+    machine = {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    print(f"machine: {machine['cores']} cores, load average {' '.join(map(str, machine['loadavg']))}")
     print(json.dumps({"bench": "decode_instructions", "spans": args.spans,
-                      "instructions_per_span": {k: round(v) for k, v in per_span.items()}}))
+                      "instructions_per_span": {k: round(v) for k, v in per_span.items()}, **machine}))
     return 0
 
 
