@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -332,28 +331,9 @@ class ControlPlane(JobTimeline):
         head = list(islice(q, _SCAN))
         # Starting a job changes no node's availability, so the epoch holds for the whole pass.
         epoch = self._avail_epoch
-        fmask = -1 if freed is None else freed.mask  # -1: every bit, every job is tried
-        left: list[Job] = []
+        fmask = -1 if freed is None else freed.mask  # -1 (nothing just freed): wanting what was freed is no filter
         for job in head:
             if job.nodes and job.epoch == epoch and (not job.mask & fmask or job.want & self._full):
                 continue  # placed, and wants none of what was freed or something still taken: it cannot start
             if self._try_start(job, now):
-                left.append(job)
-        if left:
-            _remove(q, left)
-
-
-def _remove(q: deque[Job], jobs: list[Job]) -> None:
-    """Remove ``jobs`` (in queue order, all near the head) from ``q``."""
-    if len(jobs) == 1:
-        q.remove(jobs[0])
-        return
-    gone = set(map(id, jobs))
-    keep = []
-    while gone:
-        job = q.popleft()
-        if id(job) in gone:
-            gone.discard(id(job))
-        else:
-            keep.append(job)
-    q.extendleft(reversed(keep))
+                q.remove(job)  # near the head; a Job compares by identity
