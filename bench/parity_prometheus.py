@@ -25,7 +25,7 @@ Why the first-firing instants may differ (docs/prometheus.md, "Live parity"):
 
     .venv/bin/python bench/parity_prometheus.py [--duration 14m] [--outage-at 3m] [--outage 8m] [--target sc-e]
 
-Prints the table for docs/prometheus.md and ``uptime``. ``--scrape-cost DB_URL`` instead times ``/metrics`` renders
+Prints the table for docs/prometheus.md and the machine (cores, load average). ``--scrape-cost DB_URL`` instead times ``/metrics`` renders
 over an existing store (e.g. one ``qfleet sim run --speed max --db`` wrote). Needs ``prometheus`` on PATH (Debian: apt-get install
 prometheus). The test suite runs a short version (tests/slo/test_parity_prometheus.py).
 """
@@ -360,6 +360,11 @@ def scrape_cost(url: str, *, renders: int = 5) -> str:
             f"median {sorted(times)[renders // 2] * 1000:.0f} ms per render ({renders} renders)")
 
 
+def _machine() -> str:
+    """The machine beside the figures, as every benchmark prints it: cores and load average."""
+    return f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--duration", default="14m")
@@ -375,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.scrape_cost:
         print(scrape_cost(args.scrape_cost))
-        print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        print(_machine())
         return 0
     with ExitStack() as stack:
         if args.keep:
@@ -393,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(c.unlabelled)}; undecided at the end: {len(c.undecided)}; one side only: {len(c.one_sided)}")
     if args.json:
         Path(args.json).write_text(json.dumps([dataclasses.asdict(v) for v in p.verdicts], indent=1))
-    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print(_machine())
     return 0
 
 

@@ -24,7 +24,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from qfleet.collector import Runs, SpanColumns, Store, TelemetryBatch
-from qfleet.collector.convert import from_metrics_data
 from qfleet.simulator.gcpolicy import fewer_collections
 from qfleet.simulator.telemetry import SCOPE
 from qfleet.units import NS
@@ -100,7 +99,7 @@ class StoreSink:
 
     def write(self, step: SimStep) -> None:
         """Convert and write one step (raises on a database error: nothing of the step is written)."""
-        self.write_parts(step.spans, from_metrics_data(step.metrics), step.start_ns, step.end_ns)
+        self.write_parts(step.spans, step.points.to_batch(), step.start_ns, step.end_ns)
 
     def write_parts(self, spans: SpanColumns, metrics: TelemetryBatch, start_ns: int,
                     end_ns: int | None = None) -> None:
@@ -155,7 +154,7 @@ def _unpickled(item: bytes | None) -> tuple[SpanColumns, TelemetryBatch, int, in
     if item is None:
         return None
     spans, points, start_ns, end_ns = pickle.loads(item)
-    return spans, from_metrics_data(points.to_metrics_data()), start_ns, end_ns
+    return spans, points.to_batch(), start_ns, end_ns
 
 
 def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, int] | None, bool], inbox: Any,

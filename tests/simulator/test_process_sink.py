@@ -87,3 +87,20 @@ def test_metric_points_pickle_to_the_same_metrics(steps: tuple[dict[str, Any], l
         again = pickle.loads(pickle.dumps(step.points))
         assert again == step.points
         assert again.to_metrics_data().to_json() == step.metrics.to_json()
+
+
+def test_metric_points_convert_to_the_rows_of_the_sdk_path(steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+    """``MetricPoints.to_batch`` (what both sinks store) against the collector's SDK converter on the same points,
+    every step of the run: the same resources, series (types, units, labels, promoted columns), samples in order."""
+    from dataclasses import astuple
+
+    from qfleet.collector.convert import from_metrics_data
+
+    _resource, run = steps
+    kinds: set[int] = set()
+    for step in run:
+        direct, via_sdk = step.points.to_batch(), from_metrics_data(step.metrics)
+        assert astuple(direct) == astuple(via_sdk)
+        assert type(direct.samples[0][2]) is float and direct.rejected_points == 0
+        kinds |= {s.values[2] for s in direct.series.values()}
+    assert kinds == {1, 2, 3}  # gauges, counters and histograms were all compared
