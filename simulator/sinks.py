@@ -43,8 +43,13 @@ _ROLLUP_LAG_NS = 120 * NS
 #: The writer process rolls up at most once per this much simulated time: each pass seeks every series' previous
 #: value and commits, so a pass per one-minute step cost the demo's writer 3 s more than one per ten minutes.
 _ROLLUP_EVERY_NS = 600 * NS
-#: Most queued steps the writer process puts in one transaction.
-_COALESCE_STEPS = 8
+#: Most queued steps, and rows (spans and samples), the writer process puts in one transaction. A step's samples
+#: land on one leaf page per series (the key is series then time), so every commit rewrites a page per series
+#: whatever the step count: late in a fleet100 day, a step per transaction made the writer about 1.9x slower per
+#: simulated hour than thirty. The writer never waits for steps: behind the engine it finds many queued, and
+#: catches up faster the further behind it is. The row cap bounds its memory on large fleets (fleet1000: 8 steps).
+_COALESCE_STEPS = 32
+_COALESCE_ROWS = 300_000
 
 
 @dataclass(slots=True)
@@ -170,10 +175,12 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
             while True:
                 item = _unpickled(inbox.get())
                 steps = []
-                # Behind the engine, the steps already queued share one transaction (fewer commits and statements).
+                rows = 0
+                # Behind the engine, the steps already queued share one transaction (see _COALESCE_STEPS).
                 while item is not None:
                     steps.append(item)
-                    if len(steps) >= _COALESCE_STEPS:
+                    rows += len(item[0].trace_id) + len(item[1].samples)
+                    if len(steps) >= _COALESCE_STEPS or rows >= _COALESCE_ROWS:
                         break
                     try:
                         item = _unpickled(inbox.get_nowait())
@@ -202,19 +209,20 @@ class ProcessStoreSink:
     statement. Steps cross over as span columns and converted metric rows through a bounded queue
     (backpressure: the simulation waits when the writer falls behind, memory stays flat). A failed write
     stops the writer and is raised from the next :meth:`write` or from :meth:`close`; the transaction of the
-    failed steps is rolled back (a writer that falls behind puts the steps it finds queued, up to eight, in one
-    transaction), earlier steps stay committed.
+    failed steps is rolled back (a writer that falls behind puts the steps it finds queued, up to
+    :data:`_COALESCE_STEPS` or :data:`_COALESCE_ROWS`, in one transaction), earlier steps stay committed.
 
     Args:
         url: the database URL (the writer opens its own engine; the schema must be migrated).
         resource: the simulator's resource attributes.
-        depth: steps that may wait for the writer.
+        depth: steps that may wait for the writer (the default, :data:`_COALESCE_STEPS`, lets the engine run as
+            far ahead as the writer puts in one transaction).
         run_range: the run's planned simulated range (see :class:`StoreSink`).
         registered: the caller registered the run already (:meth:`qfleet.collector.Runs.register`, which refuses
             an overlap before the writer starts); the writer only finishes it.
     """
 
-    def __init__(self, url: str, resource: Mapping[str, Any], *, depth: int = 8,
+    def __init__(self, url: str, resource: Mapping[str, Any], *, depth: int = _COALESCE_STEPS,
                  run_range: tuple[int, int] | None = None, registered: bool = False) -> None:
         import multiprocessing
 

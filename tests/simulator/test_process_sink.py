@@ -104,3 +104,59 @@ def test_metric_points_convert_to_the_rows_of_the_sdk_path(steps: tuple[dict[str
         assert type(direct.samples[0][2]) is float and direct.rejected_points == 0
         kinds |= {s.values[2] for s in direct.series.values()}
     assert kinds == {1, 2, 3}  # gauges, counters and histograms were all compared
+
+
+@pytest.mark.parametrize(("max_steps", "max_rows"), [(4, 10**9), (100, 3_000)])
+def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_rows(
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]], monkeypatch: pytest.MonkeyPatch,
+        max_steps: int, max_rows: int) -> None:
+    """The writer's loop run in this process on a queue holding the whole run (a writer far behind the engine):
+    each transaction takes the queued steps in order up to the step cap or until the row cap is reached, and the
+    store ends up with the rows the in-process sink writes step by step."""
+    import pickle
+    import queue
+
+    from qfleet.simulator import sinks
+
+    resource, run = steps
+    monkeypatch.setattr(sinks, "_COALESCE_STEPS", max_steps)
+    monkeypatch.setattr(sinks, "_COALESCE_ROWS", max_rows)
+    batches: list[list[int]] = []
+    write_steps = StoreSink.write_steps
+
+    def recording(self: StoreSink, group: Any) -> None:
+        batches.append([start for _s, _m, start, _e in group])
+        write_steps(self, group)
+
+    monkeypatch.setattr(StoreSink, "write_steps", recording)
+    inbox: queue.Queue[bytes | None] = queue.Queue()
+    for step in run:
+        inbox.put(pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns)))
+    inbox.put(None)
+    outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    there = _migrated(tmp_path / "there.db")
+    sinks._writer_process(there, resource, (None, False), inbox, outbox)
+    assert outbox.get_nowait()[0] == "done"
+    sizes = [len(s.spans.trace_id) + len(s.points.to_batch().samples) for s in run]
+    expected: list[list[int]] = []
+    group: list[int] = []
+    rows = 0
+    for step, size in zip(run, sizes, strict=True):
+        group.append(step.start_ns)
+        rows += size
+        if len(group) == max_steps or rows >= max_rows:
+            expected.append(group)
+            group, rows = [], 0
+    expected += [group] if group else []
+    assert [b for b in batches if b] == expected  # (a run that ends on a full transaction adds an empty write)
+    assert len(expected) > 2
+    here = _migrated(tmp_path / "here.db")
+    engine = open_engine(here)
+    sink = StoreSink(Store(engine), resource)
+    for step in run:
+        sink.write(step)
+    sink.close()
+    engine.dispose()
+    a, b = _rows(here), _rows(there)
+    for name in QUERIES:
+        assert a[name] == b[name], name
