@@ -43,6 +43,9 @@ _ROLLUP_LAG_NS = 120 * NS
 #: The writer process rolls up at most once per this much simulated time: each pass seeks every series' previous
 #: value and commits, so a pass per one-minute step cost the demo's writer 3 s more than one per ten minutes.
 _ROLLUP_EVERY_NS = 600 * NS
+#: ... and also while behind the engine once this much simulated time waits for its rollups: the same work, done
+#: before the close rather than all in it (a fleet100 day's writer, behind for its last hours, peaked at 1 GB).
+_ROLLUP_BACKLOG_NS = 3600 * NS
 #: Most queued steps, and rows (spans and samples), the writer process puts in one transaction. A step's samples
 #: land on one leaf page per series (the key is series then time), so every commit rewrites a page per series
 #: whatever the step count: late in a fleet100 day, a step per transaction made the writer about 1.9x slower per
@@ -145,6 +148,13 @@ class StoreSink:
         self.store.refresh_rollups(before_ns=t_ns)
         self.stats.seconds += time.perf_counter() - t0
 
+    def checkpoint(self) -> None:
+        """Copy the committed WAL into the SQLite database file without waiting for anyone (nothing on PostgreSQL);
+        a writer with nothing to do calls it, so that its later commits seldom checkpoint."""
+        t0 = time.perf_counter()
+        self.store.checkpoint()
+        self.stats.seconds += time.perf_counter() - t0
+
     def close(self) -> None:
         """Compute every pending rollup (the dashboards and SLOs read them) and mark the run finished."""
         t0 = time.perf_counter()
@@ -169,7 +179,7 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
 
     engine = open_engine(url)
     sink = StoreSink(Store(engine), resource, run_range=run[0], registered=run[1])
-    rolled_to: int | None = None
+    rolled_to: int | None = None  # rolled up before this; None: nothing yet (then from the first step's start)
     try:
         with fewer_collections():  # a dedicated process: the policy holds for its whole life
             while True:
@@ -192,10 +202,17 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
                     outbox.put(("done", sink.stats))
                     return
                 before = steps[-1][2] - _ROLLUP_LAG_NS
-                if inbox.empty() and (rolled_to is None or before - rolled_to >= _ROLLUP_EVERY_NS):
-                    # Waiting for the engine anyway: roll up the minutes behind these steps now, not all at the close.
+                if rolled_to is None and not inbox.empty():
+                    rolled_to = steps[0][2]  # behind from the start: the backlog counts from here
+                pending = None if rolled_to is None else before - rolled_to
+                if pending is None or (pending >= _ROLLUP_EVERY_NS and inbox.empty()) or pending >= _ROLLUP_BACKLOG_NS:
+                    # Waiting for the engine anyway (or too far behind): roll up the minutes behind these steps now.
                     sink.roll_up_before(before)
                     rolled_to = before
+                    if inbox.empty():
+                        # Still idle: copy the WAL into the database file now (about 20 MB per ten simulated minutes
+                        # of fleet100), not in a commit that passes 10,000 pages when the writer may be behind.
+                        sink.checkpoint()
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         outbox.put(("error", f"{type(e).__name__}: {e}"))
     finally:

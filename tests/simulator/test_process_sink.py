@@ -111,8 +111,9 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
         tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]], monkeypatch: pytest.MonkeyPatch,
         max_steps: int, max_rows: int) -> None:
     """The writer's loop run in this process on a queue holding the whole run (a writer far behind the engine):
-    each transaction takes the queued steps in order up to the step cap or until the row cap is reached, and the
-    store ends up with the rows the in-process sink writes step by step."""
+    each transaction takes the queued steps in order up to the step cap or until the row cap is reached, it rolls
+    up behind itself once the backlog reaches its bound although steps are still queued, and the store ends up
+    with the rows the in-process sink writes step by step."""
     import pickle
     import queue
 
@@ -121,8 +122,11 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
     resource, run = steps
     monkeypatch.setattr(sinks, "_COALESCE_STEPS", max_steps)
     monkeypatch.setattr(sinks, "_COALESCE_ROWS", max_rows)
+    monkeypatch.setattr(sinks, "_ROLLUP_BACKLOG_NS", 8 * 60 * NS)
     batches: list[list[int]] = []
-    write_steps = StoreSink.write_steps
+    rolled: list[int] = []
+    write_steps, roll_up_before = StoreSink.write_steps, StoreSink.roll_up_before
+    monkeypatch.setattr(StoreSink, "roll_up_before", lambda self, t: (rolled.append(t), roll_up_before(self, t))[1])
 
     def recording(self: StoreSink, group: Any) -> None:
         batches.append([start for _s, _m, start, _e in group])
@@ -150,6 +154,11 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
     expected += [group] if group else []
     assert [b for b in batches if b] == expected  # (a run that ends on a full transaction adds an empty write)
     assert len(expected) > 2
+    # Behind from the first step: a rollup once 8 simulated minutes wait for it (lag 2 min behind the last step).
+    first, lag = run[0].start_ns, 120 * NS
+    assert rolled and rolled[0] - first >= 8 * 60 * NS
+    assert all(b - a >= 8 * 60 * NS for a, b in zip(rolled, rolled[1:], strict=False))
+    assert all(t in {g[-1] - lag for g in expected} for t in rolled)
     here = _migrated(tmp_path / "here.db")
     engine = open_engine(here)
     sink = StoreSink(Store(engine), resource)
@@ -160,3 +169,29 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
     a, b = _rows(here), _rows(there)
     for name in QUERIES:
         assert a[name] == b[name], name
+
+
+def test_an_idle_writer_checkpoints_the_wal_into_the_database_file(
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+    """After :meth:`StoreSink.checkpoint` the database file alone (no WAL beside it) holds every committed span."""
+    import shutil
+    import sqlite3
+
+    resource, run = steps
+    url = _migrated(tmp_path / "a.db")
+    engine = open_engine(url)
+    sink = StoreSink(Store(engine), resource)
+    for step in run[:5]:
+        sink.write(step)
+    stored = sum(len(s.spans.trace_id) for s in run[:5])
+
+    def file_alone() -> int:
+        shutil.copy(tmp_path / "a.db", tmp_path / "copy.db")  # the main file only: what the WAL has not given back
+        with sqlite3.connect(tmp_path / "copy.db") as c:
+            count: int = c.execute("SELECT count(*) FROM spans").fetchone()[0]
+        return count
+
+    before = file_alone()
+    sink.checkpoint()
+    assert before < stored == file_alone()
+    engine.dispose()
