@@ -6,7 +6,8 @@ the writer process, which overlaps), jobs, spans and samples, the machine (cores
 line. Then the pacing check that used to be a test: `qfleet sim run --speed 240x` over 2 simulated minutes must take
 at least 0.5 s of wall time (it may not run ahead of the clock) and, on a loaded machine, well under 10 s.
 
-Peak RSS is reported for the engine (this process) and the writer (its child process).
+Peak RSS is reported for the engine (this process) and the writer (its child process), and whether the modules
+compiled by setup.py ran compiled (``QFLEET_INTERPRETED=1`` runs them from their sources; qfleet/native.py).
 
     .venv/bin/python bench/bench_fleet_day.py [--hours 24] [--db sqlite:///path.db] [--no-pacing]
     .venv/bin/python bench/bench_fleet_day.py --fleet fleet1000 --hours 1 --no-faults --no-pacing
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import qfleet
 from qfleet.collector import open_engine, upgrade
 from qfleet.simulator.cli import main as sim_main
 from qfleet.simulator.engine import RunConfig, Simulation
@@ -40,7 +42,8 @@ PACED_BUDGET_S = 10.0
 
 
 def _machine() -> dict[str, Any]:
-    return {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    # "native": whether the mypyc-compiled modules ran (qfleet/native.py), which changes the figures.
+    return {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()], "native": qfleet.NATIVE}
 
 
 def fleet_day(hours: float, seed: int, url: str, fleet_name: str = "fleet100", with_faults: bool = True
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  split: " + ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in out["split_s"].items())
               + " (storage runs in a writer process, overlapping the engine)")
         print(f"  peak RSS: engine {out['peak_rss_mb']['engine']} MB, writer {out['peak_rss_mb']['writer']} MB")
-        print(f"  machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}")
+        print(f"  machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}; "
+              f"modules: {out['native']}")
         print(json.dumps(out))
         if not args.no_pacing:
             paced = pacing(Path(tmp))

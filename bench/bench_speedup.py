@@ -7,6 +7,9 @@ measured), then runs, one after the other on the same machine:
   fresh SQLite file through the collector's bulk path), the baseline with ``PYTHONPATH`` at its worktree;
 * ``qfleet demo --no-serve`` in an empty folder, each side's own code.
 
+The current side runs as installed: with the modules setup.py compiles (mypyc) when they are built and current,
+which the output reports; ``QFLEET_INTERPRETED=1`` in the environment runs it from the sources instead.
+
 Each side runs ``--runs`` times, interleaved in alternating order; prints the median wall times, the speed-up
 (baseline median / current median) and every run's ratio beside the targets, the machine's cores and load
 average before and after, and one JSON line. Exit status 1 when a target is missed.
@@ -85,7 +88,8 @@ def _pair(name: str, run: Any, tree: Path, runs: int) -> dict[str, Any]:
                            "run_ratios": [round(x["wall_s"] / y["wall_s"], 2) for x, y in zip(base, cur, strict=True)]}
     if name == "fleet_day":
         out.update(baseline_split_s=base[-1]["split_s"], current_split_s=cur[-1]["split_s"],
-                   jobs=[base[-1]["jobs"], cur[-1]["jobs"]], spans=[base[-1]["spans"], cur[-1]["spans"]])
+                   jobs=[base[-1]["jobs"], cur[-1]["jobs"]], spans=[base[-1]["spans"], cur[-1]["spans"]],
+                   current_modules=cur[-1].get("native", "unknown"))
     else:
         out["summaries"] = [base[-1]["summary"], cur[-1]["summary"]]
     return out
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
               f"speed-up {r['speedup']}x (target >= {TARGETS[name]:g}x){'' if ok else '  MISSED'}; "
               f"per run {', '.join(f'{x}x' for x in r['run_ratios'])}")
     print(f"  machine: {before['cores']} cores, load average {' '.join(map(str, before['loadavg']))} before, "
-          f"{' '.join(map(str, after['loadavg']))} after")
+          f"{' '.join(map(str, after['loadavg']))} after"
+          + (f"; current side's modules: {results['fleet_day']['current_modules']}" if "fleet_day" in results else ""))
     print(json.dumps({"bench": "speedup", "baseline": args.baseline, "hours": args.hours, "runs": args.runs,
                       "results": results, "machine_before": before, "machine_after": after, "missed": missed}))
     return 1 if missed else 0

@@ -440,6 +440,11 @@ class SpanColumns:
     def __len__(self) -> int:
         return len(self.trace_id)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by value through the constructor (the simulator's writer process gets these): compiled by mypyc
+        # (setup.py), a frozen class refuses the field-by-field restore that pickle's default does.
+        return (SpanColumns, tuple(getattr(self, f) for f in self.__dataclass_fields__))
+
     def to_batch(
         self, *, service_name: str, resource_attributes: Mapping[str, Any] | None = None,
         scope_name: str = "",

@@ -8,7 +8,12 @@ The product's packages install beneath this name: ``qfleet.simulator``, ``qfleet
 * the composition root that nothing imports: :mod:`qfleet.cli` (the ``qfleet`` command), :mod:`qfleet.demo`
   and :mod:`qfleet.serve`.
 
-Importing ``qfleet`` imports nothing else.
+Importing ``qfleet`` imports only :mod:`qfleet.native`, which decides whether the modules compiled by setup.py
+(mypyc) run compiled or from their sources (:func:`qfleet.native.install`).
 """
 
+from qfleet import native as _native
+
 __all__: list[str] = []
+#: How the compiled modules load: ``compiled``, ``not built``, ``QFLEET_INTERPRETED=1`` or ``stale: <module>``.
+NATIVE = _native.install()

@@ -330,6 +330,11 @@ class MetricPoints:
     histograms: tuple[tuple[str, tuple[_Hpoint, ...]], ...]
     gauges: tuple[tuple[str, tuple[tuple[_Labels, float], ...]], ...]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by value through the constructor (the writer process gets these): compiled by mypyc (setup.py),
+        # a frozen class refuses the field-by-field restore that pickle's default does.
+        return (MetricPoints, (self.resource, self.start_ns, self.t_ns, self.counters, self.histograms, self.gauges))
+
     def to_metrics_data(self) -> MetricsData:
         """The points as OpenTelemetry ``MetricsData`` (what an exporter or the collector's converter takes)."""
         start, t_ns = self.start_ns, self.t_ns

@@ -8,10 +8,10 @@ with the settings of ``[tool.mypy]`` in pyproject.toml (strict on the core packa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,30 +19,14 @@ TREE = ROOT / "build" / "typecheck"
 
 
 def link_tree() -> Path:
-    """``build/typecheck/qfleet`` laid out as the wheel installs it (package-dir mapping of pyproject.toml)."""
-    mapping: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-dir"]
-    pkg = TREE / "qfleet"
-    pkg.mkdir(parents=True, exist_ok=True)
-    wanted = {"__init__.py", "py.typed"} | {p.name for p in (ROOT / "qfleet").glob("*.py")}
-    wanted |= {name.split(".", 1)[1] for name in mapping if name != "qfleet"}
-    for stale in pkg.iterdir():
-        if stale.name not in wanted:
-            stale.unlink()
-    for src in (ROOT / "qfleet").glob("*.py"):
-        _link(pkg / src.name, src)
-    for name, folder in mapping.items():
-        if name != "qfleet":
-            _link(pkg / name.split(".", 1)[1], ROOT / folder)
-    return TREE
-
-
-def _link(at: Path, target: Path) -> None:
-    if at.is_symlink() and at.resolve() == target.resolve():
-        return
-    if at.is_symlink() or at.exists():
-        at.unlink()
-    at.symlink_to(target)
+    """``build/typecheck/qfleet`` laid out as the wheel installs it (setup.py's ``installed_layout``, which the
+    mypyc build uses too)."""
+    spec = importlib.util.spec_from_file_location("_qfleet_setup", ROOT / "setup.py")
+    assert spec is not None and spec.loader is not None
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)  # defines the helpers; setup() runs only as __main__
+    tree: Path = setup.installed_layout(TREE)
+    return tree
 
 
 def main(argv: list[str] | None = None) -> int:
