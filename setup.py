@@ -2,7 +2,8 @@
 
 * the OTLP span decoder's fast path (Cython, ``collector/_span_wire.pyx``);
 * the simulator's per-job path and the row building of its writer process: the typed modules listed in
-  ``qfleet/native.py``, compiled as they are by mypyc (about 1.2x the engine, 3x the metric rows; docs/benchmarks.md).
+  ``qfleet/native.py``, compiled as they are by mypyc (about 1.15x the engine and 1.2x the writer's row
+  building; docs/benchmarks.md).
 
 Both are optional: on a machine without a C compiler (or with ``QFLEET_INTERPRETED=1``) the install still succeeds
 and the same code runs interpreted, with the same results. The mypyc modules build all or none (a module's shim

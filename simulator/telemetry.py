@@ -333,7 +333,7 @@ class MetricPoints:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by value through the constructor (the writer process gets these): compiled by mypyc (setup.py),
         # a frozen class refuses the field-by-field restore that pickle's default does.
-        return (MetricPoints, (self.resource, self.start_ns, self.t_ns, self.counters, self.histograms, self.gauges))
+        return (MetricPoints, tuple(getattr(self, f) for f in self.__dataclass_fields__))
 
     def to_metrics_data(self) -> MetricsData:
         """The points as OpenTelemetry ``MetricsData`` (what an exporter or the collector's converter takes)."""
