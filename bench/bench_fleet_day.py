@@ -73,7 +73,15 @@ def fleet_day(hours: float, seed: int, url: str, fleet_name: str = "fleet100", w
             "jobs_per_wall_s": round(sim.jobs_total / wall), "db_bytes": size, "target_s": TARGET_S,
             # ru_maxrss is in KiB on Linux; the children's figure is the largest child's (the writer).
             "peak_rss_mb": {"engine": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                            "writer": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}}
+                            "writer": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)},
+            # CPU seconds (user + system) of each process: storage above minus the writer's CPU is time it waited
+            # for the disk; the two together over the cores bound the wall time from below.
+            "cpu_s": {"engine": _cpu_s(resource.RUSAGE_SELF), "writer": _cpu_s(resource.RUSAGE_CHILDREN)}}
+
+
+def _cpu_s(who: int) -> float:
+    u = resource.getrusage(who)
+    return round(u.ru_utime + u.ru_stime, 1)
 
 
 def pacing(tmp: Path) -> dict[str, Any]:
@@ -114,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{out['engine_done_s']:.1f} s")
         print("  split: " + ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in out["split_s"].items())
               + " (storage runs in a writer process, overlapping the engine)")
-        print(f"  peak RSS: engine {out['peak_rss_mb']['engine']} MB, writer {out['peak_rss_mb']['writer']} MB")
+        print(f"  peak RSS: engine {out['peak_rss_mb']['engine']} MB, writer {out['peak_rss_mb']['writer']} MB; "
+              f"CPU: engine process {out['cpu_s']['engine']} s, writer process {out['cpu_s']['writer']} s")
         print(f"  machine: {out['cores']} cores, load average {' '.join(map(str, out['loadavg']))}; "
               f"modules: {out['native']}")
         print(json.dumps(out))
