@@ -2,7 +2,7 @@
 
 * the OTLP span decoder's fast path (Cython, ``collector/_span_wire.pyx``);
 * the simulator's per-job path and the row building of its writer process: the typed modules listed in
-  ``qfleet/native.py``, compiled as they are by mypyc (about 1.15x the engine and 1.2x the writer's row
+  ``qfleet/native.py``, compiled as they are by mypyc (1.15-1.2x the engine and 1.2-1.35x the writer's row
   building; docs/benchmarks.md).
 
 Both are optional: on a machine without a C compiler (or with ``QFLEET_INTERPRETED=1``) the install still succeeds
