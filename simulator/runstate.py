@@ -81,13 +81,12 @@ class RunConfig:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by value through the constructor: compiled by mypyc (setup.py), a frozen class refuses the
-        # field-by-field restore that pickle's default does.
-        return (_run_config, (self.duration_ns, self.start_ns, self.seed, self.step_ns, self.load, self.shots))
+        # field-by-field restore that pickle's default does. Every dataclass field, so that none is left behind.
+        return (_run_config, ({f: getattr(self, f) for f in self.__dataclass_fields__},))
 
 
-def _run_config(duration_ns: int, start_ns: int, seed: int, step_ns: int, load: float, shots: int | None
-                ) -> RunConfig:
-    return RunConfig(duration_ns=duration_ns, start_ns=start_ns, seed=seed, step_ns=step_ns, load=load, shots=shots)
+def _run_config(fields: dict[str, Any]) -> RunConfig:
+    return RunConfig(**fields)  # keyword-only fields
 
 
 def check_workload(fleet: Fleet, config: RunConfig) -> None:
