@@ -14,7 +14,7 @@ import queue
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
@@ -53,6 +53,8 @@ _ROLLUP_BACKLOG_NS = 3600 * NS
 #: catches up faster the further behind it is. The row cap bounds its memory on large fleets (fleet1000: 8 steps).
 _COALESCE_STEPS = 32
 _COALESCE_ROWS = 300_000
+#: Longest the writer waits for a step the engine has put and the pipe has not delivered yet (see :func:`_take`).
+_IN_TRANSIT_S = 60.0
 
 
 @dataclass(slots=True)
@@ -172,6 +174,38 @@ def _unpickled(item: bytes | None) -> tuple[SpanColumns, TelemetryBatch, int, in
     return spans, points.to_batch(), start_ns, end_ns
 
 
+def _queued(inbox: Any) -> int | None:
+    """Steps the engine has put in ``inbox`` that the writer has not taken yet (None where the platform cannot count
+    them: ``multiprocessing`` queues on macOS)."""
+    try:
+        return int(inbox.qsize())
+    except NotImplementedError:
+        return None
+
+
+def _idle(inbox: Any) -> bool:
+    """Nothing waits for the writer: no step put and not taken (``empty`` only sees the pipe; see :func:`_take`)."""
+    n = _queued(inbox)
+    return bool(inbox.empty()) if n is None else n == 0
+
+
+def _take(inbox: Any) -> bytes | None:
+    """The next step the engine has already put in ``inbox``; raises :class:`queue.Empty` when there is none.
+
+    A step put may still be on its way: the engine's feeder thread writes it (hundreds of kB for fleet100) through
+    a pipe in pieces, each between the engine's turns at the GIL, and ``get_nowait`` alone sees an empty pipe at
+    such a moment. With that test alone, a writer sixteen steps behind committed them one at a time, the dearest
+    way to write them (bench/bench_writer.py: `pace` against `behind`).
+    """
+    try:
+        return cast("bytes | None", inbox.get_nowait())
+    except queue.Empty:
+        if not _queued(inbox):
+            raise
+    # Put, so it is coming; the timeout only guards against an engine that died while sending it.
+    return cast("bytes | None", inbox.get(timeout=_IN_TRANSIT_S))
+
+
 def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, int] | None, bool], inbox: Any,
                     outbox: Any) -> None:
     """Body of :class:`ProcessStoreSink`'s writer: a :class:`StoreSink` fed from ``inbox``."""
@@ -193,7 +227,7 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
                     if len(steps) >= _COALESCE_STEPS or rows >= _COALESCE_ROWS:
                         break
                     try:
-                        item = _unpickled(inbox.get_nowait())
+                        item = _unpickled(_take(inbox))
                     except queue.Empty:
                         break
                 sink.write_steps(steps)
@@ -202,14 +236,14 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
                     outbox.put(("done", sink.stats))
                     return
                 before = steps[-1][2] - _ROLLUP_LAG_NS
-                if rolled_to is None and not inbox.empty():
+                if rolled_to is None and not _idle(inbox):
                     rolled_to = steps[0][2]  # behind from the start: the backlog counts from here
                 pending = None if rolled_to is None else before - rolled_to
-                if pending is None or (pending >= _ROLLUP_EVERY_NS and inbox.empty()) or pending >= _ROLLUP_BACKLOG_NS:
+                if pending is None or (pending >= _ROLLUP_EVERY_NS and _idle(inbox)) or pending >= _ROLLUP_BACKLOG_NS:
                     # Waiting for the engine anyway (or too far behind): roll up the minutes behind these steps now.
                     sink.roll_up_before(before)
                     rolled_to = before
-                    if inbox.empty():
+                    if _idle(inbox):
                         # Still idle: copy the WAL into the database file now (about 20 MB per ten simulated minutes
                         # of fleet100), not in a commit that passes 10,000 pages when the writer may be behind.
                         sink.checkpoint()

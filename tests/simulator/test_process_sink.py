@@ -196,3 +196,68 @@ def test_an_idle_writer_checkpoints_the_wal_into_the_database_file(
     sink.checkpoint()
     assert before < stored == file_alone()
     engine.dispose()
+
+
+class _InTransit:
+    """A ``multiprocessing`` queue as the writer sees it while the engine's feeder thread is still sending: every
+    step was put (``qsize`` counts them) but the pipe holds none yet, so ``get_nowait`` and ``empty`` find nothing,
+    and a blocking ``get`` waits for the next one to come through. ``countable=False``: a platform without
+    ``qsize`` (macOS)."""
+
+    def __init__(self, items: list[bytes | None], *, countable: bool = True) -> None:
+        self.items = items
+        self.countable = countable
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes | None:
+        if not block:
+            import queue
+
+            raise queue.Empty
+        return self.items.pop(0)
+
+    def get_nowait(self) -> bytes | None:
+        return self.get(False)
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        if not self.countable:
+            raise NotImplementedError("sem_getvalue")
+        return len(self.items)
+
+
+@pytest.mark.parametrize("countable", [True, False])
+def test_steps_still_in_the_pipe_count_as_queued(
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]], monkeypatch: pytest.MonkeyPatch,
+        countable: bool) -> None:
+    """A writer behind the engine whose steps are still on their way through the pipe takes them into one
+    transaction up to the step cap, and does not checkpoint as if it were idle; where the queue cannot count
+    (macOS), it falls back to what the pipe holds (a step a transaction) and still stores every step."""
+    import pickle
+    import queue
+
+    from qfleet.simulator import sinks
+
+    resource, run = steps
+    monkeypatch.setattr(sinks, "_COALESCE_STEPS", 4)
+    sizes: list[int] = []
+    checkpoints: list[int] = []
+    write_steps = StoreSink.write_steps
+    monkeypatch.setattr(StoreSink, "write_steps", lambda self, group: (sizes.append(len(group)),
+                                                                        write_steps(self, group))[1])
+    monkeypatch.setattr(StoreSink, "checkpoint", lambda self: checkpoints.append(len(sizes)))
+    items: list[bytes | None] = [pickle.dumps((s.spans, s.points, s.start_ns, s.end_ns)) for s in run]
+    outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    there = _migrated(tmp_path / "there.db")
+    sinks._writer_process(there, resource, (None, False), _InTransit([*items, None], countable=countable), outbox)
+    assert outbox.get_nowait()[0] == "done"
+    sizes = [n for n in sizes if n]  # (a run that ends on a full transaction adds an empty write)
+    assert sum(sizes) == len(run)
+    if countable:
+        assert sizes[:-1] == [4] * (len(sizes) - 1) and 1 <= sizes[-1] <= 4
+        assert checkpoints == []  # never idle: a step always waited
+    else:
+        assert sizes == [1] * len(run)
+    monkeypatch.undo()
+    assert _rows(there)["spans"] == _rows(_stored_in_process(tmp_path / "here.db", resource, run))["spans"]
