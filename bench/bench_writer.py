@@ -5,7 +5,7 @@ the machine class drifts by a third within the hour, so their wall times cannot 
 noise. This script takes the engine out: it simulates fleet100's first ``--minutes`` (fleet100-day's faults,
 seed 7) once, keeps each step pickled as the engine hands it to the writer process, and then runs the writer
 process's own loop (``qfleet.simulator.sinks``) in this process on those steps, into a fresh SQLite file each
-time, timing its CPU (user + system, which includes the kernel's side of its writes). Four settings, alternating,
+time, timing its CPU (user + system, which includes the kernel's side of its writes). Six settings, alternating,
 ``--runs`` times each; the medians are compared with the first, the baseline of the same run:
 
 * ``pace``: one step queued each time the writer looks (a writer keeping pace with the engine: a transaction
@@ -15,11 +15,14 @@ time, timing its CPU (user + system, which includes the kernel's side of its wri
 * ``pace, routine folded`` and ``behind, routine folded``: the same with the spans named
   ``qfleet.measurement``, ``qfleet.feedforward`` and ``qfleet.entanglement.request`` whose status is not an
   error removed before the writer sees them: the most that folding a successful job's routine sub-spans into
-  its job span could save (the job span's few extra columns are not charged).
+  its job span could save (the job span's few extra columns are not charged);
+* ``pace, 4 KiB pages`` and ``behind, 4 KiB pages``: the same as the first two into a file made with SQLite's
+  default page size before the store opens it (as every store file was before the store chose 16 KiB pages for
+  new files; an existing file keeps its own).
 
 Then the span table's own cost per row, by index: the span rows the first run stored, read back and inserted with
-stdlib ``sqlite3`` ``executemany`` (WAL, ``synchronous=NORMAL``, a transaction per simulated step's worth of
-rows) into the table as migrated with no secondary index (the baseline), with each of its four secondary indexes
+stdlib ``sqlite3`` ``executemany`` (the store's page size, WAL, ``synchronous=NORMAL``, a transaction per
+simulated step's worth of rows) into the table as migrated with no secondary index (the baseline), with each of its four secondary indexes
 alone, and with all of them (as stored).
 
 Prints tables, the machine (cores, load average) and one JSON line.
@@ -57,7 +60,10 @@ from qfleet.units import NS
 #: The sub-spans a successful job always has, and a fold would carry as columns of its job span.
 ROUTINE = frozenset({SPAN_NAMES["measurement"], SPAN_NAMES["feedforward"], SPAN_NAMES["entanglement"]})
 ERROR = 2  # OpenTelemetry's STATUS_CODE_ERROR
-SETTINGS = ("pace", "behind", "pace, routine folded", "behind, routine folded")
+SETTINGS = ("pace", "behind", "pace, routine folded", "behind, routine folded", "pace, 4 KiB pages",
+            "behind, 4 KiB pages")
+#: SQLite's default page size, which every store file had before the store chose 16 KiB for new files.
+OLD_PAGE_SIZE = 4096
 
 
 class _Inbox:
@@ -113,10 +119,16 @@ def simulate(minutes: int) -> tuple[str, list[bytes], list[bytes], int]:
     return sim.run_id, every, folded, sim.jobs_total
 
 
-def write(steps: list[bytes], ahead: int, run_id: str, db: Path) -> dict[str, Any]:
-    """The writer process's loop on ``steps`` into a fresh SQLite file at ``db``: its CPU and wall seconds."""
+def write(steps: list[bytes], ahead: int, run_id: str, db: Path, page_size: int | None = None) -> dict[str, Any]:
+    """The writer process's loop on ``steps`` into a fresh SQLite file at ``db`` (made with ``page_size`` first,
+    which the store then keeps, when given): its CPU and wall seconds."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if page_size is not None:
+        raw = sqlite3.connect(db)
+        raw.execute(f"PRAGMA page_size = {page_size}")
+        raw.execute("PRAGMA journal_mode = WAL")   # writes the header: the page size is now the file's
+        raw.close()
     url = f"sqlite:///{db}"
     engine = open_engine(url)
     upgrade(engine)
@@ -129,12 +141,19 @@ def write(steps: list[bytes], ahead: int, run_id: str, db: Path) -> dict[str, An
     status, stats = outbox.get_nowait()
     if status != "done":
         raise SystemExit(f"the writer failed: {stats}")
-    return {"cpu_s": round(cpu, 2), "wall_s": round(wall, 2), "spans": stats.spans, "samples": stats.samples}
+    raw = sqlite3.connect(db)
+    page = int(raw.execute("PRAGMA page_size").fetchone()[0])
+    raw.close()
+    if page_size is not None and page != page_size:
+        raise SystemExit(f"{db}: page size {page}, not the {page_size} it was made with")
+    return {"cpu_s": round(cpu, 2), "wall_s": round(wall, 2), "spans": stats.spans, "samples": stats.samples,
+            "page_size": page}
 
 
 def index_costs(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str, Any]]:
     """CPU per stored span row inserted with raw ``sqlite3`` into the migrated table, by secondary index."""
     src = sqlite3.connect(db)
+    page = int(src.execute("PRAGMA page_size").fetchone()[0])
     ddl = src.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'spans'").fetchone()[0]
     # The foreign key names a table the copy lacks; SQLite does not check it here (foreign keys are off).
     ddl = ddl.split(", \n\tCONSTRAINT fk_spans")[0] + "\n)" if "CONSTRAINT fk_spans" in ddl else ddl
@@ -152,6 +171,7 @@ def index_costs(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str,
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute(f"PRAGMA page_size = {page}")   # the store's own
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(ddl)
@@ -190,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in order:
                 steps = folded if "folded" in s else every
                 ahead = 1 if s.startswith("pace") else len(steps)
-                results[s].append(write(steps, ahead, run_id, work / f"{r}-{SETTINGS.index(s)}.db"))
+                results[s].append(write(steps, ahead, run_id, work / f"{r}-{SETTINGS.index(s)}.db",
+                                        OLD_PAGE_SIZE if "4 KiB" in s else None))
                 print(f"  {s:24s} {results[s][-1]}", flush=True)
         base = statistics.median(x["cpu_s"] for x in results[SETTINGS[0]])
         print(f"\nwriter CPU, median of {args.runs}, against '{SETTINGS[0]}':")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from qfleet.collector import upgrade
 from qfleet.collector.convert import SpanColumns, TelemetryBatch, from_metrics_request
 from qfleet.collector.schema import ROLLUP_STEP_NS
 from qfleet.collector.store import Store, StoreError, open_engine
@@ -204,3 +207,23 @@ def test_live_buckets_are_rolled_up_once_settled(store: Store, clock: FakeClock)
     clock.advance(5 * NS)
     assert store.refresh_rollups(settle_ns=5 * NS).span_buckets == 1
     assert _rollups(store)[0][4] == 2
+
+
+def test_a_new_sqlite_file_gets_16_kib_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """The page size applies only to a file with nothing in it yet; either way, automatic checkpoints come after
+    about 40 MB of WAL (read back with the stdlib's sqlite3, not through the store)."""
+    old = tmp_path / "old.db"
+    raw = sqlite3.connect(old)
+    raw.execute("PRAGMA page_size=4096")
+    raw.execute("PRAGMA journal_mode=WAL")   # fixes the page size before any table exists
+    raw.close()
+    for path, page in ((tmp_path / "new.db", 16_384), (old, 4_096)):
+        engine = open_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 40_960_000 // page
+        engine.dispose()
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA page_size").fetchone()[0] == page
+        assert raw.execute("SELECT count(*) FROM spans").fetchone()[0] == 0   # migrated and readable
+        raw.close()
