@@ -22,8 +22,8 @@ time, timing its CPU (user + system, which includes the kernel's side of its wri
 
 Then the span table's own cost per row, by index: the span rows the first run stored, read back and inserted with
 stdlib ``sqlite3`` ``executemany`` (the store's page size, WAL, ``synchronous=NORMAL``, a transaction per
-simulated step's worth of rows) into the table as migrated with no secondary index (the baseline), with each of its four secondary indexes
-alone, and with all of them (as stored).
+simulated step's worth of rows) into the table as migrated with no secondary index (the baseline), with each of
+its four secondary indexes alone, and with all of them (as stored).
 
 Prints tables, the machine (cores, load average) and one JSON line.
 
