@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import pickle
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from qfleet.collector import Store, open_engine, upgrade
+from qfleet.simulator import sinks
 from qfleet.simulator.engine import RunConfig, SimStep, Simulation
 from qfleet.simulator.fault_files import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
@@ -87,8 +90,6 @@ def test_process_writer_stores_what_the_in_process_sink_stores(
 
 
 def test_metric_points_pickle_to_the_same_metrics(steps: tuple[dict[str, Any], list[SimStep]]) -> None:
-    import pickle
-
     _resource, run = steps
     for step in run[:5]:
         again = pickle.loads(pickle.dumps(step.points))
@@ -121,11 +122,6 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
     each transaction takes the queued steps in order up to the step cap or until the row cap is reached, it rolls
     up behind itself once the backlog reaches its bound although steps are still queued, and the store ends up
     with the rows the in-process sink writes step by step."""
-    import pickle
-    import queue
-
-    from qfleet.simulator import sinks
-
     resource, run = steps
     monkeypatch.setattr(sinks, "_COALESCE_STEPS", max_steps)
     monkeypatch.setattr(sinks, "_COALESCE_ROWS", max_rows)
@@ -210,8 +206,6 @@ class _InTransit:
 
     def get(self, block: bool = True, timeout: float | None = None) -> bytes | None:
         if not block:
-            import queue
-
             raise queue.Empty
         return self.items.pop(0)
 
@@ -234,11 +228,6 @@ def test_steps_still_in_the_pipe_count_as_queued(
     """A writer behind the engine whose steps are still on their way through the pipe takes them into one
     transaction up to the step cap, and does not checkpoint as if it were idle; where the queue cannot count
     (macOS), it falls back to what the pipe holds (a step a transaction) and still stores every step."""
-    import pickle
-    import queue
-
-    from qfleet.simulator import sinks
-
     resource, run = steps
     monkeypatch.setattr(sinks, "_COALESCE_STEPS", 4)
     sizes: list[int] = []
