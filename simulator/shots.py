@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,17 @@ from qfleet.units import NS
 __all__ = ["ShotRunner", "canary_noise", "link_noise"]
 
 _ZERO = (0.0, 0.0, 0.0)
+_NO_WAITS: dict[tuple[int, int], np.ndarray] = {}  # (rows, shots) -> read-only zeros (_no_waits)
+
+
+def _no_waits(rows: int, shots: int) -> np.ndarray:
+    """Zero storage seconds, (rows, shots): one read-only array per shape, shared by every job (only read, when a
+    group's waits are concatenated)."""
+    z = _NO_WAITS.get((rows, shots))
+    if z is None:
+        z = _NO_WAITS[(rows, shots)] = np.zeros((rows, shots))
+        z.flags.writeable = False
+    return z
 
 
 def _feedforward_flip(st: NodeState) -> float:
@@ -77,7 +89,7 @@ def canary_noise(job: Job, st: NodeState, nodes: Mapping[str, NodeState]) -> Noi
     asymmetric readout (``ro0``, ``ro1``) after the Stim run, conditioned on each qubit's bit."""
     c = circuits.bell_pair()
     hit, stray_q = _exposure(job, [st.node.id, st.node.id], nodes)
-    noise = Noise(c, [_ZERO, _ZERO], np.zeros((2, job.shots)), [_tt(nodes, st.node.id)] * 2, [], None, [], [], [],
+    noise = Noise(c, [_ZERO, _ZERO], _no_waits(2, job.shots), [_tt(nodes, st.node.id)] * 2, [], None, [], [], [],
                   hit, stray_q)
     # The local entangling gate: DEPOLARIZE2(g2) on the pair.
     noise.extra = {"depol0": st.g2, "ro0": st.ro0, "ro1": st.ro1}
@@ -161,8 +173,11 @@ def link_noise(job: Job, waits_s: np.ndarray | None, slot2_wait: list[float],
     errors at the measurements, storage during feedforward, crosstalk and stray commands."""
     c, q0, pair, gate1, depol, flip1, q2 = _SLOTS[job.kind](job, nodes)
     # Both halves of pair i wait for the slowest pair of the shot (none with a single segment).
-    pair_waits = (np.zeros((2 * len(job.segs), job.shots)) if waits_s is None else np.repeat(waits_s.T, 2, axis=0))
-    wait0 = np.vstack([np.zeros((1, job.shots)), pair_waits]) if job.kind == "ghz" else pair_waits
+    if waits_s is None:
+        wait0 = _no_waits(2 * len(job.segs) + (1 if job.kind == "ghz" else 0), job.shots)
+    else:
+        pair_waits = np.repeat(waits_s.T, 2, axis=0)
+        wait0 = np.vstack([_no_waits(1, job.shots), pair_waits]) if job.kind == "ghz" else pair_waits
     hit, stray_q = _exposure(job, q0, nodes)
     # Plain lists: the whole group becomes one array per field in ShotRunner.run_group.
     return Noise(c, pair, wait0, [_tt(nodes, n) for n in q0], gate1, depol, flip1, slot2_wait[:len(q2)],
@@ -225,7 +240,10 @@ class _Group:
 
     def stacked(self, attr: str, *tail: int) -> np.ndarray:
         """(jobs, rows, *tail) from the jobs' lists, then jobs last: (rows, *tail, jobs)."""
-        a = np.array([getattr(n, attr) for n in self.noises], dtype=float)
+        # Flattened in Python, then one fromiter: numpy's discovery of a nested list's shape cost more (the jobs of
+        # a group share one circuit, so every job's list has the same shape).
+        flat = chain.from_iterable(getattr(n, attr) for n in self.noises)
+        a = np.fromiter(chain.from_iterable(flat) if tail else flat, dtype=float)
         return np.moveaxis(a.reshape(len(self.noises), -1, *tail), 0, -1)
 
     def slot0(self, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from qfleet.collector import Runs, SpanColumns, Store, TelemetryBatch
-from qfleet.simulator.gcpolicy import fewer_collections
+from qfleet.simulator.gcpolicy import fewer_collections, paused_collections
 from qfleet.simulator.telemetry import SCOPE
 from qfleet.units import NS
 
@@ -217,27 +217,32 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
     try:
         with fewer_collections():  # a dedicated process: the policy holds for its whole life
             while True:
-                item = _unpickled(inbox.get())
-                steps = []
-                rows = 0
-                # Behind the engine, the steps already queued share one transaction (see _COALESCE_STEPS).
-                while item is not None:
-                    steps.append(item)
-                    rows += len(item[0].trace_id) + len(item[1].samples)
-                    if len(steps) >= _COALESCE_STEPS or rows >= _COALESCE_ROWS:
-                        break
-                    try:
-                        item = _unpickled(_take(inbox))
-                    except queue.Empty:
-                        break
-                sink.write_steps(steps)
-                if item is None:
+                # No cyclic collection while a batch is alive: its rows hold no cycles, and die with it (gcpolicy).
+                with paused_collections():
+                    item = _unpickled(inbox.get())
+                    steps = []
+                    rows = 0
+                    # Behind the engine, the steps already queued share one transaction (see _COALESCE_STEPS).
+                    while item is not None:
+                        steps.append(item)
+                        rows += len(item[0].trace_id) + len(item[1].samples)
+                        if len(steps) >= _COALESCE_STEPS or rows >= _COALESCE_ROWS:
+                            break
+                        try:
+                            item = _unpickled(_take(inbox))
+                        except queue.Empty:
+                            break
+                    sink.write_steps(steps)
+                    last = item is None
+                    first_start, last_start = (steps[0][2], steps[-1][2]) if steps else (0, 0)
+                    del steps, item  # freed here, before the collector may run again
+                if last:
                     sink.close()
                     outbox.put(("done", sink.stats))
                     return
-                before = steps[-1][2] - _ROLLUP_LAG_NS
+                before = last_start - _ROLLUP_LAG_NS
                 if rolled_to is None and not _idle(inbox):
-                    rolled_to = steps[0][2]  # behind from the start: the backlog counts from here
+                    rolled_to = first_start  # behind from the start: the backlog counts from here
                 pending = None if rolled_to is None else before - rolled_to
                 if pending is None or (pending >= _ROLLUP_EVERY_NS and _idle(inbox)) or pending >= _ROLLUP_BACKLOG_NS:
                     # Waiting for the engine anyway (or too far behind): roll up the minutes behind these steps now.

@@ -1,8 +1,8 @@
 """One job's timeline once it has its nodes: orchestrator decision, pair generation on every segment (vectorised
 over shots), regeneration of pairs that would fall below the cut-off, feedforward, and the end time and outcome.
 
-Each shot's pair on each fibre segment takes a geometric number of attempt cycles, drawn in one numpy call per job;
-early pairs wait in memory for the slowest one and are discarded and regenerated when they would drop below the
+Each shot's pair on each fibre segment takes a geometric number of attempt cycles, from uniforms drawn a block at a
+time (:meth:`JobTimeline._log_uniforms`); early pairs wait in memory for the slowest one and are discarded and regenerated when they would drop below the
 cut-off fidelity; the classical feedforward that follows is storage time too (physics.md 4).
 """
 
@@ -20,11 +20,14 @@ from qfleet.units import NS
 
 __all__ = ["JobTimeline", "single_qubit_gates"]
 
+_BLOCK = 1 << 14  # uniforms of the timing stream drawn at a time
+
 
 class _Route:
     """A route's per-segment arrays and what every job over it reads, valid for one link epoch."""
 
-    __slots__ = ("epoch", "segs", "q", "inv_logq", "cyc", "cut", "mem", "alive", "window", "km", "cyc0", "mem0")
+    __slots__ = ("epoch", "segs", "q", "inv_logq", "cyc", "cut", "mem", "alive", "window", "km", "cyc0", "mem0",
+                 "inv0")
 
     def __init__(self, epoch: int, segs: tuple[Segment, ...]) -> None:
         self.epoch = epoch
@@ -39,6 +42,7 @@ class _Route:
         self.window = float(self.cut.min())
         self.km = sum(s.km for s in segs)
         self.cyc0, self.mem0 = float(segs[0].cycle_ns), float(segs[0].link.memories)
+        self.inv0 = float(self.inv_logq[0])
 
 
 class JobTimeline(RunState):
@@ -49,6 +53,10 @@ class JobTimeline(RunState):
         self._route_cache: dict[int, _Route] = {}  # by id(route)
         self._budget_ns = round(self.fleet.scheduler.max_attempt_time_s * NS)
         self._ops_cache: dict[tuple[str, int], int] = {}  # (first node, single-qubit gates) -> ns (_ops_ns)
+        # ln(1 - u) of the timing stream's current block of uniforms, as an array and as floats; the next unused one.
+        self._logu = np.empty(0)
+        self._logu_list: list[float] = []
+        self._logu_at = 0
 
     def _start(self, job: Job, now: int) -> None:
         """Start ``job`` at ``now``: pass the orchestrator, generate its pairs and schedule its end."""
@@ -65,6 +73,17 @@ class JobTimeline(RunState):
             job.seg_ok = [bool(x) for x in route.q]
             self._finish_at(job, start + budget, "entanglement_timeout")
             return
+        if len(job.segs) == 1:
+            # Most jobs: one segment, in Python floats (no small arrays; the same numbers, see _generate_one).
+            ready, total = self._generate_one(job, route)
+            if max(ready) > budget:
+                job.seg_ok = [False]
+                self._finish_at(job, start + budget, "entanglement_timeout")
+                return
+            job.seg_ok = [True]
+            job.ready = start + int(ready[0])
+            self._deliver(job, start, int(total), None, route)
+            return
         gen, last, waits = self._generate(job, route)
         if gen.max() > budget:
             over = np.asarray((gen > budget).any(axis=0))
@@ -73,11 +92,11 @@ class JobTimeline(RunState):
             return
         job.seg_ok = [True] * len(job.segs)
         job.ready = start + int(last[0])
-        if waits is not None and (waits > route.cut).any():
+        if (waits > route.cut).any():
             # Still stale after max_regenerations: the pairs cannot be had inside the coherence window.
             self._finish_at(job, start + int(min(float(last.max()), budget)), "coherence_window_exceeded")
             return
-        self._deliver(job, start, last, waits, route)
+        self._deliver(job, start, int(last.sum()), waits, route)
 
     def _orchestrate(self, job: Job, now: int) -> int:
         """The orchestrator's decision for ``job`` (queued behind earlier ones at its capacity); the job's start."""
@@ -101,21 +120,53 @@ class JobTimeline(RunState):
         job.noise = canary_noise(job, st, self._nodes)
         self._finish_at(job, start + job.shots * shot_ns)
 
-    def _generate(self, job: Job, route: _Route) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Every shot's pair on every segment: (first-generation times, each shot's ready time, per-segment waits
-        for the slowest pair or None with one segment). Sets the job's attempts, mean generation time and regens."""
-        shots, nseg, rng = job.shots, len(job.segs), self._rng
+    def _log_uniforms(self, n: int) -> np.ndarray:
+        """ln(1 - u) of the timing stream's next ``n`` uniforms (as :meth:`_log_uniforms_list`, as an array)."""
+        at = self._logu_at
+        if at + n <= len(self._logu_list):
+            self._logu_at = at + n
+            return self._logu[at:at + n]
+        return np.array(self._log_uniforms_list(n))
+
+    def _log_uniforms_list(self, n: int) -> list[float]:
+        """ln(1 - u) of the timing stream's next ``n`` uniforms, drawn a block at a time.
+
+        The same numbers as drawing ``n`` at a time: the stream serves nothing else, so its uniforms come in the
+        same order either way, and numpy's log1p gives an element the same value in whatever array it sits (it
+        differs from math.log1p in the last place for about one value in fourteen, so the block goes through
+        numpy)."""
+        at, buf = self._logu_at, self._logu_list
+        if at + n <= len(buf):
+            self._logu_at = at + n
+            return buf[at:at + n]
+        head = buf[at:]
+        need = n - len(head)
+        self._logu = np.log1p(-self._rng.random(max(_BLOCK, need)))
+        self._logu_list = buf = self._logu.tolist()
+        self._logu_at = need
+        return head + buf[:need]
+
+    def _generate_one(self, job: Job, route: _Route) -> tuple[list[float], float]:
+        """Each shot's ready time on a one-segment route (its first pair: nothing waits for a slower one), and
+        their sum; sets the job's attempts, mean generation time and regens. :meth:`_generate`'s arithmetic in
+        floats."""
+        inv, cyc, shots = route.inv0, route.cyc0, job.shots
+        # Geometric cycles: floor(ln(1-u) / ln(1-q)) + 1. Every time is a whole number of ns, so the sum is exact.
+        ready = [(math.floor(lu * inv) + 1) * cyc for lu in self._log_uniforms_list(shots)]
+        total = sum(ready)
+        job.regens = 0
+        job.attempts = [int(total / cyc * route.mem0)]
+        job.gen_ns = [total / shots]
+        return ready, total
+
+    def _generate(self, job: Job, route: _Route) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every shot's pair on every segment of a route of two or more: (first-generation times, each shot's
+        ready time, per-segment waits for the slowest pair). Sets the job's attempts, mean generation time and
+        regens."""
+        shots, nseg = job.shots, len(job.segs)
         inv_logq, cyc, cut = route.inv_logq, route.cyc, route.cut
         # Geometric cycles from uniforms: floor(ln(1-u) / ln(1-q)) + 1, for every shot and segment at once.
-        gen = (np.floor(np.log1p(-rng.random((shots, nseg))) * inv_logq) + 1.0) * cyc
-        if nseg == 1:
-            # Most jobs: the same sums in Python floats (every time is a whole number of ns, so exact either way).
-            last = gen[:, 0]
-            total = float(last.sum())
-            job.regens = 0
-            job.attempts = [int(total / route.cyc0 * route.mem0)]
-            job.gen_ns = [total / shots]
-            return gen, last, None
+        gen = (np.floor(self._log_uniforms(shots * nseg).reshape(shots, nseg) * inv_logq) + 1.0) * cyc
         spent = gen
         regens = 0
         # Early pairs wait for the slowest; one that would fall below the cut-off is regenerated.
@@ -125,7 +176,7 @@ class JobTimeline(RunState):
             if not stale.any():
                 break
             regens += int(stale.sum())
-            more = (np.floor(np.log1p(-rng.random(stale.shape)) * inv_logq) + 1.0) * cyc
+            more = (np.floor(self._log_uniforms(stale.size).reshape(stale.shape) * inv_logq) + 1.0) * cyc
             ready = np.where(stale, ready + cut + more, ready)
             spent = spent + np.where(stale, more, 0.0)
         last = ready.max(axis=1)
@@ -136,18 +187,19 @@ class JobTimeline(RunState):
         job.gen_ns = (tot / shots).tolist()
         return gen, last, waits
 
-    def _deliver(self, job: Job, start: int, last: np.ndarray, waits: np.ndarray | None, route: _Route) -> None:
-        """Feedforward and use of the pairs: the job's noise and end, or its loss to the coherence window."""
+    def _deliver(self, job: Job, start: int, ready_sum: int, waits: np.ndarray | None, route: _Route) -> None:
+        """Feedforward and use of the pairs (``ready_sum``: the shots' ready times, summed): the job's noise and
+        end, or its loss to the coherence window."""
         ff_s, slot2_wait = self._feedforward(job, route)
         job.ff_ns = round(ff_s * NS)
         window = route.window
         use = ((float(waits.max()) if waits is not None else 0.0) + job.ff_ns) / window if window > 0 else math.inf
         job.window_ns = int(window)
         job.usage = use
-        end = start + int(last.sum()) + job.shots * (self._ops_ns(job) + job.ff_ns)
+        end = start + ready_sum + job.shots * (self._ops_ns(job) + job.ff_ns)
         if use > 1.0:
             # The pairs would be below the cut-off when used: the scheduler gives the job up.
-            self._finish_at(job, start + int(last[0]) + job.ff_ns, "coherence_window_exceeded")
+            self._finish_at(job, job.ready + job.ff_ns, "coherence_window_exceeded")
             return
         job.noise = link_noise(job, None if waits is None else waits / NS, slot2_wait, self._nodes)
         self._finish_at(job, end)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from qfleet.collector import Store, open_engine, upgrade
-from qfleet.simulator import sinks
+from qfleet.simulator import gcpolicy, sinks
 from qfleet.simulator.engine import RunConfig, SimStep, Simulation
 from qfleet.simulator.fault_files import builtin_faults_path, load_faults
 from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
@@ -250,3 +250,51 @@ def test_steps_still_in_the_pipe_count_as_queued(
         assert sizes == [1] * len(run)
     monkeypatch.undo()
     assert _rows(there)["spans"] == _rows(_stored_in_process(tmp_path / "here.db", resource, run))["spans"]
+
+
+def test_the_writer_runs_no_collection_while_a_batch_is_alive_and_stores_the_same_rows(
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's loop in this process, with the collector's threshold forced low: no automatic collection
+    starts while it unpickles and writes a batch (only in the rollups and checkpoints between batches), the
+    collector is back on once it returns, and the rows are those of the in-process sink."""
+    import gc
+
+    resource, run = steps
+    inside: list[bool] = []
+    during: list[bool] = []
+    write_steps = StoreSink.write_steps
+
+    def recording(self: StoreSink, group: Any) -> None:
+        inside.append(True)
+        try:
+            write_steps(self, group)
+        finally:
+            inside.pop()
+
+    def count(phase: str, _info: dict[str, object]) -> None:
+        if phase == "start":
+            during.append(bool(inside))
+
+    monkeypatch.setattr(StoreSink, "write_steps", recording)
+    monkeypatch.setattr(gcpolicy, "GEN0_THRESHOLD", 100)  # a collection every hundred net allocations
+    inbox: queue.Queue[bytes | None] = queue.Queue()
+    for step in run:
+        inbox.put(pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns)))
+    inbox.put(None)
+    outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    there = _migrated(tmp_path / "there.db")
+    threshold = gc.get_threshold()
+    gc.set_threshold(100, *threshold[1:])
+    gc.callbacks.append(count)
+    try:
+        sinks._writer_process(there, resource, (None, False), inbox, outbox)
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)
+    assert outbox.get_nowait()[0] == "done"
+    assert gc.isenabled()
+    assert during and not any(during)  # collections ran, none of them inside a batch's write
+    monkeypatch.undo()
+    a, b = _rows(_stored_in_process(tmp_path / "here.db", resource, run)), _rows(there)
+    for name in QUERIES:
+        assert a[name] == b[name], name
