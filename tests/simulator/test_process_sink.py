@@ -72,6 +72,15 @@ def _stored_in_process(path: Path, resource: dict[str, Any], run: list[SimStep])
     return url
 
 
+def _queued(run: list[SimStep]) -> tuple[queue.Queue[bytes | None], queue.Queue[tuple[str, Any]]]:
+    """An inbox holding every step of ``run`` pickled as the engine hands it over, then the end; an empty outbox."""
+    inbox: queue.Queue[bytes | None] = queue.Queue()
+    for step in run:
+        inbox.put(pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns)))
+    inbox.put(None)
+    return inbox, queue.Queue()
+
+
 def test_process_writer_stores_what_the_in_process_sink_stores(
         tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]]) -> None:
     resource, run = steps
@@ -136,11 +145,7 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
         write_steps(self, group)
 
     monkeypatch.setattr(StoreSink, "write_steps", recording)
-    inbox: queue.Queue[bytes | None] = queue.Queue()
-    for step in run:
-        inbox.put(pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns)))
-    inbox.put(None)
-    outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    inbox, outbox = _queued(run)
     there = _migrated(tmp_path / "there.db")
     sinks._writer_process(there, resource, (None, False), inbox, outbox)
     assert outbox.get_nowait()[0] == "done"
@@ -277,11 +282,7 @@ def test_the_writer_runs_no_collection_while_a_batch_is_alive_and_stores_the_sam
 
     monkeypatch.setattr(StoreSink, "write_steps", recording)
     monkeypatch.setattr(gcpolicy, "GEN0_THRESHOLD", 100)  # a collection every hundred net allocations
-    inbox: queue.Queue[bytes | None] = queue.Queue()
-    for step in run:
-        inbox.put(pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns)))
-    inbox.put(None)
-    outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    inbox, outbox = _queued(run)
     there = _migrated(tmp_path / "there.db")
     threshold = gc.get_threshold()
     gc.set_threshold(100, *threshold[1:])
