@@ -149,9 +149,13 @@ def chromium_page(*, width: int = 1280, height: int = 900) -> Iterator[Any]:
 
 def wait_rendered(page: Any, *, title: str, required: str = '[data-testid="stMetric"]',
                   timeout_ms: int = 60_000) -> None:
-    """Wait until ``title`` is shown, ``required`` is visible, all charts drew and the script finished."""
+    """Wait until ``title`` is shown in the page's body, ``required`` is visible, all charts drew and the script
+    finished."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    page.get_by_text(title, exact=False).first.wait_for(state="visible", timeout=timeout_ms)
+    # In the body, not anywhere: after a click on a sidebar link of the same text, the link alone would match
+    # while the previous page is still shown, and its metrics were read as the next page's.
+    page.locator('[data-testid="stMain"]').get_by_text(title, exact=False).first.wait_for(
+        state="visible", timeout=timeout_ms)
     page.locator(required).first.wait_for(state="visible", timeout=timeout_ms)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_ms)
     page.wait_for_function(_CHARTS_DRAWN, timeout=timeout_ms)
