@@ -17,7 +17,8 @@ measurement a fresh process of that side's own Python and code, in alternating o
 Prints every run, the medians and their ratio (other / this: above 1, this side is faster), the machine (cores,
 load average before and after) and one JSON line.
 
-    git worktree add ../qfleet-base 56bf262 && (cd ../qfleet-base && python3 -m venv .venv && .venv/bin/pip install -e .)
+    git worktree add ../qfleet-base 56bf262
+    (cd ../qfleet-base && python3 -m venv .venv && .venv/bin/pip install -e .)
     .venv/bin/python bench/bench_ab.py --other ../qfleet-base          # --minutes 120 --runs 3 --only engine,slice
 """
 

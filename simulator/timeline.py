@@ -2,8 +2,9 @@
 over shots), regeneration of pairs that would fall below the cut-off, feedforward, and the end time and outcome.
 
 Each shot's pair on each fibre segment takes a geometric number of attempt cycles, from uniforms drawn a block at a
-time (:meth:`JobTimeline._log_uniforms`); early pairs wait in memory for the slowest one and are discarded and regenerated when they would drop below the
-cut-off fidelity; the classical feedforward that follows is storage time too (physics.md 4).
+time (:meth:`JobTimeline._log_uniforms_list`); early pairs wait in memory for the slowest one and are discarded and
+regenerated when they would drop below the cut-off fidelity; the classical feedforward that follows is storage time
+too (physics.md 4).
 """
 
 from __future__ import annotations
