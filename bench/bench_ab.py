@@ -32,6 +32,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +90,11 @@ def _engine(tree: Path, minutes: int) -> float:
     return float(_json_line([str(_python(tree)), "-c", _ENGINE, str(minutes)], tree, "the engine")["cpu_s"])
 
 
-def _writer(tree: Path, steps: Path, mode: str, work: Path) -> float:
+def _writer(tree: Path, *, steps: Path, mode: str, work: Path) -> tuple[float]:
     db = work / f"ab-{mode}.db"
     doc = _json_line([str(_python(tree)), "-c", _WRITER, str(tree / "bench"), str(steps), mode, str(db)], tree,
                      f"the writer ({mode})")
-    return float(doc["cpu_s"])
+    return (float(doc["cpu_s"]),)
 
 
 def _slice(tree: Path, minutes: int) -> tuple[float, float]:
@@ -129,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not kinds:
         print(f"bench_ab: --only {args.only!r}: choose from {', '.join(KINDS)}", file=sys.stderr)
         return 2
+    if other == REPO:
+        print(f"bench_ab: --other {args.other} is this checkout; give another one (a git worktree of the commit "
+              "to compare with)", file=sys.stderr)
+        return 2
     if not _python(other).is_file():
         print(f"bench_ab: --other {args.other}: no {_python(other)}; make one there with "
               "python3 -m venv .venv && .venv/bin/pip install -e .", file=sys.stderr)
@@ -138,34 +144,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     before = _machine()
     results: dict[str, Any] = {}
-    sides = (REPO, other)
+
+    def alternate(measure: Callable[[Path], tuple[float, ...]], *names: str) -> None:
+        """``args.runs`` rounds of ``measure`` on both sides (the other side first in odd rounds); each value it
+        returns summarized under the name in the same place."""
+        runs: dict[Path, list[tuple[float, ...]]] = {REPO: [], other: []}
+        for i in range(args.runs):
+            for tree in ((other, REPO) if i % 2 == 0 else (REPO, other)):
+                runs[tree].append(measure(tree))
+        for k, name in enumerate(names):
+            results[name] = _summary([r[k] for r in runs[REPO]], [r[k] for r in runs[other]])
+
     with tempfile.TemporaryDirectory(prefix="qfleet-ab-") as tmp:
         work = Path(tmp)
         if "engine" in kinds:
-            runs: dict[Path, list[float]] = {REPO: [], other: []}
-            for i in range(args.runs):
-                for tree in (sides[::-1] if i % 2 == 0 else sides):
-                    runs[tree].append(_engine(tree, args.minutes))
-            results["engine"] = _summary(runs[REPO], runs[other])
+            alternate(lambda tree: (_engine(tree, args.minutes),), "engine")
         if "writer" in kinds:
             steps = work / "steps.pickle"
             _steps(args.minutes, steps)
             for mode in ("behind", "pace"):
-                runs = {REPO: [], other: []}
-                for i in range(args.runs):
-                    for tree in (sides[::-1] if i % 2 == 0 else sides):
-                        runs[tree].append(_writer(tree, steps, mode, work))
-                results[f"writer {mode}"] = _summary(runs[REPO], runs[other])
+                alternate(partial(_writer, steps=steps, mode=mode, work=work), f"writer {mode}")
         if "slice" in kinds:
-            walls: dict[Path, list[float]] = {REPO: [], other: []}
-            done: dict[Path, list[float]] = {REPO: [], other: []}
-            for i in range(args.runs):
-                for tree in (sides[::-1] if i % 2 == 0 else sides):
-                    wall, engine_done = _slice(tree, args.minutes)
-                    walls[tree].append(wall)
-                    done[tree].append(engine_done)
-            results["slice"] = _summary(walls[REPO], walls[other])
-            results["slice, engine finished at"] = _summary(done[REPO], done[other])
+            alternate(lambda tree: _slice(tree, args.minutes), "slice", "slice, engine finished at")
     after = _machine()
     what = {"engine": "engine alone, CPU s", "writer behind": "writer alone, behind, CPU s",
             "writer pace": "writer alone, keeping pace, CPU s", "slice": "fleet-day slice, wall s",
