@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from qfleet.collector.schema import PROMOTED_ATTRIBUTES
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ResourceRow",
     "SeriesRow",
     "TelemetryBatch",
+    "attributes_json",
     "finite",
     "fingerprint",
     "json_safe",
@@ -112,12 +115,20 @@ class ResourceRow:
     service_name: str
     attributes: dict[str, Any]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled through the constructor (a batch may cross to the simulator's writer process): compiled by mypyc
+        # (setup.py), a frozen class refuses the field-by-field restore that pickle's default does.
+        return (ResourceRow, (self.fingerprint, self.service_name, self.attributes))
+
 
 @dataclass(frozen=True, slots=True)
 class SeriesRow:
     """A metric series; ``values`` follows :data:`SERIES_COLUMNS`."""
 
     values: tuple[Any, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SeriesRow, (self.values,))  # as ResourceRow's
 
 
 @dataclass(slots=True)
@@ -251,3 +262,31 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [json_safe(x) for x in v]
     return v
+
+
+# One encoder for all rows: json.dumps with options builds a new encoder per call.
+_strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def attributes_json(v: Any) -> str:
+    """JSON text of an attribute map, as the store keeps it; NaN and infinities (not JSON) become strings.
+
+    A ``str`` is an attribute map already written as JSON text (see :class:`TelemetryBatch`): kept as is.
+
+    >>> attributes_json({"a": 1, "f": float("nan"), "s": "null"})
+    '{"a":1,"f":"nan","s":"null"}'
+    """
+    if type(v) is str:
+        return v
+    try:
+        out = orjson.dumps(v)
+    except (TypeError, orjson.JSONEncodeError):
+        out = b"null"  # a type or an integer orjson does not take: the stdlib encoder decides below
+    if b"null" not in out:
+        return out.decode()
+    # orjson writes NaN and infinities as null, indistinguishable from None: the strict encoder tells them apart
+    # (rare: most attribute maps hold no null, and a string that merely contains "null" just takes this path).
+    try:
+        return _strict_json(v)
+    except ValueError:
+        return _strict_json(json_safe(v))

@@ -23,6 +23,7 @@ from qfleet.collector.rows import (
     PROMOTED_KEYS,
     ResourceRow,
     TelemetryBatch,
+    attributes_json,
     fingerprint,
     finite,
     promoted,
@@ -447,9 +448,10 @@ class SpanColumns:
 
     def to_batch(
         self, *, service_name: str, resource_attributes: Mapping[str, Any] | None = None,
-        scope_name: str = "",
+        scope_name: str = "", json_attributes: bool = False,
     ) -> TelemetryBatch:
-        """Rows for the store, validated like every other input."""
+        """Rows for the store, validated like every other input; with ``json_attributes``, each span's attributes
+        as the JSON text the store keeps (:func:`~qfleet.collector.rows.attributes_json`) instead of a dict."""
         batch = TelemetryBatch()
         attrs = dict(resource_attributes or {})
         attrs.setdefault("service.name", service_name)
@@ -479,9 +481,12 @@ class SpanColumns:
                 )
                 continue
             a = attrs_c[i]
+            stored: Any = a if a is not None else {}
+            if json_attributes:
+                stored = attributes_json(stored)
             spans.append(
                 (tid, sid, parents[i], fp, svc, scope_name, nm, kinds[i], st, en, en - st,
-                 codes[i], msgs[i], "", 0, a if a is not None else {}, 0, 0, 0,
+                 codes[i], msgs[i], "", 0, stored, 0, 0, 0,
                  promoted_cols[0][i], promoted_cols[1][i], promoted_cols[2][i], promoted_cols[3][i],
                  promoted_cols[4][i])
             )

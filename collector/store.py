@@ -16,7 +16,6 @@ the transaction boundaries that the touched-bucket sequence relies on.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +24,6 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal
 
-import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -53,7 +51,7 @@ from qfleet.collector.rows import (
     SERIES_COLUMNS,
     SPAN_COLUMNS,
     TelemetryBatch,
-    json_safe,
+    attributes_json,
 )
 from qfleet.collector.schema import (
     ROLLUP_STEP_NS,
@@ -221,31 +219,6 @@ def _table(model: type[Base]) -> Table:
 
 _START = itemgetter(SPAN_COLUMNS.index("start_time_unix_nano"))
 
-# One encoder for all rows: json.dumps with options builds a new encoder per call.
-_strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-def _json(v: Any) -> str:
-    """JSON text of an attribute map; NaN and infinities (not JSON) become strings.
-
-    A ``str`` is an attribute map the decoder already wrote as JSON text (rows.TelemetryBatch): kept as is.
-    """
-    if type(v) is str:
-        return v
-    try:
-        out = orjson.dumps(v)
-    except (TypeError, orjson.JSONEncodeError):
-        out = b"null"  # a type or an integer orjson does not take: the stdlib encoder decides below
-    if b"null" not in out:
-        return out.decode()
-    # orjson writes NaN and infinities as null, indistinguishable from None: the strict encoder tells them apart
-    # (rare: most attribute maps hold no null, and a string that merely contains "null" just takes this path).
-    try:
-        return _strict_json(v)
-    except ValueError:
-        return _strict_json(json_safe(v))
-
-
 # SQLite's default limit on bound parameters per statement (since 3.32).
 _SQLITE_MAX_PARAMS = 32_766
 # A metric rollup row (``metric_rollups``), in the order _rollup_metrics builds it.
@@ -329,11 +302,13 @@ class Store:
             self._insert(conn, _table(MetricSample), ("series_id", "time_unix_nano", "value"),
                          [(ids[fp], t, v) for fp, t, v in batch.samples],
                          ("series_id", "time_unix_nano"))
-            # The next minute too: its counter increase starts from this one's last sample.
-            for _fp, t, _v in batch.samples:
+            # The next minute too: its counter increase starts from this one's last sample. (Per distinct time: a
+            # snapshot's samples share one.)
+            metric_signal = int(Signal.METRICS)
+            for t in {t for _fp, t, _v in batch.samples}:
                 b = t // step * step
-                pending.add((int(Signal.METRICS), b))
-                pending.add((int(Signal.METRICS), b + step))
+                pending.add((metric_signal, b))
+                pending.add((metric_signal, b + step))
         if pending:
             touched = sorted(pending)
             self._upsert(conn, _table(RollupPending),
@@ -418,7 +393,7 @@ class Store:
                 flat = list(chain.from_iterable(chunk))
                 for j in json_idx:
                     # Encoded in the flat parameter list: rebuilding every row's tuple cost more than the JSON.
-                    flat[j::width] = [v if type(v) is str else _json(v) for v in flat[j::width]]
+                    flat[j::width] = [v if type(v) is str else attributes_json(v) for v in flat[j::width]]
                 cur.execute(self._values_sql(table.name, cols, key, len(chunk), replace=replace), flat)
         finally:
             cur.close()
@@ -446,7 +421,7 @@ class Store:
         raw = conn.connection.driver_connection
         assert raw is not None  # a live DB-API connection: we are inside a transaction
         # set_types picks psycopg's jsonb dumper for plain dicts; ours keeps NaN out of JSONB.
-        set_json_dumps(_json, context=raw)
+        set_json_dumps(attributes_json, context=raw)
         collist = ", ".join(cols)
         with raw.cursor() as cur:
             # Fast path: COPY straight into the table. A duplicate key (a re-delivered

@@ -53,6 +53,9 @@ _ROLLUP_BACKLOG_NS = 3600 * NS
 #: catches up faster the further behind it is. The row cap bounds its memory on large fleets (fleet1000: 8 steps).
 _COALESCE_STEPS = 32
 _COALESCE_ROWS = 300_000
+#: Steps waiting for the writer process from which the engine builds each step's rows itself (ProcessStoreSink):
+#: deep enough that the writer, balancing around it, still finds many steps for each transaction.
+_SHARE_BEHIND = 16
 #: Longest the writer waits for a step the engine has put and the pipe has not delivered yet (see :func:`_take`).
 _IN_TRANSIT_S = 60.0
 
@@ -115,25 +118,29 @@ class StoreSink:
                     end_ns: int | None = None) -> None:
         """Write one step given as span columns and already converted metric rows; ``end_ns`` (default: the step
         start plus one ns) is where the step ends, for a run registered step by step."""
-        self.write_steps([(spans, metrics, start_ns, end_ns)])
+        t0 = time.perf_counter()
+        rows = step_rows(spans, metrics, self.resource)
+        self.stats.seconds += time.perf_counter() - t0
+        self.write_steps([(rows, start_ns, end_ns)])
 
-    def write_steps(self, steps: Sequence[tuple[SpanColumns, TelemetryBatch, int, int | None]]) -> None:
-        """Write several steps (as :meth:`write_parts` takes them, in time order) in one transaction."""
+    def write_steps(self, steps: Sequence[tuple[TelemetryBatch, int, int | None]]) -> None:
+        """Write several steps, each as its rows (:func:`step_rows`), start and end (as :meth:`write_parts`
+        takes them), in time order, in one transaction."""
         if not steps:
             return
         t0 = time.perf_counter()
-        start_ns, end_ns = steps[0][2], steps[-1][3]
-        end = end_ns if end_ns is not None else steps[-1][2] + 1
+        start_ns, end_ns = steps[0][1], steps[-1][2]
+        end = end_ns if end_ns is not None else steps[-1][1] + 1
         if not self._registered:
             self.begin(start_ns, end)
         elif self._run_id is not None and self._end_ns is not None and end > self._end_ns:
             self._runs.extend(self._run_id, end)  # before the rows: an overlap refuses these steps whole
             self._end_ns = end
-        batch = TelemetryBatch()
-        for spans, metrics, _start, _end in steps:
-            batch.extend(spans.to_batch(service_name=self.resource["service.name"],
-                                        resource_attributes=self.resource, scope_name=SCOPE))
-            batch.extend(metrics)
+        batch = steps[0][0]
+        if len(steps) > 1:
+            batch = TelemetryBatch()
+            for rows, _start, _end in steps:
+                batch.extend(rows)
         if batch.rejected_spans or batch.rejected_points:
             # The simulator builds valid rows; a refusal here is a bug, but never a silent one.
             logger.error("store refused %d spans and %d points of the steps from %d: %s", batch.rejected_spans,
@@ -166,12 +173,27 @@ class StoreSink:
         self.stats.seconds += time.perf_counter() - t0
 
 
-def _unpickled(item: bytes | None) -> tuple[SpanColumns, TelemetryBatch, int, int] | None:
-    """A step as the engine pickled it, its metric points converted here (on the writer's core)."""
+def step_rows(spans: SpanColumns, metrics: TelemetryBatch, resource: Mapping[str, Any]) -> TelemetryBatch:
+    """One step's store rows: its spans under the simulator's ``resource`` (their attributes as the JSON text the
+    store keeps), then its metric rows. Either process of :class:`ProcessStoreSink` may build them."""
+    batch = spans.to_batch(service_name=resource["service.name"], resource_attributes=resource, scope_name=SCOPE,
+                           json_attributes=True)
+    batch.extend(metrics)
+    return batch
+
+
+def _unpickled(item: bytes | None, sink: StoreSink) -> tuple[TelemetryBatch, int, int] | None:
+    """A step as the engine pickled it (:meth:`ProcessStoreSink.write`): its rows, built here (on the writer's
+    core, counted in ``sink``'s seconds) unless the engine built them already, and its start and end."""
     if item is None:
         return None
-    spans, points, start_ns, end_ns = pickle.loads(item)
-    return spans, points.to_batch(), start_ns, end_ns
+    first, points, start_ns, end_ns = pickle.loads(item)
+    if points is None:
+        return first, start_ns, end_ns
+    t0 = time.perf_counter()
+    rows = step_rows(first, points.to_batch(), sink.resource)
+    sink.stats.seconds += time.perf_counter() - t0
+    return rows, start_ns, end_ns
 
 
 def _queued(inbox: Any) -> int | None:
@@ -219,22 +241,22 @@ def _writer_process(url: str, resource: dict[str, Any], run: tuple[tuple[int, in
             while True:
                 # No cyclic collection while a batch is alive: its rows hold no cycles, and die with it (gcpolicy).
                 with paused_collections():
-                    item = _unpickled(inbox.get())
-                    steps = []
+                    item = _unpickled(inbox.get(), sink)
+                    steps: list[tuple[TelemetryBatch, int, int | None]] = []
                     rows = 0
                     # Behind the engine, the steps already queued share one transaction (see _COALESCE_STEPS).
                     while item is not None:
                         steps.append(item)
-                        rows += len(item[0].trace_id) + len(item[1].samples)
+                        rows += len(item[0].spans) + len(item[0].samples)
                         if len(steps) >= _COALESCE_STEPS or rows >= _COALESCE_ROWS:
                             break
                         try:
-                            item = _unpickled(_take(inbox))
+                            item = _unpickled(_take(inbox), sink)
                         except queue.Empty:
                             break
                     sink.write_steps(steps)
                     last = item is None
-                    first_start, last_start = (steps[0][2], steps[-1][2]) if steps else (0, 0)
+                    first_start, last_start = (steps[0][1], steps[-1][1]) if steps else (0, 0)
                     del steps, item  # freed here, before the collector may run again
                 if last:
                     sink.close()
@@ -262,8 +284,11 @@ class ProcessStoreSink:
     """A :class:`StoreSink` in a writer process, so that storage runs on a second core beside the engine.
 
     A thread would not do: the engine keeps the GIL busy, and a writer thread waits for it before every
-    statement. Steps cross over as span columns and converted metric rows through a bounded queue
-    (backpressure: the simulation waits when the writer falls behind, memory stays flat). A failed write
+    statement. Steps cross over as span columns and metric points through a bounded queue (backpressure: the
+    simulation waits when the writer falls behind, memory stays flat), and the writer builds their rows. While
+    ``share_behind`` or more steps wait for the writer, the engine builds a step's rows itself before handing it
+    over (:func:`step_rows`, the same rows): the writer, then the slower of the two, is left the database work
+    alone, and the two balance around that many steps in the queue. A failed write
     stops the writer and is raised from the next :meth:`write` or from :meth:`close`; the transaction of the
     failed steps is rolled back (a writer that falls behind puts the steps it finds queued, up to
     :data:`_COALESCE_STEPS` or :data:`_COALESCE_ROWS`, in one transaction), earlier steps stay committed.
@@ -276,11 +301,17 @@ class ProcessStoreSink:
         run_range: the run's planned simulated range (see :class:`StoreSink`).
         registered: the caller registered the run already (:meth:`qfleet.collector.Runs.register`, which refuses
             an overlap before the writer starts); the writer only finishes it.
+        share_behind: steps waiting for the writer from which the engine builds the rows (0: always, None:
+            never; also never where the queue cannot count them, as on macOS).
     """
 
     def __init__(self, url: str, resource: Mapping[str, Any], *, depth: int = _COALESCE_STEPS,
-                 run_range: tuple[int, int] | None = None, registered: bool = False) -> None:
+                 run_range: tuple[int, int] | None = None, registered: bool = False,
+                 share_behind: int | None = _SHARE_BEHIND) -> None:
         import multiprocessing
+
+        self._resource = dict(resource)
+        self._share_behind = share_behind
 
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
         self._inbox = ctx.Queue(maxsize=depth)
@@ -337,7 +368,13 @@ class ProcessStoreSink:
             raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
         # Pickled here, not by the queue's feeder thread: pickling there took the GIL from the engine in small
         # slices and cost it about twice the pickling itself (bench/bench_fleet_day.py, docs/benchmarks.md).
-        item = pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns), protocol=pickle.HIGHEST_PROTOCOL)
+        behind = None if self._share_behind is None else _queued(self._inbox)
+        if behind is not None and self._share_behind is not None and behind >= self._share_behind:
+            rows = step_rows(step.spans, step.points.to_batch(), self._resource)
+            item = pickle.dumps((rows, None, step.start_ns, step.end_ns), protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            item = pickle.dumps((step.spans, step.points, step.start_ns, step.end_ns),
+                                protocol=pickle.HIGHEST_PROTOCOL)
         while True:
             try:
                 self._inbox.put(item, timeout=1.0)

@@ -144,3 +144,34 @@ def test_a_non_finite_attribute_does_not_poison_the_batch(store: Store) -> None:
     store.write(cols.to_batch(service_name="simulator"))
     assert _row(store, "3" * 16)["attributes"] == {"fidelity": "nan"}
     assert store.count("spans") == 2
+
+
+def test_attributes_given_as_json_text_are_stored_as_the_store_encodes_the_maps(store: Store) -> None:
+    """``to_batch(json_attributes=True)`` (the simulator's writer sends spans so) leaves the rows that the
+    attribute maps leave when the store encodes them: the same columns, non-finite floats, nulls, nesting, text
+    that looks like JSON, and spans without attributes included."""
+    maps: list[Any] = [{"f": 0.1 + 0.2, "n": None, "s": "null", "u": "é\u2028\"<b>"}, {"x": float("nan")},
+                       {"xs": [1, 2.5, float("inf")], "b": True}, None, {}, {"big": 2**53 + 1}]
+
+    def cols(first: int) -> SpanColumns:
+        n = len(maps)
+        return SpanColumns(trace_id=[f"{first:032x}"] * n, span_id=[f"{first + i:016x}" for i in range(n)],
+                           name=["attrs"] * n, start_time_unix_nano=[T0 + i for i in range(n)],
+                           end_time_unix_nano=[T0 + 10] * n, attributes=maps)
+
+    as_maps, as_text = cols(1).to_batch(service_name="simulator"), cols(100).to_batch(
+        service_name="simulator", json_attributes=True)
+    assert all(type(r[15]) is dict for r in as_maps.spans) and all(type(r[15]) is str for r in as_text.spans)
+    store.write(as_maps)
+    store.write(as_text)
+    t = Base.metadata.tables["spans"]
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(t).order_by(t.c.start_time_unix_nano, t.c.trace_id))]
+        stored = conn.execute(text("SELECT CAST(attributes AS TEXT) FROM spans ORDER BY start_time_unix_nano, "
+                                   "trace_id")).scalars().all()
+    assert len(rows) == 2 * len(maps)
+    for a, b in zip(rows[0::2], rows[1::2], strict=True):
+        assert {k: v for k, v in a.items() if k not in ("trace_id", "span_id")} == \
+            {k: v for k, v in b.items() if k not in ("trace_id", "span_id")}
+    assert stored[0::2] == stored[1::2]  # the same text (PostgreSQL: the same jsonb)
+    assert rows[2]["attributes"] == {"x": "nan"} and rows[6]["attributes"] == {} == rows[8]["attributes"]

@@ -81,11 +81,13 @@ def _queued(run: list[SimStep]) -> tuple[queue.Queue[bytes | None], queue.Queue[
     return inbox, queue.Queue()
 
 
+@pytest.mark.parametrize("share_behind", [None, 0])
 def test_process_writer_stores_what_the_in_process_sink_stores(
-        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]], share_behind: int | None) -> None:
+    """Rows built by the writer (``share_behind=None``) or, every step, by the engine (0): the same store."""
     resource, run = steps
     here, there = _stored_in_process(tmp_path / "here.db", resource, run), _migrated(tmp_path / "there.db")
-    process = ProcessStoreSink(there, resource, depth=2)
+    process = ProcessStoreSink(there, resource, depth=2, share_behind=share_behind)
     for step in run:
         process.write(step)
     process.close()
@@ -96,6 +98,55 @@ def test_process_writer_stores_what_the_in_process_sink_stores(
         assert a[name] == b[name], name
     assert process.stats.spans == sum(len(s.spans.trace_id) for s in run) == len(a["spans"])
     assert process.stats.samples == sum(len(s.points.to_batch().samples) for s in run) == len(a["samples"])
+
+
+class _Counted(queue.Queue[bytes | None]):
+    """An inbox whose ``qsize`` reports the next of ``behind`` (steps the writer has not taken yet)."""
+
+    def __init__(self, behind: list[int]) -> None:
+        super().__init__()
+        self.behind = behind
+
+    def qsize(self) -> int:
+        return self.behind.pop(0)
+
+
+def test_the_engine_builds_the_rows_only_while_the_writer_is_behind(
+        tmp_path: Path, steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+    """:meth:`ProcessStoreSink.write` hands a step over as span columns and metric points while fewer than
+    ``share_behind`` steps wait, and as store rows from then on; the writer's loop stores the mixed queue as the
+    in-process sink stores the steps."""
+    resource, run = steps
+    there = _migrated(tmp_path / "there.db")
+    sink = ProcessStoreSink(there, resource, share_behind=3)
+    sink.abandon()  # its writer is not needed: the queue below goes to the writer's loop in this process
+    behind = [0, 2, 3, 7, 2, 4] * len(run)
+    inbox = sink._inbox = _Counted(behind[:len(run)])
+    for step in run:
+        sink.write(step)
+    items = [inbox.get_nowait() for _ in run]
+    assert [pickle.loads(i)[1] is None for i in items if i] == [n >= 3 for n in behind[:len(run)]]
+    inbox.behind = [0] * (10 * len(run))  # the writer's loop asks as well
+    for item in [*items, None]:
+        inbox.put(item)
+    outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    sinks._writer_process(there, resource, (None, False), inbox, outbox)
+    assert outbox.get_nowait()[0] == "done"
+    a, b = _rows(_stored_in_process(tmp_path / "here.db", resource, run)), _rows(there)
+    for name in QUERIES:
+        assert a[name] == b[name], name
+
+
+def test_a_telemetry_batch_survives_pickling(steps: tuple[dict[str, Any], list[SimStep]]) -> None:
+    """Store rows cross to the writer process pickled: resources, span rows, series and samples come back equal."""
+    from dataclasses import astuple
+
+    resource, run = steps
+    rows = sinks.step_rows(run[3].spans, run[3].points.to_batch(), resource)
+    again = pickle.loads(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+    assert astuple(again) == astuple(rows)
+    assert rows.spans and rows.samples and rows.resources and rows.series
+    assert all(type(r[15]) is str for r in rows.spans)  # attributes as the JSON text the store keeps
 
 
 def test_metric_points_pickle_to_the_same_metrics(steps: tuple[dict[str, Any], list[SimStep]]) -> None:
@@ -141,7 +192,7 @@ def test_the_writer_coalesces_queued_steps_up_to_its_caps_and_stores_the_same_ro
     monkeypatch.setattr(StoreSink, "roll_up_before", lambda self, t: (rolled.append(t), roll_up_before(self, t))[1])
 
     def recording(self: StoreSink, group: Any) -> None:
-        batches.append([start for _s, _m, start, _e in group])
+        batches.append([start for _rows, start, _e in group])
         write_steps(self, group)
 
     monkeypatch.setattr(StoreSink, "write_steps", recording)
