@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from qfleet.simulator.engine import SimStep
 
-__all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans"]
+__all__ = ["OtlpSink", "ProcessStoreSink", "SinkStats", "StoreSink", "readable_spans", "step_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,10 +288,10 @@ class ProcessStoreSink:
     simulation waits when the writer falls behind, memory stays flat), and the writer builds their rows. While
     ``share_behind`` or more steps wait for the writer, the engine builds a step's rows itself before handing it
     over (:func:`step_rows`, the same rows): the writer, then the slower of the two, is left the database work
-    alone, and the two balance around that many steps in the queue. A failed write
-    stops the writer and is raised from the next :meth:`write` or from :meth:`close`; the transaction of the
-    failed steps is rolled back (a writer that falls behind puts the steps it finds queued, up to
-    :data:`_COALESCE_STEPS` or :data:`_COALESCE_ROWS`, in one transaction), earlier steps stay committed.
+    alone, and the two balance around that many steps in the queue. A failed write stops the writer and is raised
+    from the next :meth:`write` or from :meth:`close`; the transaction of the failed steps is rolled back (a writer
+    that falls behind puts the steps it finds queued, up to :data:`_COALESCE_STEPS` or :data:`_COALESCE_ROWS`, in
+    one transaction), earlier steps stay committed.
 
     Args:
         url: the database URL (the writer opens its own engine; the schema must be migrated).
