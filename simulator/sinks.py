@@ -368,8 +368,8 @@ class ProcessStoreSink:
             raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
         # Pickled here, not by the queue's feeder thread: pickling there took the GIL from the engine in small
         # slices and cost it about twice the pickling itself (bench/bench_fleet_day.py, docs/benchmarks.md).
-        behind = None if self._share_behind is None else _queued(self._inbox)
-        if behind is not None and self._share_behind is not None and behind >= self._share_behind:
+        share = self._share_behind
+        if share is not None and (behind := _queued(self._inbox)) is not None and behind >= share:
             rows = step_rows(step.spans, step.points.to_batch(), self._resource)
             item = pickle.dumps((rows, None, step.start_ns, step.end_ns), protocol=pickle.HIGHEST_PROTOCOL)
         else:
