@@ -23,7 +23,10 @@ time, timing its CPU (user + system, which includes the kernel's side of its wri
 Then the span table's own cost per row, by index: the span rows the first run stored, read back and inserted with
 stdlib ``sqlite3`` ``executemany`` (the store's page size, WAL, ``synchronous=NORMAL``, a transaction per
 simulated step's worth of rows) into the table as migrated with no secondary index (the baseline), with each of
-its four secondary indexes alone, and with all of them (as stored).
+its four secondary indexes alone, and with all of them (as stored). Last, the storage side of a fold: the same
+rows, 16 steps' worth to a transaction, with the routine sub-spans above stored as rows (as today), dropped (the
+floor), as rows of a second table keyed by time with no secondary index, or packed as one JSON row per trace and
+minute (:func:`fold_layouts`).
 
 Prints tables, the machine (cores, load average) and one JSON line.
 
@@ -46,6 +49,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 import qfleet
 from qfleet.collector import open_engine, upgrade
@@ -150,8 +155,9 @@ def write(steps: list[bytes], ahead: int, run_id: str, db: Path, page_size: int 
             "page_size": page}
 
 
-def index_costs(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str, Any]]:
-    """CPU per stored span row inserted with raw ``sqlite3`` into the migrated table, by secondary index."""
+def _span_table(db: Path) -> tuple[int, str, list[str], list[str], list[tuple[Any, ...]]]:
+    """The store's page size, the span table's DDL (without its foreign key), secondary indexes and columns, and
+    every span row of ``db`` in insertion order."""
     src = sqlite3.connect(db)
     page = int(src.execute("PRAGMA page_size").fetchone()[0])
     ddl = src.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'spans'").fetchone()[0]
@@ -159,24 +165,35 @@ def index_costs(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str,
     ddl = ddl.split(", \n\tCONSTRAINT fk_spans")[0] + "\n)" if "CONSTRAINT fk_spans" in ddl else ddl
     indexes = [r[0] for r in src.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'spans' AND sql IS NOT NULL ORDER BY name")]
+    cols = [r[1] for r in src.execute("PRAGMA table_info(spans)")]
     rows = src.execute("SELECT * FROM spans ORDER BY rowid").fetchall()
     src.close()
+    return page, ddl, indexes, cols, rows
+
+
+def _fresh(path: Path, page: int, schema: Sequence[str]) -> sqlite3.Connection:
+    """A new SQLite file at ``path`` with the store's page size, WAL and ``synchronous=NORMAL``, and ``schema``."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA page_size = {page}")   # the store's own
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for sql in schema:
+        conn.execute(sql)
+    return conn
+
+
+def index_costs(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str, Any]]:
+    """CPU per stored span row inserted with raw ``sqlite3`` into the migrated table, by secondary index."""
+    page, ddl, indexes, _cols, rows = _span_table(db)
     variants = [("no secondary index (baseline)", []), *((i.split(" ON spans ")[1], [i]) for i in indexes),
                 ("all four (as stored)", indexes)]
     insert = f"INSERT INTO spans VALUES ({', '.join('?' * len(rows[0]))}) ON CONFLICT DO NOTHING"
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     for _ in range(runs):
         for name, idx in variants:
-            path = work / "index.db"
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute(f"PRAGMA page_size = {page}")   # the store's own
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(ddl)
-            for sql in idx:
-                conn.execute(sql)
+            conn = _fresh(work / "index.db", page, [ddl, *idx])
             t0 = time.process_time()
             for lo in range(0, len(rows), per_txn):
                 conn.execute("BEGIN")
@@ -188,6 +205,58 @@ def index_costs(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str,
     return [{"index": name, "cpu_s": [round(t, 2) for t in times[name]],
              "us_per_row": round(statistics.median(times[name]) / len(rows) * 1e6, 2),
              "ratio": round(statistics.median(times[name]) / base, 2)} for name, _ in variants]
+
+
+#: How a fold could store a successful job's routine sub-spans (see :func:`fold_layouts`).
+LAYOUTS = ("every span a row (as stored)", "routine sub-spans dropped (the fold's floor)",
+           "routine sub-spans in a table keyed by time, no secondary index",
+           "routine sub-spans packed, one JSON row per trace and minute")
+
+
+def fold_layouts(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str, Any]]:
+    """CPU of the span rows of ``db`` inserted with raw ``sqlite3`` (a transaction per ``per_txn`` rows), the routine
+    sub-spans of successful jobs stored each way of :data:`LAYOUTS`: the storage side of a fold, before any reader.
+
+    The packed layout's children are (span id, name, start, end, status, attributes, node, link, hardware) lists,
+    encoded with orjson as the store encodes attributes; its key (minute, trace id) is what a per-minute rollup and
+    a trace's reader would seek by."""
+    page, ddl, indexes, cols, rows = _span_table(db)
+    at = {c: cols.index(c) for c in ("trace_id", "span_id", "name", "start_time_unix_nano", "end_time_unix_nano",
+                                     "status_code", "attributes", "node_id", "link_id", "hardware_type")}
+    routine = [r[at["name"]] in ROUTINE and r[at["status_code"]] != ERROR for r in rows]
+    keyed = (ddl.replace("CREATE TABLE spans", "CREATE TABLE routine_spans")
+             .replace("PRIMARY KEY (trace_id, span_id)", "PRIMARY KEY (start_time_unix_nano, trace_id, span_id)"))
+    packed = ("CREATE TABLE routine_packs (minute INTEGER NOT NULL, trace_id TEXT NOT NULL, children TEXT NOT NULL, "
+              "PRIMARY KEY (minute, trace_id))")
+    insert = f"INSERT INTO spans VALUES ({', '.join('?' * len(rows[0]))}) ON CONFLICT DO NOTHING"
+    child = [at[c] for c in ("span_id", "name", "start_time_unix_nano", "end_time_unix_nano", "status_code",
+                             "attributes", "node_id", "link_id", "hardware_type")]
+    times: dict[str, list[float]] = {name: [] for name in LAYOUTS}
+    for _ in range(runs):
+        for k, name in enumerate(LAYOUTS):
+            conn = _fresh(work / "fold.db", page, [ddl, *indexes, *([keyed] if k == 2 else [packed] if k == 3 else [])])
+            t0 = time.process_time()
+            for lo in range(0, len(rows), per_txn):
+                chunk, flags = rows[lo:lo + per_txn], routine[lo:lo + per_txn]
+                conn.execute("BEGIN")
+                conn.executemany(insert, chunk if k == 0 else [r for r, f in zip(chunk, flags, strict=True) if not f])
+                if k == 2:
+                    conn.executemany(insert.replace("INTO spans", "INTO routine_spans"),
+                                     [r for r, f in zip(chunk, flags, strict=True) if f])
+                elif k == 3:
+                    packs: dict[tuple[int, str], list[list[Any]]] = {}
+                    for r, f in zip(chunk, flags, strict=True):
+                        if f:
+                            packs.setdefault((r[at["start_time_unix_nano"]] // (60 * NS), r[at["trace_id"]]),
+                                             []).append([r[i] for i in child])
+                    conn.executemany("INSERT INTO routine_packs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                     [(m, t, orjson.dumps(c).decode()) for (m, t), c in packs.items()])
+                conn.execute("COMMIT")
+            times[name].append(time.process_time() - t0)
+            conn.close()
+    base = statistics.median(times[LAYOUTS[0]])
+    return [{"layout": name, "cpu_s": [round(t, 2) for t in times[name]],
+             "ratio": round(statistics.median(times[name]) / base, 2)} for name in LAYOUTS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,17 +296,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"{' / '.join(str(x['wall_s']) for x in results[s])} | {cpu / base:.2f} |")
         spans = results[SETTINGS[0]][0]["spans"]
         indexes = index_costs(work / "0-0.db", max(1, spans // len(every)), args.runs, work)
+        # A transaction per 16 steps' rows, as the writer's when it is behind.
+        layouts = fold_layouts(work / "0-0.db", max(1, 16 * spans // len(every)), args.runs, work)
     print(f"\nspan rows ({spans:,}) by raw sqlite3 executemany, CPU, median of {args.runs}:")
     print("| secondary indexes | CPU s (each run) | µs per row | against no index |")
     print("|---|---:|---:|---:|")
     for x in indexes:
         print(f"| {x['index']} | {' / '.join(map(str, x['cpu_s']))} | {x['us_per_row']} | {x['ratio']:.2f} |")
+    print(f"\nthe same span rows with a successful job's routine sub-spans stored each way a fold could, raw sqlite3, "
+          f"a transaction per 16 steps' rows, CPU, median of {args.runs}:")
+    print("| layout | CPU s (each run) | against every span a row |")
+    print("|---|---:|---:|")
+    for x in layouts:
+        print(f"| {x['layout']} | {' / '.join(map(str, x['cpu_s']))} | {x['ratio']:.2f} |")
     machine = {"cores": os.cpu_count(), "loadavg_before": load0,
                "loadavg_after": [round(x, 2) for x in os.getloadavg()], "native": qfleet.NATIVE}
     print(f"\nmachine: {machine['cores']} cores, load average {load0} before, {machine['loadavg_after']} after; "
           f"modules: {qfleet.NATIVE}")
     print(json.dumps({"bench": "writer", "minutes": args.minutes, "runs": args.runs, "jobs": jobs,
-                      "settings": summary, "runs_raw": results, "indexes": indexes, **machine}))
+                      "settings": summary, "runs_raw": results, "indexes": indexes, "fold_layouts": layouts,
+                      **machine}))
     return 0
 
 
