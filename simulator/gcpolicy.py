@@ -3,7 +3,7 @@
 The engine keeps hundreds of thousands of live container objects (queued jobs, caches, span and metric buffers)
 and allocates and frees millions more. At CPython's default generation-0 threshold (700 net allocations) the
 cyclic collector ran every few hundred jobs and walked the young objects each time, and a full collection walked
-everything: 14 % of the engine's time on a simulated hour of ``fleet100`` (``bench/gc_share.py``,
+everything: a fifth of the engine's time on a simulated hour of ``fleet100`` (``bench/gc_share.py``,
 docs/benchmarks.md), and about as much of the store writer's, which holds many rows in flight too. Almost nothing
 the engine frees is cyclic (reference counting frees it at once), so a higher threshold only postpones the rare
 cycle; it never changes what the engine computes.
@@ -15,8 +15,9 @@ found it.
 The simulator's writer process goes further with :func:`paused_collections`: no cyclic collection at all while
 one batch of steps is unpickled and written. The rows of a batch are tuples, lists and dicts that only the batch
 holds, so at the raised threshold each collection during a batch walked tens of thousands of them, alive, only to
-find no cycle (about 6 % of the writer's CPU, docs/benchmarks.md); freed with the batch, they are never walked. A
-cycle made meanwhile waits for the first collection after the batch.
+find no cycle (about 6 % of the writer's CPU, measured with perf when this came in: docs/benchmarks.md as of
+commit 42c4947); freed with the batch, they are never walked. A cycle made meanwhile waits for the first
+collection after the batch.
 """
 
 from __future__ import annotations

@@ -367,7 +367,8 @@ class ProcessStoreSink:
         if self._failed:
             raise RuntimeError(f"writing the simulation into the store failed: {self._failed}")
         # Pickled here, not by the queue's feeder thread: pickling there took the GIL from the engine in small
-        # slices and cost it about twice the pickling itself (bench/bench_fleet_day.py, docs/benchmarks.md).
+        # slices and cost it about twice the pickling itself (bench/bench_fleet_day.py; docs/benchmarks.md as of
+        # commit 42c4947, "What changed on 2026-12-07").
         share = self._share_behind
         if share is not None and (behind := _queued(self._inbox)) is not None and behind >= share:
             rows = step_rows(step.spans, step.points.to_batch(), self._resource)
