@@ -218,8 +218,9 @@ def fold_layouts(db: Path, per_txn: int, runs: int, work: Path) -> list[dict[str
     sub-spans of successful jobs stored each way of :data:`LAYOUTS`: the storage side of a fold, before any reader.
 
     The packed layout's children are (span id, name, start, end, status, attributes, node, link, hardware) lists,
-    encoded with orjson as the store encodes attributes; its key (minute, trace id) is what a per-minute rollup and
-    a trace's reader would seek by."""
+    encoded with orjson as the store encodes attributes (each child's attributes the stored JSON text, so a string
+    inside the pack); its key (minute, trace id) is what a per-minute rollup and a trace's reader would seek by.
+    Splitting each transaction's rows by layout is timed with the inserts."""
     page, ddl, indexes, cols, rows = _span_table(db)
     at = {c: cols.index(c) for c in ("trace_id", "span_id", "name", "start_time_unix_nano", "end_time_unix_nano",
                                      "status_code", "attributes", "node_id", "link_id", "hardware_type")}
