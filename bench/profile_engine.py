@@ -3,7 +3,9 @@
 Runs fleet100 with fleet100-day's faults (or any built-in fleet without faults) for the given simulated minutes,
 then prints the own (``tottime``) seconds per source module, the top built-in and library functions by own time,
 the jobs simulated and the machine's cores and load average. The profiler slows the run down about twofold: read
-the shares, not the seconds.
+the shares, not the seconds. Last, the cumulative share of the per-job work a columnar step would turn into arrays
+(one job's timing, its noise inputs, its spans and metric points; docs/benchmarks.md, "What 5× needs"), and of the
+rest, which bounds what that alone could give.
 
     .venv/bin/python bench/profile_engine.py [--minutes 120] [--fleet fleet100] [--top 14]
 """
@@ -24,6 +26,9 @@ from qfleet.simulator.fleet import builtin_fleet_path, load_fleet
 from qfleet.units import NS
 
 REPO = Path(__file__).resolve().parents[1]
+#: The per-job functions a columnar step would replace, as (source file, function): they call one another never.
+PER_JOB = (("simulator/timeline.py", "_start"), ("simulator/shots.py", "link_noise"),
+           ("simulator/job_telemetry.py", "job"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     print("top built-in and library functions by own time:")
     for own, calls, name in sorted(library, reverse=True)[:args.top]:
         print(f"  {own:7.2f} s  {calls:>10,} calls  {name}")
+    cum = {(str(Path(path).relative_to(REPO)) if path.startswith(str(REPO) + os.sep) else path, fn): c
+           for (path, _line, fn), (_cc, _calls, _own, c, _callers) in stats.items()}
+    whole = max(cum.values())  # Simulation.steps, which holds everything else
+    print("per-job work a columnar step would turn into arrays, by cumulative time:")
+    for key in PER_JOB:
+        print(f"  {key[0] + ' ' + key[1]:<44} {cum[key]:7.2f} s  {cum[key] / whole:6.1%}")
+    rest = whole - sum(cum[key] for key in PER_JOB)
+    print(f"  {'everything else':<44} {rest:7.2f} s  {rest / whole:6.1%}  (so at most {whole / rest:.2f}x with the "
+          "per-job work free)")
     return 0
 
 
