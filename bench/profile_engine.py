@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {own:7.2f} s  {calls:>10,} calls  {name}")
     cum = {(str(Path(path).relative_to(REPO)) if path.startswith(str(REPO) + os.sep) else path, fn): c
            for (path, _line, fn), (_cc, _calls, _own, c, _callers) in stats.items()}
+    if any(key not in cum for key in PER_JOB):
+        # Compiled functions are opaque to cProfile (bench_native.py): their share needs the interpreted run.
+        print("per-job work by cumulative time: not seen (compiled modules); run with QFLEET_INTERPRETED=1")
+        return 0
     whole = max(cum.values())  # Simulation.steps, which holds everything else
     print("per-job work a columnar step would turn into arrays, by cumulative time:")
     for key in PER_JOB:
