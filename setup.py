@@ -2,8 +2,8 @@
 
 * the OTLP span decoder's fast path (Cython, ``collector/_span_wire.pyx``);
 * the simulator's per-job path and the row building of its writer process: the typed modules listed in
-  ``qfleet/native.py``, compiled as they are by mypyc (1.42x the engine alone and 1.07x the writer's row building
-  on 2026-12-08 04:12 UTC, 1.1-1.31x and 1.0-1.35x in earlier sessions; docs/benchmarks.md).
+  ``qfleet/native.py``, compiled as they are by mypyc (1.59x the engine alone and 1.32x the writer's row building
+  on 2026-12-08 04:53 UTC, 1.1-1.42x and 1.0-1.35x in earlier sessions; docs/benchmarks.md).
 
 Both are optional: on a machine without a C compiler (or with ``QFLEET_INTERPRETED=1``) the install still succeeds
 and the same code runs interpreted, with the same results. The mypyc modules build all or none (a module's shim
